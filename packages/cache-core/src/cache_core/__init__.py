@@ -1,0 +1,43 @@
+"""Caching Agent core: the orchestrator, its plugin hooks, config and the L1 tier."""
+
+from cache_core.agent import CachingAgent, InvalidationManager
+from cache_core.config import Config, load_config
+from cache_core.errors import (
+    CacheError,
+    ConfigError,
+    CorruptEntryError,
+    InvalidKeyError,
+    InvalidValueError,
+    PluginConflictError,
+    PluginMissingError,
+    TierUnavailableError,
+    UnknownNameError,
+)
+from cache_core.invalidation import EventTrigger
+from cache_core.loaders import NotFound
+from cache_core.markers import NAME, hookimpl, hookspec
+from cache_core.strategies import CacheStrategy
+from cache_core.tiers.memory import MemoryTier
+
+__all__ = [
+    "NAME",
+    "CacheError",
+    "CacheStrategy",
+    "CachingAgent",
+    "Config",
+    "ConfigError",
+    "CorruptEntryError",
+    "EventTrigger",
+    "InvalidKeyError",
+    "InvalidValueError",
+    "InvalidationManager",
+    "MemoryTier",
+    "NotFound",
+    "PluginConflictError",
+    "PluginMissingError",
+    "TierUnavailableError",
+    "UnknownNameError",
+    "hookimpl",
+    "hookspec",
+    "load_config",
+]

@@ -1,0 +1,753 @@
+"""The orchestrator: lookups through the tiers, writes through a strategy, invalidation.
+
+Lookup: L1 -> write-back buffer -> L2 (promoted to L1 with its remaining TTL, capped by
+L1's) -> loader (single-flight per key) -> miss. Plugins are assembled once in
+:meth:`CachingAgent.from_config`; after that every call goes straight to the objects they
+built, and the counters are plain integers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import pluggy
+
+from cache_core import serialization
+from cache_core.config import Config, load_config
+from cache_core.errors import (
+    ConfigError,
+    InvalidKeyError,
+    InvalidValueError,
+    UnknownNameError,
+)
+from cache_core.globs import compile_glob, is_literal
+from cache_core.invalidation import TAG_PREFIX, InvalidationIndex, fill
+from cache_core.loaders import Loader, NotFound
+from cache_core.metrics import MetricsRecorder
+from cache_core.plugins import Registry, make_plugin_manager
+from cache_core.policies import Policy, PolicyTable
+from cache_core.stats import Stats
+from cache_core.strategies import CacheStrategy, Strategy, StrategyContext, Write
+from cache_core.tiers.base import LocalTier, RemoteTier, TierContext
+
+log = logging.getLogger("cache_core.agent")
+
+_perf = time.perf_counter_ns
+_BAD_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_WARM_CONCURRENCY = 32
+
+Found = tuple[bytes, str]
+"""A hit: the value's JSON bytes and the tier that answered (``l1``, ``l2``, ``loader``)."""
+
+
+class InvalidationManager:
+    """Runtime registrations the seed names: event subscriptions and key dependencies."""
+
+    def __init__(self, agent: CachingAgent) -> None:
+        self._agent = agent
+
+    async def register_event_subscription(self, event: str, key_or_pattern: str) -> None:
+        """From now on, ``event`` also invalidates ``key_or_pattern`` (glob, key or ``tag:X``)."""
+        agent = self._agent
+        if not isinstance(event, str) or not event:
+            raise UnknownNameError("event must be a non-empty name")
+        target = key_or_pattern.removeprefix(TAG_PREFIX)
+        if not target:
+            raise InvalidKeyError("subscription target must not be empty")
+        if not key_or_pattern.startswith(TAG_PREFIX):
+            agent.check_pattern(key_or_pattern)
+        await agent.index.subscribe(str(event), key_or_pattern)
+
+    async def register_dependency(self, dependent: str, source: str) -> None:
+        """Invalidating ``source`` from now on invalidates ``dependent`` too."""
+        agent = self._agent
+        agent.check_key(dependent)
+        agent.check_key(source)
+        await agent.index.add_dependency(dependent, source)
+
+
+class CachingAgent:
+    """A multi-tier cache. Use as ``async with CachingAgent.from_config(...) as agent:``."""
+
+    def __init__(
+        self,
+        config: Config,
+        registry: Registry,
+        plugin_manager: pluggy.PluginManager,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.plugin_manager = plugin_manager
+        self.clock = clock
+        self.stats = Stats()
+        self.policies = PolicyTable(config)
+        self._limits = config.limits
+        context = TierContext(config=config, registry=registry, clock=clock)
+
+        self.l1: LocalTier = self._build_tier("l1", context, LocalTier)
+        self.l2: RemoteTier | None = (
+            self._build_tier("l2", context, RemoteTier) if "l2" in config.cache_tiers else None
+        )
+        self._check_codec()
+
+        strategy_context = StrategyContext(l1=self.l1, l2=self.l2, clock=clock)
+        self.strategies: dict[str, Strategy] = self._build_strategies(strategy_context)
+        self._buffering = [s for s in self.strategies.values() if s.buffers]
+        self.default_strategy = self._strategy_named(
+            config.default_strategy, path="strategies.default"
+        )
+        for name, policy in config.cache_policies.items():
+            if policy.strategy is not None:
+                self._strategy_named(policy.strategy, path=f"cache_policies.{name}.strategy")
+
+        index_cls = registry.get(
+            "invalidator", config.invalidation.backend, path="invalidation.backend"
+        )
+        self.index: InvalidationIndex = index_cls(None, context)
+        self.invalidation_manager = InvalidationManager(self)
+        self.loaders: list[Loader] = []
+        for name, section in config.loaders.items():
+            loader_cls = registry.get("loader", name, path=f"loaders.{name}")
+            self.loaders.append(
+                loader_cls(registry.options(loader_cls, section, path=f"loaders.{name}"), context)
+            )
+        self.recorders: list[MetricsRecorder] = []
+        for index, name in enumerate(config.monitoring.recorders):
+            recorder_cls = registry.get("metrics", name, path=f"monitoring.recorders[{index}]")
+            self.recorders.append(recorder_cls(None, context))
+
+        self._inflight: dict[str, asyncio.Future[Found | None]] = {}
+        self._started = False
+        self._started_at = 0.0
+
+    # -- assembly -------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls,
+        source: str | Any | Mapping[str, Any] | Config | None = None,
+        *,
+        plugins: Iterable[object] = (),
+        load_entry_points: bool = True,
+        env: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> CachingAgent:
+        """Build an agent from a config path, mapping or :class:`Config`; nothing is opened
+        until ``async with`` (or :meth:`start`). Raises :class:`ConfigError` naming the field."""
+        config = load_config(source, env=env)
+        pm = make_plugin_manager(plugins, load_entry_points=load_entry_points, env=env)
+        registry = Registry.from_plugin_manager(pm)
+        return cls(config, registry, pm, clock=clock)
+
+    def _build_tier(self, name: str, context: TierContext, role: type[Any]) -> Any:
+        section = dict(self.config.cache_tiers[name])
+        type_name = section.pop("type")
+        tier_cls = self.registry.get("tier", type_name, path=f"cache_tiers.{name}.type")
+        wanted = "get" if role is LocalTier else "get_many"
+        if role is LocalTier and inspect.iscoroutinefunction(getattr(tier_cls, "get", None)):
+            raise ConfigError(
+                f"cache_tiers.{name}.type: {type_name!r} is a remote tier; L1 needs a local one"
+            )
+        if role is RemoteTier and not inspect.iscoroutinefunction(getattr(tier_cls, wanted, None)):
+            raise ConfigError(
+                f"cache_tiers.{name}.type: {type_name!r} is a local tier; L2 needs a remote one"
+            )
+        options = self.registry.options(tier_cls, section, path=f"cache_tiers.{name}")
+        try:
+            return tier_cls(options, context)
+        except ValueError as exc:
+            raise ConfigError(f"cache_tiers.{name}: {exc}") from None
+
+    def _check_codec(self) -> None:
+        compression = self.config.compression
+        if compression.enable:
+            self.registry.get("codec", compression.algorithm, path="compression.algorithm")
+
+    def _build_strategies(self, context: StrategyContext) -> dict[str, Strategy]:
+        sections = {k: v for k, v in self.config.strategies.items() if k != "default"}
+        for name in sections:
+            self.registry.get("strategy", name, path=f"strategies.{name}")
+        built: dict[str, Strategy] = {}
+        for name, strategy_cls in self.registry.tables["strategy"].items():
+            path = f"strategies.{name}"
+            options = self.registry.options(strategy_cls, sections.get(name), path=path)
+            try:
+                built[name] = strategy_cls(options, context)
+            except ValueError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
+        return built
+
+    def _strategy_named(self, name: str, *, path: str) -> Strategy:
+        if name not in self.strategies:
+            self.registry.get("strategy", name, path=path)  # raises naming the extra
+        return self.strategies[name]
+
+    def describe(self) -> dict[str, Any]:
+        """What was assembled: plugins, tiers, strategies, codecs, policies (for the CLI)."""
+        tables = self.registry.tables
+        compression = self.config.compression
+        return {
+            "plugins": self.registry.plugin_names,
+            "tiers": {
+                "l1": f"{self.l1.PLUGIN_NAME} ({self.l1.max_bytes // (1024 * 1024)} MB)",
+                "l2": self.l2.PLUGIN_NAME if self.l2 is not None else None,
+            },
+            "strategies": sorted(self.strategies),
+            "default_strategy": self.default_strategy.PLUGIN_NAME,
+            "codecs": sorted(tables["codec"]),
+            "compression": compression.algorithm if compression.enable else "off",
+            "invalidation": self.index.PLUGIN_NAME,
+            "loaders": [loader.PLUGIN_NAME for loader in self.loaders],
+            "policies": {
+                p.name: {
+                    "match": self.policies.globs[p.name],
+                    "ttl": p.ttl,
+                    "strategy": p.strategy,
+                    "compress": p.compress,
+                }
+                for p in self.policies.policies
+            },
+        }
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        if self.l2 is not None:
+            await self.l2.start()
+        else:
+            log.warning("l1_only: no L2 tier configured, running with the in-memory L1 alone")
+        await self.index.start()
+        for strategy in self.strategies.values():
+            await strategy.start()
+        for recorder in self.recorders:
+            await recorder.start(self)
+        self._started = True
+        self._started_at = time.time()
+        self.plugin_manager.hook.cache_agent_started(agent=self)
+
+    async def close(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        self.plugin_manager.hook.cache_agent_stopping(agent=self)
+        try:
+            for strategy in self.strategies.values():
+                await strategy.close()  # write-back flushes here
+        finally:
+            for recorder in self.recorders:
+                await recorder.close()
+            await self.index.close()
+            if self.l2 is not None:
+                await self.l2.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- validation -----------------------------------------------------------------------
+
+    def check_key(self, key: object) -> str:
+        if not isinstance(key, str) or not key:
+            raise InvalidKeyError("key must be a non-empty string")
+        if len(key) > self._limits.max_key_length:
+            raise InvalidKeyError(
+                f"key is {len(key)} characters long; the limit is {self._limits.max_key_length}"
+            )
+        if _BAD_KEY_CHARS.search(key):
+            raise InvalidKeyError("key must not contain control characters")
+        return key
+
+    def check_pattern(self, pattern: object) -> str:
+        if not isinstance(pattern, str) or not pattern:
+            raise InvalidKeyError("pattern must be a non-empty string")
+        if len(pattern) > self._limits.max_key_length:
+            raise InvalidKeyError(
+                f"pattern is {len(pattern)} characters long; "
+                f"the limit is {self._limits.max_key_length}"
+            )
+        if _BAD_KEY_CHARS.search(pattern):
+            raise InvalidKeyError("pattern must not contain control characters")
+        return pattern
+
+    def _encode(self, value: Any) -> bytes:
+        data = serialization.encode(value)
+        if len(data) > self._limits.max_value_bytes:
+            raise InvalidValueError(
+                f"value is {len(data)} bytes as JSON; the limit is {self._limits.max_value_bytes}"
+            )
+        return data
+
+    def _resolve(
+        self, key: str, ttl: float | str | None, strategy: str | None
+    ) -> tuple[float | None, Strategy]:
+        policy: Policy | None = self.policies.match(key)
+        if ttl is not None:
+            seconds: float | None = self.policies.ttl_seconds(ttl)
+        elif policy is not None and policy.ttl is not None:
+            seconds = policy.ttl
+        else:
+            backing = self.l2 if self.l2 is not None else self.l1
+            seconds = backing.default_ttl
+        name = strategy or (policy.strategy if policy is not None else None)
+        if name is None:
+            return seconds, self.default_strategy
+        chosen = self.strategies.get(str(name))
+        if chosen is None:
+            known = ", ".join(sorted(self.strategies))
+            raise UnknownNameError(f"unknown strategy {name!r} (known: {known})")
+        return seconds, chosen
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def lookup(self, key: str) -> Found | None:
+        """The JSON bytes of ``key`` and the tier that had them, or None on a miss."""
+        start = _perf()
+        data = self.l1.get(key)
+        stats = self.stats
+        if data is not None:
+            stats.hits_l1 += 1
+            stats.latency_ns += _perf() - start
+            stats.timed_ops += 1
+            return data, "l1"
+        found = await self._below_l1(key)
+        self._count_lookup(found)
+        stats.latency_ns += _perf() - start
+        stats.timed_ops += 1
+        return found
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` on a miss."""
+        start = _perf()
+        data = self.l1.get(key)
+        stats = self.stats
+        if data is not None:
+            stats.hits_l1 += 1
+            stats.latency_ns += _perf() - start
+            stats.timed_ops += 1
+            return serialization.decode(data)
+        found = await self._below_l1(key)
+        self._count_lookup(found)
+        stats.latency_ns += _perf() - start
+        stats.timed_ops += 1
+        return default if found is None else serialization.decode(found[0])
+
+    def _count_lookup(self, found: Found | None) -> None:
+        if found is None:
+            self.stats.misses += 1
+        elif found[1] == "l2":
+            self.stats.hits_l2 += 1
+        else:
+            self.stats.hits_loader += 1
+
+    async def _below_l1(self, key: str, *, load: bool = True) -> Found | None:
+        self.check_key(key)
+        for strategy in self._buffering:
+            pending = strategy.pending(key)
+            if pending is not None:
+                self.l1.set(key, pending[0], self._l1_ttl(pending[1]))
+                return pending[0], "l2"
+        if self.l2 is not None:
+            stored = await self.l2.get(key)
+            if stored is not None:
+                self.l1.set(key, stored.data, self._l1_ttl(stored.ttl_remaining))
+                return stored.data, "l2"
+        if load and self.loaders:
+            loader = self._loader_for(key)
+            if loader is not None:
+                return await self._single_flight(key, lambda: self._load(loader, key))
+        return None
+
+    def _l1_ttl(self, ttl: float | None) -> float | None:
+        cap = self.l1.default_ttl
+        if self.l2 is None or cap is None:
+            return ttl
+        return cap if ttl is None else min(ttl, cap)
+
+    def _loader_for(self, key: str) -> Loader | None:
+        for loader in self.loaders:
+            if not loader.match or any(compile_glob(g).fullmatch(key) for g in loader.match):
+                return loader
+        return None
+
+    async def _load(self, loader: Loader, key: str) -> Found | None:
+        try:
+            value = await loader.load(key)
+        except NotFound:
+            return None
+        data = self._encode(value)
+        ttl, strategy = self._resolve(key, None, None)
+        await self._write(strategy, [(key, data, ttl)], (), ())
+        return data, "loader"
+
+    async def _single_flight(
+        self, key: str, produce: Callable[[], Awaitable[Found | None]]
+    ) -> Found | None:
+        waiting = self._inflight.get(key)
+        if waiting is not None:
+            return await asyncio.shield(waiting)
+        future: asyncio.Future[Found | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            result = await produce()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: nobody may be waiting
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del self._inflight[key]
+
+    async def get_or_compute(
+        self,
+        key: str,
+        fn: Callable[[], Any],
+        *,
+        ttl: float | str | None = None,
+        strategy: str | None = None,
+        tags: Sequence[str] = (),
+        dependencies: Sequence[str] = (),
+    ) -> Any:
+        """The cached value of ``key``; on a miss, ``fn()`` (sync or async) computed once for
+        all concurrent callers, stored, and returned."""
+        found = await self.lookup(key)
+        if found is not None:
+            return serialization.decode(found[0])
+
+        async def compute() -> Found | None:
+            value = fn()
+            if inspect.isawaitable(value):
+                value = await value
+            data = self._encode(value)
+            seconds, chosen = self._resolve(key, ttl, strategy)
+            await self._write(chosen, [(key, data, seconds)], tags, dependencies)
+            return data, "loader"
+
+        computed = await self._single_flight(key, compute)
+        return None if computed is None else serialization.decode(computed[0])
+
+    async def lookup_many(self, keys: Sequence[str]) -> dict[str, Found | None]:
+        """Each key's bytes and tier (None for a miss), L2 asked once for all L1 misses."""
+        if len(keys) > self._limits.max_batch_size:
+            raise InvalidValueError(
+                f"{len(keys)} keys in one batch; the limit is {self._limits.max_batch_size}"
+            )
+        for key in keys:
+            self.check_key(key)
+        start = _perf()
+        results: dict[str, Found | None] = {}
+        missing: list[str] = []
+        for key in keys:
+            data = self.l1.get(key)
+            if data is not None:
+                results[key] = (data, "l1")
+                self.stats.hits_l1 += 1
+            elif key not in results:
+                results[key] = None
+                missing.append(key)
+        if missing and self._buffering:
+            still = []
+            for key in missing:
+                for strategy in self._buffering:
+                    pending = strategy.pending(key)
+                    if pending is not None:
+                        self.l1.set(key, pending[0], self._l1_ttl(pending[1]))
+                        results[key] = (pending[0], "l2")
+                        break
+                else:
+                    still.append(key)
+            missing = still
+        if missing and self.l2 is not None:
+            stored = await self.l2.get_many(missing)
+            still = []
+            for key, value in zip(missing, stored, strict=True):
+                if value is None:
+                    still.append(key)
+                else:
+                    self.l1.set(key, value.data, self._l1_ttl(value.ttl_remaining))
+                    results[key] = (value.data, "l2")
+            missing = still
+        if missing and self.loaders:
+            loaded = await asyncio.gather(
+                *(self._below_l1(key) for key in missing if self._loader_for(key) is not None)
+            )
+            for key, found in zip(
+                [k for k in missing if self._loader_for(k) is not None], loaded, strict=True
+            ):
+                results[key] = found
+        for found in results.values():
+            if found is not None and found[1] != "l1":
+                self._count_lookup(found)
+        self.stats.misses += sum(1 for found in results.values() if found is None)
+        self.stats.latency_ns += _perf() - start
+        self.stats.timed_ops += 1
+        return results
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        """Each key's value (None for a miss)."""
+        found = await self.lookup_many(keys)
+        return {k: None if f is None else serialization.decode(f[0]) for k, f in found.items()}
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def set(
+        self,
+        key: str,
+        value: Any,
+        ttl: float | str | None = None,
+        strategy: str | CacheStrategy | None = None,
+        tags: Sequence[str] = (),
+        dependencies: Sequence[str] = (),
+    ) -> str:
+        """Store ``value`` under ``key``; returns the name of the strategy that wrote it.
+
+        ``ttl`` is seconds or a ``ttl_presets`` name; without one, the first matching
+        policy's, else the backing tier's default. Overwriting a key invalidates its
+        dependents.
+        """
+        start = _perf()
+        self.check_key(key)
+        self._check_names(tags, "tag")
+        for dependency in dependencies:
+            self.check_key(dependency)
+        data = self._encode(value)
+        seconds, chosen = self._resolve(key, ttl, strategy)
+        await self._write(chosen, [(key, data, seconds)], tags, dependencies)
+        self.stats.latency_ns += _perf() - start
+        self.stats.timed_ops += 1
+        return chosen.PLUGIN_NAME
+
+    async def set_many(
+        self,
+        items: Mapping[str, Any],
+        ttl: float | str | None = None,
+        strategy: str | CacheStrategy | None = None,
+        tags: Sequence[str] = (),
+    ) -> int:
+        """Store every item (all validated before anything is written); returns the count."""
+        if len(items) > self._limits.max_batch_size:
+            raise InvalidValueError(
+                f"{len(items)} items in one batch; the limit is {self._limits.max_batch_size}"
+            )
+        self._check_names(tags, "tag")
+        start = _perf()
+        groups: dict[str, tuple[Strategy, list[Write]]] = {}
+        for key, value in items.items():
+            self.check_key(key)
+            data = self._encode(value)
+            seconds, chosen = self._resolve(key, ttl, strategy)
+            groups.setdefault(chosen.PLUGIN_NAME, (chosen, []))[1].append((key, data, seconds))
+        for chosen, writes in groups.values():
+            await self._write(chosen, writes, tags, ())
+        self.stats.latency_ns += _perf() - start
+        self.stats.timed_ops += 1
+        return len(items)
+
+    @staticmethod
+    def _check_names(names: Sequence[str], what: str) -> None:
+        if isinstance(names, str):
+            raise InvalidValueError(f"{what}s must be a list of strings, not one string")
+        for name in names:
+            if not isinstance(name, str) or not name or _BAD_KEY_CHARS.search(name):
+                raise InvalidValueError(f"each {what} must be a non-empty string")
+
+    async def _write(
+        self,
+        strategy: Strategy,
+        writes: list[Write],
+        tags: Sequence[str],
+        dependencies: Sequence[str],
+    ) -> None:
+        keys = [key for key, _, _ in writes]
+        # A buffered older write from another strategy must not land after this one.
+        for other in self._buffering:
+            if other is not strategy and any(other.pending(k) is not None for k in keys):
+                await other.discard(keys)
+        await strategy.write(writes)
+        self.stats.sets += len(writes)
+        for key, _, ttl in writes:
+            await self.index.record(key, tags, dependencies, ttl)
+        dependents = await self.index.dependents(keys)
+        if dependents:
+            await self._remove(dependents, cascade=True)
+
+    # -- deletes and invalidation ---------------------------------------------------------
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key`` (and, transitively, its dependents); True if ``key`` was cached."""
+        start = _perf()
+        self.check_key(key)
+        removed = await self._remove({key}, cascade=True)
+        self.stats.deletes += 1
+        self.stats.latency_ns += _perf() - start
+        self.stats.timed_ops += 1
+        return key in removed
+
+    async def _remove(self, keys: set[str], *, cascade: bool) -> set[str]:
+        """Remove ``keys`` (plus dependents when ``cascade``) from every tier and buffer;
+        return the keys that were actually held somewhere."""
+        if cascade:
+            keys = keys | await self.index.dependents(keys)
+        removed = {key for key in keys if self.l1.delete(key)}
+        for strategy in self._buffering:
+            removed.update(await strategy.discard(keys))
+        if self.l2 is not None and keys:
+            removed.update(await self.l2.delete(sorted(keys)))
+        await self.index.forget(keys)
+        return removed
+
+    async def _invalidate_pattern(self, pattern: str) -> set[str]:
+        self.check_pattern(pattern)
+        if is_literal(pattern):
+            return await self._remove({pattern}, cascade=True)
+        removed = set(self.l1.delete_matching(pattern))
+        for strategy in self._buffering:
+            removed.update(await strategy.discard_matching(pattern))
+        if self.l2 is not None:
+            removed.update(await self.l2.delete_matching(pattern))
+        await self.index.forget(removed)
+        dependents = await self.index.dependents(removed)
+        if dependents:
+            removed |= await self._remove(dependents, cascade=True)
+        return removed
+
+    async def _invalidate_tags(self, tags: Sequence[str]) -> set[str]:
+        self._check_names(tags, "tag")
+        keys = await self.index.keys_for_tags(tags)
+        return await self._remove(keys, cascade=True) if keys else set()
+
+    async def _event_targets(self, event: str, context: Mapping[str, Any] | None) -> list[str]:
+        """The event's targets with placeholders filled; raises before anything is removed."""
+        configured = self.config.invalidation.event_triggers
+        subscribed = await self.index.subscriptions(event)
+        if event not in configured and not subscribed:
+            known = sorted(set(configured) | set(await self.index.events()))
+            raise UnknownNameError(
+                f"unknown event {event!r} (known: {', '.join(known) or 'none'})"
+            )
+        targets = [fill(t, context or {}, event) for t in [*configured.get(event, []), *subscribed]]
+        for target in targets:
+            if not target.startswith(TAG_PREFIX):
+                self.check_pattern(target)
+        return targets
+
+    async def _invalidate_targets(self, targets: Sequence[str]) -> set[str]:
+        removed: set[str] = set()
+        tags = [t.removeprefix(TAG_PREFIX) for t in targets if t.startswith(TAG_PREFIX)]
+        if tags:
+            removed |= await self._invalidate_tags(tags)
+        for target in targets:
+            if not target.startswith(TAG_PREFIX):
+                removed |= await self._invalidate_pattern(target)
+        return removed
+
+    async def invalidate_pattern(self, pattern: str) -> int:
+        """Remove every key matching a Redis glob (``user:*:profile``); returns how many."""
+        removed = await self._invalidate_pattern(pattern)
+        self.stats.invalidated += len(removed)
+        return len(removed)
+
+    async def invalidate_by_tags(self, tags: Sequence[str]) -> int:
+        """Remove every key carrying ANY of ``tags``; returns how many."""
+        removed = await self._invalidate_tags(tags)
+        self.stats.invalidated += len(removed)
+        return len(removed)
+
+    async def invalidate_by_event(
+        self, event: str, context: Mapping[str, Any] | None = None
+    ) -> int:
+        """Remove what ``event`` reaches (config targets and subscriptions, placeholders
+        filled from ``context``); returns how many keys."""
+        targets = await self._event_targets(str(event), context)
+        removed = await self._invalidate_targets(targets)
+        self.stats.invalidated += len(removed)
+        return len(removed)
+
+    async def invalidate(
+        self,
+        *,
+        pattern: str | None = None,
+        tags: Sequence[str] = (),
+        event: str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Any combination of the three; each removed key counted once."""
+        if pattern is not None:
+            self.check_pattern(pattern)
+        self._check_names(tags, "tag")
+        # Every part is validated before anything is removed: bad input changes nothing.
+        targets = [] if event is None else await self._event_targets(str(event), context)
+        removed: set[str] = set()
+        if pattern is not None:
+            removed |= await self._invalidate_pattern(pattern)
+        if tags:
+            removed |= await self._invalidate_tags(tags)
+        if targets:
+            removed |= await self._invalidate_targets(targets)
+        self.stats.invalidated += len(removed)
+        return len(removed)
+
+    # -- warm-up and stats ----------------------------------------------------------------
+
+    async def warm_up(self, keys: Sequence[str], compute_strategy: str = "parallel") -> int:
+        """Bring ``keys`` into L1: promoted from L2 or loaded by a loader. Returns how many
+        are now cached; lookups made here do not count as hits or misses."""
+        if len(keys) > self._limits.max_warmup_keys:
+            raise InvalidValueError(
+                f"{len(keys)} keys to warm; the limit is {self._limits.max_warmup_keys}"
+            )
+        if compute_strategy not in ("parallel", "sequential"):
+            raise UnknownNameError(
+                f"unknown compute_strategy {compute_strategy!r} (known: parallel, sequential)"
+            )
+        for key in keys:
+            self.check_key(key)
+
+        async def warm(key: str) -> bool:
+            return key in self.l1 or await self._below_l1(key) is not None
+
+        if compute_strategy == "sequential":
+            return sum([await warm(key) for key in keys])
+        limit = asyncio.Semaphore(_WARM_CONCURRENCY)
+
+        async def bounded(key: str) -> bool:
+            async with limit:
+                return await warm(key)
+
+        return sum(await asyncio.gather(*(bounded(key) for key in dict.fromkeys(keys))))
+
+    async def get_stats(self) -> dict[str, Any]:
+        """The seed's statistics plus per-tier hits, L1 entries and write-back state."""
+        summary = self.stats.summary()
+        summary["l1_size_bytes"] = self.l1.size_bytes
+        summary["l1_max_bytes"] = self.l1.max_bytes
+        summary["l1_entries"] = len(self.l1)
+        summary["l1_evictions"] = self.l1.evictions
+        summary["l2_size_keys"] = await self.l2.count() if self.l2 is not None else 0
+        summary["tiers"] = ["l1", "l2"] if self.l2 is not None else ["l1"]
+        summary["write_back_pending"] = sum(
+            int(str(s.describe().get("pending", 0))) for s in self._buffering
+        )
+        summary["uptime_seconds"] = round(time.time() - self._started_at, 3) if self._started else 0
+        summary["plugins"] = self.registry.plugin_names
+        return summary

@@ -1,0 +1,30 @@
+"""cache-core's own plugins: the L1 memory tier, the three strategies, the local index.
+
+Registered on every plugin manager (``plugins.DEFAULT_PLUGINS``), through the same hooks a
+third-party plugin implements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cache_core.invalidation import LocalIndex
+from cache_core.markers import hookimpl
+from cache_core.strategies import WriteAround, WriteBack, WriteThrough
+from cache_core.tiers.memory import MemoryTier
+
+
+@hookimpl
+def cache_register_tiers() -> Sequence[type[Any]]:
+    return [MemoryTier]
+
+
+@hookimpl
+def cache_register_strategies() -> Sequence[type[Any]]:
+    return [WriteThrough, WriteBack, WriteAround]
+
+
+@hookimpl
+def cache_register_invalidators() -> Sequence[type[Any]]:
+    return [LocalIndex]

@@ -1,0 +1,386 @@
+"""config.yaml as attrs models, structured with cattrs; every error names its field.
+
+The fixed sections are modelled here. Sections that belong to a plugin (a tier under
+``cache_tiers``, a strategy under ``strategies``, a loader under ``loaders``) stay
+mappings here and are structured into that plugin's ``Options`` when the agent is
+assembled (:mod:`cache_core.assembly`), with the same converter and the same messages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+import yaml
+from attrs import define, field
+from cattrs.errors import ForbiddenExtraKeysError
+from cattrs.gen import make_dict_structure_fn
+
+from cache_core.errors import ConfigError
+
+T = TypeVar("T")
+
+MIB = 1024 * 1024
+
+
+@define(frozen=True)
+class AgentSection:
+    name: str = "caching_agent"
+    version: str = "1.0.0"
+    port: int = 8015
+    host: str = "0.0.0.0"  # noqa: S104 - a service listens on every interface by default
+
+
+@define(frozen=True)
+class RedisNode:
+    host: str
+    port: int = 6379
+
+
+@define(frozen=True)
+class SentinelSection:
+    master_name: str
+    nodes: list[RedisNode]
+    password: str | None = None
+
+
+@define(frozen=True)
+class RedisSection:
+    """Where L2 lives. ``url`` wins over host/port; ``embedded`` starts a private engine."""
+
+    url: str | None = None
+    host: str = "localhost"
+    port: int = 6379
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    max_connections: int = 50
+    socket_timeout: float = 5.0
+    connect_timeout: float = 2.0
+    health_check_interval: float = 15.0
+    retry_attempts: int = 3
+    key_prefix: str = "ca:"
+    cluster_mode: bool = False
+    nodes: list[RedisNode] = field(factory=list)
+    sentinel: SentinelSection | None = None
+    data_dir: str = ".caching-agent/engine"
+
+
+@define(frozen=True)
+class PolicySection:
+    """A cache policy: the TTL, strategy and compression for keys matching ``match``."""
+
+    ttl: int | str | None = None
+    strategy: str | None = None
+    compress: bool = False
+    match: list[str] = field(factory=list)
+
+
+@define(frozen=True)
+class InvalidationSection:
+    methods: list[str] = field(factory=lambda: ["ttl", "event_based", "dependency_tracking"])
+    # The seed's list form is normalised to the mapping form: event -> targets.
+    event_triggers: dict[str, list[str]] = field(factory=dict)
+    dependency_rules: dict[str, list[str]] = field(factory=dict)
+    backend: str = "local"
+
+
+@define(frozen=True)
+class CompressionSection:
+    enable: bool = True
+    algorithm: str = "gzip"
+    threshold_bytes: int = 1024
+    compression_level: int = 6
+    max_decompressed_bytes: int = 64 * MIB
+
+
+@define(frozen=True)
+class MonitoringSection:
+    track_hit_rate: bool = True
+    track_latency: bool = True
+    alert_on_low_hit_rate: float | None = 0.6
+    alert_on_high_latency: float | None = 10.0
+    prometheus_enabled: bool = False
+    prometheus_port: int | None = None
+    recorders: list[str] = field(factory=list)
+
+
+@define(frozen=True)
+class LimitsSection:
+    """Bounds on what one request or call may ask for; the defaults are safe for a service."""
+
+    max_key_length: int = 512
+    max_value_bytes: int = 4 * MIB
+    max_batch_size: int = 1000
+    max_warmup_keys: int = 1000
+    max_request_bytes: int = 8 * MIB
+
+
+@define(frozen=True)
+class Config:
+    agent: AgentSection = field(factory=AgentSection)
+    redis: RedisSection = field(factory=RedisSection)
+    cache_tiers: dict[str, dict[str, Any]] = field(factory=lambda: {"l1": {"type": "memory"}})
+    strategies: dict[str, Any] = field(factory=lambda: {"default": "write_through"})
+    cache_policies: dict[str, PolicySection] = field(factory=dict)
+    invalidation: InvalidationSection = field(factory=InvalidationSection)
+    compression: CompressionSection = field(factory=CompressionSection)
+    monitoring: MonitoringSection = field(factory=MonitoringSection)
+    key_patterns: dict[str, str] = field(factory=dict)
+    ttl_presets: dict[str, int] = field(factory=dict)
+    loaders: dict[str, dict[str, Any]] = field(factory=dict)
+    limits: LimitsSection = field(factory=LimitsSection)
+
+    @property
+    def default_strategy(self) -> str:
+        return str(self.strategies.get("default", "write_through"))
+
+
+DEFAULT_TIER_TYPES = {"l1": "memory", "l2": "redis"}
+
+# Environment variables of the seed, and where each lands in config.yaml.
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "REDIS_URL": ("redis", "url"),
+    "REDIS_HOST": ("redis", "host"),
+    "REDIS_PORT": ("redis", "port"),
+    "REDIS_PASSWORD": ("redis", "password"),
+    "CACHE_L1_SIZE_MB": ("cache_tiers", "l1", "max_size_mb"),
+    "CACHE_DEFAULT_STRATEGY": ("strategies", "default"),
+}
+
+
+def _describe(value: Any) -> str:
+    return repr(value) if not isinstance(value, Mapping | list) else type(value).__name__
+
+
+def _strict(kind: type, expected: str, accept: Callable[[Any], bool]) -> Callable[[Any, Any], Any]:
+    def structure(value: Any, _: Any) -> Any:
+        if not accept(value):
+            raise ValueError(f"expected {expected}, got {_describe(value)}")
+        return kind(value)
+
+    return structure
+
+
+def make_converter() -> cattrs.Converter:
+    """The converter for config.yaml and for every plugin's ``Options``.
+
+    YAML already types its scalars, so nothing is coerced: ``'big'`` is not a number and
+    ``1`` is not a string. Unknown keys are refused, so a typo names its path.
+    """
+    conv = cattrs.Converter(forbid_extra_keys=True)
+    not_bool = lambda v: not isinstance(v, bool)  # noqa: E731
+    conv.register_structure_hook(
+        int, _strict(int, "an integer", lambda v: isinstance(v, int) and not_bool(v))
+    )
+    conv.register_structure_hook(
+        float, _strict(float, "a number", lambda v: isinstance(v, int | float) and not_bool(v))
+    )
+    conv.register_structure_hook(str, _strict(str, "a string", lambda v: isinstance(v, str)))
+    conv.register_structure_hook(bool, _strict(bool, "true or false", lambda v: isinstance(v, bool)))
+
+    def ttl_or_preset(value: Any, _: Any) -> int | str | None:
+        if value is None or (isinstance(value, int | str) and not isinstance(value, bool)):
+            return value  # type: ignore[no-any-return]
+        raise ValueError(f"expected seconds or a ttl_presets name, got {_describe(value)}")
+
+    conv.register_structure_hook(int | str | None, ttl_or_preset)
+
+    def triggers(value: Any, _: Any) -> dict[str, list[str]]:
+        # The seed lists event names; the mapping form adds what each event invalidates.
+        if isinstance(value, list):
+            value = {name: [] for name in value}
+        return conv.structure(value, dict[str, list[str]])
+
+    def invalidation(value: Any, _: Any) -> InvalidationSection:
+        if isinstance(value, Mapping) and "event_triggers" in value:
+            value = {**value, "event_triggers": triggers(value["event_triggers"], None)}
+        return base_invalidation(value, InvalidationSection)
+
+    base_invalidation = make_dict_structure_fn(
+        InvalidationSection, conv, _cattrs_forbid_extra_keys=True
+    )
+    conv.register_structure_hook(InvalidationSection, invalidation)
+    return conv
+
+
+_CONVERTER = make_converter()
+_KEY_STEP = re.compile(r"\[['\"]([^'\"]*)['\"]\]")
+
+
+def _format_exception(exc: BaseException, _type: Any) -> str:
+    if isinstance(exc, ForbiddenExtraKeysError):
+        names = ", ".join(sorted(exc.extra_fields))
+        return f"unknown field{'s' if len(exc.extra_fields) > 1 else ''} {names}"
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    if isinstance(exc, ValueError | TypeError) and str(exc):
+        return str(exc)
+    return f"invalid value ({type(exc).__name__})"
+
+
+def _dotted(prefix: str, cattrs_path: str) -> str:
+    tail = _KEY_STEP.sub(lambda m: "." + m.group(1), cattrs_path.removeprefix("$"))
+    return (prefix + tail).lstrip(".") or "(root)"
+
+
+def config_errors(exc: Exception, prefix: str = "") -> list[str]:
+    """One ``path: message`` line per problem cattrs found, paths dotted from ``prefix``."""
+    lines = []
+    for line in cattrs.transform_error(exc, format_exception=_format_exception):
+        message, _, path = line.rpartition(" @ ")
+        where = _dotted(prefix, path)
+        # Missing fields inside a mapping report the key they were on; unknown ones the object.
+        if message.startswith("unknown field") and where == "(root)":
+            lines.append(message)
+        else:
+            lines.append(f"{where}: {message}")
+    return lines
+
+
+def structure(data: Any, cls: type[T], path: str, converter: cattrs.Converter = _CONVERTER) -> T:
+    """Structure ``data`` into ``cls`` or raise :class:`ConfigError` naming the field."""
+    if data is None:
+        data = {}
+    if attrs.has(cls) and not isinstance(data, Mapping):
+        raise ConfigError(f"{path or '(root)'}: expected a mapping, got {_describe(data)}")
+    try:
+        return converter.structure(data, cls)
+    except Exception as exc:  # cattrs raises groups of anything a hook raised
+        lines = config_errors(exc, path)
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        raise ConfigError(f"{lines[0]}{more}") from None
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
+    """Write the seed's environment overrides into ``raw``; return {dotted path: variable}."""
+    applied: dict[str, str] = {}
+    for var, path in ENV_OVERRIDES.items():
+        if var not in env:
+            continue
+        node = raw
+        for step in path[:-1]:
+            child = node.get(step)
+            if not isinstance(child, dict):
+                child = node[step] = {} if child is None else child
+            if not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(path[:-1])}: expected a mapping to apply {var}")
+            node = child
+        # Parse like YAML so REDIS_PORT=6380 is a number and REDIS_PASSWORD=null is null.
+        text = env[var]
+        try:
+            node[path[-1]] = yaml.safe_load(text) if text.strip() else text
+        except yaml.YAMLError:
+            node[path[-1]] = text
+        if var in ("REDIS_PASSWORD", "REDIS_HOST", "REDIS_URL") and node[path[-1]] is not None:
+            node[path[-1]] = text  # these are strings whatever they look like
+        applied[".".join(path)] = var
+    return applied
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The raw mapping of a YAML config file, or :class:`ConfigError` saying what is wrong."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {os.fspath(path)!r}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{os.fspath(path)}: {problem}{where}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{os.fspath(path)}: expected a mapping at the top level")
+    return raw
+
+
+def load_config(
+    source: str | os.PathLike[str] | Mapping[str, Any] | Config | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Build a :class:`Config` from a YAML path, a mapping or defaults, plus env overrides."""
+    if isinstance(source, Config):
+        return source
+    if source is None:
+        raw: dict[str, Any] = {}
+    elif isinstance(source, Mapping):
+        raw = _deep_copy(source)
+    else:
+        raw = read_config_file(source)
+    applied = _apply_env(raw, os.environ if env is None else env)
+    try:
+        config = structure(raw, Config, "")
+    except ConfigError as exc:
+        message = str(exc)
+        for dotted, var in applied.items():
+            if message.startswith(dotted + ":"):
+                message = f"{dotted} (from {var}){message[len(dotted):]}"
+        raise ConfigError(message) from None
+    _check(config)
+    return config
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def _check(config: Config) -> None:
+    """Rules that span fields or bound values; plugin-dependent rules live in assembly."""
+    positive = {
+        "agent.port": config.agent.port,
+        "redis.max_connections": config.redis.max_connections,
+        "limits.max_key_length": config.limits.max_key_length,
+        "limits.max_value_bytes": config.limits.max_value_bytes,
+        "limits.max_batch_size": config.limits.max_batch_size,
+        "limits.max_warmup_keys": config.limits.max_warmup_keys,
+        "limits.max_request_bytes": config.limits.max_request_bytes,
+        "compression.max_decompressed_bytes": config.compression.max_decompressed_bytes,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{name}: must be greater than 0, got {value}")
+    if not 0 < config.agent.port < 65536:
+        raise ConfigError(f"agent.port: must be a TCP port (1-65535), got {config.agent.port}")
+    if config.redis.socket_timeout <= 0 or config.redis.connect_timeout <= 0:
+        raise ConfigError("redis.socket_timeout and redis.connect_timeout: must be greater than 0")
+    for name, seconds in config.ttl_presets.items():
+        if seconds <= 0:
+            raise ConfigError(f"ttl_presets.{name}: must be greater than 0, got {seconds}")
+    for name, policy in config.cache_policies.items():
+        if isinstance(policy.ttl, str) and policy.ttl not in config.ttl_presets:
+            known = ", ".join(sorted(config.ttl_presets)) or "none defined"
+            raise ConfigError(
+                f"cache_policies.{name}.ttl: unknown ttl preset {policy.ttl!r} (known: {known})"
+            )
+        if isinstance(policy.ttl, int) and policy.ttl <= 0:
+            raise ConfigError(f"cache_policies.{name}.ttl: must be greater than 0, got {policy.ttl}")
+    tiers = config.cache_tiers
+    if "l1" not in tiers:
+        raise ConfigError("cache_tiers.l1: required field missing")
+    for name, section in tiers.items():
+        if name not in ("l1", "l2"):
+            raise ConfigError(f"cache_tiers: unknown tier {name!r} (known: l1, l2)")
+        if not isinstance(section, dict):
+            raise ConfigError(f"cache_tiers.{name}: expected a mapping, got {_describe(section)}")
+        section.setdefault("type", DEFAULT_TIER_TYPES[name])
+        if not isinstance(section["type"], str):
+            raise ConfigError(f"cache_tiers.{name}.type: expected a tier plugin name")
+    if not isinstance(config.strategies.get("default", "write_through"), str):
+        raise ConfigError("strategies.default: expected a strategy name")
+    level = config.compression.compression_level
+    if not 0 <= level <= 22:
+        raise ConfigError(f"compression.compression_level: out of range, got {level}")

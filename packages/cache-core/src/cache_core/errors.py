@@ -1,0 +1,57 @@
+"""The exceptions the core raises; each carries a stable `code` the HTTP layer reports."""
+
+from __future__ import annotations
+
+
+class CacheError(Exception):
+    """Base of every error the caching agent raises on purpose."""
+
+    code = "cache_error"
+
+
+class ConfigError(CacheError):
+    """The configuration is wrong; the message is one line naming the field."""
+
+    code = "invalid_config"
+
+
+class PluginMissingError(ConfigError):
+    """The configuration names a plugin that is not installed; the message names the extra."""
+
+    code = "plugin_missing"
+
+
+class PluginConflictError(CacheError):
+    """Two plugins registered the same name in one family."""
+
+    code = "plugin_conflict"
+
+
+class InvalidKeyError(CacheError, ValueError):
+    """A key is empty, too long or holds characters a key may not hold."""
+
+    code = "invalid_key"
+
+
+class InvalidValueError(CacheError, ValueError):
+    """A value cannot be stored (not JSON-serialisable, or too large)."""
+
+    code = "invalid_value"
+
+
+class UnknownNameError(CacheError, ValueError):
+    """A strategy, TTL preset, event or similar name is not one the agent knows."""
+
+    code = "unknown_name"
+
+
+class CorruptEntryError(CacheError):
+    """A stored entry is not in the project's frame format, or fails to decode."""
+
+    code = "corrupt_entry"
+
+
+class TierUnavailableError(CacheError):
+    """A tier below L1 cannot be reached and L1 cannot answer."""
+
+    code = "tier_unavailable"

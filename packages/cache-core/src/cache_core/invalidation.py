@@ -1,0 +1,188 @@
+"""Where tags, key dependencies and event subscriptions are indexed, and how events expand.
+
+The orchestrator records every write's tags and dependencies in an
+:class:`InvalidationIndex` and asks it which keys a tag, a deleted key or an event reaches.
+cache-core ships :class:`LocalIndex` (in-process: right for one instance); the
+invalidation plugin adds an index kept in Redis so every instance shares it.
+
+An event's targets are key globs, literal keys or ``tag:NAME``, each may hold
+``{placeholders}`` filled from the event's context (``user:{user_id}:*``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from cache_core.errors import UnknownNameError
+
+TAG_PREFIX = "tag:"
+
+
+class EventTrigger(StrEnum):
+    """The seed's events; any name configured under ``invalidation.event_triggers`` works."""
+
+    USER_PROFILE_UPDATE = "user_profile_update"
+    CONTENT_MODIFICATION = "content_modification"
+    MASTERY_UPDATE = "mastery_update"
+
+
+@runtime_checkable
+class InvalidationIndex(Protocol):
+    """Tags, dependencies and runtime event subscriptions, queried at invalidation time."""
+
+    PLUGIN_NAME: ClassVar[str]
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def record(
+        self, key: str, tags: Sequence[str], dependencies: Sequence[str], ttl: float | None
+    ) -> None:
+        """After a write of ``key``: it now carries exactly ``tags`` and depends on ``dependencies``."""
+        ...
+
+    async def forget(self, keys: Iterable[str]) -> None:
+        """After ``keys`` left the cache: drop them from every index."""
+        ...
+
+    async def keys_for_tags(self, tags: Iterable[str]) -> set[str]:
+        """Every key carrying ANY of ``tags``."""
+        ...
+
+    async def dependents(self, keys: Iterable[str]) -> set[str]:
+        """Every key that depends on ``keys``, transitively (cycle-safe), ``keys`` excluded."""
+        ...
+
+    async def add_dependency(self, key: str, dependency: str) -> None:
+        """``key`` now also depends on ``dependency`` (its tags and other links unchanged)."""
+        ...
+
+    async def subscribe(self, event: str, target: str) -> None: ...
+    async def subscriptions(self, event: str) -> list[str]: ...
+    async def events(self) -> list[str]: ...
+
+
+class LocalIndex:
+    """In-process indexes; entries leave them on delete, overwrite, invalidation and expiry."""
+
+    PLUGIN_NAME: ClassVar[str] = "local"
+    _PRUNE_EVERY = 1024
+
+    def __init__(self, options: object = None, context: Any = None) -> None:
+        self._clock: Callable[[], float] = context.clock if context is not None else time.monotonic
+        self._tags: dict[str, set[str]] = {}
+        self._key_tags: dict[str, set[str]] = {}
+        self._dependents: dict[str, set[str]] = {}
+        self._key_deps: dict[str, set[str]] = {}
+        self._expiry: dict[str, float] = {}
+        self._subscriptions: dict[str, list[str]] = {}
+        self._writes = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def record(
+        self, key: str, tags: Sequence[str], dependencies: Sequence[str], ttl: float | None
+    ) -> None:
+        self._unlink(key)
+        if not tags and not dependencies:
+            return
+        if tags:
+            self._key_tags[key] = set(tags)
+            for tag in tags:
+                self._tags.setdefault(tag, set()).add(key)
+        if dependencies:
+            self._key_deps[key] = set(dependencies)
+            for dep in dependencies:
+                self._dependents.setdefault(dep, set()).add(key)
+        self._expiry[key] = math.inf if ttl is None else self._clock() + ttl
+        self._writes += 1
+        if self._writes % self._PRUNE_EVERY == 0:
+            self._prune_expired()
+
+    def _unlink(self, key: str) -> None:
+        for tag in self._key_tags.pop(key, ()):
+            members = self._tags.get(tag)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del self._tags[tag]
+        for dep in self._key_deps.pop(key, ()):
+            dependents = self._dependents.get(dep)
+            if dependents is not None:
+                dependents.discard(key)
+                if not dependents:
+                    del self._dependents[dep]
+        self._expiry.pop(key, None)
+
+    def _prune_expired(self) -> None:
+        now = self._clock()
+        for key in [k for k, at in self._expiry.items() if at <= now]:
+            self._unlink(key)
+
+    async def forget(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._unlink(key)
+
+    async def keys_for_tags(self, tags: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        for tag in tags:
+            found |= self._tags.get(tag, set())
+        return found
+
+    async def dependents(self, keys: Iterable[str]) -> set[str]:
+        seen = set(keys)
+        frontier = list(seen)
+        found: set[str] = set()
+        while frontier:
+            key = frontier.pop()
+            for dependent in self._dependents.get(key, ()):
+                if dependent not in seen:
+                    seen.add(dependent)
+                    found.add(dependent)
+                    frontier.append(dependent)
+        return found
+
+    async def add_dependency(self, key: str, dependency: str) -> None:
+        self._key_deps.setdefault(key, set()).add(dependency)
+        self._dependents.setdefault(dependency, set()).add(key)
+        self._expiry.setdefault(key, math.inf)
+
+    async def subscribe(self, event: str, target: str) -> None:
+        targets = self._subscriptions.setdefault(event, [])
+        if target not in targets:
+            targets.append(target)
+
+    async def subscriptions(self, event: str) -> list[str]:
+        return list(self._subscriptions.get(event, []))
+
+    async def events(self) -> list[str]:
+        return sorted(self._subscriptions)
+
+    def tracked_keys(self) -> int:
+        """How many keys carry a tag or a dependency (to show the index stays bounded)."""
+        return len(self._expiry)
+
+
+_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def fill(target: str, context: Mapping[str, Any], event: str) -> str:
+    """``target`` with its placeholders replaced from ``context`` (glob characters escaped)."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in context:
+            raise UnknownNameError(f"event {event!r} needs context field {name!r}")
+        text = str(context[name])
+        # A context value is data, never a pattern: escape what a glob would read.
+        return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+    return _FIELD.sub(value, target)

@@ -1,0 +1,152 @@
+"""The plugin manager and the registry of plugin classes it collects, one table per family.
+
+Built-in parts of cache-core register as plugins too (:data:`DEFAULT_PLUGINS`); installed
+packages register through the entry-point group ``caching_agent``; tests and embedding
+code pass plugin objects explicitly::
+
+    class MyPlugin:
+        @hookimpl
+        def cache_register_loaders(self): return [MyLoader]
+
+    agent = CachingAgent.from_config("config.yaml", plugins=[MyPlugin()])
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterable, Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+import attrs
+import pluggy
+
+from cache_core import hookspecs
+from cache_core.config import make_converter, structure
+from cache_core.errors import ConfigError, PluginConflictError, PluginMissingError
+from cache_core.markers import NAME
+
+DEFAULT_PLUGINS = ("cache_core.builtins",)
+"""Modules of cache-core registered on every plugin manager, whatever is installed."""
+
+ALLOW_LIST_ENV = "CACHING_AGENT_PLUGINS"
+"""Comma-separated entry-point names; when set, only those installed plugins load."""
+
+# family -> registration hook
+FAMILIES = {
+    "tier": "cache_register_tiers",
+    "codec": "cache_register_codecs",
+    "strategy": "cache_register_strategies",
+    "invalidator": "cache_register_invalidators",
+    "metrics": "cache_register_metrics",
+    "loader": "cache_register_loaders",
+}
+
+# What to install for the plugins this project ships outside cache-core.
+KNOWN_EXTRAS: dict[tuple[str, str], str] = {
+    ("tier", "redis"): "redis",
+    ("codec", "gzip"): "compression",
+    ("codec", "zstd"): "zstd",
+    ("codec", "lz4"): "lz4",
+    ("invalidator", "redis"): "invalidation",
+    ("metrics", "opentelemetry"): "server",
+}
+
+_OPTIONS_CONVERTER = make_converter()
+
+
+def make_plugin_manager(
+    plugins: Iterable[object] = (),
+    *,
+    load_entry_points: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> pluggy.PluginManager:
+    """A plugin manager with cache-core's built-ins, installed plugins and ``plugins``."""
+    pm = pluggy.PluginManager(NAME)
+    pm.add_hookspecs(hookspecs)
+    for module in DEFAULT_PLUGINS:
+        pm.register(importlib.import_module(module), name=module)
+    if load_entry_points:
+        _load_entry_points(pm, os.environ if env is None else env)
+    for plugin in plugins:
+        pm.register(plugin)
+    return pm
+
+
+def _load_entry_points(pm: pluggy.PluginManager, env: Mapping[str, str]) -> None:
+    allowed_text = env.get(ALLOW_LIST_ENV)
+    allowed = None
+    if allowed_text is not None:
+        allowed = {name.strip() for name in allowed_text.split(",") if name.strip()}
+    for ep in entry_points(group=NAME):
+        if allowed is not None and ep.name not in allowed:
+            continue
+        if pm.get_plugin(ep.name) is not None:
+            continue
+        try:
+            plugin = ep.load()
+        except ImportError as exc:
+            raise ConfigError(
+                f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}"
+            ) from None
+        pm.register(plugin, name=ep.name)
+
+
+@attrs.define
+class Registry:
+    """Plugin classes by family and ``PLUGIN_NAME``; built once per agent."""
+
+    tables: dict[str, dict[str, type[Any]]]
+    plugin_names: list[str]
+
+    @classmethod
+    def from_plugin_manager(cls, pm: pluggy.PluginManager) -> Registry:
+        tables: dict[str, dict[str, type[Any]]] = {family: {} for family in FAMILIES}
+        owners: dict[tuple[str, str], str] = {}
+        for family, hook_name in FAMILIES.items():
+            caller = getattr(pm.hook, hook_name)
+            for impl in caller.get_hookimpls():
+                owner = pm.get_name(impl.plugin) or repr(impl.plugin)
+                for plugin_cls in impl.function() or ():
+                    name = getattr(plugin_cls, "PLUGIN_NAME", None)
+                    if not isinstance(name, str) or not name:
+                        raise PluginConflictError(
+                            f"{owner}: {family} class {plugin_cls!r} has no PLUGIN_NAME"
+                        )
+                    if name in tables[family] and tables[family][name] is not plugin_cls:
+                        raise PluginConflictError(
+                            f"{family} plugin name {name!r} registered twice: "
+                            f"by {owners[(family, name)]} and by {owner}"
+                        )
+                    tables[family][name] = plugin_cls
+                    owners[(family, name)] = owner
+        names = sorted(name for name, _ in pm.list_name_plugin())
+        return cls(tables=tables, plugin_names=names)
+
+    def names(self, family: str) -> list[str]:
+        return sorted(self.tables[family])
+
+    def get(self, family: str, name: str, *, path: str) -> type[Any]:
+        """The class registered as ``name``, or a :class:`ConfigError` naming ``path``."""
+        try:
+            return self.tables[family][name]
+        except KeyError:
+            pass
+        extra = KNOWN_EXTRAS.get((family, name))
+        if extra is not None:
+            raise PluginMissingError(
+                f"{path}: {family} plugin {name!r} is not installed; "
+                f"install caching-agent[{extra}]"
+            )
+        known = ", ".join(self.names(family)) or "none installed"
+        raise ConfigError(f"{path}: unknown {family} plugin {name!r} (installed: {known})")
+
+    def options(self, plugin_cls: type[Any], raw: Any, *, path: str) -> Any:
+        """Structure ``raw`` into ``plugin_cls.Options`` (None when it takes none)."""
+        options_cls = getattr(plugin_cls, "Options", None)
+        if options_cls is None:
+            if raw:
+                raise ConfigError(f"{path}: {plugin_cls.PLUGIN_NAME!r} takes no options")
+            return None
+        return structure(raw or {}, options_cls, path, _OPTIONS_CONVERTER)

@@ -1,0 +1,62 @@
+"""Cache policies: the TTL, strategy and compression a write takes from its key.
+
+A write takes each of these from the first policy whose ``match`` globs match its key,
+unless the call names it; ``ttl_presets`` names are accepted wherever a TTL is.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from attrs import define
+
+from cache_core.errors import InvalidValueError, UnknownNameError
+from cache_core.globs import compile_glob
+
+if TYPE_CHECKING:
+    from cache_core.config import Config
+
+
+@define(frozen=True, slots=True)
+class Policy:
+    name: str
+    ttl: float | None
+    strategy: str | None
+    compress: bool
+
+
+class PolicyTable:
+    def __init__(self, config: Config) -> None:
+        self._presets = dict(config.ttl_presets)
+        self.policies: list[Policy] = []
+        groups = []
+        for index, (name, section) in enumerate(config.cache_policies.items()):
+            ttl = None if section.ttl is None else self.ttl_seconds(section.ttl)
+            self.policies.append(Policy(name, ttl, section.strategy, section.compress))
+            if section.match:
+                alternatives = "|".join(compile_glob(g).pattern for g in section.match)
+                groups.append(f"(?P<p{index}>{alternatives})")
+        # One regex for all policies: the first group that matches is the first policy.
+        self._matcher = re.compile("|".join(groups), re.DOTALL) if groups else None
+        self.globs = {name: list(section.match) for name, section in config.cache_policies.items()}
+
+    def match(self, key: str) -> Policy | None:
+        if self._matcher is None:
+            return None
+        found = self._matcher.fullmatch(key)
+        if found is None:
+            return None
+        return self.policies[int(found.lastgroup[1:])] if found.lastgroup else None
+
+    def ttl_seconds(self, ttl: float | str) -> float:
+        """Seconds for ``ttl``: a positive number or a ``ttl_presets`` name."""
+        if isinstance(ttl, str):
+            try:
+                return float(self._presets[ttl])
+            except KeyError:
+                known = ", ".join(sorted(self._presets)) or "none defined"
+                raise UnknownNameError(f"unknown ttl preset {ttl!r} (known: {known})") from None
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
+            raise InvalidValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        return float(ttl)

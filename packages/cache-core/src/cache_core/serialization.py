@@ -1,0 +1,19 @@
+"""Values are JSON, encoded once on write and kept as bytes in every tier; never pickled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from cache_core.errors import InvalidValueError
+
+decode = orjson.loads
+
+
+def encode(value: Any) -> bytes:
+    """The compact JSON bytes of ``value``; :class:`InvalidValueError` if it is not JSON."""
+    try:
+        return orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise InvalidValueError(f"value is not JSON-serialisable: {exc}") from None

@@ -1,0 +1,258 @@
+"""Write strategies: how a write reaches L1 and L2.
+
+- write_through: L2 then L1, in the caller's await.
+- write_back: L1 now, L2 later: buffered and flushed in one batch by size (``batch_size``)
+  or time (``flush_interval``), and on close. Reads of buffered keys see the buffer; deletes
+  and invalidations drop buffered writes and wait for an in-flight flush, so a flush never
+  resurrects a deleted key.
+- write_around: L2 only; any L1 copy is dropped.
+
+With no L2 configured, L1 is the only (and so the backing) tier and every strategy writes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+from enum import StrEnum
+from typing import ClassVar, Protocol, runtime_checkable
+
+from attrs import define
+
+from cache_core.globs import compile_glob
+from cache_core.tiers.base import LocalTier, RemoteTier
+
+log = logging.getLogger("cache_core.strategies")
+
+Write = tuple[str, bytes, float | None]
+"""One write: key, JSON bytes, TTL in seconds (None: no expiry)."""
+
+
+class CacheStrategy(StrEnum):
+    WRITE_THROUGH = "write_through"
+    WRITE_BACK = "write_back"
+    WRITE_AROUND = "write_around"
+
+
+@define(frozen=True)
+class StrategyContext:
+    l1: LocalTier
+    l2: RemoteTier | None
+    clock: Callable[[], float]
+
+    def l1_ttl(self, ttl: float | None) -> float | None:
+        """L1's TTL for an entry: capped by L1's own TTL only when L2 backs it."""
+        cap = self.l1.default_ttl
+        if self.l2 is None or cap is None:
+            return ttl
+        return cap if ttl is None else min(ttl, cap)
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """A write strategy; built with its ``Options`` and a :class:`StrategyContext`.
+
+    ``pending``/``discard``/``discard_matching`` concern writes a strategy holds back from
+    L2 (only write_back holds any); ``pending`` returns the bytes and remaining TTL.
+    """
+
+    PLUGIN_NAME: ClassVar[str]
+    buffers: ClassVar[bool]
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def write(self, items: Sequence[Write]) -> None: ...
+    def pending(self, key: str) -> tuple[bytes, float | None] | None: ...
+    async def discard(self, keys: Iterable[str]) -> list[str]: ...
+    async def discard_matching(self, pattern: str) -> list[str]: ...
+    def describe(self) -> dict[str, object]: ...
+
+
+class _Unbuffered:
+    buffers: ClassVar[bool] = False
+
+    def __init__(self, options: object, context: StrategyContext) -> None:
+        self._ctx = context
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def pending(self, key: str) -> tuple[bytes, float | None] | None:
+        return None
+
+    async def discard(self, keys: Iterable[str]) -> list[str]:
+        return []
+
+    async def discard_matching(self, pattern: str) -> list[str]:
+        return []
+
+    def describe(self) -> dict[str, object]:
+        return {}
+
+    def _write_l1(self, items: Sequence[Write]) -> None:
+        l1, l1_ttl = self._ctx.l1, self._ctx.l1_ttl
+        for key, data, ttl in items:
+            if not l1.set(key, data, l1_ttl(ttl)):
+                l1.delete(key)  # too large for L1: never leave an older copy behind
+
+
+class WriteThrough(_Unbuffered):
+    PLUGIN_NAME: ClassVar[str] = "write_through"
+
+    @define(frozen=True)
+    class Options:
+        sync: bool = True
+
+    async def write(self, items: Sequence[Write]) -> None:
+        l2 = self._ctx.l2
+        if l2 is not None:
+            if len(items) == 1:
+                await l2.set(*items[0])
+            else:
+                await l2.set_many(items)
+        self._write_l1(items)
+
+
+class WriteAround(_Unbuffered):
+    PLUGIN_NAME: ClassVar[str] = "write_around"
+
+    async def write(self, items: Sequence[Write]) -> None:
+        l2 = self._ctx.l2
+        if l2 is None:
+            self._write_l1(items)
+            return
+        await l2.set_many(items)
+        for key, _, _ in items:
+            self._ctx.l1.delete(key)
+
+
+class WriteBack:
+    PLUGIN_NAME: ClassVar[str] = "write_back"
+    buffers: ClassVar[bool] = True
+
+    @define(frozen=True)
+    class Options:
+        batch_size: int = 100
+        flush_interval: float = 5.0
+
+    def __init__(self, options: WriteBack.Options, context: StrategyContext) -> None:
+        if options.batch_size <= 0 or options.flush_interval <= 0:
+            raise ValueError("batch_size and flush_interval must be greater than 0")
+        self._opts = options
+        self._ctx = context
+        # key -> (data, absolute expiry on the context clock); insertion order = write order.
+        self._buffer: dict[str, tuple[bytes, float]] = {}
+        self._flush_lock = asyncio.Lock()
+        # Keys deleted while a flush was in flight: a failed flush must not put them back.
+        self._dropped_in_flight: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        self.flushes = 0
+        self.flushed_items = 0
+        self.flush_errors = 0
+
+    async def start(self) -> None:
+        if self._ctx.l2 is not None and self._task is None:
+            self._task = asyncio.create_task(self._flush_periodically(), name="write-back-flush")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def write(self, items: Sequence[Write]) -> None:
+        ctx = self._ctx
+        l1_ttl = ctx.l1_ttl
+        now = ctx.clock()
+        for key, data, ttl in items:
+            if not ctx.l1.set(key, data, l1_ttl(ttl)):
+                ctx.l1.delete(key)
+            if ctx.l2 is not None:
+                self._buffer.pop(key, None)  # re-insert: a rewrite moves to the back
+                self._buffer[key] = (data, math.inf if ttl is None else now + ttl)
+        if len(self._buffer) >= self._opts.batch_size:
+            await self.flush()
+
+    def pending(self, key: str) -> tuple[bytes, float | None] | None:
+        entry = self._buffer.get(key)
+        if entry is None:
+            return None
+        left = entry[1] - self._ctx.clock()
+        if left <= 0:
+            return None
+        return entry[0], (None if math.isinf(left) else left)
+
+    async def discard(self, keys: Iterable[str]) -> list[str]:
+        keys = list(keys)
+        dropped = [key for key in keys if self._buffer.pop(key, None) is not None]
+        if self._flush_lock.locked():
+            # A flush already sent may carry these keys: let it land first, so the caller's
+            # delete in L2 comes after it.
+            self._dropped_in_flight.update(keys)
+            async with self._flush_lock:
+                pass
+        return dropped
+
+    async def discard_matching(self, pattern: str) -> list[str]:
+        match = compile_glob(pattern).fullmatch
+        return await self.discard([key for key in self._buffer if match(key)])
+
+    async def flush(self) -> int:
+        """Send every buffered write to L2 in one batch; return how many were sent."""
+        l2 = self._ctx.l2
+        if l2 is None:
+            return 0
+        async with self._flush_lock:
+            if not self._buffer:
+                return 0
+            batch, self._buffer = self._buffer, {}
+            self._dropped_in_flight = set()
+            now = self._ctx.clock()
+            items: list[Write] = []
+            for key, (data, expires_at) in batch.items():
+                left = expires_at - now
+                if left > 0:
+                    items.append((key, data, None if math.isinf(left) else left))
+            try:
+                if items:
+                    await l2.set_many(items)
+            except Exception:
+                self.flush_errors += 1
+                # Put back what was not rewritten or dropped meanwhile, ahead of newer writes.
+                gone = self._dropped_in_flight
+                self._buffer = {
+                    **{k: v for k, v in batch.items() if k not in self._buffer and k not in gone},
+                    **self._buffer,
+                }
+                raise
+            self.flushes += 1
+            self.flushed_items += len(items)
+            return len(items)
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._opts.flush_interval)
+            try:
+                await self.flush()
+            except Exception as exc:  # the next tick retries; the buffer keeps the writes
+                log.warning("write_back_flush_failed", extra={"error": repr(exc)})
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "pending": len(self._buffer),
+            "flushes": self.flushes,
+            "flushed_items": self.flushed_items,
+            "flush_errors": self.flush_errors,
+        }
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._buffer)

@@ -1,0 +1,79 @@
+"""What a tier is: the protocols the orchestrator calls and the context a tier is built with."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from attrs import define
+
+if TYPE_CHECKING:
+    from cache_core.config import Config
+    from cache_core.plugins import Registry
+
+
+@define(frozen=True, slots=True)
+class StoredValue:
+    """An entry read from a remote tier: its JSON bytes and how long it has left."""
+
+    data: bytes
+    ttl_remaining: float | None
+    """Seconds until it expires; None when it never does."""
+
+
+@define(frozen=True)
+class TierContext:
+    """What a tier gets besides its own options: the whole config, the registry, a clock."""
+
+    config: Config
+    registry: Registry
+    clock: Callable[[], float]
+
+
+@runtime_checkable
+class LocalTier(Protocol):
+    """An in-process tier (L1): synchronous, so an L1 hit never yields to the loop.
+
+    Keys are str, values are the JSON bytes of the value; ``ttl`` is seconds (None: no
+    expiry). ``size_bytes`` is the accounted size of what it holds.
+    """
+
+    PLUGIN_NAME: ClassVar[str]
+    max_bytes: int
+    default_ttl: float | None
+
+    def get(self, key: str) -> bytes | None: ...
+    def set(self, key: str, data: bytes, ttl: float | None) -> bool: ...
+    def delete(self, key: str) -> bool: ...
+    def delete_matching(self, pattern: str) -> list[str]: ...
+    def clear(self) -> int: ...
+    def __contains__(self, key: object) -> bool: ...
+    def __len__(self) -> int: ...
+    @property
+    def size_bytes(self) -> int: ...
+    @property
+    def evictions(self) -> int: ...
+
+
+@runtime_checkable
+class RemoteTier(Protocol):
+    """A tier behind I/O (L2). Every method is a coroutine; batches are one round trip.
+
+    ``set_many`` items are ``(key, data, ttl)``. ``delete`` returns the keys that existed.
+    ``delete_matching`` removes every key matching a Redis glob and returns the keys it
+    removed. ``count`` is how many keys the tier holds for this agent.
+    """
+
+    PLUGIN_NAME: ClassVar[str]
+    default_ttl: float | None
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def get(self, key: str) -> StoredValue | None: ...
+    async def get_many(self, keys: Sequence[str]) -> list[StoredValue | None]: ...
+    async def set(self, key: str, data: bytes, ttl: float | None) -> None: ...
+    async def set_many(self, items: Sequence[tuple[str, bytes, float | None]]) -> None: ...
+    async def delete(self, keys: Sequence[str]) -> list[str]: ...
+    async def delete_matching(self, pattern: str) -> list[str]: ...
+    async def count(self) -> int: ...
+    def describe(self) -> dict[str, Any]: ...

@@ -1,0 +1,165 @@
+"""The L1 tier: a byte-bounded LRU of JSON bytes with per-entry expiry, O(1) per operation.
+
+An entry's weight is the memory it pins: ``sys.getsizeof`` of its key and of its bytes,
+plus a fixed per-entry overhead (the record tuple, its expiry float and the ordered-dict
+node). ``size_bytes`` is exactly the sum of the weights of the entries held, and never
+exceeds ``max_bytes``: a set evicts from the least recently used end until it fits, and a
+value that could never fit is refused rather than emptying the cache for nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar
+
+from attrs import define
+
+from cache_core.globs import compile_glob, is_literal
+
+if TYPE_CHECKING:
+    from cache_core.tiers.base import TierContext
+
+MIB = 1024 * 1024
+
+# The record tuple and its expiry float, plus the linked-list node and hash-table slot an
+# OrderedDict keeps per key (measured on CPython 3.11 x86-64: about 100 bytes).
+ENTRY_OVERHEAD = sys.getsizeof((b"", 0.0, 0)) + sys.getsizeof(0.0) + 104
+
+
+def entry_weight(key: str, data: bytes) -> int:
+    """The bytes an entry of ``key`` and ``data`` is accounted for in L1."""
+    return sys.getsizeof(key) + sys.getsizeof(data) + ENTRY_OVERHEAD
+
+
+class MemoryTier:
+    """Byte-bounded LRU; ``get`` refreshes recency, expired entries read as misses."""
+
+    PLUGIN_NAME: ClassVar[str] = "memory"
+
+    @define(frozen=True)
+    class Options:
+        max_size_mb: float = 100.0
+        ttl: float | None = 60.0
+        """Seconds an entry may live in L1 (a cap below L2's TTL when L2 exists)."""
+        eviction: str = "lru"
+
+    def __init__(
+        self,
+        options: MemoryTier.Options | None = None,
+        context: TierContext | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        options = options or MemoryTier.Options()
+        clock = clock or (context.clock if context is not None else time.monotonic)
+        if options.max_size_mb <= 0:
+            raise ValueError("max_size_mb must be greater than 0")
+        if options.eviction != "lru":
+            raise ValueError(f"eviction {options.eviction!r} is not provided by this tier")
+        self.max_bytes = int(options.max_size_mb * MIB)
+        self.default_ttl = options.ttl
+        self._clock = clock
+        # key -> (data, expires_at, weight); order is recency, oldest first.
+        self._entries: OrderedDict[str, tuple[bytes, float, int]] = OrderedDict()
+        self._size = 0
+        self._evictions = 0
+        self._expirations = 0
+
+    def get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= self._clock():
+            self._drop(key, entry[2])
+            self._expirations += 1
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    def set(self, key: str, data: bytes, ttl: float | None) -> bool:
+        """Store ``data`` for ``ttl`` seconds; False when it can never fit (nothing changes)."""
+        weight = entry_weight(key, data)
+        if weight > self.max_bytes:
+            return False
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._size -= old[2]
+        expires_at = math.inf if ttl is None else self._clock() + ttl
+        self._entries[key] = (data, expires_at, weight)
+        self._size += weight
+        if self._size > self.max_bytes:
+            self._evict()
+        return True
+
+    def _evict(self) -> None:
+        entries = self._entries
+        while self._size > self.max_bytes:
+            _, (_, _, weight) = entries.popitem(last=False)
+            self._size -= weight
+            self._evictions += 1
+
+    def _drop(self, key: str, weight: int) -> None:
+        del self._entries[key]
+        self._size -= weight
+
+    def delete(self, key: str) -> bool:
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return False
+        self._size -= entry[2]
+        return True
+
+    def delete_matching(self, pattern: str) -> list[str]:
+        """Remove every key matching the Redis glob ``pattern``; return the removed keys."""
+        if is_literal(pattern):
+            return [pattern] if self.delete(pattern) else []
+        match = compile_glob(pattern).fullmatch
+        removed = [key for key in self._entries if match(key)]
+        for key in removed:
+            self.delete(key)
+        return removed
+
+    def clear(self) -> int:
+        count = len(self._entries)
+        self._entries.clear()
+        self._size = 0
+        return count
+
+    def ttl_remaining(self, key: str) -> float | None:
+        """Seconds ``key`` has left in L1 (None: no expiry); KeyError when absent or expired."""
+        data, expires_at, _ = self._entries[key]
+        left = expires_at - self._clock()
+        if left <= 0:
+            raise KeyError(key)
+        return None if math.isinf(left) else left
+
+    def keys(self) -> list[str]:
+        """Live keys, least recently used first (a snapshot; for tests and introspection)."""
+        now = self._clock()
+        return [key for key, entry in self._entries.items() if entry[1] > now]
+
+    def __contains__(self, key: object) -> bool:
+        entry = self._entries.get(key)  # type: ignore[call-overload]
+        return entry is not None and entry[1] > self._clock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._size
+
+    @property
+    def evictions(self) -> int:
+        return self._evictions
+
+    @property
+    def expirations(self) -> int:
+        return self._expirations
+
+
+__all__ = ["ENTRY_OVERHEAD", "MemoryTier", "entry_weight"]
