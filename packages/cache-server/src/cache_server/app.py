@@ -1,0 +1,43 @@
+"""The app factory: ``create_app(config)`` builds the agent and the aiohttp application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping
+from os import PathLike
+from typing import Any
+
+from aiohttp import web
+from cache_core import CachingAgent, Config
+
+from cache_server.errors import error_middleware
+from cache_server.keys import AGENT, CONFIG
+from cache_server.routes import routes
+
+
+def create_app(
+    config: str | PathLike[str] | Mapping[str, Any] | Config | None = None,
+    *,
+    plugins: Iterable[object] = (),
+    env: Mapping[str, str] | None = None,
+) -> web.Application:
+    """An application serving the cache API; the agent is assembled now (a bad config
+    raises :class:`~cache_core.ConfigError` here) and opened and closed with the app."""
+    agent = CachingAgent.from_config(config, plugins=plugins, env=env)
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=agent.config.limits.max_request_bytes,
+    )
+    app[AGENT] = agent
+    app[CONFIG] = agent.config
+    app.add_routes(routes)
+    app.cleanup_ctx.append(_agent_lifetime)
+    return app
+
+
+async def _agent_lifetime(app: web.Application) -> AsyncIterator[None]:
+    agent = app[AGENT]
+    await agent.start()
+    try:
+        yield
+    finally:
+        await agent.close()

@@ -1,0 +1,74 @@
+"""Every error leaves as ``{"error": {"code", "message"}}`` with a fitting status."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+from cache_core import (
+    CacheError,
+    CorruptEntryError,
+    InvalidKeyError,
+    InvalidValueError,
+    TierUnavailableError,
+    UnknownNameError,
+)
+
+log = logging.getLogger("cache_server")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class RequestError(Exception):
+    """Bad input found by the HTTP layer (body, field types)."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+STATUS_BY_ERROR: list[tuple[type[CacheError], int]] = [
+    (InvalidKeyError, 400),
+    (InvalidValueError, 400),
+    (UnknownNameError, 400),
+    (TierUnavailableError, 503),
+    (CorruptEntryError, 502),
+]
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    body = orjson.dumps({"error": {"code": code, "message": message}})
+    return web.Response(status=status, body=body, content_type="application/json")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RequestError as exc:
+        return error_response(exc.status, exc.code, str(exc))
+    except CacheError as exc:
+        for kind, status in STATUS_BY_ERROR:
+            if isinstance(exc, kind):
+                return error_response(status, exc.code, str(exc))
+        log.exception("cache_error")
+        return error_response(500, exc.code, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        message = exc.reason if exc.status != 413 else exc.text or exc.reason
+        return error_response(exc.status, code, message or code)
+    except Exception:
+        log.exception("unhandled_error", extra={"path": request.path})
+        return error_response(500, "internal_error", "internal error; see the server log")

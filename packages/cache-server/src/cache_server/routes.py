@@ -1,0 +1,127 @@
+"""The eight endpoints of the seed, plus /health.
+
+A GET that hits splices the stored JSON bytes into the response without decoding them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from cache_server.errors import RequestError
+from cache_server.keys import AGENT
+from cache_server.models import (
+    BatchGetRequest,
+    BatchSetRequest,
+    InvalidateRequest,
+    SetRequest,
+    WarmUpRequest,
+    parse_body,
+)
+
+routes = web.RouteTableDef()
+
+_JSON = "application/json"
+_MISS_TAIL = b',"value":null,"hit":false,"tier":null}'
+
+
+def _json(payload: Any) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), content_type=_JSON)
+
+
+@routes.get("/cache/{key:.+}")
+async def get_value(request: web.Request) -> web.Response:
+    key = request.match_info["key"]
+    found = await request.app[AGENT].lookup(key)
+    head = b'{"key":' + orjson.dumps(key)
+    if found is None:
+        return web.Response(body=head + _MISS_TAIL, content_type=_JSON)
+    data, tier = found
+    body = b"".join((head, b',"value":', data, b',"hit":true,"tier":"', tier.encode(), b'"}'))
+    return web.Response(body=body, content_type=_JSON)
+
+
+@routes.post("/cache")
+async def set_value(request: web.Request) -> web.Response:
+    req = parse_body(await request.read(), SetRequest)
+    strategy = await request.app[AGENT].set(
+        req.key,
+        req.value,
+        ttl=req.ttl,
+        strategy=req.strategy,
+        tags=req.tags,
+        dependencies=req.dependencies,
+    )
+    return _json({"success": True, "key": req.key, "strategy": strategy})
+
+
+@routes.delete("/cache/{key:.+}")
+async def delete_value(request: web.Request) -> web.Response:
+    key = request.match_info["key"]
+    deleted = await request.app[AGENT].delete(key)
+    return _json({"success": True, "key": key, "deleted": deleted})
+
+
+@routes.post("/cache/batch-get")
+async def batch_get(request: web.Request) -> web.Response:
+    req = parse_body(await request.read(), BatchGetRequest)
+    found = await request.app[AGENT].lookup_many(req.keys)
+    parts = []
+    hits = 0
+    for key, hit in found.items():
+        if hit is not None:
+            hits += 1
+        parts.append(orjson.dumps(key) + b":" + (b"null" if hit is None else hit[0]))
+    body = b"".join(
+        (
+            b'{"results":{',
+            b",".join(parts),
+            b'},"hits":',
+            str(hits).encode(),
+            b',"misses":',
+            str(len(found) - hits).encode(),
+            b"}",
+        )
+    )
+    return web.Response(body=body, content_type=_JSON)
+
+
+@routes.post("/cache/batch-set")
+async def batch_set(request: web.Request) -> web.Response:
+    req = parse_body(await request.read(), BatchSetRequest)
+    count = await request.app[AGENT].set_many(
+        req.items, ttl=req.ttl, strategy=req.strategy, tags=req.tags
+    )
+    return _json({"success": True, "count": count})
+
+
+@routes.post("/invalidate")
+async def invalidate(request: web.Request) -> web.Response:
+    req = parse_body(await request.read(), InvalidateRequest)
+    if req.pattern is None and not req.tags and req.event is None:
+        raise RequestError("invalid_request", "give at least one of pattern, tags, event")
+    count = await request.app[AGENT].invalidate(
+        pattern=req.pattern, tags=req.tags, event=req.event, context=req.context
+    )
+    return _json({"success": True, "invalidated_count": count})
+
+
+@routes.get("/stats")
+async def stats(request: web.Request) -> web.Response:
+    return _json(await request.app[AGENT].get_stats())
+
+
+@routes.post("/warm-up")
+async def warm_up(request: web.Request) -> web.Response:
+    req = parse_body(await request.read(), WarmUpRequest)
+    count = await request.app[AGENT].warm_up(req.keys, req.compute_strategy)
+    return _json({"success": True, "warmed_count": count, "requested": len(set(req.keys))})
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    agent = request.app[AGENT]
+    tiers = {"l1": "ok", "l2": "ok" if agent.l2 is not None else "not configured"}
+    return _json({"status": "ok", "tiers": tiers})
