@@ -1,0 +1,69 @@
+"""Sessions: tests (the whole suite: it also queues lint, typecheck and minimal), lint,
+typecheck, minimal (cache-core + cache-server only).
+
+Each session installs from uv.lock into its own environment, so what passes here is what
+the lock file gives a fresh machine.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests"]
+
+ROOT = Path(__file__).parent
+
+
+def sync(session: nox.Session, *args: str) -> None:
+    """Install the locked workspace into the session's environment."""
+    session.run_install(
+        "uv",
+        "sync",
+        "--locked",
+        "--no-default-groups",
+        *args,
+        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
+    )
+
+
+def tests_impl(session: nox.Session, extras: list[str], pytest_args: list[str]) -> None:
+    sync(session, "--group", "test", *(f"--extra={extra}" for extra in extras))
+    session.run("pytest", *pytest_args, *session.posargs)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole suite against every shipped plugin, then lint, typecheck and minimal."""
+    tests_impl(session, ["all"], ["tests"])
+    if not session.posargs:
+        for name in ("lint", "typecheck", "minimal"):
+            session.notify(name)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    sync(session, "--only-group", "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    sync(session, "--group", "typecheck", "--extra=all")
+    session.run("mypy")
+
+
+@nox.session
+def minimal(session: nox.Session) -> None:
+    """cache-core and cache-server alone: L1-only serving works, and a config that asks for
+    a plugin that is not installed fails at start with one line naming the extra."""
+    session.install(
+        "-e", str(ROOT / "packages/cache-core"), "-e", str(ROOT / "packages/cache-server")
+    )
+    session.install("pytest", "pytest-aiohttp", "pytest-asyncio")
+    session.run("pytest", "tests/minimal", env={"CACHING_AGENT_MINIMAL": "1", **os.environ})
