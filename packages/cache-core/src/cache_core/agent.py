@@ -27,6 +27,8 @@ from cache_core.errors import (
     InvalidValueError,
     UnknownNameError,
 )
+from cache_core.codecs import Codec
+from cache_core.frames import KNOWN_CODEC_EXTRAS, CodecSet
 from cache_core.globs import compile_glob, is_literal
 from cache_core.invalidation import TAG_PREFIX, InvalidationIndex, fill
 from cache_core.loaders import Loader, NotFound
@@ -36,6 +38,7 @@ from cache_core.policies import Policy, PolicyTable
 from cache_core.stats import Stats
 from cache_core.strategies import CacheStrategy, Strategy, StrategyContext, Write
 from cache_core.tiers.base import LocalTier, RemoteTier, TierContext
+from cache_core.tiers.memory import BypassTier
 
 log = logging.getLogger("cache_core.agent")
 
@@ -73,6 +76,38 @@ class InvalidationManager:
         await agent.index.add_dependency(dependent, source)
 
 
+class _L1Coherence:
+    """Applies other instances' changes (reported by L2) to this instance's L1."""
+
+    def __init__(self, agent: CachingAgent) -> None:
+        self._agent = agent
+
+    def keys_changed(self, keys: Sequence[str]) -> None:
+        agent = self._agent
+        agent._coherence_seq += 1
+        for key in keys:
+            agent.l1.delete(key)
+
+    def pattern_changed(self, pattern: str) -> None:
+        self._agent._coherence_seq += 1
+        self._agent.l1.delete_matching(pattern)
+
+    def lost(self) -> None:
+        agent = self._agent
+        agent._coherence_seq += 1
+        agent._l1 = BypassTier(agent.l1)
+        agent.l1.clear()
+        log.warning("l1_bypassed: coherence notices stopped; serving from L2 until they resume")
+
+    def restored(self) -> None:
+        agent = self._agent
+        agent._coherence_seq += 1
+        # Whatever L1 took in while notices were not flowing may be stale: start empty.
+        agent.l1.clear()
+        agent._l1 = agent.l1
+        log.info("l1_serving: coherence notices flowing")
+
+
 class CachingAgent:
     """A multi-tier cache. Use as ``async with CachingAgent.from_config(...) as agent:``."""
 
@@ -91,13 +126,25 @@ class CachingAgent:
         self.stats = Stats()
         self.policies = PolicyTable(config)
         self._limits = config.limits
-        context = TierContext(config=config, registry=registry, clock=clock)
+        self.codecs = self._build_codecs()
+        context = TierContext(
+            config=config,
+            registry=registry,
+            clock=clock,
+            codecs=self.codecs,
+            policies=self.policies,
+        )
 
         self.l1: LocalTier = self._build_tier("l1", context, LocalTier)
         self.l2: RemoteTier | None = (
             self._build_tier("l2", context, RemoteTier) if "l2" in config.cache_tiers else None
         )
-        self._check_codec()
+        # What reads are served from: L1 itself, or a tier that holds nothing while L1 may
+        # be stale (with L2, until this instance hears other instances' changes).
+        self._l1: LocalTier = self.l1 if self.l2 is None else BypassTier(self.l1)
+        self._coherence_seq = 0
+        if self.l2 is not None:
+            self.l2.attach(_L1Coherence(self))
 
         strategy_context = StrategyContext(l1=self.l1, l2=self.l2, clock=clock)
         self.strategies: dict[str, Strategy] = self._build_strategies(strategy_context)
@@ -167,10 +214,28 @@ class CachingAgent:
         except ValueError as exc:
             raise ConfigError(f"cache_tiers.{name}: {exc}") from None
 
-    def _check_codec(self) -> None:
+    def _build_codecs(self) -> CodecSet:
         compression = self.config.compression
+        level = compression.compression_level
+        readers: dict[int, Codec] = {}
+        for name, codec_cls in self.registry.tables["codec"].items():
+            codec_id = codec_cls.CODEC_ID
+            if not 0 < codec_id < 256 or codec_id in readers:
+                raise ConfigError(f"codec {name!r}: CODEC_ID {codec_id} is invalid or taken")
+            readers[codec_id] = codec_cls(level)
+        writer = None
         if compression.enable:
-            self.registry.get("codec", compression.algorithm, path="compression.algorithm")
+            writer_cls = self.registry.get(
+                "codec", compression.algorithm, path="compression.algorithm"
+            )
+            writer = readers[writer_cls.CODEC_ID]
+        return CodecSet(
+            writer,
+            readers,
+            threshold=compression.threshold_bytes,
+            max_size=compression.max_decompressed_bytes,
+            missing=KNOWN_CODEC_EXTRAS,
+        )
 
     def _build_strategies(self, context: StrategyContext) -> dict[str, Strategy]:
         sections = {k: v for k, v in self.config.strategies.items() if k != "default"}
@@ -321,7 +386,7 @@ class CachingAgent:
     async def lookup(self, key: str) -> Found | None:
         """The JSON bytes of ``key`` and the tier that had them, or None on a miss."""
         start = _perf()
-        data = self.l1.get(key)
+        data = self._l1.get(key)
         stats = self.stats
         if data is not None:
             stats.hits_l1 += 1
@@ -337,7 +402,7 @@ class CachingAgent:
     async def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` on a miss."""
         start = _perf()
-        data = self.l1.get(key)
+        data = self._l1.get(key)
         stats = self.stats
         if data is not None:
             stats.hits_l1 += 1
@@ -363,12 +428,15 @@ class CachingAgent:
         for strategy in self._buffering:
             pending = strategy.pending(key)
             if pending is not None:
-                self.l1.set(key, pending[0], self._l1_ttl(pending[1]))
+                self._l1.set(key, pending[0], self._l1_ttl(pending[1]))
                 return pending[0], "l2"
         if self.l2 is not None:
+            seq = self._coherence_seq
             stored = await self.l2.get(key)
             if stored is not None:
-                self.l1.set(key, stored.data, self._l1_ttl(stored.ttl_remaining))
+                # A notice that arrived during the read may concern this very value.
+                if seq == self._coherence_seq:
+                    self._l1.set(key, stored.data, self._l1_ttl(stored.ttl_remaining))
                 return stored.data, "l2"
         if load and self.loaders:
             loader = self._loader_for(key)
@@ -458,7 +526,7 @@ class CachingAgent:
         results: dict[str, Found | None] = {}
         missing: list[str] = []
         for key in keys:
-            data = self.l1.get(key)
+            data = self._l1.get(key)
             if data is not None:
                 results[key] = (data, "l1")
                 self.stats.hits_l1 += 1
@@ -471,20 +539,23 @@ class CachingAgent:
                 for strategy in self._buffering:
                     pending = strategy.pending(key)
                     if pending is not None:
-                        self.l1.set(key, pending[0], self._l1_ttl(pending[1]))
+                        self._l1.set(key, pending[0], self._l1_ttl(pending[1]))
                         results[key] = (pending[0], "l2")
                         break
                 else:
                     still.append(key)
             missing = still
         if missing and self.l2 is not None:
+            seq = self._coherence_seq
             stored = await self.l2.get_many(missing)
+            promote = seq == self._coherence_seq
             still = []
             for key, value in zip(missing, stored, strict=True):
                 if value is None:
                     still.append(key)
                 else:
-                    self.l1.set(key, value.data, self._l1_ttl(value.ttl_remaining))
+                    if promote:
+                        self._l1.set(key, value.data, self._l1_ttl(value.ttl_remaining))
                     results[key] = (value.data, "l2")
             missing = still
         if missing and self.loaders:
@@ -724,7 +795,7 @@ class CachingAgent:
             self.check_key(key)
 
         async def warm(key: str) -> bool:
-            return key in self.l1 or await self._below_l1(key) is not None
+            return key in self._l1 or await self._below_l1(key) is not None
 
         if compute_strategy == "sequential":
             return sum([await warm(key) for key in keys])

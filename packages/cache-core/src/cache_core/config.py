@@ -69,6 +69,11 @@ class RedisSection:
     nodes: list[RedisNode] = field(factory=list)
     sentinel: SentinelSection | None = None
     data_dir: str = ".caching-agent/engine"
+    """Where the embedded engine (``url: embedded``) keeps its data, so it survives restarts."""
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_check_hostname: bool = True
 
 
 @define(frozen=True)
@@ -280,6 +285,11 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
         if var in ("REDIS_PASSWORD", "REDIS_HOST", "REDIS_URL") and node[path[-1]] is not None:
             node[path[-1]] = text  # these are strings whatever they look like
         applied[".".join(path)] = var
+    if ("REDIS_HOST" in env or "REDIS_PORT" in env) and "REDIS_URL" not in env:
+        # Naming a host means that server, not the url (e.g. `embedded`) in the file.
+        redis = raw.get("redis")
+        if isinstance(redis, dict):
+            redis["url"] = None
     return applied
 
 

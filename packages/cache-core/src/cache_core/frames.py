@@ -18,6 +18,9 @@ RAW_CODEC_ID = 0
 HEADER_SIZE = 3
 _RAW_HEADER = bytes((MAGIC, VERSION, RAW_CODEC_ID))
 
+# Codec ids of the codecs this project ships outside cache-core, and the extra each needs.
+KNOWN_CODEC_EXTRAS = {1: "compression", 2: "zstd", 3: "lz4"}
+
 
 def encode_frame(data: bytes, codec: Codec | None = None) -> bytes:
     """Frame ``data``; compressed with ``codec`` only when that makes it smaller."""
@@ -56,3 +59,33 @@ def decode_frame(
         hint = f"; install caching-agent[{extra}]" if extra else ""
         raise CorruptEntryError(f"stored entry uses codec id {codec_id}, not installed{hint}")
     return codec.decompress(payload, max_size)
+
+
+class CodecSet:
+    """The codecs of one agent: the one that writes and every one that reads.
+
+    Frames above ``threshold`` bytes are compressed with ``writer`` when ``compress`` is
+    asked for; reading dispatches on the frame's codec id.
+    """
+
+    def __init__(
+        self,
+        writer: Codec | None,
+        readers: Mapping[int, Codec],
+        *,
+        threshold: int,
+        max_size: int,
+        missing: Mapping[int, str] | None = None,
+    ) -> None:
+        self.writer = writer
+        self.readers = dict(readers)
+        self.threshold = threshold
+        self.max_size = max_size
+        self.missing = dict(missing or {})
+
+    def encode(self, data: bytes, compress: bool = True) -> bytes:
+        use = self.writer if compress and len(data) > self.threshold else None
+        return encode_frame(data, use)
+
+    def decode(self, frame: bytes) -> bytes:
+        return decode_frame(frame, self.readers, self.max_size, self.missing)

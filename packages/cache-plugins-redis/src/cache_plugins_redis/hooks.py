@@ -1,5 +1,15 @@
-"""Registers this package's plugins with the Caching Agent.
+"""Registers the Redis/Valkey L2 tier with the Caching Agent."""
 
-Nothing is registered yet: the redis plugins land with their own issue. Until then the
-package only reserves its entry point, so installing the extra already wires it in.
-"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cache_core import hookimpl
+
+from cache_plugins_redis.tier import RedisTier
+
+
+@hookimpl
+def cache_register_tiers() -> Sequence[type[Any]]:
+    return [RedisTier]

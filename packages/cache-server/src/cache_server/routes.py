@@ -123,5 +123,9 @@ async def warm_up(request: web.Request) -> web.Response:
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
     agent = request.app[AGENT]
-    tiers = {"l1": "ok", "l2": "ok" if agent.l2 is not None else "not configured"}
+    tiers: dict[str, Any] = {"l1": "ok"}
+    if agent.l2 is None:
+        tiers["l2"] = "not configured"
+    else:
+        tiers["l2"] = agent.l2.describe()
     return _json({"status": "ok", "tiers": tiers})

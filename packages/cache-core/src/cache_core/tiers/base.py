@@ -9,7 +9,9 @@ from attrs import define
 
 if TYPE_CHECKING:
     from cache_core.config import Config
+    from cache_core.frames import CodecSet
     from cache_core.plugins import Registry
+    from cache_core.policies import PolicyTable
 
 
 @define(frozen=True, slots=True)
@@ -23,11 +25,14 @@ class StoredValue:
 
 @define(frozen=True)
 class TierContext:
-    """What a tier gets besides its own options: the whole config, the registry, a clock."""
+    """What a tier gets besides its own options: the whole config, the registry, a clock,
+    the codecs that frame L2 values and the policies (whether a key's value compresses)."""
 
     config: Config
     registry: Registry
     clock: Callable[[], float]
+    codecs: CodecSet
+    policies: PolicyTable
 
 
 @runtime_checkable
@@ -55,6 +60,22 @@ class LocalTier(Protocol):
     def evictions(self) -> int: ...
 
 
+class CoherenceListener(Protocol):
+    """What a shared tier tells the agent about changes made by other instances."""
+
+    def keys_changed(self, keys: Sequence[str]) -> None:
+        """Another instance wrote or deleted ``keys``: drop any local copy."""
+
+    def pattern_changed(self, pattern: str) -> None:
+        """Another instance invalidated every key matching the glob ``pattern``."""
+
+    def lost(self) -> None:
+        """Change notices may have been missed: stop serving local copies."""
+
+    def restored(self) -> None:
+        """Notices flow again: local copies may be kept and served anew."""
+
+
 @runtime_checkable
 class RemoteTier(Protocol):
     """A tier behind I/O (L2). Every method is a coroutine; batches are one round trip.
@@ -77,3 +98,7 @@ class RemoteTier(Protocol):
     async def delete_matching(self, pattern: str) -> list[str]: ...
     async def count(self) -> int: ...
     def describe(self) -> dict[str, Any]: ...
+    def attach(self, listener: CoherenceListener) -> None:
+        """Called once, before ``start``: report other instances' changes to ``listener``.
+        A tier that other instances cannot share may ignore it."""
+        ...

@@ -163,3 +163,43 @@ class MemoryTier:
 
 
 __all__ = ["ENTRY_OVERHEAD", "MemoryTier", "entry_weight"]
+
+
+class BypassTier:
+    """An L1 that holds nothing: served in place of L1 while it may be stale (its
+    coherence notices stopped), so every read goes to L2."""
+
+    PLUGIN_NAME: ClassVar[str] = "bypass"
+
+    def __init__(self, behind: MemoryTier | None = None) -> None:
+        self.max_bytes = behind.max_bytes if behind is not None else 0
+        self.default_ttl = behind.default_ttl if behind is not None else None
+
+    def get(self, key: str) -> bytes | None:
+        return None
+
+    def set(self, key: str, data: bytes, ttl: float | None) -> bool:
+        return False
+
+    def delete(self, key: str) -> bool:
+        return False
+
+    def delete_matching(self, pattern: str) -> list[str]:
+        return []
+
+    def clear(self) -> int:
+        return 0
+
+    def __contains__(self, key: object) -> bool:
+        return False
+
+    def __len__(self) -> int:
+        return 0
+
+    @property
+    def size_bytes(self) -> int:
+        return 0
+
+    @property
+    def evictions(self) -> int:
+        return 0

@@ -1,0 +1,411 @@
+"""The Redis/Valkey L2 tier: standalone, Sentinel or Cluster, framed values, shared by many
+instances whose L1 copies it keeps coherent.
+
+Every key lives under ``redis.key_prefix``. Values are frames (cache_core.frames), TTL is
+the engine's own (PX). A read is GET + PTTL in one round trip; batches are one pipeline.
+Every write and delete also publishes a notice on ``<prefix>__coherence__`` (in the same
+round trip outside Cluster); other instances drop their L1 copies when it arrives, and an
+instance whose subscription drops stops serving L1 until it is subscribed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from attrs import define
+from cache_core.config import RedisSection
+from cache_core.errors import ConfigError, CorruptEntryError
+from cache_core.frames import CodecSet
+from cache_core.globs import compile_glob
+from cache_core.policies import PolicyTable
+from cache_core.tiers.base import CoherenceListener, StoredValue, TierContext
+from redis import asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from cache_plugins_redis.engine import EmbeddedEngine
+
+log = logging.getLogger("cache_plugins_redis.tier")
+
+EMBEDDED = "embedded"
+SCAN_COUNT = 500
+UNLINK_BATCH = 500
+_SEP = "\n"  # keys never hold control characters (the agent refuses them)
+
+
+def escape_glob(text: str) -> str:
+    """``text`` with every glob metacharacter escaped, to match it literally in SCAN MATCH."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class RedisTier:
+    PLUGIN_NAME: ClassVar[str] = "redis"
+
+    @define(frozen=True)
+    class Options:
+        ttl: float | None = 3600.0
+        """Default TTL in seconds for entries written without one (None: no expiry)."""
+        eviction_policy: str = "lru"
+        """Informational: the engine's maxmemory-policy is the engine's own setting."""
+
+    def __init__(self, options: RedisTier.Options, context: TierContext) -> None:
+        self.default_ttl = options.ttl
+        self._settings: RedisSection = context.config.redis
+        self._codecs: CodecSet = context.codecs
+        self._policies: PolicyTable = context.policies
+        self.prefix = self._settings.key_prefix
+        self.channel = f"{self.prefix}__coherence__"
+        self.instance_id = uuid.uuid4().hex[:16]
+        self._instance_bytes = self.instance_id.encode()
+        self._cluster = self._settings.cluster_mode
+        self._listener: CoherenceListener | None = None
+        self._client: Any = None
+        self._pubsub_client: aioredis.Redis | None = None
+        self._subscriber: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self.engine: EmbeddedEngine | None = None
+        self.coherent = False
+        self.notices_received = 0
+        if self._cluster and not self._settings.nodes:
+            raise ValueError("redis.cluster_mode needs redis.nodes")
+        if self._settings.url not in (None, EMBEDDED) and not str(self._settings.url).startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ConfigError(
+                "redis.url: expected embedded, redis://, rediss:// or unix://, "
+                f"got {self._settings.url!r}"
+            )
+
+    # -- connection ---------------------------------------------------------------------
+
+    def _connection_kwargs(self) -> dict[str, Any]:
+        s = self._settings
+        return {
+            "username": s.username,
+            "password": s.password,
+            "socket_timeout": s.socket_timeout,
+            "socket_connect_timeout": s.connect_timeout,
+            "health_check_interval": s.health_check_interval,
+            "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), s.retry_attempts),
+            "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+            "client_name": f"caching-agent-{self.instance_id}",
+        }
+
+    def _ssl_kwargs(self) -> dict[str, Any]:
+        s = self._settings
+        kwargs: dict[str, Any] = {"ssl_check_hostname": s.ssl_check_hostname}
+        if s.ssl_ca_certs:
+            kwargs["ssl_ca_certs"] = s.ssl_ca_certs
+        if s.ssl_certfile:
+            kwargs["ssl_certfile"] = s.ssl_certfile
+        if s.ssl_keyfile:
+            kwargs["ssl_keyfile"] = s.ssl_keyfile
+        return kwargs
+
+    def _url(self) -> str:
+        s = self._settings
+        if self.engine is not None:
+            return self.engine.url
+        if s.url:
+            return s.url
+        return f"redis://{s.host}:{s.port}/{s.db}"
+
+    async def start(self) -> None:
+        s = self._settings
+        if s.url == EMBEDDED and not self._cluster and s.sentinel is None:
+            self.engine = EmbeddedEngine(s.data_dir, start_timeout=max(10.0, s.connect_timeout))
+            await self.engine.start()
+        kwargs = self._connection_kwargs()
+        if self._cluster:
+            self._client = RedisCluster(
+                startup_nodes=[ClusterNode(n.host, n.port) for n in s.nodes],
+                max_connections=s.max_connections,
+                **{k: v for k, v in kwargs.items() if k != "health_check_interval"},
+            )
+            await self._client.initialize()
+            first = s.nodes[0]
+            pubsub_url = f"redis://{first.host}:{first.port}/0"
+        elif s.sentinel is not None:
+            sentinel = Sentinel(
+                [(n.host, n.port) for n in s.sentinel.nodes],
+                sentinel_kwargs={
+                    "password": s.sentinel.password,
+                    "socket_timeout": s.socket_timeout,
+                    "socket_connect_timeout": s.connect_timeout,
+                },
+                **kwargs,
+                db=s.db,
+            )
+            self._client = sentinel.master_for(
+                s.sentinel.master_name, max_connections=s.max_connections
+            )
+            self._sentinel = sentinel
+            pubsub_url = ""
+        else:
+            url = self._url()
+            extra = self._ssl_kwargs() if url.startswith("rediss://") else {}
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=s.max_connections,
+                timeout=s.socket_timeout,
+                **kwargs,
+                **extra,
+            )
+            self._client = aioredis.Redis(connection_pool=pool)
+            pubsub_url = url
+        await self._client.ping()
+        await self._start_subscriber(pubsub_url)
+
+    async def _start_subscriber(self, url: str) -> None:
+        s = self._settings
+        # Its own connection, never retried by the client: a drop must be seen, since
+        # notices sent meanwhile are lost and L1 must be cleared.
+        kwargs = {
+            **self._connection_kwargs(),
+            "retry": Retry(NoBackoff(), 0),
+            "socket_timeout": None,
+            "health_check_interval": s.health_check_interval,
+        }
+        if self._settings.sentinel is not None:
+            self._pubsub_client = self._sentinel.master_for(
+                self._settings.sentinel.master_name, **kwargs
+            )
+        else:
+            extra = self._ssl_kwargs() if url.startswith("rediss://") else {}
+            self._pubsub_client = aioredis.Redis.from_url(url, **kwargs, **extra)
+        self._subscriber = asyncio.create_task(self._subscribe_forever(), name="l2-coherence")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), timeout=s.connect_timeout)
+
+    async def _subscribe_forever(self) -> None:
+        assert self._pubsub_client is not None
+        delay = 0.05
+        while True:
+            pubsub = self._pubsub_client.pubsub()
+            try:
+                await pubsub.subscribe(self.channel)
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        continue
+                    kind = message.get("type")
+                    if kind == "subscribe":
+                        self._set_coherent(True)
+                        delay = 0.05
+                    elif kind == "message":
+                        self._handle_notice(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._set_coherent(False)
+                log.warning("l2_coherence_lost error=%r; retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def _set_coherent(self, up: bool) -> None:
+        if up == self.coherent:
+            return
+        self.coherent = up
+        if up:
+            self._subscribed.set()
+        else:
+            self._subscribed.clear()
+        if self._listener is not None:
+            if up:
+                self._listener.restored()
+            else:
+                self._listener.lost()
+
+    def _handle_notice(self, data: bytes) -> None:
+        sender, _, rest = data.partition(b"\n")
+        if sender == self._instance_bytes or self._listener is None:
+            return
+        self.notices_received += 1
+        kind, _, body = rest.partition(b"\n")
+        text = body.decode()
+        if kind == b"k":
+            self._listener.keys_changed(text.split(_SEP))
+        elif kind == b"p":
+            self._listener.pattern_changed(text)
+
+    def _notice(self, kind: bytes, body: str) -> bytes:
+        return b"\n".join((self._instance_bytes, kind, body.encode()))
+
+    def attach(self, listener: CoherenceListener) -> None:
+        self._listener = listener
+
+    async def close(self) -> None:
+        if self._subscriber is not None:
+            self._subscriber.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._subscriber
+            self._subscriber = None
+        for client in (self._pubsub_client, self._client):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+        self._client = self._pubsub_client = None
+        self.coherent = False
+        if self.engine is not None:
+            await self.engine.stop()
+            self.engine = None
+
+    # -- data -----------------------------------------------------------------------------
+
+    def _frame(self, key: str, data: bytes) -> bytes:
+        policy = self._policies.match(key)
+        return self._codecs.encode(data, compress=policy.compress if policy else True)
+
+    def _unframe(self, key: str, frame: bytes) -> bytes:
+        try:
+            return self._codecs.decode(frame)
+        except CorruptEntryError as exc:
+            log.error("l2_corrupt_entry key=%r error=%s", key, exc)
+            raise
+
+    @staticmethod
+    def _ttl_left(pttl: int) -> float | None:
+        return None if pttl < 0 else pttl / 1000.0
+
+    async def get(self, key: str) -> StoredValue | None:
+        pipe = self._client.pipeline(transaction=False)
+        pipe.get(self.prefix + key)
+        pipe.pttl(self.prefix + key)
+        frame, pttl = await pipe.execute()
+        if frame is None or pttl == -2:
+            return None
+        return StoredValue(self._unframe(key, frame), self._ttl_left(pttl))
+
+    async def get_many(self, keys: Sequence[str]) -> list[StoredValue | None]:
+        if not keys:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(self.prefix + key)
+            pipe.pttl(self.prefix + key)
+        replies = await pipe.execute()
+        out: list[StoredValue | None] = []
+        for i, key in enumerate(keys):
+            frame, pttl = replies[2 * i], replies[2 * i + 1]
+            if frame is None or pttl == -2:
+                out.append(None)
+            else:
+                out.append(StoredValue(self._unframe(key, frame), self._ttl_left(pttl)))
+        return out
+
+    def _set_cmd(self, pipe: Any, key: str, data: bytes, ttl: float | None) -> None:
+        px = None if ttl is None else max(1, round(ttl * 1000))
+        pipe.set(self.prefix + key, self._frame(key, data), px=px)
+
+    async def _publish(self, pipe: Any, notice: bytes) -> None:
+        if self._cluster:
+            await pipe.execute()
+            await self._client.publish(self.channel, notice)
+        else:
+            pipe.publish(self.channel, notice)
+            await pipe.execute()
+
+    async def set(self, key: str, data: bytes, ttl: float | None) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        self._set_cmd(pipe, key, data, ttl)
+        await self._publish(pipe, self._notice(b"k", key))
+
+    async def set_many(self, items: Sequence[tuple[str, bytes, float | None]]) -> None:
+        if not items:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for key, data, ttl in items:
+            self._set_cmd(pipe, key, data, ttl)
+        await self._publish(pipe, self._notice(b"k", _SEP.join(k for k, _, _ in items)))
+
+    async def delete(self, keys: Sequence[str]) -> list[str]:
+        if not keys:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.unlink(self.prefix + key)
+        notice = self._notice(b"k", _SEP.join(keys))
+        if self._cluster:
+            replies = await pipe.execute()
+            await self._client.publish(self.channel, notice)
+        else:
+            pipe.publish(self.channel, notice)
+            replies = (await pipe.execute())[:-1]
+        return [key for key, removed in zip(keys, replies, strict=True) if removed]
+
+    async def _scan(self, match: str) -> Any:
+        """Every key under the prefix matching ``match`` (a glob of the unprefixed key)."""
+        full = escape_glob(self.prefix) + match
+        async for raw in self._client.scan_iter(match=full, count=SCAN_COUNT):
+            yield raw.decode()[len(self.prefix) :]
+
+    async def delete_matching(self, pattern: str) -> list[str]:
+        removed: list[str] = []
+        batch: list[str] = []
+        check = compile_glob(pattern).fullmatch
+        async for key in self._scan(pattern):
+            if check(key):  # the engine's glob and ours agree; this guards the prefix edge
+                batch.append(key)
+            if len(batch) >= UNLINK_BATCH:
+                removed += await self._unlink_quiet(batch)
+                batch = []
+        if batch:
+            removed += await self._unlink_quiet(batch)
+        notice = self._notice(b"p", pattern)
+        await self._client.publish(self.channel, notice)
+        return removed
+
+    async def _unlink_quiet(self, keys: list[str]) -> list[str]:
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.unlink(self.prefix + key)
+        replies = await pipe.execute()
+        return [key for key, removed in zip(keys, replies, strict=True) if removed]
+
+    async def count(self) -> int:
+        if not self.prefix:
+            if self._cluster:
+                sizes = await self._client.dbsize(target_nodes=RedisCluster.PRIMARIES)
+                return int(sum(sizes.values()) if isinstance(sizes, dict) else sizes)
+            return int(await self._client.dbsize())
+        total = 0
+        async for _ in self._scan("*"):
+            total += 1
+        return total
+
+    def describe(self) -> dict[str, Any]:
+        s = self._settings
+        if self._cluster:
+            where = "cluster " + ", ".join(f"{n.host}:{n.port}" for n in s.nodes)
+        elif s.sentinel is not None:
+            where = f"sentinel master {s.sentinel.master_name}"
+        elif self.engine is not None:
+            where = f"embedded engine at {self.engine.socket_path}"
+        elif s.url == EMBEDDED:
+            where = f"embedded engine under {os.path.abspath(s.data_dir)}"
+        else:
+            where = _redact(self._url())
+        return {"backend": where, "prefix": self.prefix, "coherent": self.coherent}
+
+
+def _redact(url: str) -> str:
+    """``url`` without its password."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    creds, _, host = rest.rpartition("@")
+    user = creds.partition(":")[0]
+    return f"{scheme}://{user + ':***@' if user else '***@'}{host}"
