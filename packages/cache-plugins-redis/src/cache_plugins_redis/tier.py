@@ -161,7 +161,7 @@ class RedisTier:
                 **kwargs,
                 **extra,
             )
-            self._client = aioredis.Redis(connection_pool=pool)
+            self._client = aioredis.Redis.from_pool(pool)
             pubsub_url = url
         await self._client.ping()
         await self._start_subscriber(pubsub_url)
@@ -334,17 +334,21 @@ class RedisTier:
     async def delete(self, keys: Sequence[str]) -> list[str]:
         if not keys:
             return []
+        return await self._unlink(keys, self._notice(b"k", _SEP.join(keys)))
+
+    async def _unlink(self, keys: Sequence[str], notice: bytes | None) -> list[str]:
+        """UNLINK ``keys`` in one pipeline (with ``notice`` published in the same round trip
+        outside Cluster); return the keys that existed."""
         pipe = self._client.pipeline(transaction=False)
         for key in keys:
-            pipe.unlink(self.prefix + key)
-        notice = self._notice(b"k", _SEP.join(keys))
-        if self._cluster:
-            replies = await pipe.execute()
-            await self._client.publish(self.channel, notice)
-        else:
+            # execute_command: the cluster pipeline's own unlink() queues nothing.
+            pipe.execute_command("UNLINK", self.prefix + key)
+        if notice is not None and not self._cluster:
             pipe.publish(self.channel, notice)
-            replies = (await pipe.execute())[:-1]
-        return [key for key, removed in zip(keys, replies, strict=True) if removed]
+        replies = await pipe.execute()
+        if notice is not None and self._cluster:
+            await self._client.publish(self.channel, notice)
+        return [key for key, removed in zip(keys, replies, strict=False) if removed]
 
     async def _scan(self, match: str) -> Any:
         """Every key under the prefix matching ``match`` (a glob of the unprefixed key)."""
@@ -360,20 +364,13 @@ class RedisTier:
             if check(key):  # the engine's glob and ours agree; this guards the prefix edge
                 batch.append(key)
             if len(batch) >= UNLINK_BATCH:
-                removed += await self._unlink_quiet(batch)
+                removed += await self._unlink(batch, None)
                 batch = []
         if batch:
-            removed += await self._unlink_quiet(batch)
+            removed += await self._unlink(batch, None)
         notice = self._notice(b"p", pattern)
         await self._client.publish(self.channel, notice)
         return removed
-
-    async def _unlink_quiet(self, keys: list[str]) -> list[str]:
-        pipe = self._client.pipeline(transaction=False)
-        for key in keys:
-            pipe.unlink(self.prefix + key)
-        replies = await pipe.execute()
-        return [key for key, removed in zip(keys, replies, strict=True) if removed]
 
     async def count(self) -> int:
         if not self.prefix:

@@ -1,0 +1,195 @@
+"""The Redis L2 tier against a real engine: frames, TTL, strategies, promotion, batches."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+from typing import Any
+
+import pytest
+from cache_core import CachingAgent, CorruptEntryError
+from cache_core.frames import MAGIC, VERSION
+
+
+
+
+def agent_for(config: dict[str, Any], **kwargs: Any) -> CachingAgent:
+    return CachingAgent.from_config(config, env={}, **kwargs)
+
+
+async def test_write_through_stores_a_frame_under_the_prefix_with_px(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    async with agent_for(l2_config) as agent:
+        assert await agent.set("user:1:profile", {"name": "Ada"}, ttl=120) == "write_through"
+        raw = engine.client.get(prefix + "user:1:profile")
+        assert raw is not None
+        assert raw[:3] == bytes((MAGIC, VERSION, 0))
+        assert raw[3:] == b'{"name":"Ada"}'
+        assert 118_000 < engine.client.pttl(prefix + "user:1:profile") <= 120_000
+        assert agent.l1.get("user:1:profile") == b'{"name":"Ada"}'
+
+
+async def test_read_after_l1_eviction_comes_from_l2(l2_config: dict[str, Any]) -> None:
+    async with agent_for(l2_config) as agent:
+        await agent.set("k", [1, 2, 3])
+        agent.l1.clear()
+        assert await agent.lookup("k") == (b"[1,2,3]", "l2")
+        assert await agent.lookup("k") == (b"[1,2,3]", "l1")  # promoted
+        stats = await agent.get_stats()
+        assert stats["hits_by_tier"] == {"l1": 1, "l2": 1, "loader": 0}
+        assert stats["l2_size_keys"] == 1
+
+
+async def test_promotion_uses_remaining_ttl_capped_by_l1_ttl(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    async with agent_for(l2_config) as agent:
+        await agent.set("short", 1, ttl=5)
+        await agent.set("long", 2, ttl=3000)
+        agent.l1.clear()
+        await agent.get("short")
+        await agent.get("long")
+        left_short = agent.l1.ttl_remaining("short")  # type: ignore[attr-defined]
+        left_long = agent.l1.ttl_remaining("long")  # type: ignore[attr-defined]
+        assert left_short is not None and 3.5 < left_short <= 5.0  # PTTL, not the default
+        assert left_long is not None and 55 < left_long <= 60.0  # capped by l1.ttl
+
+
+async def test_write_around_writes_l2_only_and_drops_l1_copy(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    async with agent_for(l2_config) as agent:
+        await agent.set("k", "old")
+        assert "k" in agent.l1
+        await agent.set("k", "new", strategy="write_around")
+        assert "k" not in agent.l1
+        assert engine.client.get(prefix + "k") is not None
+        assert await agent.lookup("k") == (b'"new"', "l2")
+
+
+async def test_write_back_buffers_until_flush_and_reads_see_the_buffer(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    async with agent_for(l2_config) as agent:
+        await agent.set("wb", {"n": 1}, strategy="write_back")
+        assert engine.client.get(prefix + "wb") is None  # not flushed yet
+        agent.l1.clear()  # evicted from L1: the buffer still answers
+        assert await agent.get("wb") == {"n": 1}
+        await agent.set("gone", 1, strategy="write_back")
+        assert await agent.delete("gone") is True
+        assert (await agent.get_stats())["write_back_pending"] == 1
+    # closing flushed the buffer; the deleted key was not resurrected
+    assert engine.client.get(prefix + "wb") is not None
+    assert engine.client.get(prefix + "gone") is None
+
+
+async def test_write_back_flushes_at_batch_size_in_one_batch(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    l2_config["strategies"]["write_back"] = {"batch_size": 10, "flush_interval": 60}
+    async with agent_for(l2_config) as agent:
+        for i in range(9):
+            await agent.set(f"b{i}", i, strategy="write_back")
+        assert engine.client.get(prefix + "b0") is None
+        await agent.set("b9", 9, strategy="write_back")
+        assert [engine.client.exists(prefix + f"b{i}") for i in range(10)] == [1] * 10
+        assert agent.strategies["write_back"].describe()["flushes"] == 1
+
+
+async def test_write_back_flushes_on_interval(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    l2_config["strategies"]["write_back"] = {"batch_size": 1000, "flush_interval": 0.05}
+    async with agent_for(l2_config) as agent:
+        await agent.set("tick", 1, strategy="write_back")
+        for _ in range(100):
+            if engine.client.exists(prefix + "tick"):
+                break
+            await asyncio.sleep(0.02)
+        assert engine.client.exists(prefix + "tick") == 1
+
+
+async def test_write_through_after_buffered_write_back_wins(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    async with agent_for(l2_config) as agent:
+        await agent.set("k", "buffered", strategy="write_back")
+        await agent.set("k", "direct", strategy="write_through")
+    async with agent_for(l2_config) as agent:
+        assert await agent.get("k") == "direct"
+
+
+async def test_batch_get_uses_l1_then_one_l2_round_trip(l2_config: dict[str, Any]) -> None:
+    async with agent_for(l2_config) as agent:
+        await agent.set_many({f"k{i}": i for i in range(50)})
+        agent.l1.clear()
+        await agent.get("k0")
+        found = await agent.lookup_many([f"k{i}" for i in range(50)] + ["missing"])
+        assert found["k0"] == (b"0", "l1")
+        assert all(found[f"k{i}"] == (str(i).encode(), "l2") for i in range(1, 50))
+        assert found["missing"] is None
+
+
+async def test_pattern_invalidation_scans_under_the_prefix_only(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    engine.client.set("outside:user:1:profile", b"keep")
+    async with agent_for(l2_config) as agent:
+        for start in (0, 600):  # more than one SCAN/UNLINK batch
+            await agent.set_many({f"user:{i}:profile": i for i in range(start, start + 600)})
+        await agent.set("user:1:settings", 1)
+        assert await agent.invalidate_pattern("user:*:profile") == 1200
+        assert await agent.get("user:5:profile") is None
+        assert await agent.get("user:1:settings") == 1
+        assert (await agent.get_stats())["l2_size_keys"] == 1
+    assert engine.client.get("outside:user:1:profile") == b"keep"
+    engine.client.delete("outside:user:1:profile")
+
+
+async def test_large_values_are_compressed_and_read_back(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    value = {"text": "lesson " * 1000}
+    async with agent_for(l2_config) as agent:
+        await agent.set("content:1", value)
+        raw = engine.client.get(prefix + "content:1")
+        assert raw is not None and raw[2] == 1  # gzip codec id
+        assert len(raw) < 1000
+        agent.l1.clear()
+        assert await agent.get("content:1") == value
+
+
+async def test_planted_pickle_is_refused_not_executed(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    engine.client.set(prefix + "evil", pickle.dumps({"x": 1}))
+    async with agent_for(l2_config) as agent:
+        with pytest.raises(CorruptEntryError):
+            await agent.get("evil")
+
+
+async def test_ttl_expires_in_l2(l2_config: dict[str, Any], engine: Any, prefix: str) -> None:
+    async with agent_for(l2_config) as agent:
+        await agent.set("brief", 1, ttl=0.05, strategy="write_around")
+        await asyncio.sleep(0.15)
+        assert await agent.get("brief") is None
+
+
+async def test_restart_keeps_l2_data_with_the_embedded_engine(tmp_path: Any) -> None:
+    config = {
+        "redis": {"url": "embedded", "data_dir": str(tmp_path / "engine")},
+        "cache_tiers": {"l1": {"max_size_mb": 1}, "l2": {"type": "redis"}},
+    }
+    async with agent_for(config) as agent:
+        await agent.set("survivor", {"kept": True})
+        engine = agent.l2.engine  # type: ignore[union-attr]
+        assert engine is not None
+        pid = engine.pid
+    assert pid is not None
+    with pytest.raises(ProcessLookupError):
+        import os
+
+        os.kill(pid, 0)  # the engine stopped with the agent
+    async with agent_for(config) as agent:
+        assert await agent.lookup("survivor") == (b'{"kept":true}', "l2")
