@@ -224,3 +224,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield spawner.serve(config)
     finally:
         spawner.close()
+
+
+@pytest.fixture
+def find_port() -> Any:
+    """``find_port()`` any free port; ``find_port(low, high)`` one in that range."""
+    return free_port

@@ -74,6 +74,7 @@ class RedisTier:
         self._subscriber: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self.engine: EmbeddedEngine | None = None
+        self._sentinel: Sentinel | None = None
         self.coherent = False
         self.notices_received = 0
         if self._cluster and not self._settings.nodes:
@@ -176,7 +177,7 @@ class RedisTier:
             "socket_timeout": None,
             "health_check_interval": s.health_check_interval,
         }
-        if self._settings.sentinel is not None:
+        if self._sentinel is not None and self._settings.sentinel is not None:
             self._pubsub_client = self._sentinel.master_for(
                 self._settings.sentinel.master_name, **kwargs
             )
@@ -258,6 +259,11 @@ class RedisTier:
                 with contextlib.suppress(Exception):
                     await client.aclose()
         self._client = self._pubsub_client = None
+        if self._sentinel is not None:
+            for watcher in self._sentinel.sentinels:
+                with contextlib.suppress(Exception):
+                    await watcher.aclose()
+            self._sentinel = None
         self.coherent = False
         if self.engine is not None:
             await self.engine.stop()
