@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import redis
+
 from cache_plugins_redis.engine import find_engine_binary
 
 START_TIMEOUT = 15.0
@@ -48,13 +49,19 @@ class Engine:
             [
                 find_engine_binary(),
                 *extra,
-                "--port", str(port),
-                "--bind", "127.0.0.1",
-                "--dir", str(workdir),
-                "--save", "",
-                "--appendonly", "no",
-                "--logfile", str(workdir / "engine.log"),
-            ],  # fmt: skip
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(workdir),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--logfile",
+                str(workdir / "engine.log"),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -67,7 +74,11 @@ class Engine:
             except redis.RedisError:
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
-                log = (workdir / "engine.log").read_text() if (workdir / "engine.log").exists() else ""
+                log = (
+                    (workdir / "engine.log").read_text()
+                    if (workdir / "engine.log").exists()
+                    else ""
+                )
                 raise RuntimeError(f"engine on port {port} did not start: {log[-2000:]}")
             time.sleep(0.02)
 
@@ -119,10 +130,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Engine]]:
                 Engine(
                     base / str(i),
                     port,
-                    "--cluster-enabled", "yes",
-                    "--cluster-config-file", str(base / f"nodes-{i}.conf"),
-                    "--cluster-node-timeout", "5000",
-                )  # fmt: skip
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    str(base / f"nodes-{i}.conf"),
+                    "--cluster-node-timeout",
+                    "5000",
+                )
             )
         bounds = [(0, 5460), (5461, 10922), (10923, 16383)]
         for node, (lo, hi) in zip(nodes, bounds, strict=True):
@@ -162,7 +176,9 @@ def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine,
     deadline = time.monotonic() + 15
     while True:
         try:
-            found = watcher.client.execute_command("SENTINEL", "get-master-addr-by-name", "mymaster")
+            found = watcher.client.execute_command(
+                "SENTINEL", "get-master-addr-by-name", "mymaster"
+            )
             if found:
                 break
         except redis.RedisError:

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from aiohttp.test_utils import TestClient
+
 from cache_core import CachingAgent
 from cache_server import create_app
 
@@ -115,4 +116,3 @@ async def test_two_servers_b_never_serves_a_replaced_value(
         return body["hit"] is False
 
     await wait_for(b_misses)
-

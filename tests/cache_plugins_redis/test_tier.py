@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
 from typing import Any
 
 import pytest
+
 from cache_core import CachingAgent, CorruptEntryError
 from cache_core.frames import MAGIC, VERSION
-
-
 
 
 def agent_for(config: dict[str, Any], **kwargs: Any) -> CachingAgent:
@@ -188,8 +188,6 @@ async def test_restart_keeps_l2_data_with_the_embedded_engine(tmp_path: Any) -> 
         pid = engine.pid
     assert pid is not None
     with pytest.raises(ProcessLookupError):
-        import os
-
         os.kill(pid, 0)  # the engine stopped with the agent
     async with agent_for(config) as agent:
         assert await agent.lookup("survivor") == (b'{"kept":true}', "l2")

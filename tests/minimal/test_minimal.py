@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import pytest
+
 from cache_server import create_app
 
 L1_ONLY = {"compression": {"enable": False}, "cache_tiers": {"l1": {"max_size_mb": 1}}}
@@ -52,7 +53,8 @@ def check_config(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(
-    ("algorithm", "extra"), [("zstd", "caching-agent[zstd]"), ("gzip", "caching-agent[compression]")]
+    ("algorithm", "extra"),
+    [("zstd", "caching-agent[zstd]"), ("gzip", "caching-agent[compression]")],
 )
 def test_missing_codec_fails_at_start_naming_the_extra(
     tmp_path: Path, algorithm: str, extra: str

@@ -20,6 +20,7 @@ from typing import Any, Self
 import pluggy
 
 from cache_core import serialization
+from cache_core.codecs import Codec
 from cache_core.config import Config, load_config
 from cache_core.errors import (
     ConfigError,
@@ -27,7 +28,6 @@ from cache_core.errors import (
     InvalidValueError,
     UnknownNameError,
 )
-from cache_core.codecs import Codec
 from cache_core.frames import KNOWN_CODEC_EXTRAS, CodecSet
 from cache_core.globs import compile_glob, is_literal
 from cache_core.invalidation import TAG_PREFIX, InvalidationIndex, fill
@@ -45,6 +45,8 @@ log = logging.getLogger("cache_core.agent")
 _perf = time.perf_counter_ns
 _BAD_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _WARM_CONCURRENCY = 32
+
+KeySet = set[str]  # spelled once here: inside the class, `set` is CachingAgent.set
 
 Found = tuple[bytes, str]
 """A hit: the value's JSON bytes and the tier that answered (``l1``, ``l2``, ``loader``)."""
@@ -674,7 +676,7 @@ class CachingAgent:
         self.stats.timed_ops += 1
         return key in removed
 
-    async def _remove(self, keys: set[str], *, cascade: bool) -> set[str]:
+    async def _remove(self, keys: KeySet, *, cascade: bool) -> KeySet:
         """Remove ``keys`` (plus dependents when ``cascade``) from every tier and buffer;
         return the keys that were actually held somewhere."""
         if cascade:
@@ -687,7 +689,7 @@ class CachingAgent:
         await self.index.forget(keys)
         return removed
 
-    async def _invalidate_pattern(self, pattern: str) -> set[str]:
+    async def _invalidate_pattern(self, pattern: str) -> KeySet:
         self.check_pattern(pattern)
         if is_literal(pattern):
             return await self._remove({pattern}, cascade=True)
@@ -702,7 +704,7 @@ class CachingAgent:
             removed |= await self._remove(dependents, cascade=True)
         return removed
 
-    async def _invalidate_tags(self, tags: Sequence[str]) -> set[str]:
+    async def _invalidate_tags(self, tags: Sequence[str]) -> KeySet:
         self._check_names(tags, "tag")
         keys = await self.index.keys_for_tags(tags)
         return await self._remove(keys, cascade=True) if keys else set()
@@ -713,17 +715,15 @@ class CachingAgent:
         subscribed = await self.index.subscriptions(event)
         if event not in configured and not subscribed:
             known = sorted(set(configured) | set(await self.index.events()))
-            raise UnknownNameError(
-                f"unknown event {event!r} (known: {', '.join(known) or 'none'})"
-            )
+            raise UnknownNameError(f"unknown event {event!r} (known: {', '.join(known) or 'none'})")
         targets = [fill(t, context or {}, event) for t in [*configured.get(event, []), *subscribed]]
         for target in targets:
             if not target.startswith(TAG_PREFIX):
                 self.check_pattern(target)
         return targets
 
-    async def _invalidate_targets(self, targets: Sequence[str]) -> set[str]:
-        removed: set[str] = set()
+    async def _invalidate_targets(self, targets: Sequence[str]) -> KeySet:
+        removed: KeySet = KeySet()
         tags = [t.removeprefix(TAG_PREFIX) for t in targets if t.startswith(TAG_PREFIX)]
         if tags:
             removed |= await self._invalidate_tags(tags)
@@ -768,7 +768,7 @@ class CachingAgent:
         self._check_names(tags, "tag")
         # Every part is validated before anything is removed: bad input changes nothing.
         targets = [] if event is None else await self._event_targets(str(event), context)
-        removed: set[str] = set()
+        removed: KeySet = KeySet()
         if pattern is not None:
             removed |= await self._invalidate_pattern(pattern)
         if tags:

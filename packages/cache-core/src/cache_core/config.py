@@ -33,7 +33,7 @@ class AgentSection:
     name: str = "caching_agent"
     version: str = "1.0.0"
     port: int = 8015
-    host: str = "0.0.0.0"  # noqa: S104 - a service listens on every interface by default
+    host: str = "0.0.0.0"
 
 
 @define(frozen=True)
@@ -179,7 +179,10 @@ def make_converter() -> cattrs.Converter:
     ``1`` is not a string. Unknown keys are refused, so a typo names its path.
     """
     conv = cattrs.Converter(forbid_extra_keys=True)
-    not_bool = lambda v: not isinstance(v, bool)  # noqa: E731
+
+    def not_bool(v: Any) -> bool:
+        return not isinstance(v, bool)
+
     conv.register_structure_hook(
         int, _strict(int, "an integer", lambda v: isinstance(v, int) and not_bool(v))
     )
@@ -187,11 +190,13 @@ def make_converter() -> cattrs.Converter:
         float, _strict(float, "a number", lambda v: isinstance(v, int | float) and not_bool(v))
     )
     conv.register_structure_hook(str, _strict(str, "a string", lambda v: isinstance(v, str)))
-    conv.register_structure_hook(bool, _strict(bool, "true or false", lambda v: isinstance(v, bool)))
+    conv.register_structure_hook(
+        bool, _strict(bool, "true or false", lambda v: isinstance(v, bool))
+    )
 
     def ttl_or_preset(value: Any, _: Any) -> int | str | None:
         if value is None or (isinstance(value, int | str) and not isinstance(value, bool)):
-            return value  # type: ignore[no-any-return]
+            return value
         raise ValueError(f"expected seconds or a ttl_presets name, got {_describe(value)}")
 
     conv.register_structure_hook(int | str | None, ttl_or_preset)
@@ -334,7 +339,7 @@ def load_config(
         message = str(exc)
         for dotted, var in applied.items():
             if message.startswith(dotted + ":"):
-                message = f"{dotted} (from {var}){message[len(dotted):]}"
+                message = f"{dotted} (from {var}){message[len(dotted) :]}"
         raise ConfigError(message) from None
     _check(config)
     return config
@@ -377,7 +382,9 @@ def _check(config: Config) -> None:
                 f"cache_policies.{name}.ttl: unknown ttl preset {policy.ttl!r} (known: {known})"
             )
         if isinstance(policy.ttl, int) and policy.ttl <= 0:
-            raise ConfigError(f"cache_policies.{name}.ttl: must be greater than 0, got {policy.ttl}")
+            raise ConfigError(
+                f"cache_policies.{name}.ttl: must be greater than 0, got {policy.ttl}"
+            )
     tiers = config.cache_tiers
     if "l1" not in tiers:
         raise ConfigError("cache_tiers.l1: required field missing")

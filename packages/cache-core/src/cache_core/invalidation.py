@@ -42,7 +42,7 @@ class InvalidationIndex(Protocol):
     async def record(
         self, key: str, tags: Sequence[str], dependencies: Sequence[str], ttl: float | None
     ) -> None:
-        """After a write of ``key``: it now carries exactly ``tags`` and depends on ``dependencies``."""
+        """After a write of ``key``: it carries exactly ``tags``, depends on ``dependencies``."""
         ...
 
     async def forget(self, keys: Iterable[str]) -> None:

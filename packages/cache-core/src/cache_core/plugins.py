@@ -87,9 +87,7 @@ def _load_entry_points(pm: pluggy.PluginManager, env: Mapping[str, str]) -> None
         try:
             plugin = ep.load()
         except ImportError as exc:
-            raise ConfigError(
-                f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}"
-            ) from None
+            raise ConfigError(f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}") from None
         pm.register(plugin, name=ep.name)
 
 
@@ -136,8 +134,7 @@ class Registry:
         extra = KNOWN_EXTRAS.get((family, name))
         if extra is not None:
             raise PluginMissingError(
-                f"{path}: {family} plugin {name!r} is not installed; "
-                f"install caching-agent[{extra}]"
+                f"{path}: {family} plugin {name!r} is not installed; install caching-agent[{extra}]"
             )
         known = ", ".join(self.names(family)) or "none installed"
         raise ConfigError(f"{path}: unknown {family} plugin {name!r} (installed: {known})")

@@ -111,7 +111,7 @@ class EmbeddedEngine:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - a prctl call, no Python state
+            preexec_fn=_die_with_parent,
             start_new_session=True,
         )
         deadline = asyncio.get_running_loop().time() + self.start_timeout

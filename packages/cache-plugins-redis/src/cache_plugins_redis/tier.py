@@ -19,12 +19,6 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from attrs import define
-from cache_core.config import RedisSection
-from cache_core.errors import ConfigError, CorruptEntryError
-from cache_core.frames import CodecSet
-from cache_core.globs import compile_glob
-from cache_core.policies import PolicyTable
-from cache_core.tiers.base import CoherenceListener, StoredValue, TierContext
 from redis import asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
@@ -33,6 +27,12 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from cache_core.config import RedisSection
+from cache_core.errors import ConfigError, CorruptEntryError
+from cache_core.frames import CodecSet
+from cache_core.globs import compile_glob
+from cache_core.policies import PolicyTable
+from cache_core.tiers.base import CoherenceListener, StoredValue, TierContext
 from cache_plugins_redis.engine import EmbeddedEngine
 
 log = logging.getLogger("cache_plugins_redis.tier")
@@ -137,7 +137,7 @@ class RedisTier:
             first = s.nodes[0]
             pubsub_url = f"redis://{first.host}:{first.port}/0"
         elif s.sentinel is not None:
-            sentinel = Sentinel(
+            sentinel = Sentinel(  # type: ignore[no-untyped-call]
                 [(n.host, n.port) for n in s.sentinel.nodes],
                 sentinel_kwargs={
                     "password": s.sentinel.password,
@@ -214,7 +214,7 @@ class RedisTier:
                 delay = min(delay * 2, 2.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _set_coherent(self, up: bool) -> None:
         if up == self.coherent:

@@ -7,8 +7,8 @@ from os import PathLike
 from typing import Any
 
 from aiohttp import web
-from cache_core import CachingAgent, Config
 
+from cache_core import CachingAgent, Config
 from cache_server.errors import error_middleware
 from cache_server.keys import AGENT, CONFIG
 from cache_server.routes import routes

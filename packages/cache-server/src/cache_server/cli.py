@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from cache_core import CachingAgent, ConfigError
 
+from cache_core import CachingAgent, ConfigError
 from cache_server.app import create_app
 from cache_server.keys import AGENT
 

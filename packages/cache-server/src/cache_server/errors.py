@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
+
 from cache_core import (
     CacheError,
     CorruptEntryError,

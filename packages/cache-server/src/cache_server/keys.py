@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+
 from cache_core import CachingAgent, Config
 
 AGENT = web.AppKey("agent", CachingAgent)

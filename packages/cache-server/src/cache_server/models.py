@@ -7,8 +7,8 @@ from typing import Any, TypeVar
 
 import orjson
 from attrs import define, field
-from cache_core.config import config_errors, make_converter
 
+from cache_core.config import config_errors, make_converter
 from cache_server.errors import RequestError
 
 T = TypeVar("T")
@@ -58,7 +58,7 @@ def _make_converter() -> Any:
 
     def ttl(value: Any, _: Any) -> Ttl:
         if value is None or isinstance(value, str):
-            return value  # type: ignore[no-any-return]
+            return value
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
         raise ValueError(f"expected seconds or a ttl preset name, got {value!r}")

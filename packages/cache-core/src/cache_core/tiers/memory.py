@@ -21,7 +21,7 @@ from attrs import define
 from cache_core.globs import compile_glob, is_literal
 
 if TYPE_CHECKING:
-    from cache_core.tiers.base import TierContext
+    from cache_core.tiers.base import LocalTier, TierContext
 
 MIB = 1024 * 1024
 
@@ -131,7 +131,7 @@ class MemoryTier:
 
     def ttl_remaining(self, key: str) -> float | None:
         """Seconds ``key`` has left in L1 (None: no expiry); KeyError when absent or expired."""
-        data, expires_at, _ = self._entries[key]
+        expires_at = self._entries[key][1]
         left = expires_at - self._clock()
         if left <= 0:
             raise KeyError(key)
@@ -171,7 +171,7 @@ class BypassTier:
 
     PLUGIN_NAME: ClassVar[str] = "bypass"
 
-    def __init__(self, behind: MemoryTier | None = None) -> None:
+    def __init__(self, behind: LocalTier | None = None) -> None:
         self.max_bytes = behind.max_bytes if behind is not None else 0
         self.default_ttl = behind.default_ttl if behind is not None else None
 
