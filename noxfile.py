@@ -31,9 +31,9 @@ def sync(session: nox.Session, *args: str) -> None:
     )
 
 
-def tests_impl(session: nox.Session, extras: list[str], pytest_args: list[str]) -> None:
+def tests_impl(session: nox.Session, extras: list[str], paths: list[str]) -> None:
     sync(session, "--group", "test", *(f"--extra={extra}" for extra in extras))
-    session.run("pytest", *pytest_args, *session.posargs)
+    session.run("pytest", *(session.posargs or paths))
 
 
 @nox.session

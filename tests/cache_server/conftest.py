@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
+
 from cache_server import create_app
 
 LIMITS = {

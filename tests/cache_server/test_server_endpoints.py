@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from cache_core.tiers.memory import entry_weight
 
 SEED_STATS_FIELDS = {
@@ -99,9 +100,7 @@ async def test_set_reports_the_strategy_named_or_taken_from_the_policy(client):
 async def test_set_accepts_a_ttl_preset_name_and_null_ttl_and_strategy(client):
     resp = await client.post("/cache", json={"key": "p", "value": 1, "ttl": "short"})
     assert resp.status == 200
-    resp = await client.post(
-        "/cache", json={"key": "q", "value": 2, "ttl": None, "strategy": None}
-    )
+    resp = await client.post("/cache", json={"key": "q", "value": 2, "ttl": None, "strategy": None})
     assert await resp.json() == {"success": True, "key": "q", "strategy": "write_through"}
     assert (await (await client.get("/cache/p")).json())["value"] == 1
 
@@ -143,9 +142,7 @@ async def test_delete_of_a_missing_key_succeeds(client):
 
 async def test_delete_cascades_to_dependents(client):
     await client.post("/cache", json={"key": "user:1", "value": {"id": 1}})
-    await client.post(
-        "/cache", json={"key": "recs:1", "value": [1, 2], "dependencies": ["user:1"]}
-    )
+    await client.post("/cache", json={"key": "recs:1", "value": [1, 2], "dependencies": ["user:1"]})
     await client.post("/cache", json={"key": "recs:1:top", "value": 1, "dependencies": ["recs:1"]})
     await client.post("/cache", json={"key": "other", "value": 0})
     assert (await client.delete("/cache/user:1")).status == 200
@@ -186,9 +183,7 @@ async def test_batch_set_returns_success_and_count(client):
 
 
 async def test_batch_set_with_tags_then_invalidate_those_tags(client):
-    resp = await client.post(
-        "/cache/batch-set", json={"items": {"a": 1, "b": 2}, "tags": ["grp"]}
-    )
+    resp = await client.post("/cache/batch-set", json={"items": {"a": 1, "b": 2}, "tags": ["grp"]})
     assert await resp.json() == {"success": True, "count": 2}
     resp = await client.post("/invalidate", json={"tags": ["grp"]})
     assert await resp.json() == {"success": True, "invalidated_count": 2}
@@ -197,7 +192,9 @@ async def test_batch_set_with_tags_then_invalidate_those_tags(client):
 async def test_batch_get_returns_results_hits_misses(client):
     await client.post(
         "/cache/batch-set",
-        json={"items": {"user:123:profile": {"name": "Alice"}, "user:456:profile": {"name": "Bob"}}},
+        json={
+            "items": {"user:123:profile": {"name": "Alice"}, "user:456:profile": {"name": "Bob"}}
+        },
     )
     resp = await client.post(
         "/cache/batch-get", json={"keys": ["user:123:profile", "user:456:profile", "content:789"]}
@@ -324,11 +321,6 @@ async def test_stats_l1_size_follows_overwrites_and_deletes(client):
 # -- known bugs ----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: sequential warm-up counts a repeated key once per repetition "
-    "(agent.warm_up does not de-duplicate keys; parallel does)",
-)
 async def test_sequential_warm_up_counts_each_key_once(client):
     await client.post("/cache", json={"key": "a", "value": 1})
     keys = ["a", "a", "a", "b"]
@@ -340,11 +332,6 @@ async def test_sequential_warm_up_counts_each_key_once(client):
     assert sequential["warmed_count"] == parallel["warmed_count"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: batch-get counts an L1 hit once per repetition of a key in /stats but a "
-    "miss once per distinct key, so /stats disagrees with the response's hits/misses",
-)
 async def test_batch_get_with_repeated_keys_counts_stats_like_its_response(client):
     await client.post("/cache", json={"key": "a", "value": 1})
     resp = await client.post("/cache/batch-get", json={"keys": ["a", "a", "b", "b"]})

@@ -125,7 +125,9 @@ async def test_context_values_are_data_not_globs(seeded):
 
 
 async def test_event_for_a_user_with_nothing_cached(seeded):
-    assert await invalidate(seeded, {"event": "user_profile_update", "context": {"user_id": 3}}) == 0
+    assert (
+        await invalidate(seeded, {"event": "user_profile_update", "context": {"user_id": 3}}) == 0
+    )
     assert await present(seeded) == ALL
 
 

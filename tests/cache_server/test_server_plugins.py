@@ -7,8 +7,9 @@ import asyncio
 from typing import Any, ClassVar
 
 import attrs
-import cache_core
 import pytest
+
+import cache_core
 from cache_core import ConfigError, NotFound
 from cache_server import create_app
 

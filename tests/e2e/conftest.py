@@ -158,11 +158,14 @@ class Spawner:
             server.wait_ready()
         return server
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the command to completion; ``env`` adds variables to the cleaned environment."""
         return subprocess.run(
             [sys.executable, "-m", "cache_server.cli", *args],
             cwd=self.cwd,
-            env=clean_env(),
+            env={**clean_env(), **(env or {})},
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

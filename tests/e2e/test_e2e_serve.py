@@ -185,9 +185,7 @@ async def test_concurrent_clients(http):
 
 async def test_other_config_file_and_port_are_used(spawner, workdir, find_port):
     # ./config.yaml is in the cwd too, and must lose to --config
-    (workdir / "config.yaml").write_text(
-        "limits:\n  max_key_length: 512\n", encoding="utf-8"
-    )
+    (workdir / "config.yaml").write_text("limits:\n  max_key_length: 512\n", encoding="utf-8")
     other = workdir / "other.yaml"
     other.write_text(
         "cache_tiers:\n  l1:\n    max_size_mb: 3\n"
@@ -231,8 +229,9 @@ async def test_sigterm_exits_0_within_10_seconds(spawner, workdir):
     async with aiohttp.ClientSession(base_url=server.url, timeout=TIMEOUT) as http:
         status, _ = await call(http, "POST", "/cache", {"key": "k", "value": 1})
         assert status == 200
-        status, _ = await call(http, "POST", "/cache", {"key": "analytics:1", "value": 1,
-                                                         "strategy": "write_back"})
+        status, _ = await call(
+            http, "POST", "/cache", {"key": "analytics:1", "value": 1, "strategy": "write_back"}
+        )
         assert status == 200
     assert server.terminate(timeout=10) == 0, server.output
     assert not any("Traceback" in line for line in server.stderr), server.output

@@ -43,7 +43,7 @@ from cache_core.tiers.memory import BypassTier
 log = logging.getLogger("cache_core.agent")
 
 _perf = time.perf_counter_ns
-_BAD_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_BAD_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 controls
 _WARM_CONCURRENCY = 32
 
 KeySet = set[str]  # spelled once here: inside the class, `set` is CachingAgent.set
@@ -528,11 +528,13 @@ class CachingAgent:
         results: dict[str, Found | None] = {}
         missing: list[str] = []
         for key in keys:
+            if key in results:  # a repeated key is looked up and counted once
+                continue
             data = self._l1.get(key)
             if data is not None:
                 results[key] = (data, "l1")
                 self.stats.hits_l1 += 1
-            elif key not in results:
+            else:
                 results[key] = None
                 missing.append(key)
         if missing and self._buffering:
@@ -652,6 +654,14 @@ class CachingAgent:
         dependencies: Sequence[str],
     ) -> None:
         keys = [key for key, _, _ in writes]
+        if self.l2 is None:
+            # L1 is the store: a value it can never hold is refused, not silently dropped.
+            for key, data, _ in writes:
+                if not self.l1.fits(key, data):
+                    raise InvalidValueError(
+                        f"value for {key!r} is larger than the whole L1 "
+                        f"({self.l1.max_bytes} bytes) and there is no L2"
+                    )
         # A buffered older write from another strategy must not land after this one.
         for other in self._buffering:
             if other is not strategy and any(other.pending(k) is not None for k in keys):
@@ -793,19 +803,20 @@ class CachingAgent:
             )
         for key in keys:
             self.check_key(key)
+        unique = list(dict.fromkeys(keys))
 
         async def warm(key: str) -> bool:
             return key in self._l1 or await self._below_l1(key) is not None
 
         if compute_strategy == "sequential":
-            return sum([await warm(key) for key in keys])
+            return sum([await warm(key) for key in unique])
         limit = asyncio.Semaphore(_WARM_CONCURRENCY)
 
         async def bounded(key: str) -> bool:
             async with limit:
                 return await warm(key)
 
-        return sum(await asyncio.gather(*(bounded(key) for key in dict.fromkeys(keys))))
+        return sum(await asyncio.gather(*(bounded(key) for key in unique)))
 
     async def get_stats(self) -> dict[str, Any]:
         """The seed's statistics plus per-tier hits, L1 entries and write-back state."""
@@ -821,4 +832,6 @@ class CachingAgent:
         )
         summary["uptime_seconds"] = round(time.time() - self._started_at, 3) if self._started else 0
         summary["plugins"] = self.registry.plugin_names
+        if self.l2 is not None:
+            summary["compression"] = self.codecs.summary()
         return summary

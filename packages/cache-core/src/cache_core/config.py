@@ -18,6 +18,7 @@ import attrs
 import cattrs
 import yaml
 from attrs import define, field
+from cattrs.cols import is_mapping, is_sequence, list_structure_factory, mapping_structure_factory
 from cattrs.errors import ForbiddenExtraKeysError
 from cattrs.gen import make_dict_structure_fn
 
@@ -101,7 +102,8 @@ class CompressionSection:
     algorithm: str = "gzip"
     threshold_bytes: int = 1024
     compression_level: int = 6
-    max_decompressed_bytes: int = 64 * MIB
+    max_decompressed_bytes: int = 8 * MIB
+    """A stored frame that would inflate past this is refused, never allocated."""
 
 
 @define(frozen=True)
@@ -194,6 +196,31 @@ def make_converter() -> cattrs.Converter:
         bool, _strict(bool, "true or false", lambda v: isinstance(v, bool))
     )
 
+    # cattrs takes any iterable for a list (a string becomes its characters) and any
+    # mapping-like for a dict: here each must be that JSON/YAML type itself.
+    def strict_list(cl: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+        inner = list_structure_factory(cl, converter)
+
+        def structure(value: Any, kind: Any) -> Any:
+            if not isinstance(value, list):
+                raise ValueError(f"expected a list, got {_describe(value)}")
+            return inner(value, kind)
+
+        return structure
+
+    def strict_mapping(cl: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+        inner = mapping_structure_factory(cl, converter)
+
+        def structure(value: Any, kind: Any) -> Any:
+            if not isinstance(value, Mapping):
+                raise ValueError(f"expected a mapping, got {_describe(value)}")
+            return inner(value, kind)
+
+        return structure
+
+    conv.register_structure_hook_factory(is_sequence, strict_list)
+    conv.register_structure_hook_factory(is_mapping, strict_mapping)
+
     def ttl_or_preset(value: Any, _: Any) -> int | str | None:
         if value is None or (isinstance(value, int | str) and not isinstance(value, bool)):
             return value
@@ -201,15 +228,11 @@ def make_converter() -> cattrs.Converter:
 
     conv.register_structure_hook(int | str | None, ttl_or_preset)
 
-    def triggers(value: Any, _: Any) -> dict[str, list[str]]:
-        # The seed lists event names; the mapping form adds what each event invalidates.
-        if isinstance(value, list):
-            value = {name: [] for name in value}
-        return conv.structure(value, dict[str, list[str]])
-
     def invalidation(value: Any, _: Any) -> InvalidationSection:
-        if isinstance(value, Mapping) and "event_triggers" in value:
-            value = {**value, "event_triggers": triggers(value["event_triggers"], None)}
+        # The seed lists event names; the mapping form adds what each event invalidates.
+        if isinstance(value, Mapping) and isinstance(value.get("event_triggers"), list):
+            names = value["event_triggers"]
+            value = {**value, "event_triggers": {name: [] for name in names}}
         return base_invalidation(value, InvalidationSection)
 
     base_invalidation = make_dict_structure_fn(
@@ -398,6 +421,11 @@ def _check(config: Config) -> None:
             raise ConfigError(f"cache_tiers.{name}.type: expected a tier plugin name")
     if not isinstance(config.strategies.get("default", "write_through"), str):
         raise ConfigError("strategies.default: expected a strategy name")
+    if config.compression.max_decompressed_bytes < config.limits.max_value_bytes:
+        raise ConfigError(
+            "compression.max_decompressed_bytes: must be at least limits.max_value_bytes "
+            f"({config.limits.max_value_bytes}), got {config.compression.max_decompressed_bytes}"
+        )
     level = config.compression.compression_level
     if not 0 <= level <= 22:
         raise ConfigError(f"compression.compression_level: out of range, got {level}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from attrs import define
+
 from cache_core.codecs import Codec
 from cache_core.errors import CorruptEntryError
 
@@ -48,24 +50,44 @@ def decode_frame(
 ) -> bytes:
     """The JSON bytes inside ``frame``; ``missing`` maps codec ids to the extra that reads them."""
     codec_id = frame_codec_id(frame)
-    payload = frame[HEADER_SIZE:]
     if codec_id == RAW_CODEC_ID:
-        if len(payload) > max_size:
+        if len(frame) - HEADER_SIZE > max_size:
             raise CorruptEntryError(f"stored entry is larger than {max_size} bytes")
-        return payload
+        return frame[HEADER_SIZE:]
+    payload = memoryview(frame)[HEADER_SIZE:]  # no copy of a possibly large payload
     codec = codecs.get(codec_id)
     if codec is None:
         extra = (missing or {}).get(codec_id)
         hint = f"; install caching-agent[{extra}]" if extra else ""
         raise CorruptEntryError(f"stored entry uses codec id {codec_id}, not installed{hint}")
-    return codec.decompress(payload, max_size)
+    return codec.decompress(payload, max_size)  # type: ignore[arg-type]
+
+
+@define(slots=True)
+class CodecCounters:
+    """What one codec (or ``none``: stored uncompressed) did to written frames."""
+
+    frames: int = 0
+    bytes_in: int = 0
+    """JSON bytes handed to the codec."""
+    bytes_out: int = 0
+    """Payload bytes stored (the header excluded)."""
+
+    def summary(self) -> dict[str, float]:
+        ratio = self.bytes_in / self.bytes_out if self.bytes_out else 0.0
+        return {
+            "frames": self.frames,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "ratio": round(ratio, 3),
+        }
 
 
 class CodecSet:
     """The codecs of one agent: the one that writes and every one that reads.
 
     Frames above ``threshold`` bytes are compressed with ``writer`` when ``compress`` is
-    asked for; reading dispatches on the frame's codec id.
+    asked for and it makes them smaller; reading dispatches on the frame's codec id.
     """
 
     def __init__(
@@ -82,10 +104,24 @@ class CodecSet:
         self.threshold = threshold
         self.max_size = max_size
         self.missing = dict(missing or {})
+        self.counters: dict[str, CodecCounters] = {"none": CodecCounters()}
+        if writer is not None:
+            self.counters[writer.PLUGIN_NAME] = CodecCounters()
 
     def encode(self, data: bytes, compress: bool = True) -> bytes:
-        use = self.writer if compress and len(data) > self.threshold else None
-        return encode_frame(data, use)
+        frame = encode_frame(data, self.writer if compress and len(data) > self.threshold else None)
+        codec_id = frame[2]
+        name = (
+            "none" if codec_id == RAW_CODEC_ID or self.writer is None else self.writer.PLUGIN_NAME
+        )
+        counters = self.counters[name]
+        counters.frames += 1
+        counters.bytes_in += len(data)
+        counters.bytes_out += len(frame) - HEADER_SIZE
+        return frame
 
     def decode(self, frame: bytes) -> bytes:
         return decode_frame(frame, self.readers, self.max_size, self.missing)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {name: counters.summary() for name, counters in self.counters.items()}

@@ -1,4 +1,4 @@
-"""Compression codecs for Caching Agent L2 frames (gzip; zstd and lz4 behind extras)."""
+"""Compression codecs for Caching Agent L2 frames: gzip, and zstd / lz4 behind extras."""
 
 from cache_plugins_compression.gzip_codec import GzipCodec
 

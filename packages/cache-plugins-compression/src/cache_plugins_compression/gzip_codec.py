@@ -8,6 +8,7 @@ from typing import ClassVar
 from cache_core.errors import CorruptEntryError
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
+_STEP = 256 * 1024
 
 
 class GzipCodec:
@@ -23,13 +24,20 @@ class GzipCodec:
 
     def decompress(self, data: bytes, max_size: int) -> bytes:
         unpacker = zlib.decompressobj(_GZIP_WBITS)
+        out = bytearray()
+        pending = data
         try:
-            # max_length caps what is produced: a bomb stops at max_size + 1 bytes.
-            out = unpacker.decompress(data, max_size + 1)
+            # Bounded steps: memory stays near what is kept, and a bomb stops at max_size.
+            while not unpacker.eof:
+                step = unpacker.decompress(pending, _STEP)
+                out += step
+                if len(out) > max_size:
+                    raise CorruptEntryError(f"gzip payload inflates beyond {max_size} bytes")
+                pending = unpacker.unconsumed_tail
+                if not step and not pending:
+                    break
         except zlib.error as exc:
             raise CorruptEntryError(f"gzip payload is damaged: {exc}") from None
-        if len(out) > max_size:
-            raise CorruptEntryError(f"gzip payload inflates beyond {max_size} bytes")
         if not unpacker.eof:
             raise CorruptEntryError("gzip payload is truncated")
-        return out
+        return bytes(out)

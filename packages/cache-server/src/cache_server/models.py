@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -71,11 +73,37 @@ def _make_converter() -> Any:
 _CONVERTER = _make_converter()
 
 
+_LONG_DIGITS = re.compile(rb"\d{19}")
+_INT_RANGE = range(-(2**63), 2**64)  # what orjson can write back out
+
+
+def _exact_int(text: str) -> int:
+    number = int(text)
+    if number not in _INT_RANGE:
+        raise RequestError(
+            "invalid_value", f"integer {text[:30]}... is outside the 64-bit range values may use"
+        )
+    return number
+
+
+def _refuse_constant(name: str) -> Any:
+    raise RequestError("invalid_json", f"request body is not valid JSON: {name} is not JSON")
+
+
+def _loads(body: bytes) -> Any:
+    # orjson reads integers beyond 64 bits as floats, silently losing digits; a body that may
+    # hold one is read again exactly, and such a number is refused rather than altered.
+    data = orjson.loads(body)
+    if _LONG_DIGITS.search(body):
+        data = json.loads(body, parse_int=_exact_int, parse_constant=_refuse_constant)
+    return data
+
+
 def parse_body(body: bytes, model: type[T]) -> T:
     """The request body as ``model``; :class:`RequestError` (400) naming what is wrong."""
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        data = _loads(body)
+    except (orjson.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RequestError("invalid_json", f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, Mapping):
         raise RequestError("invalid_request", "request body must be a JSON object")

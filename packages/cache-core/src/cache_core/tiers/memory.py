@@ -80,6 +80,9 @@ class MemoryTier:
         self._entries.move_to_end(key)
         return entry[0]
 
+    def fits(self, key: str, data: bytes) -> bool:
+        return entry_weight(key, data) <= self.max_bytes
+
     def set(self, key: str, data: bytes, ttl: float | None) -> bool:
         """Store ``data`` for ``ttl`` seconds; False when it can never fit (nothing changes)."""
         weight = entry_weight(key, data)
@@ -179,6 +182,9 @@ class BypassTier:
         return None
 
     def set(self, key: str, data: bytes, ttl: float | None) -> bool:
+        return False
+
+    def fits(self, key: str, data: bytes) -> bool:
         return False
 
     def delete(self, key: str) -> bool:

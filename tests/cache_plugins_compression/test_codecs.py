@@ -1,0 +1,176 @@
+"""Codecs through the agent and a real engine: ratio, switching algorithms, bounded reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import tracemalloc
+import zlib
+from typing import Any
+
+import pytest
+
+from cache_core import CachingAgent, CorruptEntryError, hookimpl
+from cache_core.frames import HEADER_SIZE, MAGIC, VERSION, encode_frame
+from cache_plugins_compression.gzip_codec import GzipCodec
+from cache_plugins_compression.lz4_codec import Lz4Codec
+from cache_plugins_compression.zstd_codec import ZstdCodec
+
+CODECS = [("gzip", 1), ("zstd", 2), ("lz4", 3)]
+MIB = 1024 * 1024
+
+
+def learning_path(size: int = 4096) -> dict[str, Any]:
+    """A JSON text value of about ``size`` bytes, shaped like a learning path."""
+    steps = []
+    i = 0
+    while len(json.dumps({"user": 123, "steps": steps}, separators=(",", ":"))) < size:
+        steps.append(
+            {
+                "id": f"step-{i}",
+                "title": f"Fractions, part {i}: adding unlike denominators",
+                "kind": "lesson" if i % 3 else "quiz",
+                "minutes": 10 + i % 7,
+                "mastery": round(0.1 * (i % 10), 1),
+            }
+        )
+        i += 1
+    return {"user": 123, "steps": steps}
+
+
+def config(engine: Any, prefix: str, algorithm: str, **compression: Any) -> dict[str, Any]:
+    return {
+        "redis": {"url": engine.url, "key_prefix": prefix},
+        "cache_tiers": {"l1": {"max_size_mb": 4}, "l2": {"type": "redis"}},
+        "compression": {"algorithm": algorithm, **compression},
+    }
+
+
+@pytest.mark.parametrize(("algorithm", "codec_id"), CODECS)
+async def test_4kb_json_is_stored_under_1_5kb_and_reads_back(
+    engine: Any, prefix: str, algorithm: str, codec_id: int
+) -> None:
+    value = learning_path()
+    assert len(json.dumps(value, separators=(",", ":"))) >= 4096
+    async with CachingAgent.from_config(config(engine, prefix, algorithm), env={}) as agent:
+        await agent.set("user:123:learning_path", value)
+        stored = engine.client.get(prefix + "user:123:learning_path")
+        assert stored[:3] == bytes((MAGIC, VERSION, codec_id))
+        assert len(stored) < 1536
+        agent.l1.clear()
+        assert await agent.get("user:123:learning_path") == value
+        stats = (await agent.get_stats())["compression"][algorithm]
+        assert stats["frames"] == 1
+        assert stats["bytes_in"] >= 4096
+        assert stats["bytes_out"] == len(stored) - HEADER_SIZE
+        assert stats["ratio"] > 2.5
+
+
+@pytest.mark.parametrize("writer", ["gzip", "zstd", "lz4"])
+async def test_entries_read_back_after_the_algorithm_changes(
+    engine: Any, prefix: str, writer: str
+) -> None:
+    value = learning_path()
+    async with CachingAgent.from_config(config(engine, prefix, writer), env={}) as agent:
+        await agent.set("content:1", value)
+    for reader in ("gzip", "zstd", "lz4"):
+        async with CachingAgent.from_config(config(engine, prefix, reader), env={}) as agent:
+            assert await agent.lookup("content:1") == (
+                json.dumps(value, separators=(",", ":")).encode(),
+                "l2",
+            )
+
+
+async def test_values_at_or_below_the_threshold_are_stored_raw(engine: Any, prefix: str) -> None:
+    async with CachingAgent.from_config(config(engine, prefix, "gzip"), env={}) as agent:
+        await agent.set("small", "x" * 1000)  # 1002 bytes of JSON: under 1024
+        await agent.set("large", "x" * 1100)
+        assert engine.client.get(prefix + "small")[2] == 0
+        assert engine.client.get(prefix + "large")[2] == 1
+
+
+@pytest.mark.parametrize("codec_cls", [GzipCodec, ZstdCodec, Lz4Codec])
+def test_compression_that_does_not_shrink_is_skipped(codec_cls: Any) -> None:
+    noise = os.urandom(4000)
+    frame = encode_frame(noise, codec_cls(6))
+    assert frame == bytes((MAGIC, VERSION, 0)) + noise
+
+
+async def test_policy_without_compress_stores_raw(engine: Any, prefix: str) -> None:
+    cfg = config(engine, prefix, "gzip")
+    cfg["cache_policies"] = {"model_inference": {"match": ["model:*"], "compress": False}}
+    async with CachingAgent.from_config(cfg, env={}) as agent:
+        await agent.set("model:m:1", learning_path())
+        await agent.set("user:1:path", learning_path())
+        assert engine.client.get(prefix + "model:m:1")[2] == 0
+        assert engine.client.get(prefix + "user:1:path")[2] == 1
+
+
+async def test_compression_disabled_stores_raw(engine: Any, prefix: str) -> None:
+    async with CachingAgent.from_config(
+        config(engine, prefix, "gzip", enable=False), env={}
+    ) as agent:
+        await agent.set("content:1", learning_path())
+        assert engine.client.get(prefix + "content:1")[2] == 0
+
+
+def plant_gzip_bomb(engine: Any, key: str, zeros: int) -> int:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = bytes(MIB)
+    parts = [packer.compress(chunk) for _ in range(zeros // MIB)]
+    parts.append(packer.flush())
+    payload = b"".join(parts)
+    engine.client.set(key, bytes((MAGIC, VERSION, 1)) + payload)
+    return len(payload)
+
+
+async def test_a_gzip_bomb_is_refused_without_inflating(engine: Any, prefix: str) -> None:
+    packed = plant_gzip_bomb(engine, prefix + "bomb", 1024 * MIB)  # 1 GB of zeros
+    assert packed < 4 * MIB
+    async with CachingAgent.from_config(config(engine, prefix, "gzip"), env={}) as agent:
+        tracemalloc.start()
+        try:
+            with pytest.raises(CorruptEntryError, match="inflates beyond"):
+                await agent.get("bomb")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    # The read stops at the default cap (8 MiB) instead of inflating 1 GB; what it held at
+    # most is that cap (plus buffer growth slack) and the ~1 MB frame.
+    assert peak < 14 * MIB, f"peak {peak / MIB:.1f} MiB"
+
+
+@pytest.mark.parametrize("codec_cls", [GzipCodec, ZstdCodec, Lz4Codec])
+def test_every_codec_caps_what_it_inflates(codec_cls: Any) -> None:
+    codec = codec_cls(6)
+    packed = codec.compress(bytes(8 * MIB))
+    with pytest.raises(CorruptEntryError, match="beyond"):
+        codec.decompress(packed, MIB)
+    assert codec.decompress(packed, 8 * MIB) == bytes(8 * MIB)
+
+
+@pytest.mark.parametrize("codec_cls", [GzipCodec, ZstdCodec, Lz4Codec])
+def test_damaged_payloads_are_corrupt_entries(codec_cls: Any) -> None:
+    codec = codec_cls(6)
+    packed = codec.compress(b'{"a": "' + b"x" * 5000 + b'"}')
+    with pytest.raises(CorruptEntryError):
+        codec.decompress(packed[: len(packed) // 2], MIB)
+    with pytest.raises(CorruptEntryError):
+        codec.decompress(b"not a compressed frame at all", MIB)
+
+
+class GzipOnly:
+    @hookimpl
+    def cache_register_codecs(self) -> list[type[Any]]:
+        return [GzipCodec]
+
+
+async def test_a_frame_of_an_uninstalled_codec_names_the_extra(engine: Any, prefix: str) -> None:
+    async with CachingAgent.from_config(config(engine, prefix, "zstd"), env={}) as agent:
+        await agent.set("content:z", learning_path())
+    cfg = config(engine, prefix, "gzip")
+    # Only the redis tier and gzip: as if caching-agent[zstd] were not installed.
+    env = {"CACHING_AGENT_PLUGINS": "redis"}
+    async with CachingAgent.from_config(cfg, env=env, plugins=[GzipOnly()]) as agent:
+        with pytest.raises(CorruptEntryError, match=r"caching-agent\[zstd\]"):
+            await agent.get("content:z")
