@@ -22,7 +22,7 @@ MIB = 1024 * 1024
 
 def learning_path(size: int = 4096) -> dict[str, Any]:
     """A JSON text value of about ``size`` bytes, shaped like a learning path."""
-    steps = []
+    steps: list[dict[str, Any]] = []
     i = 0
     while len(json.dumps({"user": 123, "steps": steps}, separators=(",", ":"))) < size:
         steps.append(

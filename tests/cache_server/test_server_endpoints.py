@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 import orjson
-import pytest
 
 from cache_core.tiers.memory import entry_weight
 
