@@ -1,5 +1,5 @@
 """Sessions: tests (the whole suite: it also queues lint, typecheck and minimal), lint,
-typecheck, minimal (cache-core + cache-server only).
+typecheck, minimal (cache-core + cache-server only), bench (measurements).
 
 Each session installs from uv.lock into its own environment, so what passes here is what
 the lock file gives a fresh machine.
@@ -67,3 +67,11 @@ def minimal(session: nox.Session) -> None:
     )
     session.install("pytest", "pytest-aiohttp", "pytest-asyncio")
     session.run("pytest", "tests/minimal", env={"CACHING_AGENT_MINIMAL": "1", **os.environ})
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Measurements (never assertions): codecs on realistic payloads, cross-instance staleness."""
+    sync(session, "--extra=all")
+    session.run("python", "bench/codecs.py")
+    session.run("python", "bench/staleness.py", "1000")

@@ -174,3 +174,18 @@ async def test_a_frame_of_an_uninstalled_codec_names_the_extra(engine: Any, pref
     async with CachingAgent.from_config(cfg, env=env, plugins=[GzipOnly()]) as agent:
         with pytest.raises(CorruptEntryError, match=r"caching-agent\[zstd\]"):
             await agent.get("content:z")
+
+
+def test_a_zstd_frame_that_lies_about_its_size_is_refused() -> None:
+    codec = ZstdCodec(3)
+    forged = bytearray(codec.compress(bytes(50 * MIB)))
+    assert forged[4] == 0x80  # 4-byte content size after a 1-byte window descriptor
+    forged[6:10] = (100).to_bytes(4, "little")  # claims 100 bytes, holds 50 MiB of zeros
+    tracemalloc.start()
+    try:
+        with pytest.raises(CorruptEntryError, match="damaged"):
+            codec.decompress(bytes(forged), MIB)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < MIB
