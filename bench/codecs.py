@@ -24,7 +24,7 @@ from cache_plugins_compression.zstd_codec import ZstdCodec
 
 LEVEL = 6  # compression.compression_level of the shipped config
 MAX = 8 * 1024 * 1024
-WORDS = (
+WORDS = (  # noqa: SIM905 - a sentence reads better than a list of 60 strings
     "the a of to and in is that for fraction numerator denominator equivalent add subtract "
     "multiply divide whole number line compare order mixed improper simplify common factor "
     "multiple prime area perimeter angle triangle square circle radius diameter graph data "
