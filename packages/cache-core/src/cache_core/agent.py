@@ -20,6 +20,7 @@ from typing import Any, Self
 import pluggy
 
 from cache_core import serialization
+from cache_core.categories import CategoryRules
 from cache_core.codecs import Codec
 from cache_core.config import Config, load_config
 from cache_core.errors import (
@@ -30,7 +31,7 @@ from cache_core.errors import (
 )
 from cache_core.frames import KNOWN_CODEC_EXTRAS, CodecSet
 from cache_core.globs import compile_glob, is_literal
-from cache_core.invalidation import TAG_PREFIX, InvalidationIndex, fill
+from cache_core.invalidation import TAG_PREFIX, IndexContext, InvalidationIndex, fill
 from cache_core.loaders import Loader, NotFound
 from cache_core.metrics import MetricsRecorder
 from cache_core.plugins import Registry, make_plugin_manager
@@ -127,6 +128,7 @@ class CachingAgent:
         self.clock = clock
         self.stats = Stats()
         self.policies = PolicyTable(config)
+        self.categories = CategoryRules(config)
         self._limits = config.limits
         self.codecs = self._build_codecs()
         context = TierContext(
@@ -158,10 +160,18 @@ class CachingAgent:
             if policy.strategy is not None:
                 self._strategy_named(policy.strategy, path=f"cache_policies.{name}.strategy")
 
-        index_cls = registry.get(
-            "invalidator", config.invalidation.backend, path="invalidation.backend"
-        )
-        self.index: InvalidationIndex = index_cls(None, context)
+        backend = config.invalidation.backend
+        if backend == "auto":
+            # Shared indexes when L2 can hold them, so every instance sees every tag.
+            shared = self.l2 is not None and "redis" in registry.tables["invalidator"]
+            backend = "redis" if shared else "local"
+        index_cls = registry.get("invalidator", backend, path="invalidation.backend")
+        try:
+            self.index: InvalidationIndex = index_cls(
+                None, IndexContext(config=config, clock=clock, l2=self.l2)
+            )
+        except ValueError as exc:
+            raise ConfigError(f"invalidation.backend: {exc}") from None
         self.invalidation_manager = InvalidationManager(self)
         self.loaders: list[Loader] = []
         for name, section in config.loaders.items():
@@ -662,15 +672,17 @@ class CachingAgent:
                         f"value for {key!r} is larger than the whole L1 "
                         f"({self.l1.max_bytes} bytes) and there is no L2"
                     )
+        if self.categories:
+            # Before the write: a dependent category's glob may cover the written keys too.
+            await self._invalidate_globs(self.categories.targets(set(keys)), set())
         # A buffered older write from another strategy must not land after this one.
         for other in self._buffering:
             if other is not strategy and any(other.pending(k) is not None for k in keys):
                 await other.discard(keys)
         await strategy.write(writes)
         self.stats.sets += len(writes)
-        for key, _, ttl in writes:
-            await self.index.record(key, tags, dependencies, ttl)
-        dependents = await self.index.dependents(keys)
+        entries = [(key, ttl) for key, _, ttl in writes]
+        dependents = await self.index.record(entries, tags, dependencies)
         if dependents:
             await self._remove(dependents, cascade=True)
 
@@ -686,9 +698,11 @@ class CachingAgent:
         self.stats.timed_ops += 1
         return key in removed
 
-    async def _remove(self, keys: KeySet, *, cascade: bool) -> KeySet:
-        """Remove ``keys`` (plus dependents when ``cascade``) from every tier and buffer;
-        return the keys that were actually held somewhere."""
+    async def _remove(
+        self, keys: KeySet, *, cascade: bool, visited: KeySet | None = None
+    ) -> KeySet:
+        """Remove ``keys`` from every tier and buffer; with ``cascade``, their dependents too
+        (by key and by category). Returns the keys that were actually held somewhere."""
         if cascade:
             keys = keys | await self.index.dependents(keys)
         removed = {key for key in keys if self.l1.delete(key)}
@@ -697,12 +711,23 @@ class CachingAgent:
         if self.l2 is not None and keys:
             removed.update(await self.l2.delete(sorted(keys)))
         await self.index.forget(keys)
+        if cascade and self.categories:
+            removed |= await self._invalidate_globs(self.categories.targets(keys), visited)
         return removed
 
-    async def _invalidate_pattern(self, pattern: str) -> KeySet:
+    async def _invalidate_globs(self, globs: Iterable[str], visited: KeySet | None) -> KeySet:
+        """Invalidate each glob once per request (``visited``), so category cycles end."""
+        visited = set() if visited is None else visited
+        removed: KeySet = KeySet()
+        for glob in sorted(set(globs) - visited):
+            visited.add(glob)
+            removed |= await self._invalidate_pattern(glob, visited)
+        return removed
+
+    async def _invalidate_pattern(self, pattern: str, visited: KeySet | None = None) -> KeySet:
         self.check_pattern(pattern)
         if is_literal(pattern):
-            return await self._remove({pattern}, cascade=True)
+            return await self._remove({pattern}, cascade=True, visited=visited)
         removed = set(self.l1.delete_matching(pattern))
         for strategy in self._buffering:
             removed.update(await strategy.discard_matching(pattern))
@@ -711,7 +736,10 @@ class CachingAgent:
         await self.index.forget(removed)
         dependents = await self.index.dependents(removed)
         if dependents:
-            removed |= await self._remove(dependents, cascade=True)
+            removed |= await self._remove(dependents, cascade=True, visited=visited)
+        if self.categories:
+            globs = self.categories.targets(removed)
+            removed |= await self._invalidate_globs(globs, visited)
         return removed
 
     async def _invalidate_tags(self, tags: Sequence[str]) -> KeySet:

@@ -93,7 +93,12 @@ class InvalidationSection:
     # The seed's list form is normalised to the mapping form: event -> targets.
     event_triggers: dict[str, list[str]] = field(factory=dict)
     dependency_rules: dict[str, list[str]] = field(factory=dict)
-    backend: str = "local"
+    categories: dict[str, str] = field(factory=dict)
+    """Key templates of the categories that dependency_rules name (``{id}`` placeholders)."""
+    backend: str = "auto"
+    """Where tags, dependencies and subscriptions are indexed: ``local`` (this process),
+    ``redis`` (shared by every instance; caching-agent[invalidation]) or ``auto`` (redis
+    when L2 is Redis and the plugin is installed, else local)."""
 
 
 @define(frozen=True)

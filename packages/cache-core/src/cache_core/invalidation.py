@@ -16,9 +16,15 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from attrs import define
 
 from cache_core.errors import UnknownNameError
+
+if TYPE_CHECKING:
+    from cache_core.config import Config
+    from cache_core.tiers.base import RemoteTier
 
 TAG_PREFIX = "tag:"
 
@@ -31,6 +37,15 @@ class EventTrigger(StrEnum):
     MASTERY_UPDATE = "mastery_update"
 
 
+@define(frozen=True)
+class IndexContext:
+    """What an index is built with: the config, the clock and the L2 tier (None: L1 only)."""
+
+    config: Config
+    clock: Callable[[], float]
+    l2: RemoteTier | None
+
+
 @runtime_checkable
 class InvalidationIndex(Protocol):
     """Tags, dependencies and runtime event subscriptions, queried at invalidation time."""
@@ -40,9 +55,14 @@ class InvalidationIndex(Protocol):
     async def start(self) -> None: ...
     async def close(self) -> None: ...
     async def record(
-        self, key: str, tags: Sequence[str], dependencies: Sequence[str], ttl: float | None
-    ) -> None:
-        """After a write of ``key``: it carries exactly ``tags``, depends on ``dependencies``."""
+        self,
+        entries: Sequence[tuple[str, float | None]],
+        tags: Sequence[str],
+        dependencies: Sequence[str],
+    ) -> set[str]:
+        """After a write of ``entries`` (key, TTL): each now carries exactly ``tags`` and
+        depends on exactly ``dependencies``. Returns the keys that depend directly on any of
+        them (a changed key invalidates its dependents)."""
         ...
 
     async def forget(self, keys: Iterable[str]) -> None:
@@ -89,23 +109,30 @@ class LocalIndex:
         return None
 
     async def record(
-        self, key: str, tags: Sequence[str], dependencies: Sequence[str], ttl: float | None
-    ) -> None:
-        self._unlink(key)
-        if not tags and not dependencies:
-            return
-        if tags:
-            self._key_tags[key] = set(tags)
-            for tag in tags:
-                self._tags.setdefault(tag, set()).add(key)
-        if dependencies:
-            self._key_deps[key] = set(dependencies)
-            for dep in dependencies:
-                self._dependents.setdefault(dep, set()).add(key)
-        self._expiry[key] = math.inf if ttl is None else self._clock() + ttl
-        self._writes += 1
-        if self._writes % self._PRUNE_EVERY == 0:
-            self._prune_expired()
+        self,
+        entries: Sequence[tuple[str, float | None]],
+        tags: Sequence[str],
+        dependencies: Sequence[str],
+    ) -> set[str]:
+        dependents: set[str] = set()
+        for key, ttl in entries:
+            self._unlink(key)
+            dependents |= self._dependents.get(key, set())
+            if not tags and not dependencies:
+                continue
+            if tags:
+                self._key_tags[key] = set(tags)
+                for tag in tags:
+                    self._tags.setdefault(tag, set()).add(key)
+            if dependencies:
+                self._key_deps[key] = set(dependencies)
+                for dep in dependencies:
+                    self._dependents.setdefault(dep, set()).add(key)
+            self._expiry[key] = math.inf if ttl is None else self._clock() + ttl
+            self._writes += 1
+            if self._writes % self._PRUNE_EVERY == 0:
+                self._prune_expired()
+        return dependents - {key for key, _ in entries}
 
     def _unlink(self, key: str) -> None:
         for tag in self._key_tags.pop(key, ()):

@@ -50,6 +50,7 @@ KNOWN_EXTRAS: dict[tuple[str, str], str] = {
     ("codec", "zstd"): "zstd",
     ("codec", "lz4"): "lz4",
     ("invalidator", "redis"): "invalidation",
+    ("loader", "http"): "server",
     ("metrics", "opentelemetry"): "server",
 }
 

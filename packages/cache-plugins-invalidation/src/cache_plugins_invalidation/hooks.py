@@ -1,5 +1,15 @@
-"""Registers this package's plugins with the Caching Agent.
+"""Registers the Redis-backed invalidation index with the Caching Agent."""
 
-Nothing is registered yet: the invalidation plugins land with their own issue. Until then the
-package only reserves its entry point, so installing the extra already wires it in.
-"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cache_core import hookimpl
+
+from cache_plugins_invalidation.redis_index import RedisIndex
+
+
+@hookimpl
+def cache_register_invalidators() -> Sequence[type[Any]]:
+    return [RedisIndex]

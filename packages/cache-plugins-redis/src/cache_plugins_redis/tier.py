@@ -41,6 +41,9 @@ EMBEDDED = "embedded"
 SCAN_COUNT = 500
 UNLINK_BATCH = 500
 _SEP = "\n"  # keys never hold control characters (the agent refuses them)
+INDEX_MARK = "\x1f"
+"""Starts the names of keys that are not cache entries (invalidation indexes) right after
+the prefix: no cache key can hold it, so they never collide with one, and scans skip them."""
 
 
 def escape_glob(text: str) -> str:
@@ -245,6 +248,17 @@ class RedisTier:
     def _notice(self, kind: bytes, body: str) -> bytes:
         return b"\n".join((self._instance_bytes, kind, body.encode()))
 
+    @property
+    def client(self) -> Any:
+        """The connected client (``redis.asyncio.Redis`` or ``RedisCluster``); after start."""
+        if self._client is None:
+            raise RuntimeError("the Redis tier is not started")
+        return self._client
+
+    @property
+    def cluster(self) -> bool:
+        return self._cluster
+
     def attach(self, listener: CoherenceListener) -> None:
         self._listener = listener
 
@@ -360,7 +374,9 @@ class RedisTier:
         """Every key under the prefix matching ``match`` (a glob of the unprefixed key)."""
         full = escape_glob(self.prefix) + match
         async for raw in self._client.scan_iter(match=full, count=SCAN_COUNT):
-            yield raw.decode()[len(self.prefix) :]
+            key = raw.decode()[len(self.prefix) :]
+            if not key.startswith(INDEX_MARK):
+                yield key
 
     async def delete_matching(self, pattern: str) -> list[str]:
         removed: list[str] = []
@@ -379,11 +395,7 @@ class RedisTier:
         return removed
 
     async def count(self) -> int:
-        if not self.prefix:
-            if self._cluster:
-                sizes = await self._client.dbsize(target_nodes=RedisCluster.PRIMARIES)
-                return int(sum(sizes.values()) if isinstance(sizes, dict) else sizes)
-            return int(await self._client.dbsize())
+        """Cache entries under the prefix (a SCAN: index keys and foreign keys not counted)."""
         total = 0
         async for _ in self._scan("*"):
             total += 1
