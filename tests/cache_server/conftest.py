@@ -22,6 +22,9 @@ LIMITS = {
     "max_batch_size": 5,
     "max_warmup_keys": 5,
     "max_request_bytes": 16 * 1024,
+    "max_pattern_length": 48,
+    "max_pattern_wildcards": 4,
+    "allow_pattern_classes": True,
 }
 
 BASE_CONFIG: dict[str, Any] = {

@@ -30,7 +30,7 @@ from cache_core.errors import (
     UnknownNameError,
 )
 from cache_core.frames import KNOWN_CODEC_EXTRAS, CodecSet
-from cache_core.globs import compile_glob, is_literal
+from cache_core.globs import compile_glob, glob_features, is_literal
 from cache_core.invalidation import TAG_PREFIX, IndexContext, InvalidationIndex, fill
 from cache_core.loaders import Loader, NotFound
 from cache_core.metrics import MetricsRecorder
@@ -68,7 +68,7 @@ class InvalidationManager:
         if not target:
             raise InvalidKeyError("subscription target must not be empty")
         if not key_or_pattern.startswith(TAG_PREFIX):
-            agent.check_pattern(key_or_pattern)
+            agent.check_caller_pattern(key_or_pattern)
         await agent.index.subscribe(str(event), key_or_pattern)
 
     async def register_dependency(self, dependent: str, source: str) -> None:
@@ -364,6 +364,27 @@ class CachingAgent:
         if _BAD_KEY_CHARS.search(pattern):
             raise InvalidKeyError("pattern must not contain control characters")
         return pattern
+
+    def check_caller_pattern(self, pattern: object) -> str:
+        """A pattern from a caller: bounded in length, wildcards and classes, so a hostile
+        one is refused before it reaches L2."""
+        checked = self.check_pattern(pattern)
+        limits = self._limits
+        if len(checked) > limits.max_pattern_length:
+            raise InvalidKeyError(
+                f"pattern is {len(checked)} characters long; "
+                f"the limit is {limits.max_pattern_length}"
+            )
+        wildcards, has_class = glob_features(checked)
+        if wildcards > limits.max_pattern_wildcards:
+            raise InvalidKeyError(
+                f"pattern has {wildcards} wildcards; the limit is {limits.max_pattern_wildcards}"
+            )
+        if has_class and not limits.allow_pattern_classes:
+            raise InvalidKeyError(
+                "pattern uses a [...] class; set limits.allow_pattern_classes to allow it"
+            )
+        return checked
 
     def _encode(self, value: Any) -> bytes:
         data = serialization.encode(value)
@@ -772,7 +793,7 @@ class CachingAgent:
 
     async def invalidate_pattern(self, pattern: str) -> int:
         """Remove every key matching a Redis glob (``user:*:profile``); returns how many."""
-        removed = await self._invalidate_pattern(pattern)
+        removed = await self._invalidate_pattern(self.check_caller_pattern(pattern))
         self.stats.invalidated += len(removed)
         return len(removed)
 
@@ -802,7 +823,7 @@ class CachingAgent:
     ) -> int:
         """Any combination of the three; each removed key counted once."""
         if pattern is not None:
-            self.check_pattern(pattern)
+            self.check_caller_pattern(pattern)
         self._check_names(tags, "tag")
         # Every part is validated before anything is removed: bad input changes nothing.
         targets = [] if event is None else await self._event_targets(str(event), context)

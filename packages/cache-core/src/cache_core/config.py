@@ -131,6 +131,11 @@ class LimitsSection:
     max_batch_size: int = 1000
     max_warmup_keys: int = 1000
     max_request_bytes: int = 8 * MIB
+    max_pattern_length: int = 256
+    max_pattern_wildcards: int = 8
+    """``*`` and ``?`` in one invalidation pattern from a caller."""
+    allow_pattern_classes: bool = False
+    """Whether caller patterns may use ``[...]`` classes."""
 
 
 @define(frozen=True)
@@ -391,6 +396,7 @@ def _check(config: Config) -> None:
         "limits.max_batch_size": config.limits.max_batch_size,
         "limits.max_warmup_keys": config.limits.max_warmup_keys,
         "limits.max_request_bytes": config.limits.max_request_bytes,
+        "limits.max_pattern_length": config.limits.max_pattern_length,
         "compression.max_decompressed_bytes": config.compression.max_decompressed_bytes,
     }
     for name, value in positive.items():

@@ -57,3 +57,20 @@ def compile_glob(pattern: str) -> re.Pattern[str]:
 def is_literal(pattern: str) -> bool:
     """True when ``pattern`` has no glob metacharacters, so it names one key."""
     return not any(c in pattern for c in "*?[\\")
+
+
+def glob_features(pattern: str) -> tuple[int, bool]:
+    """How many unescaped ``*``/``?`` a pattern has, and whether it has a ``[`` class."""
+    wildcards = 0
+    has_class = False
+    escaped = False
+    for c in pattern:
+        if escaped:
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif c in "*?":
+            wildcards += 1
+        elif c == "[":
+            has_class = True
+    return wildcards, has_class

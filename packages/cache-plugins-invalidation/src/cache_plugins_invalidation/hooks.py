@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from cache_core import hookimpl
-
 from cache_plugins_invalidation.redis_index import RedisIndex
 
 

@@ -22,7 +22,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 from cache_core.invalidation import IndexContext
-
 from cache_plugins_redis.tier import INDEX_MARK, RedisTier
 
 _SEP = "\n"
