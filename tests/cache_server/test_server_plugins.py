@@ -46,7 +46,13 @@ class SourcePlugin:
                 self.match = list(options.match)
                 plugin.built.append(self)
 
-            async def load(self, key: str) -> Any:
+            async def start(self) -> None:
+                return None
+
+            async def close(self) -> None:
+                return None
+
+            async def load(self, key: str, ids: Any) -> Any:
                 plugin.calls.append(key)
                 if plugin.delay:
                     await asyncio.sleep(plugin.delay)
@@ -81,14 +87,15 @@ async def test_warm_up_computes_values_then_get_serves_them_from_l1(
     body = await resp.json()
     assert body["success"] is True
     assert body["warmed_count"] == 2
+    assert body["failures"] == {"user:404:profile": "the loader found no value"}
     assert sorted(plugin.calls) == sorted(keys)
 
     for key in keys[:2]:
         resp = await loading.get(f"/cache/{key}")
         assert await resp.json() == {"key": key, "value": SOURCE[key], "hit": True, "tier": "l1"}
     assert (await (await loading.get("/cache/user:404:profile")).json())["hit"] is False
-    # the GETs of warmed keys did not load again (the miss did try once more)
-    assert sorted(plugin.calls) == sorted([*keys, "user:404:profile"])
+    # the GETs of warmed keys did not load again, and the miss is cached negatively
+    assert sorted(plugin.calls) == sorted(keys)
 
     stats = await (await loading.get("/stats")).json()
     assert stats["sets"] == 2  # each loaded value was written once

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import pluggy
+from attrs import define
 
 from cache_core import serialization
 from cache_core.categories import CategoryRules
@@ -27,25 +28,26 @@ from cache_core.errors import (
     ConfigError,
     InvalidKeyError,
     InvalidValueError,
+    LoaderError,
     UnknownNameError,
 )
 from cache_core.frames import KNOWN_CODEC_EXTRAS, CodecSet
-from cache_core.globs import compile_glob, glob_features, is_literal
+from cache_core.globs import glob_features, is_literal
 from cache_core.invalidation import TAG_PREFIX, IndexContext, InvalidationIndex, fill
 from cache_core.loaders import Loader, NotFound
+from cache_core.loading import LoaderSet, with_instance_lock
 from cache_core.metrics import MetricsRecorder
 from cache_core.plugins import Registry, make_plugin_manager
 from cache_core.policies import Policy, PolicyTable
 from cache_core.stats import Stats
 from cache_core.strategies import CacheStrategy, Strategy, StrategyContext, Write
-from cache_core.tiers.base import LocalTier, RemoteTier, TierContext
+from cache_core.tiers.base import LocalTier, RemoteTier, StoredValue, TierContext
 from cache_core.tiers.memory import BypassTier
 
 log = logging.getLogger("cache_core.agent")
 
 _perf = time.perf_counter_ns
 _BAD_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 controls
-_WARM_CONCURRENCY = 32
 
 KeySet = set[str]  # spelled once here: inside the class, `set` is CachingAgent.set
 
@@ -77,6 +79,13 @@ class InvalidationManager:
         agent.check_key(dependent)
         agent.check_key(source)
         await agent.index.add_dependency(dependent, source)
+
+
+@define(frozen=True)
+class WarmUpReport:
+    warmed: int
+    requested: int
+    failures: dict[str, str]
 
 
 class _L1Coherence:
@@ -173,12 +182,15 @@ class CachingAgent:
         except ValueError as exc:
             raise ConfigError(f"invalidation.backend: {exc}") from None
         self.invalidation_manager = InvalidationManager(self)
-        self.loaders: list[Loader] = []
+        loaders: list[Loader] = []
         for name, section in config.loaders.items():
             loader_cls = registry.get("loader", name, path=f"loaders.{name}")
-            self.loaders.append(
-                loader_cls(registry.options(loader_cls, section, path=f"loaders.{name}"), context)
-            )
+            options = registry.options(loader_cls, section, path=f"loaders.{name}")
+            try:
+                loaders.append(loader_cls(options, context))
+            except ValueError as exc:
+                raise ConfigError(f"loaders.{name}: {exc}") from None
+        self.loading = LoaderSet(loaders, config.loading, clock)
         self.recorders: list[MetricsRecorder] = []
         for index, name in enumerate(config.monitoring.recorders):
             recorder_cls = registry.get("metrics", name, path=f"monitoring.recorders[{index}]")
@@ -283,7 +295,7 @@ class CachingAgent:
             "codecs": sorted(tables["codec"]),
             "compression": compression.algorithm if compression.enable else "off",
             "invalidation": self.index.PLUGIN_NAME,
-            "loaders": [loader.PLUGIN_NAME for loader in self.loaders],
+            "loaders": [loader.PLUGIN_NAME for loader in self.loading.loaders],
             "policies": {
                 p.name: {
                     "match": self.policies.globs[p.name],
@@ -307,10 +319,14 @@ class CachingAgent:
         await self.index.start()
         for strategy in self.strategies.values():
             await strategy.start()
+        await self.loading.start()
         for recorder in self.recorders:
             await recorder.start(self)
         self._started = True
         self._started_at = time.time()
+        if self.config.loading.warm_on_start:
+            report = await self.warm_up_report(self.config.loading.warm_on_start)
+            log.info("warm_on_start warmed=%d failed=%d", report.warmed, len(report.failures))
         self.plugin_manager.hook.cache_agent_started(agent=self)
 
     async def close(self) -> None:
@@ -322,6 +338,7 @@ class CachingAgent:
             for strategy in self.strategies.values():
                 await strategy.close()  # write-back flushes here
         finally:
+            await self.loading.close()
             for recorder in self.recorders:
                 await recorder.close()
             await self.index.close()
@@ -471,10 +488,10 @@ class CachingAgent:
                 if seq == self._coherence_seq:
                     self._l1.set(key, stored.data, self._l1_ttl(stored.ttl_remaining))
                 return stored.data, "l2"
-        if load and self.loaders:
-            loader = self._loader_for(key)
-            if loader is not None:
-                return await self._single_flight(key, lambda: self._load(loader, key))
+        if load and self.loading:
+            chosen = self.loading.find(key)
+            if chosen is not None and not self.loading.known_missing(key):
+                return await self._single_flight(key, lambda: self._load(key, *chosen))
         return None
 
     def _l1_ttl(self, ttl: float | None) -> float | None:
@@ -483,21 +500,33 @@ class CachingAgent:
             return ttl
         return cap if ttl is None else min(ttl, cap)
 
-    def _loader_for(self, key: str) -> Loader | None:
-        for loader in self.loaders:
-            if not loader.match or any(compile_glob(g).fullmatch(key) for g in loader.match):
-                return loader
-        return None
+    async def _load(self, key: str, loader: Loader, ids: dict[str, str]) -> Found | None:
+        """Call ``loader`` for ``key`` (once across instances sharing L2, by lock) and store
+        what it returns, written through so the instances waiting on the lock find it."""
 
-    async def _load(self, loader: Loader, key: str) -> Found | None:
-        try:
-            value = await loader.load(key)
-        except NotFound:
-            return None
-        data = self._encode(value)
-        ttl, strategy = self._resolve(key, None, None)
-        await self._write(strategy, [(key, data, ttl)], (), ())
-        return data, "loader"
+        async def load() -> Found | None:
+            try:
+                value = await self.loading.call(loader, key, ids)
+            except NotFound:
+                self.loading.remember_missing(key)
+                return None
+            data = self._encode(value)
+            ttl, strategy = self._resolve(key, None, None)
+            if strategy.buffers:
+                strategy = self.strategies.get("write_through", strategy)
+            await self._write(strategy, [(key, data, ttl)], (), ())
+            return data, "loader"
+
+        def from_l2(stored: StoredValue) -> Found:
+            self._l1.set(key, stored.data, self._l1_ttl(stored.ttl_remaining))
+            return stored.data, "l2"
+
+        if self.l2 is None:
+            return await load()
+        result: Found | None = await with_instance_lock(
+            self.l2, key, self.config.loading.lock_lease, load, from_l2
+        )
+        return result
 
     async def _single_flight(
         self, key: str, produce: Callable[[], Awaitable[Found | None]]
@@ -593,14 +622,10 @@ class CachingAgent:
                         self._l1.set(key, value.data, self._l1_ttl(value.ttl_remaining))
                     results[key] = (value.data, "l2")
             missing = still
-        if missing and self.loaders:
-            loaded = await asyncio.gather(
-                *(self._below_l1(key) for key in missing if self._loader_for(key) is not None)
-            )
-            for key, found in zip(
-                [k for k in missing if self._loader_for(k) is not None], loaded, strict=True
-            ):
-                results[key] = found
+        if missing and self.loading:
+            loadable = [key for key in missing if self.loading.find(key) is not None]
+            loaded = await asyncio.gather(*(self._below_l1(key) for key in loadable))
+            results.update(zip(loadable, loaded, strict=True))
         for found in results.values():
             if found is not None and found[1] != "l1":
                 self._count_lookup(found)
@@ -685,6 +710,7 @@ class CachingAgent:
         dependencies: Sequence[str],
     ) -> None:
         keys = [key for key, _, _ in writes]
+        self.loading.forget_missing(keys)
         if self.l2 is None:
             # L1 is the store: a value it can never hold is refused, not silently dropped.
             for key, data, _ in writes:
@@ -726,6 +752,7 @@ class CachingAgent:
         (by key and by category). Returns the keys that were actually held somewhere."""
         if cascade:
             keys = keys | await self.index.dependents(keys)
+        self.loading.forget_missing(keys)
         removed = {key for key in keys if self.l1.delete(key)}
         for strategy in self._buffering:
             removed.update(await strategy.discard(keys))
@@ -749,6 +776,7 @@ class CachingAgent:
         self.check_pattern(pattern)
         if is_literal(pattern):
             return await self._remove({pattern}, cascade=True, visited=visited)
+        self.loading.clear_missing()
         removed = set(self.l1.delete_matching(pattern))
         for strategy in self._buffering:
             removed.update(await strategy.discard_matching(pattern))
@@ -840,8 +868,16 @@ class CachingAgent:
     # -- warm-up and stats ----------------------------------------------------------------
 
     async def warm_up(self, keys: Sequence[str], compute_strategy: str = "parallel") -> int:
-        """Bring ``keys`` into L1: promoted from L2 or loaded by a loader. Returns how many
-        are now cached; lookups made here do not count as hits or misses."""
+        """Bring ``keys`` into the cache: promoted from L2 or computed by a loader. Returns
+        how many are cached after the call (see :meth:`warm_up_report` for failures)."""
+        return (await self.warm_up_report(keys, compute_strategy)).warmed
+
+    async def warm_up_report(
+        self, keys: Sequence[str], compute_strategy: str = "parallel"
+    ) -> WarmUpReport:
+        """Warm ``keys`` (``parallel``: ``loading.warm_concurrency`` loader calls at once, or
+        ``sequential``); each key that could not be warmed is in ``failures`` with why.
+        Lookups made here do not count as hits or misses."""
         if len(keys) > self._limits.max_warmup_keys:
             raise InvalidValueError(
                 f"{len(keys)} keys to warm; the limit is {self._limits.max_warmup_keys}"
@@ -853,19 +889,34 @@ class CachingAgent:
         for key in keys:
             self.check_key(key)
         unique = list(dict.fromkeys(keys))
+        failures: dict[str, str] = {}
 
         async def warm(key: str) -> bool:
-            return key in self._l1 or await self._below_l1(key) is not None
+            if key in self._l1:
+                return True
+            try:
+                if await self._below_l1(key) is not None:
+                    return True
+            except LoaderError as exc:
+                failures[key] = str(exc)
+                return False
+            if self.loading.find(key) is None:
+                failures[key] = "not in the cache and no loader matches it"
+            else:
+                failures[key] = "the loader found no value"
+            return False
 
         if compute_strategy == "sequential":
-            return sum([await warm(key) for key in unique])
-        limit = asyncio.Semaphore(_WARM_CONCURRENCY)
+            warmed = sum([await warm(key) for key in unique])
+        else:
+            limit = asyncio.Semaphore(self.config.loading.warm_concurrency)
 
-        async def bounded(key: str) -> bool:
-            async with limit:
-                return await warm(key)
+            async def bounded(key: str) -> bool:
+                async with limit:
+                    return await warm(key)
 
-        return sum(await asyncio.gather(*(bounded(key) for key in unique)))
+            warmed = sum(await asyncio.gather(*(bounded(key) for key in unique)))
+        return WarmUpReport(warmed=warmed, requested=len(unique), failures=failures)
 
     async def get_stats(self) -> dict[str, Any]:
         """The seed's statistics plus per-tier hits, L1 entries and write-back state."""

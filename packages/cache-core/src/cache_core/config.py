@@ -139,6 +139,23 @@ class LimitsSection:
 
 
 @define(frozen=True)
+class LoadingSection:
+    """How loaders are called: on a miss (read-through), by warm-up and get_or_compute."""
+
+    timeout: float = 3.0
+    """Seconds one loader call may take before it counts as failed."""
+    lock_lease: float = 5.0
+    """Seconds an instance holds the cross-instance lock on a key it loads; a dead holder
+    blocks the others no longer than this."""
+    negative_ttl: float = 30.0
+    """Seconds a key a loader found nothing for is answered as a miss without asking again."""
+    warm_concurrency: int = 32
+    """Loader calls at once during a parallel warm-up."""
+    warm_on_start: list[str] = field(factory=list)
+    """Keys warmed (loaded into the cache) when the agent starts."""
+
+
+@define(frozen=True)
 class Config:
     agent: AgentSection = field(factory=AgentSection)
     redis: RedisSection = field(factory=RedisSection)
@@ -151,6 +168,7 @@ class Config:
     key_patterns: dict[str, str] = field(factory=dict)
     ttl_presets: dict[str, int] = field(factory=dict)
     loaders: dict[str, dict[str, Any]] = field(factory=dict)
+    loading: LoadingSection = field(factory=LoadingSection)
     limits: LimitsSection = field(factory=LimitsSection)
 
     @property
@@ -406,6 +424,15 @@ def _check(config: Config) -> None:
         raise ConfigError(f"agent.port: must be a TCP port (1-65535), got {config.agent.port}")
     if config.redis.socket_timeout <= 0 or config.redis.connect_timeout <= 0:
         raise ConfigError("redis.socket_timeout and redis.connect_timeout: must be greater than 0")
+    loading = config.loading
+    for name, seconds in (
+        ("timeout", loading.timeout),
+        ("lock_lease", loading.lock_lease),
+        ("negative_ttl", loading.negative_ttl),
+        ("warm_concurrency", loading.warm_concurrency),
+    ):
+        if seconds <= 0:
+            raise ConfigError(f"loading.{name}: must be greater than 0, got {seconds}")
     for name, seconds in config.ttl_presets.items():
         if seconds <= 0:
             raise ConfigError(f"ttl_presets.{name}: must be greater than 0, got {seconds}")

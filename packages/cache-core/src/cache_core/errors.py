@@ -55,3 +55,9 @@ class TierUnavailableError(CacheError):
     """A tier below L1 cannot be reached and L1 cannot answer."""
 
     code = "tier_unavailable"
+
+
+class LoaderError(CacheError):
+    """A loader failed (error or timeout) computing a missing value."""
+
+    code = "loader_failed"

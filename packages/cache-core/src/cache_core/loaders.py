@@ -1,12 +1,14 @@
 """What a loader is: the source a missing value is computed from (warm-up and read-through).
 
 ``loaders.<PLUGIN_NAME>`` in config.yaml enables a loader and holds its ``Options``; every
-loader's options carry ``match``, the key globs it answers for (all keys when empty). The
-first enabled loader whose globs match a key loads it; calls are single-flight per key.
+loader has ``match``, the key templates it answers for (all keys when empty): globs whose
+``{placeholders}`` each capture one key segment (``user:{user_id}:profile``). The first
+enabled loader whose templates match a key loads it, given the captured ids.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 
@@ -17,9 +19,12 @@ class NotFound(LookupError):
 @runtime_checkable
 class Loader(Protocol):
     """Built as ``Loader(options, context)``; ``load`` returns a JSON-able value or raises
-    :class:`NotFound`. ``match`` is the list of key globs it serves."""
+    :class:`NotFound` (None counts as not found too). ``ids`` are what the matching template's
+    placeholders captured from the key. ``start``/``close`` bracket its lifetime."""
 
     PLUGIN_NAME: ClassVar[str]
     match: list[str]
 
-    async def load(self, key: str) -> Any: ...
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def load(self, key: str, ids: Mapping[str, str]) -> Any: ...

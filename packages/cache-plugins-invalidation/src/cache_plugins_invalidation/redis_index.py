@@ -34,13 +34,13 @@ class RedisIndex:
     def __init__(self, options: object, context: IndexContext) -> None:
         if not isinstance(context.l2, RedisTier):
             raise ValueError("'redis' needs cache_tiers.l2.type: redis")
-        self._tier = context.l2
-        base = context.l2.prefix + INDEX_MARK
-        self._meta = base + "meta:"
-        self._tag = base + "tag:"
-        self._deps = base + "deps:"
-        self._event = base + "event:"
-        self._events = base + "events"
+        self._tier: RedisTier = context.l2
+        base: str = context.l2.prefix + INDEX_MARK
+        self._meta: str = base + "meta:"
+        self._tag: str = base + "tag:"
+        self._deps: str = base + "deps:"
+        self._event: str = base + "event:"
+        self._events: str = base + "events"
 
     async def start(self) -> None:
         return None

@@ -38,6 +38,9 @@ from cache_plugins_redis.engine import EmbeddedEngine
 log = logging.getLogger("cache_plugins_redis.tier")
 
 EMBEDDED = "embedded"
+_UNLOCK = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
 SCAN_COUNT = 500
 UNLINK_BATCH = 500
 _SEP = "\n"  # keys never hold control characters (the agent refuses them)
@@ -393,6 +396,21 @@ class RedisTier:
         notice = self._notice(b"p", pattern)
         await self._client.publish(self.channel, notice)
         return removed
+
+    async def try_lock(self, name: str, lease: float) -> str | None:
+        token = uuid.uuid4().hex
+        taken = await self._client.set(
+            self.prefix + INDEX_MARK + "lock:" + name,
+            token,
+            nx=True,
+            px=max(1, round(lease * 1000)),
+        )
+        return token if taken else None
+
+    async def unlock(self, name: str, token: str) -> None:
+        # Compare-and-delete in one step: a lease that ran out and was taken by another
+        # instance is not released by the late holder.
+        await self._client.eval(_UNLOCK, 1, self.prefix + INDEX_MARK + "lock:" + name, token)
 
     async def count(self) -> int:
         """Cache entries under the prefix (a SCAN: index keys and foreign keys not counted)."""

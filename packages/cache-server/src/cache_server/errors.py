@@ -13,6 +13,7 @@ from cache_core import (
     CorruptEntryError,
     InvalidKeyError,
     InvalidValueError,
+    LoaderError,
     TierUnavailableError,
     UnknownNameError,
 )
@@ -37,6 +38,7 @@ STATUS_BY_ERROR: list[tuple[type[CacheError], int]] = [
     (UnknownNameError, 400),
     (TierUnavailableError, 503),
     (CorruptEntryError, 502),
+    (LoaderError, 502),
 ]
 
 _HTTP_CODES = {

@@ -116,8 +116,15 @@ async def stats(request: web.Request) -> web.Response:
 @routes.post("/warm-up")
 async def warm_up(request: web.Request) -> web.Response:
     req = parse_body(await request.read(), WarmUpRequest)
-    count = await request.app[AGENT].warm_up(req.keys, req.compute_strategy)
-    return _json({"success": True, "warmed_count": count, "requested": len(set(req.keys))})
+    report = await request.app[AGENT].warm_up_report(req.keys, req.compute_strategy)
+    return _json(
+        {
+            "success": True,
+            "warmed_count": report.warmed,
+            "requested": report.requested,
+            "failures": report.failures,
+        }
+    )
 
 
 @routes.get("/health")

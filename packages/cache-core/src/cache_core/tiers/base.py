@@ -106,3 +106,12 @@ class RemoteTier(Protocol):
         """Called once, before ``start``: report other instances' changes to ``listener``.
         A tier that other instances cannot share may ignore it."""
         ...
+
+    async def try_lock(self, name: str, lease: float) -> str | None:
+        """Take the lock ``name`` for ``lease`` seconds unless another holder has it; the
+        token to release it with, or None. Every instance sharing the tier sees the lock."""
+        ...
+
+    async def unlock(self, name: str, token: str) -> None:
+        """Release ``name`` if ``token`` still holds it (an expired lease is not stolen)."""
+        ...

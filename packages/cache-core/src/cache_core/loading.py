@@ -1,0 +1,138 @@
+"""Calling loaders: which loader serves a key, the negative cache, and the cross-instance
+lock that lets one instance load a key while the others wait for its result in L2.
+
+Within an instance, concurrent lookups of one key share one load (the agent's
+single-flight). Across instances sharing L2, the loading instance holds a lock with a lease
+(``loading.lock_lease``); the others poll L2 for the value and take the lock themselves
+when it is released without a value or its lease runs out, so a dead holder blocks nobody
+past the lease. A key a loader finds nothing for is answered as a miss for
+``loading.negative_ttl`` seconds without asking again (per instance).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from cache_core.categories import template_regex
+from cache_core.config import LoadingSection
+from cache_core.errors import LoaderError
+from cache_core.loaders import Loader, NotFound
+from cache_core.tiers.base import RemoteTier, StoredValue
+
+_NEGATIVE_MAX = 100_000
+_POLL_MIN = 0.005
+_POLL_MAX = 0.05
+
+
+class LoaderSet:
+    """The enabled loaders, their compiled key templates and the negative cache."""
+
+    def __init__(
+        self,
+        loaders: Sequence[Loader],
+        settings: LoadingSection,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.loaders = list(loaders)
+        self.settings = settings
+        self._clock = clock
+        self._templates: list[tuple[Loader, list[re.Pattern[str]]]] = [
+            (loader, [template_regex(t) for t in loader.match]) for loader in self.loaders
+        ]
+        self._negative: OrderedDict[str, float] = OrderedDict()
+        self.calls = 0
+        self.failures = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.loaders)
+
+    def find(self, key: str) -> tuple[Loader, dict[str, str]] | None:
+        """The first loader whose templates match ``key``, with the ids they captured."""
+        for loader, regexes in self._templates:
+            if not regexes:
+                return loader, {}
+            for regex in regexes:
+                found = regex.fullmatch(key)
+                if found is not None:
+                    return loader, found.groupdict()
+        return None
+
+    def known_missing(self, key: str) -> bool:
+        expires = self._negative.get(key)
+        if expires is None:
+            return False
+        if expires <= self._clock():
+            del self._negative[key]
+            return False
+        return True
+
+    def remember_missing(self, key: str) -> None:
+        self._negative[key] = self._clock() + self.settings.negative_ttl
+        self._negative.move_to_end(key)
+        while len(self._negative) > _NEGATIVE_MAX:
+            self._negative.popitem(last=False)
+
+    def forget_missing(self, keys: Sequence[str] | set[str]) -> None:
+        if self._negative:
+            for key in keys:
+                self._negative.pop(key, None)
+
+    def clear_missing(self) -> None:
+        self._negative.clear()
+
+    async def call(self, loader: Loader, key: str, ids: Mapping[str, str]) -> Any:
+        """The loader's value for ``key``; :class:`NotFound` or :class:`LoaderError`."""
+        self.calls += 1
+        try:
+            value = await asyncio.wait_for(loader.load(key, ids), self.settings.timeout)
+        except NotFound:
+            raise
+        except TimeoutError:
+            self.failures += 1
+            raise LoaderError(
+                f"loader {loader.PLUGIN_NAME!r} took longer than {self.settings.timeout} s "
+                f"for {key!r}"
+            ) from None
+        except Exception as exc:
+            self.failures += 1
+            raise LoaderError(f"loader {loader.PLUGIN_NAME!r} failed for {key!r}: {exc}") from exc
+        if value is None:
+            raise NotFound(key)
+        return value
+
+    async def start(self) -> None:
+        for loader in self.loaders:
+            await loader.start()
+
+    async def close(self) -> None:
+        for loader in self.loaders:
+            await loader.close()
+
+
+async def with_instance_lock(
+    l2: RemoteTier,
+    key: str,
+    lease: float,
+    load: Callable[[], Awaitable[Any]],
+    found_in_l2: Callable[[StoredValue], Any],
+) -> Any:
+    """Run ``load`` holding ``key``'s cross-instance lock; while another instance holds
+    it, wait for its value to land in L2 and return ``found_in_l2(value)`` instead."""
+    name = "load:" + key
+    poll = min(max(lease / 100, _POLL_MIN), _POLL_MAX)
+    while True:
+        token = await l2.try_lock(name, lease)
+        if token is not None:
+            try:
+                return await load()
+            finally:
+                await l2.unlock(name, token)
+        await asyncio.sleep(poll)
+        stored = await l2.get(key)
+        if stored is not None:
+            return found_in_l2(stored)
