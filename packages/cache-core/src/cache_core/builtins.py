@@ -1,4 +1,5 @@
-"""cache-core's own plugins: the L1 memory tier, the three strategies, the local index.
+"""cache-core's own plugins: the L1 memory tier, the three strategies, the local index,
+the ``python`` loader.
 
 Registered on every plugin manager (``plugins.DEFAULT_PLUGINS``), through the same hooks a
 third-party plugin implements.
@@ -11,6 +12,7 @@ from typing import Any
 
 from cache_core.invalidation import LocalIndex
 from cache_core.markers import hookimpl
+from cache_core.python_loader import PythonLoader
 from cache_core.strategies import WriteAround, WriteBack, WriteThrough
 from cache_core.tiers.memory import MemoryTier
 
@@ -28,3 +30,8 @@ def cache_register_strategies() -> Sequence[type[Any]]:
 @hookimpl
 def cache_register_invalidators() -> Sequence[type[Any]]:
     return [LocalIndex]
+
+
+@hookimpl
+def cache_register_loaders() -> Sequence[type[Any]]:
+    return [PythonLoader]
