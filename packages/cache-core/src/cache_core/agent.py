@@ -782,8 +782,8 @@ class CachingAgent:
             removed.update(await strategy.discard_matching(pattern))
         if self.l2 is not None:
             removed.update(await self.l2.delete_matching(pattern))
-        await self.index.forget(removed)
         dependents = await self.index.dependents(removed)
+        await self.index.forget(removed)
         if dependents:
             removed |= await self._remove(dependents, cascade=True, visited=visited)
         if self.categories:

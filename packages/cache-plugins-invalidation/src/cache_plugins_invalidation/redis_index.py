@@ -26,6 +26,9 @@ from cache_plugins_redis.tier import INDEX_MARK, RedisTier
 
 _SEP = "\n"
 _INF = "+inf"
+_CHUNK = 1000
+_SMALL = 16
+"""Batches up to this size read old links unconditionally (one round trip, not two)."""
 
 
 class RedisIndex:
@@ -41,6 +44,8 @@ class RedisIndex:
         self._deps: str = base + "deps:"
         self._event: str = base + "event:"
         self._events: str = base + "events"
+        self._indexed: str = base + "indexed"
+        self._sources: str = base + "sources"
 
     async def start(self) -> None:
         return None
@@ -63,6 +68,21 @@ class RedisIndex:
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
         return set(text.split(_SEP)) if text else set()
 
+    async def _among(self, registry: str, keys: Sequence[str]) -> set[str]:
+        """The ``keys`` that ``registry`` holds unexpired (one round trip, chunked)."""
+        if not keys:
+            return set()
+        now = self._now_ms()
+        pipe = self._client.pipeline(transaction=False)
+        for start in range(0, len(keys), _CHUNK):
+            pipe.zmscore(registry, list(keys[start : start + _CHUNK]))
+        scores = [score for reply in await pipe.execute() for score in reply]
+        return {
+            key
+            for key, score in zip(keys, scores, strict=True)
+            if score is not None and score > now
+        }
+
     async def record(
         self,
         entries: Sequence[tuple[str, float | None]],
@@ -71,39 +91,56 @@ class RedisIndex:
     ) -> set[str]:
         if not entries:
             return set()
+        keys = [key for key, _ in entries]
+        if len(keys) > _SMALL:
+            # A batch: read old links only of keys that have any (one extra round trip).
+            had_meta = await self._among(self._indexed, keys)
+            sources = await self._among(self._sources, keys)
+        else:
+            had_meta = sources = set(keys)
         now = self._now_ms()
         pipe = self._client.pipeline(transaction=False)
-        # Read each key's old links and its direct dependents, then replace its meta.
-        for key, _ in entries:
+        old = sorted(had_meta)
+        for key in old:
             pipe.hmget(self._meta + key, "tags", "deps")
-            pipe.zrangebyscore(self._deps + key, now, _INF)
             pipe.execute_command("UNLINK", self._meta + key)
-        for key, ttl in entries:
-            if not tags and not dependencies:
-                continue
+        depended = sorted(sources)
+        for key in depended:
+            pipe.zrangebyscore(self._deps + key, now, _INF)
+        linked = bool(tags or dependencies)
+        for key, ttl in entries if linked else ():
             expires = _INF if ttl is None else now + max(1, round(ttl * 1000))
             meta = self._meta + key
             pipe.hset(meta, mapping={"tags": _SEP.join(tags), "deps": _SEP.join(dependencies)})
             if ttl is not None:
                 pipe.pexpire(meta, max(1, round(ttl * 1000)))
+            pipe.zadd(self._indexed, {key: expires})
             for tag in tags:
                 pipe.zadd(self._tag + tag, {key: expires})
             for dep in dependencies:
                 pipe.zadd(self._deps + dep, {key: expires})
+                pipe.zadd(self._sources, {dep: expires}, gt=True)
         for tag in tags:
             pipe.zremrangebyscore(self._tag + tag, "-inf", now)
         for dep in dependencies:
             pipe.zremrangebyscore(self._deps + dep, "-inf", now)
+        if linked:
+            pipe.zremrangebyscore(self._indexed, "-inf", now)
+        if dependencies:
+            pipe.zremrangebyscore(self._sources, "-inf", now)
         replies = await pipe.execute()
-        dependents: set[str] = set()
         stale = _Stale()
-        for i, (key, _) in enumerate(entries):
-            old_tags, old_deps = replies[3 * i]
-            dependents |= {m.decode() for m in replies[3 * i + 1]}
+        for i, key in enumerate(old):
+            old_tags, old_deps = replies[2 * i]
             stale.add(self._tag, key, self._split(old_tags) - set(tags))
             stale.add(self._deps, key, self._split(old_deps) - set(dependencies))
+            if not linked and (old_tags or old_deps):
+                stale.add_member(self._indexed, key)
+        dependents: set[str] = set()
+        for i in range(len(depended)):
+            dependents |= {m.decode() for m in replies[2 * len(old) + i]}
         await stale.remove(self._client)
-        written = {key for key, _ in entries}
+        written = set(keys)
         return await self._verified_dependents(dependents - written, written)
 
     async def _verified_dependents(self, candidates: set[str], sources: set[str]) -> set[str]:
@@ -120,19 +157,28 @@ class RedisIndex:
         }
 
     async def forget(self, keys: Iterable[str]) -> None:
+        """Drop ``keys`` (already gone from the cache, their dependents already resolved)
+        from every index they are in."""
         ordered = sorted(set(keys))
-        if not ordered:
+        indexed = sorted(await self._among(self._indexed, ordered))
+        sources = sorted(await self._among(self._sources, ordered))
+        if not indexed and not sources:
             return
         pipe = self._client.pipeline(transaction=False)
-        for key in ordered:
+        for key in indexed:
             pipe.hmget(self._meta + key, "tags", "deps")
             pipe.execute_command("UNLINK", self._meta + key)
+        for key in sources:
+            pipe.execute_command("UNLINK", self._deps + key)
         replies = await pipe.execute()
         stale = _Stale()
-        for i, key in enumerate(ordered):
+        for i, key in enumerate(indexed):
             old_tags, old_deps = replies[2 * i]
             stale.add(self._tag, key, self._split(old_tags))
             stale.add(self._deps, key, self._split(old_deps))
+            stale.add_member(self._indexed, key)
+        for key in sources:
+            stale.add_member(self._sources, key)
         await stale.remove(self._client)
 
     async def _members(self, prefix: str, names: Sequence[str]) -> dict[str, set[str]]:
@@ -182,6 +228,9 @@ class RedisIndex:
         frontier = sorted(seen)
         found: set[str] = set()
         while frontier:
+            frontier = sorted(await self._among(self._sources, frontier))
+            if not frontier:
+                break
             verified = await self._verified(self._deps, "deps", frontier)
             fresh = set().union(*verified.values()) - seen
             seen |= fresh
@@ -200,6 +249,8 @@ class RedisIndex:
         if ttl_ms is not None:
             pipe.pexpire(meta, ttl_ms)
         pipe.zadd(self._deps + dependency, {key: expires})
+        pipe.zadd(self._sources, {dependency: expires}, gt=True)
+        pipe.zadd(self._indexed, {key: expires}, gt=True)
         await pipe.execute()
 
     async def _pipeline(self, build: Any) -> list[Any]:
@@ -231,7 +282,11 @@ class _Stale:
         self._pairs: list[tuple[str, str]] = []
 
     def add(self, prefix: str, key: str, names: Iterable[str]) -> None:
+        """Remove ``key`` from the set ``prefix + name`` for each name."""
         self._pairs.extend((prefix + name, key) for name in names if name)
+
+    def add_member(self, zset: str, key: str) -> None:
+        self._pairs.append((zset, key))
 
     async def remove(self, client: Any) -> None:
         if not self._pairs:
