@@ -41,7 +41,7 @@ def source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     name = f"loader_source_{tmp_path.name.replace('-', '_')}"
     (tmp_path / f"{name}.py").write_text(textwrap.dedent(SOURCE_MODULE))
     monkeypatch.syspath_prepend(str(tmp_path))
-    module = __import__(name)
+    module: Any = __import__(name)
     module.NAME = name
     return module
 
