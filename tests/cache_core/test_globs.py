@@ -218,11 +218,6 @@ def test_generated_patterns_agree_with_redis() -> None:
         pytest.param("x[\\]]y", "x]y", True, id="escaped-close-bracket-in-key"),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: globs.py:29 ends a class at the first ']' even when it is escaped "
-    "('[\\]]' should match ']'; Redis reads '\\]' as a literal ']' inside the class)",
-)
 def test_escaped_bracket_inside_class(pattern: str, key: str, expected: bool) -> None:
     assert redis_match(pattern.encode(), key.encode()) is expected
     assert glob_matches(pattern, key) is expected
@@ -237,12 +232,6 @@ def test_escaped_bracket_inside_class(pattern: str, key: str, expected: bool) ->
         pytest.param("[a-]", "-", False, id="trailing-dash-is-not-a-literal-dash"),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: globs.py:42-49 differ from Redis's stringmatchlen on edge classes: an "
-    "empty negated class matches any one character in Redis (compiled here to never "
-    "match), and in '[a-]' Redis reads a range a..']' rather than 'a' or '-'",
-)
 def test_edge_classes_follow_redis(pattern: str, key: str, expected: bool) -> None:
     assert redis_match(pattern.encode(), key.encode()) is expected
     assert glob_matches(pattern, key) is expected
@@ -254,11 +243,6 @@ def test_edge_classes_follow_redis(pattern: str, key: str, expected: bool) -> No
         pytest.param("user:?", "user:é", False, id="question-mark-is-one-byte"),
         pytest.param("user:??", "user:é", True, id="two-bytes-of-one-character"),
     ],
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: globs.py:54 compiles a str regex that matches code points, Redis matches "
-    "bytes: for a non-ASCII key '?' selects different keys in L1 than SCAN MATCH in L2",
 )
 def test_non_ascii_keys_match_bytewise_like_redis(pattern: str, key: str, expected: bool) -> None:
     assert redis_match(pattern.encode(), key.encode()) is expected

@@ -18,7 +18,7 @@ import re
 from typing import TYPE_CHECKING
 
 from cache_core.errors import ConfigError, UnknownNameError
-from cache_core.globs import compile_glob
+from cache_core.globs import byte_view, compile_glob, from_byte_view
 from cache_core.invalidation import fill
 
 if TYPE_CHECKING:
@@ -27,19 +27,30 @@ if TYPE_CHECKING:
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def template_regex(template: str) -> re.Pattern[str]:
-    """A regex matching the keys of ``template``; each placeholder a named group."""
-    parts: list[str] = []
-    pos = 0
-    for found in _PLACEHOLDER.finditer(template):
-        glob = template[pos : found.start()]
-        if glob:
-            parts.append(compile_glob(glob).pattern)
-        parts.append(f"(?P<{found.group(1)}>[^:]+)")
-        pos = found.end()
-    if template[pos:]:
-        parts.append(compile_glob(template[pos:]).pattern)
-    return re.compile("".join(parts), re.DOTALL)
+class Template:
+    """A key template: a Redis glob whose ``{placeholders}`` each capture one key segment."""
+
+    __slots__ = ("regex", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        parts: list[str] = []
+        pos = 0
+        for found in _PLACEHOLDER.finditer(text):
+            if found.start() > pos:
+                parts.append(compile_glob(text[pos : found.start()]).pattern)
+            parts.append(f"(?P<{found.group(1)}>[^:]+)")
+            pos = found.end()
+        if text[pos:]:
+            parts.append(compile_glob(text[pos:]).pattern)
+        self.regex = re.compile("".join(parts), re.DOTALL)
+
+    def ids(self, key: str) -> dict[str, str] | None:
+        """What the placeholders capture from ``key``, or None if it does not match."""
+        found = self.regex.fullmatch(byte_view(key))
+        if found is None:
+            return None
+        return {name: from_byte_view(value) for name, value in found.groupdict().items()}
 
 
 class CategoryRules:
@@ -51,7 +62,7 @@ class CategoryRules:
         }
         for name, policy in config.cache_policies.items():
             templates.setdefault(name, list(policy.match))
-        self._rules: list[tuple[re.Pattern[str], list[str]]] = []
+        self._rules: list[tuple[Template, list[str]]] = []
         for source, dependents in config.invalidation.dependency_rules.items():
             path = f"invalidation.dependency_rules.{source}"
             for name in (source, *dependents):
@@ -62,7 +73,7 @@ class CategoryRules:
                     )
             targets = [t for name in dependents for t in templates[name]]
             for template in templates[source]:
-                self._rules.append((template_regex(template), targets))
+                self._rules.append((Template(template), targets))
 
     def __bool__(self) -> bool:
         return bool(self._rules)
@@ -71,11 +82,10 @@ class CategoryRules:
         """Globs of the keys that depend, by category, on ``keys``."""
         found: set[str] = set()
         for key in keys:
-            for regex, templates in self._rules:
-                match = regex.fullmatch(key)
-                if match is None:
+            for template_, templates in self._rules:
+                ids = template_.ids(key)
+                if ids is None:
                     continue
-                ids = match.groupdict()
                 for template in templates:
                     try:
                         found.add(fill(template, ids, "dependency rule"))

@@ -12,13 +12,12 @@ past the lease. A key a loader finds nothing for is answered as a miss for
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from cache_core.categories import template_regex
+from cache_core.categories import Template
 from cache_core.config import LoadingSection
 from cache_core.errors import LoaderError
 from cache_core.loaders import Loader, NotFound
@@ -41,8 +40,8 @@ class LoaderSet:
         self.loaders = list(loaders)
         self.settings = settings
         self._clock = clock
-        self._templates: list[tuple[Loader, list[re.Pattern[str]]]] = [
-            (loader, [template_regex(t) for t in loader.match]) for loader in self.loaders
+        self._templates: list[tuple[Loader, list[Template]]] = [
+            (loader, [Template(t) for t in loader.match]) for loader in self.loaders
         ]
         self._negative: OrderedDict[str, float] = OrderedDict()
         self.calls = 0
@@ -53,13 +52,13 @@ class LoaderSet:
 
     def find(self, key: str) -> tuple[Loader, dict[str, str]] | None:
         """The first loader whose templates match ``key``, with the ids they captured."""
-        for loader, regexes in self._templates:
-            if not regexes:
+        for loader, templates in self._templates:
+            if not templates:
                 return loader, {}
-            for regex in regexes:
-                found = regex.fullmatch(key)
-                if found is not None:
-                    return loader, found.groupdict()
+            for template in templates:
+                ids = template.ids(key)
+                if ids is not None:
+                    return loader, ids
         return None
 
     def known_missing(self, key: str) -> bool:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from attrs import define
 
 from cache_core.errors import InvalidValueError, UnknownNameError
-from cache_core.globs import compile_glob
+from cache_core.globs import byte_view, compile_glob
 
 if TYPE_CHECKING:
     from cache_core.config import Config
@@ -44,7 +44,7 @@ class PolicyTable:
     def match(self, key: str) -> Policy | None:
         if self._matcher is None:
             return None
-        found = self._matcher.fullmatch(key)
+        found = self._matcher.fullmatch(byte_view(key))
         if found is None:
             return None
         return self.policies[int(found.lastgroup[1:])] if found.lastgroup else None
