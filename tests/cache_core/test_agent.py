@@ -654,12 +654,6 @@ async def test_warm_up_counts_what_is_cached(agent: CachingAgent, mode: str) -> 
 # -- expired entries -----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an expired key still in L1 counts as removed (MemoryTier.delete and "
-    "delete_matching, tiers/memory.py:112-127), so delete() returns True and invalidation "
-    "counts keys that were no longer cached",
-)
 async def test_expired_keys_are_not_counted_as_removed(agent: CachingAgent, clock) -> None:
     await agent.set("e:1", 1, ttl=1)
     await agent.set("e:2", 1, ttl=1)

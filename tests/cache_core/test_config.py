@@ -281,12 +281,6 @@ def test_tier_option_values_are_checked_at_assembly() -> None:
         ),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: config.py:205-250 make_converter has no mapping check for attrs sections, so a "
-    "scalar/list where a section belongs gives 'invalid value (AttributeError)' or "
-    "\"argument of type 'int' is not iterable\" instead of 'expected a mapping'",
-)
 def test_a_section_that_is_not_a_mapping_says_so(raw: dict[str, Any], message: str) -> None:
     assert config_error(raw) == message
 
@@ -400,12 +394,6 @@ def test_a_bad_env_value_names_the_variable(env: dict[str, str], message: str) -
         ),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: config.py:386-395 load_config annotates '(from VAR)' only for errors found while "
-    "structuring Config; values checked at assembly (agent.py _build_tier, "
-    "_strategy_named) lose the variable name",
-)
 def test_a_bad_env_value_checked_at_assembly_names_the_variable(
     env: dict[str, str], variable: str
 ) -> None:
@@ -450,11 +438,6 @@ def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
     assert load_config(path, env={}) == Config()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: config.py:356 read_config_file catches only OSError; a file that is not "
-    "UTF-8 escapes as a UnicodeDecodeError traceback instead of a ConfigError",
-)
 def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_bytes(b"agent:\n  name: \xff\xfe\n")

@@ -266,12 +266,6 @@ def test_default_ttl_comes_from_options(clock) -> None:
     assert MemoryTier(MemoryTier.Options(ttl=None), clock=clock).default_ttl is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: tiers/memory.py:112-127 MemoryTier.delete/delete_matching report an "
-    "expired (unread) entry as removed, so agent.delete() returns True and invalidation "
-    "counts keys that were no longer cached",
-)
 def test_deleting_an_expired_entry_reports_nothing_removed(clock) -> None:
     tier = MemoryTier(MemoryTier.Options(max_size_mb=1), clock=clock)
     tier.set("a:1", b"1", 1)

@@ -23,7 +23,7 @@ from attrs import define
 from cache_core import serialization
 from cache_core.categories import CategoryRules
 from cache_core.codecs import Codec
-from cache_core.config import Config, load_config
+from cache_core.config import Config, load_config, name_env_source
 from cache_core.errors import (
     ConfigError,
     InvalidKeyError,
@@ -217,7 +217,10 @@ class CachingAgent:
         config = load_config(source, env=env)
         pm = make_plugin_manager(plugins, load_entry_points=load_entry_points, env=env)
         registry = Registry.from_plugin_manager(pm)
-        return cls(config, registry, pm, clock=clock)
+        try:
+            return cls(config, registry, pm, clock=clock)
+        except ConfigError as exc:
+            raise type(exc)(name_env_source(str(exc), config.env_sources)) from None
 
     def _build_tier(self, name: str, context: TierContext, role: type[Any]) -> Any:
         section = dict(self.config.cache_tiers[name])

@@ -170,6 +170,8 @@ class Config:
     loaders: dict[str, dict[str, Any]] = field(factory=dict)
     loading: LoadingSection = field(factory=LoadingSection)
     limits: LimitsSection = field(factory=LimitsSection)
+    env_sources: dict[str, str] = field(factory=dict, init=False, eq=False, repr=False)
+    """Dotted field -> the environment variable that set it (for error messages)."""
 
     @property
     def default_strategy(self) -> str:
@@ -246,8 +248,19 @@ def make_converter() -> cattrs.Converter:
 
         return structure
 
+    def strict_section(cl: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+        inner = make_dict_structure_fn(cl, converter, _cattrs_forbid_extra_keys=True)
+
+        def structure(value: Any, kind: Any) -> Any:
+            if not isinstance(value, Mapping):
+                raise ValueError(f"expected a mapping, got {_describe(value)}")
+            return inner(value, kind)
+
+        return structure
+
     conv.register_structure_hook_factory(is_sequence, strict_list)
     conv.register_structure_hook_factory(is_mapping, strict_mapping)
+    conv.register_structure_hook_factory(attrs.has, strict_section)
 
     def ttl_or_preset(value: Any, _: Any) -> int | str | None:
         if value is None or (isinstance(value, int | str) and not isinstance(value, bool)):
@@ -257,6 +270,8 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(int | str | None, ttl_or_preset)
 
     def invalidation(value: Any, _: Any) -> InvalidationSection:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"expected a mapping, got {_describe(value)}")
         # The seed lists event names; the mapping form adds what each event invalidates.
         if isinstance(value, Mapping) and isinstance(value.get("event_triggers"), list):
             names = value["event_triggers"]
@@ -355,6 +370,10 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {os.fspath(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{os.fspath(path)}: not UTF-8 text (byte {exc.start}: {exc.reason})"
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -386,14 +405,19 @@ def load_config(
     applied = _apply_env(raw, os.environ if env is None else env)
     try:
         config = structure(raw, Config, "")
+        object.__setattr__(config, "env_sources", applied)
+        _check(config)
     except ConfigError as exc:
-        message = str(exc)
-        for dotted, var in applied.items():
-            if message.startswith(dotted + ":"):
-                message = f"{dotted} (from {var}){message[len(dotted) :]}"
-        raise ConfigError(message) from None
-    _check(config)
+        raise ConfigError(name_env_source(str(exc), applied)) from None
     return config
+
+
+def name_env_source(message: str, sources: Mapping[str, str]) -> str:
+    """``message`` with ``(from VAR)`` after its field when an env variable set that field."""
+    for dotted, var in sources.items():
+        if message.startswith(dotted + ":"):
+            return f"{dotted} (from {var}){message[len(dotted) :]}"
+    return message
 
 
 def _deep_copy(value: Any) -> Any:

@@ -110,21 +110,20 @@ class MemoryTier:
         self._size -= weight
 
     def delete(self, key: str) -> bool:
+        """Drop ``key``; True only if it was live (an expired entry is dropped silently)."""
         entry = self._entries.pop(key, None)
         if entry is None:
             return False
         self._size -= entry[2]
-        return True
+        return entry[1] > self._clock()
 
     def delete_matching(self, pattern: str) -> list[str]:
         """Remove every key matching the Redis glob ``pattern``; return the removed keys."""
         if is_literal(pattern):
             return [pattern] if self.delete(pattern) else []
         match = compile_glob(pattern).fullmatch
-        removed = [key for key in self._entries if match(key)]
-        for key in removed:
-            self.delete(key)
-        return removed
+        matching = [key for key in self._entries if match(key)]
+        return [key for key in matching if self.delete(key)]
 
     def clear(self) -> int:
         count = len(self._entries)
