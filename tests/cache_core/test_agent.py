@@ -183,11 +183,6 @@ async def test_get_or_compute_failure_reaches_every_caller_and_caches_nothing(
     assert await agent.get_or_compute("k", lambda: "ok") == "ok"  # the next call retries
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: agent.py:536-544 _single_flight hands the leader's CancelledError to "
-    "every waiter, so callers nobody cancelled are cancelled when the first caller is",
-)
 async def test_cancelling_the_first_caller_does_not_cancel_the_others(
     agent: CachingAgent,
 ) -> None:
@@ -342,12 +337,6 @@ async def test_register_dependency_validates_keys(agent: CachingAgent) -> None:
         await agent.invalidation_manager.register_dependency("a", "b\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: invalidation.py:119 LocalIndex.record unlinks every dependency of a key it "
-    "writes, so a dependency registered with register_dependency is silently lost the "
-    "next time the dependent is written (register first, then cache the value)",
-)
 async def test_a_registered_dependency_survives_writing_the_dependent(
     agent: CachingAgent,
 ) -> None:

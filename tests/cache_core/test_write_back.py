@@ -351,12 +351,6 @@ async def test_write_through_after_a_buffered_write_back_wins(make_two_tier) -> 
     assert agent.l1.get("k") == b'"new"'
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: agent.py:726-728 _write only waits for another strategy's buffered writes via "
-    "pending(), which no longer sees a batch already handed to L2; a write_through that "
-    "races an in-flight write_back flush of the same key is overwritten by the older value",
-)
 async def test_write_through_during_an_inflight_flush_of_the_same_key_wins(
     make_two_tier,
 ) -> None:
@@ -455,13 +449,6 @@ def test_l1_must_be_a_local_tier_and_l2_a_remote_one() -> None:
 # -- bugs ----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when a size-triggered write_back flush fails, agent.set raises after the "
-    "value is already in L1 and the buffer (strategies.py:181-182 WriteBack.write), and "
-    "agent.py:729-733 _write never records its tags/dependencies: the value is served but its tag "
-    "cannot invalidate it",
-)
 async def test_a_failed_size_triggered_flush_does_not_lose_the_writes_tags(
     make_two_tier,
 ) -> None:
@@ -492,12 +479,6 @@ class PrivateTierPlugin:
         return [PrivateDictTier]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: with an L2, agent.py:157 serves reads from a BypassTier until the tier calls "
-    "listener.restored(); tiers/base.py RemoteTier.attach says a tier that is not "
-    "shared may ignore attach, and then L1 never serves a single read",
-)
 async def test_l1_serves_reads_when_l2_ignores_attach(make_agent) -> None:
     config = two_tier_config()
     config["cache_tiers"]["l2"] = {"type": "private_dict"}

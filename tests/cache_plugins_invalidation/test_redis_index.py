@@ -266,3 +266,16 @@ async def test_pattern_over_100k_keys_never_blocks_redis(engine: Any, prefix: st
     assert removed == total
     assert len(latencies) > 20  # the pinger ran throughout
     assert max(latencies) < 0.05, f"slowest PING {max(latencies) * 1000:.1f} ms"
+
+
+async def test_a_registered_dependency_outlives_writes_of_the_dependent(
+    engine: Any, prefix: str
+) -> None:
+    async with CachingAgent.from_config(config_for(engine, prefix), env={}) as agent:
+        await agent.invalidation_manager.register_dependency("content:rec:1", "user:1:settings")
+        await agent.set("content:rec:1", [1, 2])  # written later, declaring no dependencies
+        await agent.set("user:1:settings", {"lang": "en"})  # overwriting the source...
+        assert await agent.get("content:rec:1") is None  # ...invalidated the dependent
+        await agent.set("content:rec:1", [3])
+        assert await agent.delete("user:1:settings") is True
+        assert await agent.get("content:rec:1") is None

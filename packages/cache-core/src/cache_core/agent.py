@@ -156,8 +156,8 @@ class CachingAgent:
         # be stale (with L2, until this instance hears other instances' changes).
         self._l1: LocalTier = self.l1 if self.l2 is None else BypassTier(self.l1)
         self._coherence_seq = 0
-        if self.l2 is not None:
-            self.l2.attach(_L1Coherence(self))
+        if self.l2 is not None and not self.l2.attach(_L1Coherence(self)):
+            self._l1 = self.l1  # L2 is not shared: nothing can make L1 stale behind its back
 
         strategy_context = StrategyContext(l1=self.l1, l2=self.l2, clock=clock)
         self.strategies: dict[str, Strategy] = self._build_strategies(strategy_context)
@@ -534,13 +534,26 @@ class CachingAgent:
     async def _single_flight(
         self, key: str, produce: Callable[[], Awaitable[Found | None]]
     ) -> Found | None:
-        waiting = self._inflight.get(key)
-        if waiting is not None:
-            return await asyncio.shield(waiting)
+        """``produce()`` once for all concurrent callers of ``key``. If the caller running
+        it is cancelled, a waiter that was not takes over rather than failing with it."""
+        while True:
+            waiting = self._inflight.get(key)
+            if waiting is None:
+                break
+            try:
+                return await asyncio.shield(waiting)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if waiting.cancelled() and task is not None and not task.cancelling():
+                    continue  # the leader was cancelled, not us: lead or wait anew
+                raise
         future: asyncio.Future[Found | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
             result = await produce()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: nobody may be waiting
@@ -725,14 +738,16 @@ class CachingAgent:
         if self.categories:
             # Before the write: a dependent category's glob may cover the written keys too.
             await self._invalidate_globs(self.categories.targets(set(keys)), set())
-        # A buffered older write from another strategy must not land after this one.
+        # A buffered (or in-flight) older write from another strategy must not land after
+        # this one.
         for other in self._buffering:
             if other is not strategy and any(other.pending(k) is not None for k in keys):
                 await other.discard(keys)
-        await strategy.write(writes)
-        self.stats.sets += len(writes)
+        # Indexed first: should the write fail half-way, its tags still reach what it cached.
         entries = [(key, ttl) for key, _, ttl in writes]
         dependents = await self.index.record(entries, tags, dependencies)
+        await strategy.write(writes)
+        self.stats.sets += len(writes)
         if dependents:
             await self._remove(dependents, cascade=True)
 

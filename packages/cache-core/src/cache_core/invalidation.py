@@ -78,7 +78,8 @@ class InvalidationIndex(Protocol):
         ...
 
     async def add_dependency(self, key: str, dependency: str) -> None:
-        """``key`` now also depends on ``dependency`` (its tags and other links unchanged)."""
+        """From now on ``key`` depends on ``dependency``, whatever later writes of ``key``
+        declare (a registration, kept apart from the links a write carries)."""
         ...
 
     async def subscribe(self, event: str, target: str) -> None: ...
@@ -100,6 +101,7 @@ class LocalIndex:
         self._key_deps: dict[str, set[str]] = {}
         self._expiry: dict[str, float] = {}
         self._subscriptions: dict[str, list[str]] = {}
+        self._registered: dict[str, set[str]] = {}
         self._writes = 0
 
     async def start(self) -> None:
@@ -117,7 +119,7 @@ class LocalIndex:
         dependents: set[str] = set()
         for key, ttl in entries:
             self._unlink(key)
-            dependents |= self._dependents.get(key, set())
+            dependents |= self._dependents.get(key, set()) | self._registered.get(key, set())
             if not tags and not dependencies:
                 continue
             if tags:
@@ -170,7 +172,7 @@ class LocalIndex:
         found: set[str] = set()
         while frontier:
             key = frontier.pop()
-            for dependent in self._dependents.get(key, ()):
+            for dependent in (*self._dependents.get(key, ()), *self._registered.get(key, ())):
                 if dependent not in seen:
                     seen.add(dependent)
                     found.add(dependent)
@@ -178,9 +180,7 @@ class LocalIndex:
         return found
 
     async def add_dependency(self, key: str, dependency: str) -> None:
-        self._key_deps.setdefault(key, set()).add(dependency)
-        self._dependents.setdefault(dependency, set()).add(key)
-        self._expiry.setdefault(key, math.inf)
+        self._registered.setdefault(dependency, set()).add(key)
 
     async def subscribe(self, event: str, target: str) -> None:
         targets = self._subscriptions.setdefault(event, [])

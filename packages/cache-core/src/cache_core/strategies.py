@@ -149,7 +149,9 @@ class WriteBack:
         # key -> (data, absolute expiry on the context clock); insertion order = write order.
         self._buffer: dict[str, tuple[bytes, float]] = {}
         self._flush_lock = asyncio.Lock()
-        # Keys deleted while a flush was in flight: a failed flush must not put them back.
+        # The batch a flush is sending, readable until it has landed, and the keys deleted
+        # meanwhile (neither served from it nor put back by a failed flush).
+        self._in_flight: dict[str, tuple[bytes, float]] = {}
         self._dropped_in_flight: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self.flushes = 0
@@ -179,10 +181,15 @@ class WriteBack:
                 self._buffer.pop(key, None)  # re-insert: a rewrite moves to the back
                 self._buffer[key] = (data, math.inf if ttl is None else now + ttl)
         if len(self._buffer) >= self._opts.batch_size:
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception as exc:  # the writes are in L1 and the buffer: a later flush retries
+                log.warning("write_back_flush_failed", extra={"error": repr(exc)})
 
     def pending(self, key: str) -> tuple[bytes, float | None] | None:
         entry = self._buffer.get(key)
+        if entry is None and key not in self._dropped_in_flight:
+            entry = self._in_flight.get(key)
         if entry is None:
             return None
         left = entry[1] - self._ctx.clock()
@@ -214,6 +221,7 @@ class WriteBack:
             if not self._buffer:
                 return 0
             batch, self._buffer = self._buffer, {}
+            self._in_flight = batch
             self._dropped_in_flight = set()
             now = self._ctx.clock()
             items: list[Write] = []
@@ -225,6 +233,7 @@ class WriteBack:
                 if items:
                     await l2.set_many(items)
             except Exception:
+                self._in_flight = {}
                 self.flush_errors += 1
                 # Put back what was not rewritten or dropped meanwhile, ahead of newer writes.
                 gone = self._dropped_in_flight
@@ -233,6 +242,7 @@ class WriteBack:
                     **self._buffer,
                 }
                 raise
+            self._in_flight = {}
             self.flushes += 1
             self.flushed_items += len(items)
             return len(items)

@@ -46,6 +46,8 @@ class RedisIndex:
         self._events: str = base + "events"
         self._indexed: str = base + "indexed"
         self._sources: str = base + "sources"
+        self._reg: str = base + "reg:"
+        self._registered: str = base + "registered"
 
     async def start(self) -> None:
         return None
@@ -96,8 +98,9 @@ class RedisIndex:
             # A batch: read old links only of keys that have any (one extra round trip).
             had_meta = await self._among(self._indexed, keys)
             sources = await self._among(self._sources, keys)
+            registered = await self._among(self._registered, keys)
         else:
-            had_meta = sources = set(keys)
+            had_meta = sources = registered = set(keys)
         now = self._now_ms()
         pipe = self._client.pipeline(transaction=False)
         old = sorted(had_meta)
@@ -107,6 +110,9 @@ class RedisIndex:
         depended = sorted(sources)
         for key in depended:
             pipe.zrangebyscore(self._deps + key, now, _INF)
+        with_registrations = sorted(registered)
+        for key in with_registrations:
+            pipe.smembers(self._reg + key)
         linked = bool(tags or dependencies)
         for key, ttl in entries if linked else ():
             expires = _INF if ttl is None else now + max(1, round(ttl * 1000))
@@ -139,9 +145,14 @@ class RedisIndex:
         dependents: set[str] = set()
         for i in range(len(depended)):
             dependents |= {m.decode() for m in replies[2 * len(old) + i]}
+        first = 2 * len(old) + len(depended)
+        registered_dependents: set[str] = set()
+        for i in range(len(with_registrations)):
+            registered_dependents |= {m.decode() for m in replies[first + i]}
         await stale.remove(self._client)
         written = set(keys)
-        return await self._verified_dependents(dependents - written, written)
+        verified = await self._verified_dependents(dependents - written, written)
+        return verified | (registered_dependents - written)
 
     async def _verified_dependents(self, candidates: set[str], sources: set[str]) -> set[str]:
         """The candidates whose meta still names one of ``sources`` as a dependency."""
@@ -228,30 +239,31 @@ class RedisIndex:
         frontier = sorted(seen)
         found: set[str] = set()
         while frontier:
+            registered = sorted(await self._among(self._registered, frontier))
             frontier = sorted(await self._among(self._sources, frontier))
-            if not frontier:
-                break
-            verified = await self._verified(self._deps, "deps", frontier)
-            fresh = set().union(*verified.values()) - seen
+            fresh: set[str] = set()
+            if frontier:
+                verified = await self._verified(self._deps, "deps", frontier)
+                fresh = set().union(*verified.values())
+            if registered:
+                pipe = self._client.pipeline(transaction=False)
+                for key in registered:
+                    pipe.smembers(self._reg + key)
+                for members in await pipe.execute():
+                    fresh |= {m.decode() for m in members}
+            fresh -= seen
             seen |= fresh
             found |= fresh
             frontier = sorted(fresh)
         return found
 
     async def add_dependency(self, key: str, dependency: str) -> None:
-        meta = self._meta + key
-        deps, pttl = await self._pipeline(lambda p: (p.hget(meta, "deps"), p.pttl(meta)))
-        merged = self._split(deps) | {dependency}
-        ttl_ms = pttl if isinstance(pttl, int) and pttl > 0 else None
-        expires = _INF if ttl_ms is None else self._now_ms() + ttl_ms
-        pipe = self._client.pipeline(transaction=False)
-        pipe.hset(meta, "deps", _SEP.join(sorted(merged)))
-        if ttl_ms is not None:
-            pipe.pexpire(meta, ttl_ms)
-        pipe.zadd(self._deps + dependency, {key: expires})
-        pipe.zadd(self._sources, {dependency: expires}, gt=True)
-        pipe.zadd(self._indexed, {key: expires}, gt=True)
-        await pipe.execute()
+        await self._pipeline(
+            lambda p: (
+                p.sadd(self._reg + dependency, key),
+                p.zadd(self._registered, {dependency: _INF}),
+            )
+        )
 
     async def _pipeline(self, build: Any) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)

@@ -262,8 +262,9 @@ class RedisTier:
     def cluster(self) -> bool:
         return self._cluster
 
-    def attach(self, listener: CoherenceListener) -> None:
+    def attach(self, listener: CoherenceListener) -> bool:
         self._listener = listener
+        return True
 
     async def close(self) -> None:
         if self._subscriber is not None:
