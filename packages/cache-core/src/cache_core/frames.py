@@ -1,8 +1,12 @@
-"""The L2 frame: a 3-byte header (magic, format version, codec id) and the payload.
+"""The L2 frame: a 3-byte header (magic, format version, codec id) and the payload; a
+compressed payload is preceded by its uncompressed size (4 bytes, big-endian).
 
 Readers dispatch on the codec id, so changing ``compression.algorithm`` never strands
 stored entries; anything without the header (a pickle planted in Redis, a stray string) is
-refused as corrupt, never interpreted.
+refused as corrupt, never interpreted. The declared size bounds decompression before it
+starts: a frame declaring more than the cap is refused at once, and one that inflates past
+what it declares is refused as soon as it does, so a planted compression bomb costs no
+more memory than the frame itself.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ MAGIC = 0xCA
 VERSION = 1
 RAW_CODEC_ID = 0
 HEADER_SIZE = 3
+COMPRESSED_HEADER_SIZE = HEADER_SIZE + 4
 _RAW_HEADER = bytes((MAGIC, VERSION, RAW_CODEC_ID))
+_MAX_DECLARED = 2**32 - 1
 
 # Codec ids of the codecs this project ships outside cache-core, and the extra each needs.
 KNOWN_CODEC_EXTRAS = {1: "compression", 2: "zstd", 3: "lz4"}
@@ -26,10 +32,11 @@ KNOWN_CODEC_EXTRAS = {1: "compression", 2: "zstd", 3: "lz4"}
 
 def encode_frame(data: bytes, codec: Codec | None = None) -> bytes:
     """Frame ``data``; compressed with ``codec`` only when that makes it smaller."""
-    if codec is not None:
+    if codec is not None and len(data) <= _MAX_DECLARED:
         packed = codec.compress(data)
-        if len(packed) < len(data):
-            return bytes((MAGIC, VERSION, codec.CODEC_ID)) + packed
+        if len(packed) + 4 < len(data):
+            header = bytes((MAGIC, VERSION, codec.CODEC_ID)) + len(data).to_bytes(4, "big")
+            return header + packed
     return _RAW_HEADER + data
 
 
@@ -54,13 +61,21 @@ def decode_frame(
         if len(frame) - HEADER_SIZE > max_size:
             raise CorruptEntryError(f"stored entry is larger than {max_size} bytes")
         return frame[HEADER_SIZE:]
-    payload = memoryview(frame)[HEADER_SIZE:]  # no copy of a possibly large payload
     codec = codecs.get(codec_id)
     if codec is None:
         extra = (missing or {}).get(codec_id)
         hint = f"; install caching-agent[{extra}]" if extra else ""
         raise CorruptEntryError(f"stored entry uses codec id {codec_id}, not installed{hint}")
-    return codec.decompress(payload, max_size)  # type: ignore[arg-type]
+    if len(frame) < COMPRESSED_HEADER_SIZE:
+        raise CorruptEntryError("stored entry is truncated")
+    declared = int.from_bytes(frame[HEADER_SIZE:COMPRESSED_HEADER_SIZE], "big")
+    if declared > max_size:
+        raise CorruptEntryError(f"stored entry inflates beyond {max_size} bytes")
+    payload = memoryview(frame)[COMPRESSED_HEADER_SIZE:]  # no copy of a large payload
+    data = codec.decompress(payload, declared)  # type: ignore[arg-type]
+    if len(data) != declared:
+        raise CorruptEntryError(f"stored entry holds {len(data)} bytes, declares {declared}")
+    return data
 
 
 @define(slots=True)
@@ -110,14 +125,11 @@ class CodecSet:
 
     def encode(self, data: bytes, compress: bool = True) -> bytes:
         frame = encode_frame(data, self.writer if compress and len(data) > self.threshold else None)
-        codec_id = frame[2]
-        name = (
-            "none" if codec_id == RAW_CODEC_ID or self.writer is None else self.writer.PLUGIN_NAME
-        )
-        counters = self.counters[name]
+        raw = frame[2] == RAW_CODEC_ID or self.writer is None
+        counters = self.counters["none" if raw or self.writer is None else self.writer.PLUGIN_NAME]
         counters.frames += 1
         counters.bytes_in += len(data)
-        counters.bytes_out += len(frame) - HEADER_SIZE
+        counters.bytes_out += len(frame) - (HEADER_SIZE if raw else COMPRESSED_HEADER_SIZE)
         return frame
 
     def decode(self, frame: bytes) -> bytes:
