@@ -9,6 +9,7 @@ built, and the counters are plain integers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import re
@@ -21,6 +22,7 @@ import pluggy
 from attrs import define
 
 from cache_core import serialization
+from cache_core.alerts import AlertMonitor
 from cache_core.categories import CategoryRules
 from cache_core.codecs import Codec
 from cache_core.config import Config, load_config, name_env_source
@@ -36,13 +38,14 @@ from cache_core.globs import glob_features, is_literal
 from cache_core.invalidation import TAG_PREFIX, IndexContext, InvalidationIndex, fill
 from cache_core.loaders import Loader, NotFound
 from cache_core.loading import LoaderSet, with_instance_lock
-from cache_core.metrics import MetricsRecorder
+from cache_core.metrics import MetricsRecorder, NullObserver, OperationObserver
 from cache_core.plugins import Registry, make_plugin_manager
 from cache_core.policies import Policy, PolicyTable
 from cache_core.stats import Stats
 from cache_core.strategies import CacheStrategy, Strategy, StrategyContext, Write
 from cache_core.tiers.base import LocalTier, RemoteTier, StoredValue, TierContext
 from cache_core.tiers.memory import BypassTier
+from cache_core.tiers.observed import ObservedTier
 
 log = logging.getLogger("cache_core.agent")
 
@@ -152,6 +155,11 @@ class CachingAgent:
         self.l2: RemoteTier | None = (
             self._build_tier("l2", context, RemoteTier) if "l2" in config.cache_tiers else None
         )
+        # The L2 the data path calls: timed and traced through the installed observer.
+        self.observer: OperationObserver = NullObserver()
+        self._l2: ObservedTier | None = (
+            ObservedTier(self.l2, self.policies.pattern_of) if self.l2 is not None else None
+        )
         # What reads are served from: L1 itself, or a tier that holds nothing while L1 may
         # be stale (with L2, until this instance hears other instances' changes).
         self._l1: LocalTier = self.l1 if self.l2 is None else BypassTier(self.l1)
@@ -159,7 +167,7 @@ class CachingAgent:
         if self.l2 is not None and not self.l2.attach(_L1Coherence(self)):
             self._l1 = self.l1  # L2 is not shared: nothing can make L1 stale behind its back
 
-        strategy_context = StrategyContext(l1=self.l1, l2=self.l2, clock=clock)
+        strategy_context = StrategyContext(l1=self.l1, l2=self._l2, clock=clock)
         self._l1_ttl = strategy_context.l1_ttl
         self.strategies: dict[str, Strategy] = self._build_strategies(strategy_context)
         self._buffering = [s for s in self.strategies.values() if s.buffers]
@@ -193,9 +201,12 @@ class CachingAgent:
                 raise ConfigError(f"loaders.{name}: {exc}") from None
         self.loading = LoaderSet(loaders, config.loading, clock)
         self.recorders: list[MetricsRecorder] = []
-        for index, name in enumerate(config.monitoring.recorders):
+        names = config.monitoring.recorders
+        for index, name in enumerate(registry.names("metrics") if names is None else names):
             recorder_cls = registry.get("metrics", name, path=f"monitoring.recorders[{index}]")
             self.recorders.append(recorder_cls(None, context))
+        self.alerts = AlertMonitor(config.monitoring, self.stats, clock)
+        self._alert_task: asyncio.Task[None] | None = None
 
         self._inflight: dict[str, asyncio.Future[Found | None]] = {}
         self._started = False
@@ -326,6 +337,8 @@ class CachingAgent:
         await self.loading.start()
         for recorder in self.recorders:
             await recorder.start(self)
+        if self.alerts.enabled:
+            self._alert_task = asyncio.create_task(self._sample_alerts(), name="alerts")
         self._started = True
         self._started_at = time.time()
         if self.config.loading.warm_on_start:
@@ -338,6 +351,11 @@ class CachingAgent:
             return
         self._started = False
         self.plugin_manager.hook.cache_agent_stopping(agent=self)
+        if self._alert_task is not None:
+            self._alert_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._alert_task
+            self._alert_task = None
         try:
             for strategy in self.strategies.values():
                 await strategy.close()  # write-back flushes here
@@ -348,6 +366,21 @@ class CachingAgent:
             await self.index.close()
             if self.l2 is not None:
                 await self.l2.close()
+
+    def observe(self, observer: OperationObserver) -> None:
+        """Report L2 calls, loader calls and write-back flushes to ``observer`` from now on
+        (metrics plugins call this from their ``start``)."""
+        self.observer = observer
+        if self._l2 is not None:
+            self._l2.observer = observer
+        self.loading.observer = observer
+        for strategy in self._buffering:
+            strategy.on_flush = observer.flush
+
+    async def _sample_alerts(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.monitoring.alert_interval)
+            self.alerts.sample()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -444,13 +477,11 @@ class CachingAgent:
         stats = self.stats
         if data is not None:
             stats.hits_l1 += 1
-            stats.latency_ns += _perf() - start
-            stats.timed_ops += 1
+            stats.latency.observe(_perf() - start)
             return data, "l1"
         found = await self._below_l1(key)
         self._count_lookup(found)
-        stats.latency_ns += _perf() - start
-        stats.timed_ops += 1
+        stats.latency.observe(_perf() - start)
         return found
 
     async def get(self, key: str, default: Any = None) -> Any:
@@ -461,13 +492,11 @@ class CachingAgent:
         stats = self.stats
         if data is not None:
             stats.hits_l1 += 1
-            stats.latency_ns += _perf() - start
-            stats.timed_ops += 1
+            stats.latency.observe(_perf() - start)
             return serialization.decode(data)
         found = await self._below_l1(key)
         self._count_lookup(found)
-        stats.latency_ns += _perf() - start
-        stats.timed_ops += 1
+        stats.latency.observe(_perf() - start)
         return default if found is None else serialization.decode(found[0])
 
     def _count_lookup(self, found: Found | None) -> None:
@@ -485,9 +514,9 @@ class CachingAgent:
             if pending is not None:
                 self._l1.set(key, pending[0], self._l1_ttl(pending[1]))
                 return pending[0], "l2"
-        if self.l2 is not None:
+        if self._l2 is not None:
             seq = self._coherence_seq
-            stored = await self.l2.get(key)
+            stored = await self._l2.get(key)
             if stored is not None:
                 # A notice that arrived during the read may concern this very value.
                 if seq == self._coherence_seq:
@@ -520,10 +549,10 @@ class CachingAgent:
             self._l1.set(key, stored.data, self._l1_ttl(stored.ttl_remaining))
             return stored.data, "l2"
 
-        if self.l2 is None:
+        if self._l2 is None:
             return await load()
         result: Found | None = await with_instance_lock(
-            self.l2, key, self.config.loading.lock_lease, load, from_l2
+            self._l2, key, self.config.loading.lock_lease, load, from_l2
         )
         return result
 
@@ -621,9 +650,9 @@ class CachingAgent:
                 else:
                     still.append(key)
             missing = still
-        if missing and self.l2 is not None:
+        if missing and self._l2 is not None:
             seq = self._coherence_seq
-            stored = await self.l2.get_many(missing)
+            stored = await self._l2.get_many(missing)
             promote = seq == self._coherence_seq
             still = []
             for key, value in zip(missing, stored, strict=True):
@@ -642,8 +671,7 @@ class CachingAgent:
             if found is not None and found[1] != "l1":
                 self._count_lookup(found)
         self.stats.misses += sum(1 for found in results.values() if found is None)
-        self.stats.latency_ns += _perf() - start
-        self.stats.timed_ops += 1
+        self.stats.latency.observe(_perf() - start)
         return results
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
@@ -676,8 +704,7 @@ class CachingAgent:
         data = self._encode(value)
         seconds, chosen = self._resolve(key, ttl, strategy)
         await self._write(chosen, [(key, data, seconds)], tags, dependencies)
-        self.stats.latency_ns += _perf() - start
-        self.stats.timed_ops += 1
+        self.stats.latency.observe(_perf() - start)
         return chosen.PLUGIN_NAME
 
     async def set_many(
@@ -702,8 +729,7 @@ class CachingAgent:
             groups.setdefault(chosen.PLUGIN_NAME, (chosen, []))[1].append((key, data, seconds))
         for chosen, writes in groups.values():
             await self._write(chosen, writes, tags, ())
-        self.stats.latency_ns += _perf() - start
-        self.stats.timed_ops += 1
+        self.stats.latency.observe(_perf() - start)
         return len(items)
 
     @staticmethod
@@ -744,6 +770,8 @@ class CachingAgent:
         dependents = await self.index.record(entries, tags, dependencies)
         await strategy.write(writes)
         self.stats.sets += len(writes)
+        by_strategy = self.stats.sets_by_strategy
+        by_strategy[strategy.PLUGIN_NAME] = by_strategy.get(strategy.PLUGIN_NAME, 0) + len(writes)
         if dependents:
             await self._remove(dependents, cascade=True)
 
@@ -755,8 +783,8 @@ class CachingAgent:
         self.check_key(key)
         removed = await self._remove({key}, cascade=True)
         self.stats.deletes += 1
-        self.stats.latency_ns += _perf() - start
-        self.stats.timed_ops += 1
+        self.stats.count_invalidated("delete", len(removed - {key}))
+        self.stats.latency.observe(_perf() - start)
         return key in removed
 
     async def _remove(
@@ -770,8 +798,8 @@ class CachingAgent:
         removed = {key for key in keys if self.l1.delete(key)}
         for strategy in self._buffering:
             removed.update(await strategy.discard(keys))
-        if self.l2 is not None and keys:
-            removed.update(await self.l2.delete(sorted(keys)))
+        if self._l2 is not None and keys:
+            removed.update(await self._l2.delete(sorted(keys)))
         await self.index.forget(keys)
         if cascade and self.categories:
             removed |= await self._invalidate_globs(self.categories.targets(keys), visited)
@@ -794,8 +822,8 @@ class CachingAgent:
         removed = set(self.l1.delete_matching(pattern))
         for strategy in self._buffering:
             removed.update(await strategy.discard_matching(pattern))
-        if self.l2 is not None:
-            removed.update(await self.l2.delete_matching(pattern))
+        if self._l2 is not None:
+            removed.update(await self._l2.delete_matching(pattern))
         dependents = await self.index.dependents(removed)
         await self.index.forget(removed)
         if dependents:
@@ -836,13 +864,13 @@ class CachingAgent:
     async def invalidate_pattern(self, pattern: str) -> int:
         """Remove every key matching a Redis glob (``user:*:profile``); returns how many."""
         removed = await self._invalidate_pattern(self.check_caller_pattern(pattern))
-        self.stats.invalidated += len(removed)
+        self.stats.count_invalidated("pattern", len(removed))
         return len(removed)
 
     async def invalidate_by_tags(self, tags: Sequence[str]) -> int:
         """Remove every key carrying ANY of ``tags``; returns how many."""
         removed = await self._invalidate_tags(tags)
-        self.stats.invalidated += len(removed)
+        self.stats.count_invalidated("tags", len(removed))
         return len(removed)
 
     async def invalidate_by_event(
@@ -852,7 +880,7 @@ class CachingAgent:
         filled from ``context``); returns how many keys."""
         targets = await self._event_targets(str(event), context)
         removed = await self._invalidate_targets(targets)
-        self.stats.invalidated += len(removed)
+        self.stats.count_invalidated("event", len(removed))
         return len(removed)
 
     async def invalidate(
@@ -871,13 +899,18 @@ class CachingAgent:
         targets = [] if event is None else await self._event_targets(str(event), context)
         removed: KeySet = KeySet()
         if pattern is not None:
-            removed |= await self._invalidate_pattern(pattern)
+            removed |= self._tally("pattern", await self._invalidate_pattern(pattern), removed)
         if tags:
-            removed |= await self._invalidate_tags(tags)
+            removed |= self._tally("tags", await self._invalidate_tags(tags), removed)
         if targets:
-            removed |= await self._invalidate_targets(targets)
-        self.stats.invalidated += len(removed)
+            removed |= self._tally("event", await self._invalidate_targets(targets), removed)
         return len(removed)
+
+    def _tally(self, kind: str, found: KeySet, already: KeySet) -> KeySet:
+        """Count the keys ``kind`` removed that no earlier part of the request did."""
+        fresh = found - already
+        self.stats.count_invalidated(kind, len(fresh))
+        return fresh
 
     # -- warm-up and stats ----------------------------------------------------------------
 
@@ -948,4 +981,5 @@ class CachingAgent:
         summary["plugins"] = self.registry.plugin_names
         if self.l2 is not None:
             summary["compression"] = self.codecs.summary()
+        summary["alerts"] = self.alerts.describe()
         return summary

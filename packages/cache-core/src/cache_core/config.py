@@ -116,10 +116,25 @@ class MonitoringSection:
     track_hit_rate: bool = True
     track_latency: bool = True
     alert_on_low_hit_rate: float | None = 0.6
+    """Alert while the hit rate over the window is below this (None: never)."""
     alert_on_high_latency: float | None = 10.0
-    prometheus_enabled: bool = False
+    """Alert while the p99 operation latency (ms) over the window is above this."""
+    alert_window: float = 60.0
+    alert_interval: float = 5.0
+    alert_min_lookups: int = 20
+    """Lookups the window must hold before the hit rate is judged."""
+    prometheus_enabled: bool = True
+    """Serve GET /metrics (Prometheus text) on the app's own port."""
     prometheus_port: int | None = None
-    recorders: list[str] = field(factory=list)
+    """Also serve /metrics on this port."""
+    recorders: list[str] | None = None
+    """Metrics plugins to start; None: every one installed."""
+    otlp_endpoint: str | None = None
+    """Send metrics (and traces, when tracing is otlp) to this OTLP/HTTP collector."""
+    tracing: str = "none"
+    """Trace exporter: none, console or otlp."""
+    log_format: str = "auto"
+    """json (JSON lines), text (key=value) or auto (text on a terminal, else json)."""
 
 
 @define(frozen=True)
@@ -448,6 +463,19 @@ def _check(config: Config) -> None:
         raise ConfigError(f"agent.port: must be a TCP port (1-65535), got {config.agent.port}")
     if config.redis.socket_timeout <= 0 or config.redis.connect_timeout <= 0:
         raise ConfigError("redis.socket_timeout and redis.connect_timeout: must be greater than 0")
+    monitoring = config.monitoring
+    if monitoring.alert_window <= 0 or monitoring.alert_interval <= 0:
+        raise ConfigError("monitoring.alert_window and alert_interval: must be greater than 0")
+    if monitoring.tracing not in ("none", "console", "otlp"):
+        raise ConfigError(
+            f"monitoring.tracing: expected none, console or otlp, got {monitoring.tracing!r}"
+        )
+    if monitoring.tracing == "otlp" and not monitoring.otlp_endpoint:
+        raise ConfigError("monitoring.tracing: otlp needs monitoring.otlp_endpoint")
+    if monitoring.log_format not in ("auto", "json", "text"):
+        raise ConfigError(
+            f"monitoring.log_format: expected auto, json or text, got {monitoring.log_format!r}"
+        )
     loading = config.loading
     for name, seconds in (
         ("timeout", loading.timeout),

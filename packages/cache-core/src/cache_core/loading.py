@@ -21,6 +21,7 @@ from cache_core.categories import Template
 from cache_core.config import LoadingSection
 from cache_core.errors import LoaderError
 from cache_core.loaders import Loader, NotFound
+from cache_core.metrics import NullObserver, OperationObserver
 from cache_core.tiers.base import RemoteTier, StoredValue
 
 _NEGATIVE_MAX = 100_000
@@ -46,6 +47,7 @@ class LoaderSet:
         self._negative: OrderedDict[str, float] = OrderedDict()
         self.calls = 0
         self.failures = 0
+        self.observer: OperationObserver = NullObserver()
 
     def __bool__(self) -> bool:
         return bool(self.loaders)
@@ -87,22 +89,29 @@ class LoaderSet:
     async def call(self, loader: Loader, key: str, ids: Mapping[str, str]) -> Any:
         """The loader's value for ``key``; :class:`NotFound` or :class:`LoaderError`."""
         self.calls += 1
+        name = loader.PLUGIN_NAME
+        outcome = "error"
+        start = time.perf_counter()
         try:
-            value = await asyncio.wait_for(loader.load(key, ids), self.settings.timeout)
+            with self.observer.span(f"loader.{name}", {"cache.loader": name}):
+                value = await asyncio.wait_for(loader.load(key, ids), self.settings.timeout)
+            if value is None:
+                raise NotFound(key)
+            outcome = "ok"
+            return value
         except NotFound:
+            outcome = "not_found"
             raise
         except TimeoutError:
             self.failures += 1
             raise LoaderError(
-                f"loader {loader.PLUGIN_NAME!r} took longer than {self.settings.timeout} s "
-                f"for {key!r}"
+                f"loader {name!r} took longer than {self.settings.timeout} s for {key!r}"
             ) from None
         except Exception as exc:
             self.failures += 1
-            raise LoaderError(f"loader {loader.PLUGIN_NAME!r} failed for {key!r}: {exc}") from exc
-        if value is None:
-            raise NotFound(key)
-        return value
+            raise LoaderError(f"loader {name!r} failed for {key!r}: {exc}") from exc
+        finally:
+            self.observer.loader_call(name, time.perf_counter() - start, outcome)
 
     async def start(self) -> None:
         for loader in self.loaders:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from attrs import define
 
+from cache_core.categories import Template
 from cache_core.errors import InvalidValueError, UnknownNameError
 from cache_core.globs import byte_view, compile_glob
 
@@ -40,6 +41,16 @@ class PolicyTable:
         # One regex for all policies: the first group that matches is the first policy.
         self._matcher = re.compile("|".join(groups), re.DOTALL) if groups else None
         self.globs = {name: list(section.match) for name, section in config.cache_policies.items()}
+        self._key_patterns = [Template(t) for t in config.key_patterns.values()]
+
+    def pattern_of(self, key: str) -> str:
+        """A label for ``key`` that names its kind, not its ids (for metrics and traces):
+        the first ``key_patterns`` template it matches, else its first segment + ``:*``."""
+        for template in self._key_patterns:
+            if template.ids(key) is not None:
+                return template.text
+        head, sep, _ = key.partition(":")
+        return f"{head}:*" if sep else "*"
 
     def match(self, key: str) -> Policy | None:
         if self._matcher is None:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 from typing import ClassVar, Protocol, runtime_checkable
@@ -61,6 +62,8 @@ class Strategy(Protocol):
 
     PLUGIN_NAME: ClassVar[str]
     buffers: ClassVar[bool]
+    on_flush: Callable[[float, int, bool], None] | None
+    """Told (seconds, items, ok) after each flush to L2 (strategies that buffer)."""
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
@@ -73,6 +76,7 @@ class Strategy(Protocol):
 
 class _Unbuffered:
     buffers: ClassVar[bool] = False
+    on_flush: Callable[[float, int, bool], None] | None = None
 
     def __init__(self, options: object, context: StrategyContext) -> None:
         self._ctx = context
@@ -157,6 +161,8 @@ class WriteBack:
         self.flushes = 0
         self.flushed_items = 0
         self.flush_errors = 0
+        self.on_flush: Callable[[float, int, bool], None] | None = None
+        """Told (seconds, items, ok) after each flush that sent anything."""
 
     async def start(self) -> None:
         if self._ctx.l2 is not None and self._task is None:
@@ -229,10 +235,12 @@ class WriteBack:
                 left = expires_at - now
                 if left > 0:
                     items.append((key, data, None if math.isinf(left) else left))
+            start = time.perf_counter()
             try:
                 if items:
                     await l2.set_many(items)
             except Exception:
+                self._report(start, len(items), ok=False)
                 self._in_flight = {}
                 self.flush_errors += 1
                 # Put back what was not rewritten or dropped meanwhile, ahead of newer writes.
@@ -243,9 +251,14 @@ class WriteBack:
                 }
                 raise
             self._in_flight = {}
+            self._report(start, len(items), ok=True)
             self.flushes += 1
             self.flushed_items += len(items)
             return len(items)
+
+    def _report(self, start: float, items: int, *, ok: bool) -> None:
+        if self.on_flush is not None and items:
+            self.on_flush(time.perf_counter() - start, items, ok)
 
     async def _flush_periodically(self) -> None:
         while True:

@@ -1,0 +1,81 @@
+"""An L2 tier seen through the agent's :class:`~cache_core.metrics.OperationObserver`:
+every data call is timed and traced. Other attributes pass through to the tier."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ClassVar, TypeVar
+
+from cache_core.metrics import NullObserver, OperationObserver
+from cache_core.tiers.base import CoherenceListener, RemoteTier, StoredValue
+
+T = TypeVar("T")
+
+
+class ObservedTier:
+    PLUGIN_NAME: ClassVar[str] = "observed"
+
+    def __init__(self, inner: RemoteTier, key_pattern: Callable[[str], str]) -> None:
+        self.inner = inner
+        self.default_ttl = inner.default_ttl
+        self.observer: OperationObserver = NullObserver()
+        self._pattern = key_pattern
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    # The rest of RemoteTier, passed through untimed (not data calls).
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def count(self) -> int:
+        return await self.inner.count()
+
+    def describe(self) -> dict[str, Any]:
+        return self.inner.describe()
+
+    def attach(self, listener: CoherenceListener) -> bool:
+        return self.inner.attach(listener)
+
+    async def try_lock(self, name: str, lease: float) -> str | None:
+        return await self.inner.try_lock(name, lease)
+
+    async def unlock(self, name: str, token: str) -> None:
+        await self.inner.unlock(name, token)
+
+    async def _timed(self, op: str, attributes: dict[str, Any], call: Awaitable[T]) -> T:
+        observer = self.observer
+        start = time.perf_counter()
+        ok = False
+        try:
+            with observer.span(f"l2.{op}", {"cache.tier": "l2", "cache.op": op, **attributes}):
+                result = await call
+            ok = True
+            return result
+        finally:
+            observer.l2_call(op, time.perf_counter() - start, ok)
+
+    async def get(self, key: str) -> StoredValue | None:
+        return await self._timed(
+            "get", {"cache.key_pattern": self._pattern(key)}, self.inner.get(key)
+        )
+
+    async def get_many(self, keys: Sequence[str]) -> list[StoredValue | None]:
+        return await self._timed("get_many", {"cache.batch": len(keys)}, self.inner.get_many(keys))
+
+    async def set(self, key: str, data: bytes, ttl: float | None) -> None:
+        attributes = {"cache.key_pattern": self._pattern(key)}
+        await self._timed("set", attributes, self.inner.set(key, data, ttl))
+
+    async def set_many(self, items: Sequence[tuple[str, bytes, float | None]]) -> None:
+        await self._timed("set_many", {"cache.batch": len(items)}, self.inner.set_many(items))
+
+    async def delete(self, keys: Sequence[str]) -> list[str]:
+        return await self._timed("delete", {"cache.batch": len(keys)}, self.inner.delete(keys))
+
+    async def delete_matching(self, pattern: str) -> list[str]:
+        return await self._timed("delete_matching", {}, self.inner.delete_matching(pattern))
