@@ -3,6 +3,7 @@ serves from L2 after a restart, and leaves no engine process behind."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -17,16 +18,18 @@ pytestmark = pytest.mark.e2e
 
 
 def engine_pids(workdir: Path) -> list[int]:
-    """Engine processes whose command line names a socket under ``workdir``."""
+    """Engine processes working in a directory under ``workdir`` (the engine changes to its
+    data directory, and rewrites its command line, so the cwd is what identifies it)."""
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cmdline = (proc / "cmdline").read_bytes()
+            cwd = os.readlink(proc / "cwd")
         except OSError:
             continue
-        if "unixsocket" in cmdline and str(workdir) in cmdline:
+        if b"-server" in cmdline and cwd.startswith(str(workdir)):
             pids.append(int(proc.name))
     return pids
 

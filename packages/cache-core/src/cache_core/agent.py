@@ -112,7 +112,7 @@ class _L1Coherence:
         agent._coherence_seq += 1
         agent._l1 = BypassTier(agent.l1)
         agent.l1.clear()
-        log.warning("l1_bypassed: coherence notices stopped; serving from L2 until they resume")
+        log.warning("l1_bypassed", extra={"detail": "coherence notices stopped: reads go to L2"})
 
     def restored(self) -> None:
         agent = self._agent
@@ -120,7 +120,7 @@ class _L1Coherence:
         # Whatever L1 took in while notices were not flowing may be stale: start empty.
         agent.l1.clear()
         agent._l1 = agent.l1
-        log.info("l1_serving: coherence notices flowing")
+        log.info("l1_serving", extra={"detail": "coherence notices flowing"})
 
 
 class CachingAgent:
@@ -330,7 +330,7 @@ class CachingAgent:
         if self.l2 is not None:
             await self.l2.start()
         else:
-            log.warning("l1_only: no L2 tier configured, running with the in-memory L1 alone")
+            log.warning("l1_only", extra={"detail": "no L2 tier configured: L1 alone serves"})
         await self.index.start()
         for strategy in self.strategies.values():
             await strategy.start()
@@ -343,7 +343,10 @@ class CachingAgent:
         self._started_at = time.time()
         if self.config.loading.warm_on_start:
             report = await self.warm_up_report(self.config.loading.warm_on_start)
-            log.info("warm_on_start warmed=%d failed=%d", report.warmed, len(report.failures))
+            log.info(
+                "warm_on_start",
+                extra={"warmed": report.warmed, "failed": len(report.failures)},
+            )
         self.plugin_manager.hook.cache_agent_started(agent=self)
 
     async def close(self) -> None:
@@ -965,6 +968,10 @@ class CachingAgent:
             warmed = sum(await asyncio.gather(*(bounded(key) for key in unique)))
         return WarmUpReport(warmed=warmed, requested=len(unique), failures=failures)
 
+    def write_back_pending(self) -> int:
+        """Writes buffered for L2 and not yet flushed."""
+        return sum(int(str(s.describe().get("pending", 0))) for s in self._buffering)
+
     async def get_stats(self) -> dict[str, Any]:
         """The seed's statistics plus per-tier hits, L1 entries and write-back state."""
         summary = self.stats.summary()
@@ -974,9 +981,7 @@ class CachingAgent:
         summary["l1_evictions"] = self.l1.evictions
         summary["l2_size_keys"] = await self.l2.count() if self.l2 is not None else 0
         summary["tiers"] = ["l1", "l2"] if self.l2 is not None else ["l1"]
-        summary["write_back_pending"] = sum(
-            int(str(s.describe().get("pending", 0))) for s in self._buffering
-        )
+        summary["write_back_pending"] = self.write_back_pending()
         summary["uptime_seconds"] = round(time.time() - self._started_at, 3) if self._started else 0
         summary["plugins"] = self.registry.plugin_names
         if self.l2 is not None:

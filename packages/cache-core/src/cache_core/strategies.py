@@ -158,6 +158,7 @@ class WriteBack:
         self._in_flight: dict[str, tuple[bytes, float]] = {}
         self._dropped_in_flight: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.flushes = 0
         self.flushed_items = 0
         self.flush_errors = 0
@@ -170,9 +171,12 @@ class WriteBack:
 
     async def close(self) -> None:
         if self._task is not None:
+            # The event, not only cancel(): a cancellation landing inside an L2 client can
+            # be swallowed there, and the loop must end all the same.
+            self._stopping.set()
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, timeout=5)
             self._task = None
         await self.flush()
 
@@ -261,8 +265,11 @@ class WriteBack:
             self.on_flush(time.perf_counter() - start, items, ok)
 
     async def _flush_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self._opts.flush_interval)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._opts.flush_interval)
+            if self._stopping.is_set():
+                return
             try:
                 await self.flush()
             except Exception as exc:  # the next tick retries; the buffer keeps the writes

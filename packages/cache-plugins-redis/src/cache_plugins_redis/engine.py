@@ -125,7 +125,10 @@ class EmbeddedEngine:
                 await self.stop()
                 raise EngineError(f"engine did not answer on {self.socket_path} in time")
             await asyncio.sleep(0.02)
-        log.info("embedded_engine_started pid=%s socket=%s", self._process.pid, self.socket_path)
+        log.info(
+            "embedded_engine_started",
+            extra={"pid": self._process.pid, "socket": str(self.socket_path)},
+        )
 
     async def _answers(self) -> bool:
         try:
@@ -158,4 +161,4 @@ class EmbeddedEngine:
         except TimeoutError:
             process.kill()
             await process.wait()
-        log.info("embedded_engine_stopped pid=%s", process.pid)
+        log.info("embedded_engine_stopped", extra={"pid": process.pid})

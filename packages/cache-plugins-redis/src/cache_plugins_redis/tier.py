@@ -215,7 +215,7 @@ class RedisTier:
                 raise
             except Exception as exc:
                 self._set_coherent(False)
-                log.warning("l2_coherence_lost error=%r; retrying in %.2fs", exc, delay)
+                log.warning("l2_coherence_lost", extra={"error": repr(exc), "retry_in": delay})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
             finally:
@@ -297,7 +297,10 @@ class RedisTier:
         try:
             return self._codecs.decode(frame)
         except CorruptEntryError as exc:
-            log.error("l2_corrupt_entry key=%r error=%s", key, exc)
+            log.error(
+                "l2_corrupt_entry",
+                extra={"key_pattern": self._policies.pattern_of(key), "error": str(exc)},
+            )
             raise
 
     @staticmethod

@@ -10,8 +10,10 @@ from aiohttp import web
 
 from cache_core import CachingAgent, Config
 from cache_server.errors import error_middleware
-from cache_server.keys import AGENT, CONFIG
-from cache_server.routes import routes
+from cache_server.keys import AGENT, CONFIG, TELEMETRY
+from cache_server.middleware import observe_requests
+from cache_server.routes import metrics, routes
+from cache_server.telemetry import OpenTelemetryRecorder
 
 
 def create_app(
@@ -24,13 +26,18 @@ def create_app(
     raises :class:`~cache_core.ConfigError` here) and opened and closed with the app."""
     agent = CachingAgent.from_config(config, plugins=plugins, env=env)
     app = web.Application(
-        middlewares=[error_middleware],
+        middlewares=[observe_requests, error_middleware],
         client_max_size=agent.config.limits.max_request_bytes,
     )
     app[AGENT] = agent
     app[CONFIG] = agent.config
+    app[TELEMETRY] = next(
+        (r for r in agent.recorders if isinstance(r, OpenTelemetryRecorder)), None
+    )
     app.add_routes(routes)
     app.cleanup_ctx.append(_agent_lifetime)
+    if agent.config.monitoring.prometheus_port is not None:
+        app.cleanup_ctx.append(_metrics_port)
     return app
 
 
@@ -41,3 +48,20 @@ async def _agent_lifetime(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await agent.close()
+
+
+async def _metrics_port(app: web.Application) -> AsyncIterator[None]:
+    """``monitoring.prometheus_port``: /metrics alone, on a port of its own."""
+    side = web.Application()
+    side[AGENT] = app[AGENT]
+    side[TELEMETRY] = app[TELEMETRY]
+    side.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(side, access_log=None)
+    await runner.setup()
+    config = app[AGENT].config
+    site = web.TCPSite(runner, config.agent.host, config.monitoring.prometheus_port)
+    await site.start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()

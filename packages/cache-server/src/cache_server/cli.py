@@ -6,7 +6,6 @@ A wrong config prints one line naming the field and exits 2; never a traceback.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from cache_core import CachingAgent, ConfigError
+from cache_server import logs
 from cache_server.app import create_app
 from cache_server.keys import AGENT
 
@@ -88,6 +88,7 @@ def serve(path: str | None, host: str | None, port: int | None) -> int:
     except ConfigError as exc:
         return _fail(str(exc))
     agent = app[AGENT]
+    logs.configure(agent.config.monitoring.log_format)
     host = host or agent.config.agent.host
     port = port or agent.config.agent.port
     print(f"config: {source or 'built-in defaults'}")
@@ -107,7 +108,7 @@ def serve(path: str | None, host: str | None, port: int | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure("auto")
     if args.command == "check-config":
         return check_config(args.config)
     if args.port is not None and not 0 < args.port < 65536:

@@ -63,8 +63,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except CacheError as exc:
         for kind, status in STATUS_BY_ERROR:
             if isinstance(exc, kind):
+                if status >= 500:
+                    log.error("cache_error", extra={"code": exc.code, "error": str(exc)})
                 return error_response(status, exc.code, str(exc))
-        log.exception("cache_error")
+        log.exception("cache_error", extra={"code": exc.code, "path": request.path})
         return error_response(500, exc.code, str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -73,5 +75,5 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         message = exc.reason if exc.status != 413 else exc.text or exc.reason
         return error_response(exc.status, code, message or code)
     except Exception:
-        log.exception("unhandled_error", extra={"path": request.path})
+        log.exception("cache_error", extra={"code": "internal_error", "path": request.path})
         return error_response(500, "internal_error", "internal error; see the server log")

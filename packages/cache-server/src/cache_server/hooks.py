@@ -1,4 +1,5 @@
-"""Registers cache-server's plugins with the Caching Agent: the ``http`` loader."""
+"""Registers cache-server's plugins with the Caching Agent: the ``http`` loader and the
+``opentelemetry`` metrics recorder."""
 
 from __future__ import annotations
 
@@ -7,8 +8,14 @@ from typing import Any
 
 from cache_core import hookimpl
 from cache_server.http_loader import HttpLoader
+from cache_server.telemetry import OpenTelemetryRecorder
 
 
 @hookimpl
 def cache_register_loaders() -> Sequence[type[Any]]:
     return [HttpLoader]
+
+
+@hookimpl
+def cache_register_metrics() -> Sequence[type[Any]]:
+    return [OpenTelemetryRecorder]

@@ -5,13 +5,14 @@ A GET that hits splices the stored JSON bytes into the response without decoding
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from cache_server.errors import RequestError
-from cache_server.keys import AGENT
+from cache_server.keys import AGENT, TELEMETRY
 from cache_server.models import (
     BatchGetRequest,
     BatchSetRequest,
@@ -20,11 +21,17 @@ from cache_server.models import (
     WarmUpRequest,
     parse_body,
 )
+from cache_server.telemetry import PROMETHEUS_CONTENT_TYPE
 
+log = logging.getLogger("cache_server.routes")
 routes = web.RouteTableDef()
 
 _JSON = "application/json"
 _MISS_TAIL = b',"value":null,"hit":false,"tier":null}'
+
+
+def _pattern(request: web.Request, key: str) -> str:
+    return request.app[AGENT].policies.pattern_of(key)
 
 
 def _json(payload: Any) -> web.Response:
@@ -37,8 +44,12 @@ async def get_value(request: web.Request) -> web.Response:
     found = await request.app[AGENT].lookup(key)
     head = b'{"key":' + orjson.dumps(key)
     if found is None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("cache_miss", extra={"key_pattern": _pattern(request, key)})
         return web.Response(body=head + _MISS_TAIL, content_type=_JSON)
     data, tier = found
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("cache_hit", extra={"key_pattern": _pattern(request, key), "tier": tier})
     body = b"".join((head, b',"value":', data, b',"hit":true,"tier":"', tier.encode(), b'"}'))
     return web.Response(body=body, content_type=_JSON)
 
@@ -124,6 +135,16 @@ async def warm_up(request: web.Request) -> web.Response:
             "requested": report.requested,
             "failures": report.failures,
         }
+    )
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    telemetry = request.app[TELEMETRY]
+    if telemetry is None or not request.app[AGENT].config.monitoring.prometheus_enabled:
+        raise RequestError("not_found", "metrics are not enabled on this server", status=404)
+    return web.Response(
+        body=telemetry.prometheus_text(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE}
     )
 
 

@@ -1,0 +1,272 @@
+"""The ``opentelemetry`` metrics recorder: OpenTelemetry metrics (Prometheus text on
+GET /metrics, OTLP when ``monitoring.otlp_endpoint`` is set) and traces.
+
+Counters the agent keeps as plain integers (hits, misses, sets, evictions, ...) are
+exported through observable instruments read when a collector asks, so an L1 hit costs
+the agent an integer increment whatever is exported. Durations of what leaves the process
+(L2 calls, loader calls, write-back flushes, HTTP requests) are recorded into histograms
+as they end.
+
+Metric names (Prometheus spelling after the exporter adds units and ``_total``):
+``cache_hits_total{tier}``, ``cache_misses_total``, ``cache_sets_total{strategy}``,
+``cache_deletes_total``, ``cache_invalidations_total{kind}``, ``cache_evictions_total{tier}``,
+``cache_l1_size_bytes``, ``cache_l1_entries``, ``cache_l2_keys``,
+``cache_write_back_pending``, ``cache_compression_bytes_in_bytes_total{codec}``,
+``cache_compression_bytes_out_bytes_total{codec}``, ``cache_alerts_active{alert}``,
+``cache_l2_operation_duration_seconds{cache_op,outcome}``,
+``cache_loader_duration_seconds{cache_loader,outcome}``,
+``cache_write_back_flush_duration_seconds{outcome}``,
+``http_server_request_duration_seconds{http_request_method,http_route,http_response_status_code}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.trace import Tracer
+from prometheus_client import CollectorRegistry, generate_latest
+
+if TYPE_CHECKING:
+    from cache_core import CachingAgent
+    from cache_core.tiers.base import TierContext
+
+log = logging.getLogger("cache_server.telemetry")
+
+# Seconds: from a loopback round trip to a slow upstream.
+DURATION_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5
+)  # fmt: skip
+L2_COUNT_INTERVAL = 15.0
+"""Seconds between counts of L2 keys (a SCAN): too costly to run on every scrape."""
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class OpenTelemetryRecorder:
+    PLUGIN_NAME: ClassVar[str] = "opentelemetry"
+
+    def __init__(self, options: object = None, context: TierContext | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.meter_provider: MeterProvider | None = None
+        self.tracer_provider: TracerProvider | None = None
+        self.tracer: Tracer | None = None
+        self._agent: CachingAgent | None = None
+        self._l2_keys = 0
+        self._count_task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._redis_instrumented = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self, agent: CachingAgent) -> None:
+        self._agent = agent
+        settings = agent.config.monitoring
+        resource = Resource.create(
+            {"service.name": agent.config.agent.name, "service.version": agent.config.agent.version}
+        )
+        readers: list[MetricReader] = [
+            PrometheusMetricReader(registry=self.registry, disable_target_info=True)
+        ]
+        if settings.otlp_endpoint:
+            exporter = OTLPMetricExporter(
+                endpoint=settings.otlp_endpoint.rstrip("/") + "/v1/metrics", timeout=5
+            )
+            readers.append(
+                PeriodicExportingMetricReader(
+                    exporter, export_interval_millis=15_000, export_timeout_millis=5_000
+                )
+            )
+        self.meter_provider = MeterProvider(metric_readers=readers, resource=resource)
+        self._instruments()
+        if settings.tracing != "none":
+            self._start_tracing(resource, settings.tracing, settings.otlp_endpoint)
+        if agent.l2 is not None:
+            self._count_task = asyncio.create_task(self._count_l2_keys(), name="l2-key-count")
+        agent.observe(self)
+
+    def _start_tracing(self, resource: Resource, kind: str, endpoint: str | None) -> None:
+        provider = TracerProvider(resource=resource)
+        if kind == "console":
+            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        else:
+            assert endpoint is not None
+            exporter = OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces", timeout=5)
+            provider.add_span_processor(BatchSpanProcessor(exporter))
+        self.tracer_provider = provider
+        self.tracer = provider.get_tracer("caching_agent")
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+        instrumentor = RedisInstrumentor()
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(tracer_provider=provider)
+            self._redis_instrumented = True
+
+    async def close(self) -> None:
+        if self._count_task is not None:
+            # The event, not only cancel(): a cancellation landing inside the Redis client
+            # can be swallowed there, and the loop must end all the same.
+            self._stopping.set()
+            self._count_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._count_task, timeout=5)
+        if self._redis_instrumented:
+            from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+            RedisInstrumentor().uninstrument()
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
+        if self.meter_provider is not None:
+            self.meter_provider.shutdown()
+
+    async def _count_l2_keys(self) -> None:
+        while not self._stopping.is_set():
+            agent = self._agent
+            if agent is not None and agent.l2 is not None:
+                try:
+                    self._l2_keys = await agent.l2.count()
+                except Exception as exc:  # a scrape must not fail because L2 is away
+                    log.warning("l2_count_failed", extra={"error": repr(exc)})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), L2_COUNT_INTERVAL)
+
+    # -- instruments ------------------------------------------------------------------------
+
+    def _instruments(self) -> None:
+        assert self.meter_provider is not None
+        meter = self.meter_provider.get_meter("caching_agent")
+        counters = {
+            "cache.hits": ("{hit}", "Lookups answered, by the tier that answered", self._hits),
+            "cache.misses": ("{miss}", "Lookups no tier or loader could answer", self._misses),
+            "cache.sets": ("{write}", "Values written, by strategy", self._sets),
+            "cache.deletes": ("{delete}", "Delete calls", self._deletes),
+            "cache.invalidations": ("{key}", "Keys removed, by kind", self._invalidations),
+            "cache.evictions": ("{entry}", "Entries evicted for space", self._evictions),
+            "cache.compression.bytes_in": ("By", "JSON bytes framed, by codec", self._bytes_in),
+            "cache.compression.bytes_out": ("By", "Payload bytes stored", self._bytes_out),
+        }
+        for name, (unit, description, callback) in counters.items():
+            meter.create_observable_counter(
+                name, callbacks=[callback], unit=unit, description=description
+            )
+        gauges = {
+            "cache.l1.size": ("By", "Bytes held by L1 (accounted)", self._l1_size),
+            "cache.l1.entries": ("{entry}", "Entries held by L1", self._l1_entries),
+            "cache.l2.keys": ("{key}", "Cache keys in L2 (counted periodically)", self._l2),
+            "cache.write_back.pending": ("{write}", "Buffered writes", self._pending),
+            "cache.alerts.active": ("{alert}", "1 while an alert is raised", self._alerts),
+        }
+        for name, (unit, description, callback) in gauges.items():
+            meter.create_observable_gauge(
+                name, callbacks=[callback], unit=unit, description=description
+            )
+
+        def histogram(name: str, description: str) -> Any:
+            return meter.create_histogram(
+                name,
+                unit="s",
+                description=description,
+                explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            )
+
+        self.l2_duration = histogram("cache.l2.operation.duration", "L2 calls")
+        self.loader_duration = histogram("cache.loader.duration", "Loader calls")
+        self.flush_duration = histogram("cache.write_back.flush.duration", "Write-back flushes")
+        self.http_duration = histogram("http.server.request.duration", "HTTP requests")
+
+    @property
+    def _stats(self) -> Any:
+        assert self._agent is not None
+        return self._agent.stats
+
+    def _hits(self, _: CallbackOptions) -> Iterable[Observation]:
+        s = self._stats
+        yield Observation(s.hits_l1, {"tier": "l1"})
+        yield Observation(s.hits_l2, {"tier": "l2"})
+        yield Observation(s.hits_loader, {"tier": "loader"})
+
+    def _misses(self, _: CallbackOptions) -> Iterable[Observation]:
+        yield Observation(self._stats.misses)
+
+    def _sets(self, _: CallbackOptions) -> Iterable[Observation]:
+        for strategy, count in self._stats.sets_by_strategy.items():
+            yield Observation(count, {"strategy": strategy})
+
+    def _deletes(self, _: CallbackOptions) -> Iterable[Observation]:
+        yield Observation(self._stats.deletes)
+
+    def _invalidations(self, _: CallbackOptions) -> Iterable[Observation]:
+        for kind, count in self._stats.invalidated_by_kind.items():
+            yield Observation(count, {"kind": kind})
+
+    def _evictions(self, _: CallbackOptions) -> Iterable[Observation]:
+        assert self._agent is not None
+        yield Observation(self._agent.l1.evictions, {"tier": "l1"})
+
+    def _codec_counters(self) -> Iterator[tuple[str, Any]]:
+        assert self._agent is not None
+        if self._agent.l2 is not None:
+            yield from self._agent.codecs.counters.items()
+
+    def _bytes_in(self, _: CallbackOptions) -> Iterable[Observation]:
+        for codec, counters in self._codec_counters():
+            yield Observation(counters.bytes_in, {"codec": codec})
+
+    def _bytes_out(self, _: CallbackOptions) -> Iterable[Observation]:
+        for codec, counters in self._codec_counters():
+            yield Observation(counters.bytes_out, {"codec": codec})
+
+    def _l1_size(self, _: CallbackOptions) -> Iterable[Observation]:
+        assert self._agent is not None
+        yield Observation(self._agent.l1.size_bytes)
+
+    def _l1_entries(self, _: CallbackOptions) -> Iterable[Observation]:
+        assert self._agent is not None
+        yield Observation(len(self._agent.l1))
+
+    def _l2(self, _: CallbackOptions) -> Iterable[Observation]:
+        yield Observation(self._l2_keys)
+
+    def _pending(self, _: CallbackOptions) -> Iterable[Observation]:
+        assert self._agent is not None
+        yield Observation(self._agent.write_back_pending())
+
+    def _alerts(self, _: CallbackOptions) -> Iterable[Observation]:
+        assert self._agent is not None
+        active = self._agent.alerts.active
+        for name in self._agent.alerts.raised_total:
+            yield Observation(1 if name in active else 0, {"alert": name})
+
+    # -- the agent's OperationObserver --------------------------------------------------------
+
+    def l2_call(self, op: str, seconds: float, ok: bool) -> None:
+        self.l2_duration.record(seconds, {"cache.op": op, "outcome": "ok" if ok else "error"})
+
+    def loader_call(self, loader: str, seconds: float, outcome: str) -> None:
+        self.loader_duration.record(seconds, {"cache.loader": loader, "outcome": outcome})
+
+    def flush(self, seconds: float, items: int, ok: bool) -> None:
+        self.flush_duration.record(seconds, {"outcome": "ok" if ok else "error"})
+
+    def span(
+        self, name: str, attributes: Mapping[str, Any]
+    ) -> contextlib.AbstractContextManager[Any]:
+        if self.tracer is None:
+            return contextlib.nullcontext()
+        return self.tracer.start_as_current_span(name, attributes=dict(attributes))
+
+    # -- exposition -------------------------------------------------------------------------
+
+    def prometheus_text(self) -> bytes:
+        return generate_latest(self.registry)
