@@ -761,16 +761,19 @@ class CachingAgent:
                         f"({self.l1.max_bytes} bytes) and there is no L2"
                     )
         if self.categories:
-            # Before the write: a dependent category's glob may cover the written keys too.
-            await self._invalidate_globs(self.categories.targets(set(keys)), set())
+            # Before the write: the written keys may be of a dependent category too.
+            await self._invalidate_tags(sorted(self.categories.targets(set(keys))), set())
         # A buffered (or in-flight) older write from another strategy must not land after
         # this one.
         for other in self._buffering:
             if other is not strategy and any(other.pending(k) is not None for k in keys):
                 await other.discard(keys)
         # Indexed first: should the write fail half-way, its tags still reach what it cached.
-        entries = [(key, ttl) for key, _, ttl in writes]
-        dependents = await self.index.record(entries, tags, dependencies)
+        categorize = self.categories.tags_for if self.categories else None
+        entries = [
+            (key, ttl, [*tags, *categorize(key)] if categorize else tags) for key, _, ttl in writes
+        ]
+        dependents = await self.index.record(entries, dependencies)
         await strategy.write(writes)
         self.stats.sets += len(writes)
         by_strategy = self.stats.sets_by_strategy
@@ -805,16 +808,8 @@ class CachingAgent:
             removed.update(await self._l2.delete(sorted(keys)))
         await self.index.forget(keys)
         if cascade and self.categories:
-            removed |= await self._invalidate_globs(self.categories.targets(keys), visited)
-        return removed
-
-    async def _invalidate_globs(self, globs: Iterable[str], visited: KeySet | None) -> KeySet:
-        """Invalidate each glob once per request (``visited``), so category cycles end."""
-        visited = set() if visited is None else visited
-        removed: KeySet = KeySet()
-        for glob in sorted(set(globs) - visited):
-            visited.add(glob)
-            removed |= await self._invalidate_pattern(glob, visited)
+            tags = sorted(self.categories.targets(keys))
+            removed |= await self._invalidate_tags(tags, visited)
         return removed
 
     async def _invalidate_pattern(self, pattern: str, visited: KeySet | None = None) -> KeySet:
@@ -832,14 +827,20 @@ class CachingAgent:
         if dependents:
             removed |= await self._remove(dependents, cascade=True, visited=visited)
         if self.categories:
-            globs = self.categories.targets(removed)
-            removed |= await self._invalidate_globs(globs, visited)
+            tags = sorted(self.categories.targets(removed))
+            removed |= await self._invalidate_tags(tags, visited)
         return removed
 
-    async def _invalidate_tags(self, tags: Sequence[str]) -> KeySet:
-        self._check_names(tags, "tag")
-        keys = await self.index.keys_for_tags(tags)
-        return await self._remove(keys, cascade=True) if keys else set()
+    async def _invalidate_tags(self, tags: Sequence[str], visited: KeySet | None = None) -> KeySet:
+        """Remove every key carrying any of ``tags``, each tag once per request (``visited``),
+        so category rules that loop end."""
+        visited = set() if visited is None else visited
+        fresh = [tag for tag in tags if tag not in visited]
+        if not fresh:
+            return set()
+        visited.update(fresh)
+        keys = await self.index.keys_for_tags(fresh)
+        return await self._remove(keys, cascade=True, visited=visited) if keys else set()
 
     async def _event_targets(self, event: str, context: Mapping[str, Any] | None) -> list[str]:
         """The event's targets with placeholders filled; raises before anything is removed."""
@@ -872,6 +873,7 @@ class CachingAgent:
 
     async def invalidate_by_tags(self, tags: Sequence[str]) -> int:
         """Remove every key carrying ANY of ``tags``; returns how many."""
+        self._check_names(tags, "tag")
         removed = await self._invalidate_tags(tags)
         self.stats.count_invalidated("tags", len(removed))
         return len(removed)

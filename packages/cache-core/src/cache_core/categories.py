@@ -3,10 +3,10 @@
 A category is a key template under ``invalidation.categories``, whose ``{placeholders}``
 capture the id (``user_profile: "user:{user_id}:profile"``), or else a cache policy of the
 same name (its ``match`` globs, no id: the whole category). When a key of a source
-category leaves the cache (deleted, overwritten or invalidated), each dependent
-category's template is filled with the ids the key gave, and the keys matching the
-resulting glob are invalidated too: ``user:123:profile`` reaches
-``user:123:learning_path*`` but never ``user:456:...``.
+category leaves the cache (deleted, overwritten or invalidated), the keys of each
+dependent category with the same ids are invalidated too: ``user:123:profile`` reaches
+``user:123:learning_path*`` but never ``user:456:...``. It works by tags: a key written
+into a dependent category carries a tag naming its category and ids.
 
 A placeholder captures one key segment (no ``:``); a template's other characters are a
 Redis glob.
@@ -17,9 +17,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from cache_core.errors import ConfigError, UnknownNameError
+from cache_core.errors import ConfigError
 from cache_core.globs import byte_view, compile_glob, from_byte_view
-from cache_core.invalidation import fill
 
 if TYPE_CHECKING:
     from cache_core.config import Config
@@ -30,10 +29,11 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 class Template:
     """A key template: a Redis glob whose ``{placeholders}`` each capture one key segment."""
 
-    __slots__ = ("regex", "text")
+    __slots__ = ("placeholders", "regex", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
+        self.placeholders = frozenset(_PLACEHOLDER.findall(text))
         parts: list[str] = []
         pos = 0
         for found in _PLACEHOLDER.finditer(text):
@@ -53,42 +53,70 @@ class Template:
         return {name: from_byte_view(value) for name, value in found.groupdict().items()}
 
 
+CATEGORY_TAG = "\x1ecat:"
+"""Starts the tags the agent puts on keys of dependent categories; no caller's tag can hold
+the control character, so they never collide."""
+
+
+def category_tag(category: str, ids: dict[str, str]) -> str:
+    """The tag that keys of ``category`` with these ``ids`` carry."""
+    return CATEGORY_TAG + category + "".join(f"\x1f{k}={ids[k]}" for k in sorted(ids))
+
+
 class CategoryRules:
-    """The configured rules, compiled once; :meth:`targets` maps keys to globs to drop."""
+    """The configured rules, compiled once.
+
+    A key written into a dependent category is tagged with its category and ids
+    (:meth:`tags_for`); a key of a source category leaving the cache invalidates those tags
+    (:meth:`targets`): an index lookup, never a scan of the keyspace.
+    """
 
     def __init__(self, config: Config) -> None:
-        templates: dict[str, list[str]] = {
+        texts: dict[str, list[str]] = {
             name: [template] for name, template in config.invalidation.categories.items()
         }
         for name, policy in config.cache_policies.items():
-            templates.setdefault(name, list(policy.match))
-        self._rules: list[tuple[Template, list[str]]] = []
+            texts.setdefault(name, list(policy.match))
+        self._sources: list[tuple[Template, list[str]]] = []
+        dependent_names: set[str] = set()
         for source, dependents in config.invalidation.dependency_rules.items():
             path = f"invalidation.dependency_rules.{source}"
             for name in (source, *dependents):
-                if not templates.get(name):
+                if not texts.get(name):
                     raise ConfigError(
                         f"{path}: unknown category {name!r}; define it under "
                         "invalidation.categories (a key template) or as a cache policy"
                     )
-            targets = [t for name in dependents for t in templates[name]]
-            for template in templates[source]:
-                self._rules.append((Template(template), targets))
+            dependent_names.update(dependents)
+            for text in texts[source]:
+                self._sources.append((Template(text), list(dependents)))
+        self._templates = {name: [Template(t) for t in texts[name]] for name in dependent_names}
 
     def __bool__(self) -> bool:
-        return bool(self._rules)
+        return bool(self._sources)
+
+    def tags_for(self, key: str) -> list[str]:
+        """The category tags a written ``key`` carries (one per dependent category it is in)."""
+        tags = []
+        for name, templates in self._templates.items():
+            for template in templates:
+                ids = template.ids(key)
+                if ids is not None:
+                    tags.append(category_tag(name, ids))
+                    break
+        return tags
 
     def targets(self, keys: set[str]) -> set[str]:
-        """Globs of the keys that depend, by category, on ``keys``."""
+        """Category tags of the keys that depend on ``keys``."""
         found: set[str] = set()
         for key in keys:
-            for template_, templates in self._rules:
-                ids = template_.ids(key)
+            for source, dependents in self._sources:
+                ids = source.ids(key)
                 if ids is None:
                     continue
-                for template in templates:
-                    try:
-                        found.add(fill(template, ids, "dependency rule"))
-                    except UnknownNameError:
-                        continue  # the dependent needs an id this key does not give
+                for name in dependents:
+                    for template in self._templates[name]:
+                        needed = template.placeholders
+                        if needed <= ids.keys():  # else the key does not give that id
+                            found.add(category_tag(name, {k: ids[k] for k in needed}))
         return found

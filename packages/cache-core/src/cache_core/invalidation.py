@@ -56,13 +56,12 @@ class InvalidationIndex(Protocol):
     async def close(self) -> None: ...
     async def record(
         self,
-        entries: Sequence[tuple[str, float | None]],
-        tags: Sequence[str],
+        entries: Sequence[tuple[str, float | None, Sequence[str]]],
         dependencies: Sequence[str],
     ) -> set[str]:
-        """After a write of ``entries`` (key, TTL): each now carries exactly ``tags`` and
-        depends on exactly ``dependencies``. Returns the keys that depend directly on any of
-        them (a changed key invalidates its dependents)."""
+        """After a write of ``entries`` (key, TTL, tags): each key now carries exactly its
+        tags and depends on exactly ``dependencies``. Returns the keys that depend directly
+        on any of them (a changed key invalidates its dependents)."""
         ...
 
     async def forget(self, keys: Iterable[str]) -> None:
@@ -112,12 +111,11 @@ class LocalIndex:
 
     async def record(
         self,
-        entries: Sequence[tuple[str, float | None]],
-        tags: Sequence[str],
+        entries: Sequence[tuple[str, float | None, Sequence[str]]],
         dependencies: Sequence[str],
     ) -> set[str]:
         dependents: set[str] = set()
-        for key, ttl in entries:
+        for key, ttl, tags in entries:
             self._unlink(key)
             dependents |= self._dependents.get(key, set()) | self._registered.get(key, set())
             if not tags and not dependencies:
@@ -134,7 +132,7 @@ class LocalIndex:
             self._writes += 1
             if self._writes % self._PRUNE_EVERY == 0:
                 self._prune_expired()
-        return dependents - {key for key, _ in entries}
+        return dependents - {key for key, _, _ in entries}
 
     def _unlink(self, key: str) -> None:
         for tag in self._key_tags.pop(key, ()):

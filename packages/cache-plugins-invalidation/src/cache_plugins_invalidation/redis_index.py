@@ -87,13 +87,13 @@ class RedisIndex:
 
     async def record(
         self,
-        entries: Sequence[tuple[str, float | None]],
-        tags: Sequence[str],
+        entries: Sequence[tuple[str, float | None, Sequence[str]]],
         dependencies: Sequence[str],
     ) -> set[str]:
         if not entries:
             return set()
-        keys = [key for key, _ in entries]
+        keys = [key for key, _, _ in entries]
+        tags_of = {key: list(tags) for key, _, tags in entries}
         if len(keys) > _SMALL:
             # A batch: read old links only of keys that have any (one extra round trip).
             had_meta = await self._among(self._indexed, keys)
@@ -113,8 +113,10 @@ class RedisIndex:
         with_registrations = sorted(registered)
         for key in with_registrations:
             pipe.smembers(self._reg + key)
-        linked = bool(tags or dependencies)
-        for key, ttl in entries if linked else ():
+        all_tags = {tag for tags in tags_of.values() for tag in tags}
+        for key, ttl, tags in entries:
+            if not tags and not dependencies:
+                continue
             expires = _INF if ttl is None else now + max(1, round(ttl * 1000))
             meta = self._meta + key
             pipe.hset(meta, mapping={"tags": _SEP.join(tags), "deps": _SEP.join(dependencies)})
@@ -126,11 +128,11 @@ class RedisIndex:
             for dep in dependencies:
                 pipe.zadd(self._deps + dep, {key: expires})
                 pipe.zadd(self._sources, {dep: expires}, gt=True)
-        for tag in tags:
+        for tag in sorted(all_tags):
             pipe.zremrangebyscore(self._tag + tag, "-inf", now)
         for dep in dependencies:
             pipe.zremrangebyscore(self._deps + dep, "-inf", now)
-        if linked:
+        if all_tags or dependencies:
             pipe.zremrangebyscore(self._indexed, "-inf", now)
         if dependencies:
             pipe.zremrangebyscore(self._sources, "-inf", now)
@@ -138,9 +140,9 @@ class RedisIndex:
         stale = _Stale()
         for i, key in enumerate(old):
             old_tags, old_deps = replies[2 * i]
-            stale.add(self._tag, key, self._split(old_tags) - set(tags))
+            stale.add(self._tag, key, self._split(old_tags) - set(tags_of[key]))
             stale.add(self._deps, key, self._split(old_deps) - set(dependencies))
-            if not linked and (old_tags or old_deps):
+            if not tags_of[key] and not dependencies and (old_tags or old_deps):
                 stale.add_member(self._indexed, key)
         dependents: set[str] = set()
         for i in range(len(depended)):
