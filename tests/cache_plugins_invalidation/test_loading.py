@@ -202,8 +202,12 @@ async def test_http_loader_fetches_and_reports_failures(aiohttp_client: Any, ups
     assert "longer than" in failures["user:slow:profile"]
     assert failures["x:1"] == "not in the cache and no loader matches it"
     got = await (await client.get("/cache/user:1:profile")).json()
-    assert got == {"key": "user:1:profile", "value": {"id": "1", "name": "Ada"},
-                   "hit": True, "tier": "l1"}  # fmt: skip
+    assert got == {
+        "key": "user:1:profile",
+        "value": {"id": "1", "name": "Ada"},
+        "hit": True,
+        "tier": "l1",
+    }
     # a read-through that fails is a 502 naming the loader, not a silent miss
     resp = await client.get("/cache/user:boom:profile")
     assert resp.status == 502

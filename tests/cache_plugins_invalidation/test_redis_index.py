@@ -139,8 +139,11 @@ async def test_category_rule_reaches_the_same_id_only(engine: Any, prefix: str) 
         assert await agent.delete("user:1:profile") is True
         assert await agent.get_many(
             ["user:1:learning_path:a", "user:1:learning_path:b", "user:2:learning_path:a"]
-        ) == {"user:1:learning_path:a": None, "user:1:learning_path:b": None,
-              "user:2:learning_path:a": 4}  # fmt: skip
+        ) == {
+            "user:1:learning_path:a": None,
+            "user:1:learning_path:b": None,
+            "user:2:learning_path:a": 4,
+        }
         # Overwriting a profile invalidates the same user's paths too, not the profile itself.
         await agent.set("user:2:profile", {"v": 1})
         await agent.set("user:2:profile", {"v": 2})

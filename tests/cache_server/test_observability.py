@@ -1,0 +1,236 @@
+"""Metrics, traces, logs, alerts and the dashboard, against a server with a real engine."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client.parser import text_string_to_metric_families
+
+from cache_server import create_app
+from cache_server.keys import AGENT, TELEMETRY
+from cache_server.logs import JsonFormatter, RequestIdFilter
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "dashboards" / "caching-agent.json"
+
+
+def config_for(engine: Any, prefix: str, **monitoring: Any) -> dict[str, Any]:
+    return {
+        "redis": {"url": engine.url, "key_prefix": prefix},
+        "cache_tiers": {"l1": {"max_size_mb": 4}, "l2": {"type": "redis"}},
+        "strategies": {"write_back": {"batch_size": 1000, "flush_interval": 60}},
+        "key_patterns": {"user": "user:{user_id}:{resource}"},
+        "monitoring": monitoring,
+    }
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a Prometheus text page: (name, labels without otel scope) -> value."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = frozenset(
+                (k, v) for k, v in sample.labels.items() if not k.startswith("otel_scope")
+            )
+            found[(sample.name, labels)] = sample.value
+    return found
+
+
+def value(page: dict[Any, float], name: str, **labels: str) -> float:
+    return page[(name, frozenset(labels.items()))]
+
+
+async def scrape(client: Any) -> dict[Any, float]:
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    return samples(await resp.text())
+
+
+async def test_metrics_count_a_known_sequence_exactly(
+    aiohttp_client: Any, engine: Any, prefix: str
+) -> None:
+    client = await aiohttp_client(create_app(config_for(engine, prefix), env={}))
+    agent = client.server.app[AGENT]
+    await client.post("/cache", json={"key": "user:1:profile", "value": 1, "tags": ["t"]})
+    await client.post("/cache", json={"key": "user:2:profile", "value": 2})
+    await client.post("/cache", json={"key": "a:1", "value": 3, "strategy": "write_back"})
+    await client.get("/cache/user:1:profile")  # l1
+    await client.get("/cache/user:2:profile")  # l1
+    await client.get("/cache/nope")  # miss
+    agent.l1.clear()
+    await client.get("/cache/user:2:profile")  # l2
+    await client.delete("/cache/user:2:profile")
+    await client.post("/invalidate", json={"tags": ["t"]})
+    page = await scrape(client)
+    assert value(page, "cache_hits_total", tier="l1") == 2
+    assert value(page, "cache_hits_total", tier="l2") == 1
+    assert value(page, "cache_hits_total", tier="loader") == 0
+    assert value(page, "cache_misses_total") == 1
+    assert value(page, "cache_sets_total", strategy="write_through") == 2
+    assert value(page, "cache_sets_total", strategy="write_back") == 1
+    assert value(page, "cache_deletes_total") == 1
+    assert value(page, "cache_invalidations_total", kind="tags") == 1
+    assert value(page, "cache_write_back_pending") == 1
+    assert value(page, "cache_l1_entries") == len(agent.l1)
+    assert value(page, "cache_l1_size_bytes") == agent.l1.size_bytes
+    route = {"http_request_method": "GET", "http_route": "/cache/{key}"}
+    assert (
+        value(
+            page,
+            "http_server_request_duration_seconds_count",
+            http_response_status_code="200",
+            **route,
+        )
+        == 4
+    )
+    assert (
+        value(page, "cache_l2_operation_duration_seconds_count", cache_op="get", outcome="ok") == 2
+    )  # the miss and the L2 hit
+    # The raw key never becomes a label.
+    assert "user:1:profile" not in await (await client.get("/metrics")).text()
+
+
+async def test_every_dashboard_query_uses_an_exported_metric(
+    aiohttp_client: Any, engine: Any, prefix: str
+) -> None:
+    client = await aiohttp_client(create_app(config_for(engine, prefix), env={}))
+    agent = client.server.app[AGENT]
+    await client.post("/cache", json={"key": "k", "value": 1, "strategy": "write_back"})
+    await agent.strategies["write_back"].flush()
+    await client.get("/cache/k")
+    exported = {name for name, _ in await scrape(client)}
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {
+        name for expr in exprs for name in re.findall(r"\b((?:cache|http)_[a-z0-9_]+)(?=\{)", expr)
+    }
+    assert len(used) >= 12
+    assert used <= exported, sorted(used - exported)
+
+
+async def test_metrics_on_a_port_of_their_own(engine: Any, prefix: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = config_for(engine, prefix, prometheus_port=port)
+    config["agent"] = {"host": "127.0.0.1"}
+    app = create_app(config, env={})
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/metrics") as resp,
+        ):
+            assert resp.status == 200
+            assert "cache_hits_total" in await resp.text()
+    finally:
+        await runner.cleanup()
+
+
+async def test_requests_and_l2_calls_are_traced_without_raw_keys(
+    aiohttp_client: Any, engine: Any, prefix: str
+) -> None:
+    client = await aiohttp_client(create_app(config_for(engine, prefix, tracing="console"), env={}))
+    telemetry = client.server.app[TELEMETRY]
+    assert telemetry is not None and telemetry.tracer_provider is not None
+    spans = InMemorySpanExporter()
+    telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    await client.post("/cache", json={"key": "user:42:profile", "value": {"n": 1}})
+    client.server.app[AGENT].l1.clear()
+    resp = await client.get("/cache/user:42:profile", headers={"X-Request-ID": "req-1"})
+    assert resp.headers["X-Request-ID"] == "req-1"
+    finished = spans.get_finished_spans()
+    request = next(s for s in finished if s.name == "GET /cache/{key}")
+    children = [
+        s for s in finished if s.parent is not None and s.parent.span_id == request.context.span_id
+    ]
+    l2_get = next(s for s in children if s.name == "l2.get")
+    assert dict(l2_get.attributes or {})["cache.key_pattern"] == "user:{user_id}:{resource}"
+    assert dict(request.attributes or {})["http.response.status_code"] == 200
+    for span in finished:
+        assert "user:42:profile" not in json.dumps(dict(span.attributes or {}))
+
+
+async def test_every_log_line_of_a_request_has_its_id(
+    aiohttp_client: Any, engine: Any, prefix: str
+) -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdFilter())
+    routes_log = logging.getLogger("cache_server.routes")
+    routes_log.addHandler(handler)
+    routes_log.setLevel(logging.DEBUG)
+    try:
+        client = await aiohttp_client(create_app(config_for(engine, prefix), env={}))
+        await client.post("/cache", json={"key": "user:7:profile", "value": 1})
+        await client.get("/cache/user:7:profile", headers={"X-Request-ID": "abc123"})
+        await client.get("/cache/user:8:profile", headers={"X-Request-ID": "def456"})
+    finally:
+        routes_log.removeHandler(handler)
+        routes_log.setLevel(logging.NOTSET)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    hit = next(line for line in lines if line["event"] == "cache_hit")
+    miss = next(line for line in lines if line["event"] == "cache_miss")
+    assert hit["request_id"] == "abc123"
+    assert hit["tier"] == "l1"
+    assert hit["key_pattern"] == "user:{user_id}:{resource}"
+    assert miss["request_id"] == "def456"
+
+
+async def test_low_hit_rate_alert_is_raised_then_cleared(
+    aiohttp_client: Any, engine: Any, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = config_for(
+        engine,
+        prefix,
+        alert_on_low_hit_rate=0.5,
+        alert_min_lookups=4,
+        alert_window=3600,
+        alert_interval=3600,
+    )
+    client = await aiohttp_client(create_app(config, env={}))
+    agent = client.server.app[AGENT]
+    agent.alerts.sample()
+    for i in range(4):
+        await client.get(f"/cache/missing:{i}")
+    with caplog.at_level(logging.INFO, logger="cache_core.alerts"):
+        agent.alerts.sample()
+    stats = await (await client.get("/stats")).json()
+    assert [a["name"] for a in stats["alerts"]] == ["low_hit_rate"]
+    assert value(await scrape(client), "cache_alerts_active", alert="low_hit_rate") == 1
+    assert any(r.getMessage() == "alert_raised" for r in caplog.records)
+    await client.post("/cache", json={"key": "hot", "value": 1})
+    for _ in range(20):
+        await client.get("/cache/hot")
+    with caplog.at_level(logging.INFO, logger="cache_core.alerts"):
+        agent.alerts.sample()
+    stats = await (await client.get("/stats")).json()
+    assert stats["alerts"] == []
+    assert value(await scrape(client), "cache_alerts_active", alert="low_hit_rate") == 0
+    assert any(r.getMessage() == "alert_cleared" for r in caplog.records)
+
+
+async def test_stats_show_latency_percentiles_and_uptime(
+    aiohttp_client: Any, engine: Any, prefix: str
+) -> None:
+    client = await aiohttp_client(create_app(config_for(engine, prefix), env={}))
+    await client.post("/cache", json={"key": "k", "value": 1})
+    for _ in range(10):
+        await client.get("/cache/k")
+    stats = await (await client.get("/stats")).json()
+    assert 0 < stats["p50_latency_ms"] <= stats["p99_latency_ms"]
+    assert stats["uptime_seconds"] > 0
+    assert "opentelemetry" in stats["plugins"] or "server" in stats["plugins"]
+    assert stats["write_back_pending"] == 0
