@@ -71,7 +71,9 @@ def minimal(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Measurements (never assertions): codecs on realistic payloads, cross-instance staleness."""
+    """Measurements (never assertions): codecs on realistic payloads, cross-instance
+    staleness, the cost of metrics on an L1 hit."""
     sync(session, "--extra=all")
     session.run("python", "bench/codecs.py")
     session.run("python", "bench/staleness.py", "1000")
+    session.run("python", "bench/l1_metrics.py")
