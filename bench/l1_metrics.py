@@ -26,7 +26,7 @@ def config(recorders: list[str]) -> dict[str, Any]:
             "recorders": recorders,
             "alert_on_low_hit_rate": None,
             "alert_on_high_latency": None,
-        },  # fmt: skip
+        },
     }
 
 
