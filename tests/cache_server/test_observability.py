@@ -234,3 +234,42 @@ async def test_stats_show_latency_percentiles_and_uptime(
     assert stats["uptime_seconds"] > 0
     assert "opentelemetry" in stats["plugins"] or "server" in stats["plugins"]
     assert stats["write_back_pending"] == 0
+
+
+async def test_otlp_export_reaches_a_collector(engine: Any, prefix: str) -> None:
+    received: list[tuple[str, str, int]] = []
+
+    async def collect(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        body = await request.read()
+        received.append((request.path, request.headers.get("Content-Type", ""), len(body)))
+        return aiohttp.web.Response(status=200)
+
+    collector = aiohttp.web.Application()
+    collector.router.add_post("/v1/metrics", collect)
+    collector.router.add_post("/v1/traces", collect)
+    runner = aiohttp.web.AppRunner(collector)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        config = config_for(
+            engine, prefix, otlp_endpoint=f"http://127.0.0.1:{port}", tracing="otlp"
+        )
+        app = create_app(config, env={})
+        app_runner = aiohttp.web.AppRunner(app)
+        await app_runner.setup()
+        agent = app[AGENT]
+        await agent.set("user:1:profile", {"n": 1})
+        agent.l1.clear()
+        telemetry = app[TELEMETRY]
+        assert telemetry is not None and telemetry.tracer is not None
+        with telemetry.tracer.start_as_current_span("test"):
+            await agent.get("user:1:profile")
+        # Shutting down flushes both exporters (they run in threads of their own).
+        await app_runner.cleanup()
+    finally:
+        await runner.cleanup()
+    paths = {path for path, _, _ in received}
+    assert paths == {"/v1/metrics", "/v1/traces"}
+    assert all(kind == "application/x-protobuf" and size > 0 for _, kind, size in received)

@@ -125,10 +125,11 @@ class OpenTelemetryRecorder:
             from opentelemetry.instrumentation.redis import RedisInstrumentor
 
             RedisInstrumentor().uninstrument()
+        # In a thread: shutting down flushes the exporters, which may wait on the network.
         if self.tracer_provider is not None:
-            self.tracer_provider.shutdown()
+            await asyncio.to_thread(self.tracer_provider.shutdown)
         if self.meter_provider is not None:
-            self.meter_provider.shutdown()
+            await asyncio.to_thread(self.meter_provider.shutdown)
 
     async def _count_l2_keys(self) -> None:
         while not self._stopping.is_set():
