@@ -260,7 +260,11 @@ async def test_warm_up_sequential_and_default_strategy(client):
 async def test_health(client):
     resp = await client.get("/health")
     assert resp.status == 200
-    assert await resp.json() == {"status": "ok", "tiers": {"l1": "ok", "l2": "not configured"}}
+    assert await resp.json() == {
+        "status": "ok",
+        "reasons": [],
+        "tiers": {"l1": "ok", "l2": "not configured"},
+    }
 
 
 # -- stats ---------------------------------------------------------------------------------

@@ -155,7 +155,8 @@ async def test_seed_curl_invalidate_examples(http):
 
 async def test_health_errors_and_policies_over_the_wire(http):
     status, body = await call(http, "GET", "/health")
-    assert (status, body) == (200, {"status": "ok", "tiers": {"l1": "ok", "l2": "not configured"}})
+    expected = {"status": "ok", "reasons": [], "tiers": {"l1": "ok", "l2": "not configured"}}
+    assert (status, body) == (200, expected)
 
     status, body = await call(http, "POST", "/cache", {"key": "analytics:day:1", "value": [1]})
     assert (status, body["strategy"]) == (200, "write_back")

@@ -23,6 +23,7 @@ from attrs import define
 
 from cache_core import serialization
 from cache_core.alerts import AlertMonitor
+from cache_core.breaker import BreakerState, CircuitBreaker
 from cache_core.categories import CategoryRules
 from cache_core.codecs import Codec
 from cache_core.config import Config, load_config, name_env_source
@@ -110,8 +111,8 @@ class _L1Coherence:
     def lost(self) -> None:
         agent = self._agent
         agent._coherence_seq += 1
-        agent._l1 = BypassTier(agent.l1)
-        agent.l1.clear()
+        agent._coherent = False
+        agent._refresh_l1()
         log.warning("l1_bypassed", extra={"detail": "coherence notices stopped: reads go to L2"})
 
     def restored(self) -> None:
@@ -119,7 +120,8 @@ class _L1Coherence:
         agent._coherence_seq += 1
         # Whatever L1 took in while notices were not flowing may be stale: start empty.
         agent.l1.clear()
-        agent._l1 = agent.l1
+        agent._coherent = True
+        agent._refresh_l1()
         log.info("l1_serving", extra={"detail": "coherence notices flowing"})
 
 
@@ -157,15 +159,27 @@ class CachingAgent:
         )
         # The L2 the data path calls: timed and traced through the installed observer.
         self.observer: OperationObserver = NullObserver()
+        breaker_settings = config.circuit_breaker
+        self.breaker = CircuitBreaker(
+            breaker_settings.failure_threshold,
+            breaker_settings.reset_timeout,
+            clock,
+            on_change=lambda _: self._refresh_l1(),
+        )
         self._l2: ObservedTier | None = (
-            ObservedTier(self.l2, self.policies.pattern_of) if self.l2 is not None else None
+            ObservedTier(
+                self.l2, self.policies.pattern_of, self.breaker, breaker_settings.operation_timeout
+            )
+            if self.l2 is not None
+            else None
         )
         # What reads are served from: L1 itself, or a tier that holds nothing while L1 may
         # be stale (with L2, until this instance hears other instances' changes).
-        self._l1: LocalTier = self.l1 if self.l2 is None else BypassTier(self.l1)
         self._coherence_seq = 0
-        if self.l2 is not None and not self.l2.attach(_L1Coherence(self)):
-            self._l1 = self.l1  # L2 is not shared: nothing can make L1 stale behind its back
+        # An L2 no other instance shares cannot make L1 stale behind its back.
+        self._coherent = self.l2 is None or not self.l2.attach(_L1Coherence(self))
+        self._l1: LocalTier = self.l1
+        self._refresh_l1()
 
         strategy_context = StrategyContext(l1=self.l1, l2=self._l2, clock=clock)
         self._l1_ttl = strategy_context.l1_ttl
@@ -369,6 +383,25 @@ class CachingAgent:
             await self.index.close()
             if self.l2 is not None:
                 await self.l2.close()
+
+    def _refresh_l1(self) -> None:
+        """Serve L1 while it is coherent, or while L2 is out of reach (the breaker is open:
+        nobody can change L2 through it, and L1 answering is the point of having it); bypass
+        it while L2 answers but change notices do not flow."""
+        serve = self._coherent or self.breaker.state is BreakerState.OPEN
+        if serve and self._l1 is not self.l1:
+            self._l1 = self.l1
+        elif not serve and self._l1 is self.l1:
+            self._l1 = BypassTier(self.l1)
+
+    def health(self) -> tuple[str, list[str]]:
+        """``ok`` or ``degraded``, with the reasons."""
+        reasons = []
+        if self.breaker.state is not BreakerState.CLOSED:
+            reasons.append(f"L2 circuit {self.breaker.state}: {self.breaker.last_error}")
+        if not self._coherent:
+            reasons.append("L2 change notices are not flowing")
+        return ("degraded" if reasons else "ok"), reasons
 
     def observe(self, observer: OperationObserver) -> None:
         """Report L2 calls, loader calls and write-back flushes to ``observer`` from now on

@@ -171,6 +171,18 @@ class LoadingSection:
 
 
 @define(frozen=True)
+class CircuitBreakerSection:
+    """When to stop waiting on L2 (see cache_core.breaker)."""
+
+    failure_threshold: int = 5
+    """Consecutive failed L2 calls that open the breaker."""
+    reset_timeout: float = 5.0
+    """Seconds the breaker stays open before one probe call is let through."""
+    operation_timeout: float = 1.0
+    """Seconds one L2 call (a read, a write, a batch) may take before it counts as failed."""
+
+
+@define(frozen=True)
 class Config:
     agent: AgentSection = field(factory=AgentSection)
     redis: RedisSection = field(factory=RedisSection)
@@ -184,6 +196,7 @@ class Config:
     ttl_presets: dict[str, int] = field(factory=dict)
     loaders: dict[str, dict[str, Any]] = field(factory=dict)
     loading: LoadingSection = field(factory=LoadingSection)
+    circuit_breaker: CircuitBreakerSection = field(factory=CircuitBreakerSection)
     limits: LimitsSection = field(factory=LimitsSection)
     env_sources: dict[str, str] = field(factory=dict, init=False, eq=False, repr=False)
     """Dotted field -> the environment variable that set it (for error messages)."""
@@ -476,6 +489,11 @@ def _check(config: Config) -> None:
         raise ConfigError(
             f"monitoring.log_format: expected auto, json or text, got {monitoring.log_format!r}"
         )
+    breaker = config.circuit_breaker
+    if breaker.failure_threshold <= 0 or breaker.reset_timeout <= 0:
+        raise ConfigError("circuit_breaker.failure_threshold and reset_timeout: must be > 0")
+    if breaker.operation_timeout <= 0:
+        raise ConfigError("circuit_breaker.operation_timeout: must be greater than 0")
     loading = config.loading
     for name, seconds in (
         ("timeout", loading.timeout),

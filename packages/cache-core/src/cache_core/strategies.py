@@ -23,6 +23,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 from attrs import define
 
+from cache_core.errors import TierUnavailableError
 from cache_core.globs import compile_glob
 from cache_core.tiers.base import LocalTier, RemoteTier
 
@@ -144,6 +145,8 @@ class WriteBack:
     class Options:
         batch_size: int = 100
         flush_interval: float = 5.0
+        max_pending: int = 10_000
+        """Writes held for L2 at most; while L2 is away, writes beyond it are refused."""
 
     def __init__(self, options: WriteBack.Options, context: StrategyContext) -> None:
         if options.batch_size <= 0 or options.flush_interval <= 0:
@@ -182,6 +185,13 @@ class WriteBack:
 
     async def write(self, items: Sequence[Write]) -> None:
         ctx = self._ctx
+        if ctx.l2 is not None:
+            fresh = sum(1 for key, _, _ in items if key not in self._buffer)
+            if len(self._buffer) + fresh > self._opts.max_pending:
+                raise TierUnavailableError(
+                    f"the write-back buffer is full ({len(self._buffer)} writes waiting for "
+                    "L2); retry when L2 is back"
+                )
         l1_ttl = ctx.l1_ttl
         now = ctx.clock()
         for key, data, ttl in items:

@@ -151,9 +151,10 @@ async def metrics(request: web.Request) -> web.Response:
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
     agent = request.app[AGENT]
+    status, reasons = agent.health()
     tiers: dict[str, Any] = {"l1": "ok"}
     if agent.l2 is None:
         tiers["l2"] = "not configured"
     else:
-        tiers["l2"] = agent.l2.describe()
-    return _json({"status": "ok", "tiers": tiers})
+        tiers["l2"] = {**agent.l2.describe(), "breaker": agent.breaker.describe()}
+    return _json({"status": status, "reasons": reasons, "tiers": tiers})
