@@ -32,11 +32,18 @@ from cache_core.errors import (
     InvalidKeyError,
     InvalidValueError,
     LoaderError,
+    TierUnavailableError,
     UnknownNameError,
 )
 from cache_core.frames import KNOWN_CODEC_EXTRAS, CodecSet
 from cache_core.globs import glob_features, is_literal
-from cache_core.invalidation import TAG_PREFIX, IndexContext, InvalidationIndex, fill
+from cache_core.invalidation import (
+    TAG_PREFIX,
+    IndexContext,
+    InvalidationIndex,
+    LocalIndex,
+    fill,
+)
 from cache_core.loaders import Loader, NotFound
 from cache_core.loading import LoaderSet, with_instance_lock
 from cache_core.metrics import MetricsRecorder, NullObserver, OperationObserver
@@ -46,7 +53,7 @@ from cache_core.stats import Stats
 from cache_core.strategies import CacheStrategy, Strategy, StrategyContext, Write
 from cache_core.tiers.base import LocalTier, RemoteTier, StoredValue, TierContext
 from cache_core.tiers.memory import BypassTier
-from cache_core.tiers.observed import ObservedTier
+from cache_core.tiers.observed import GuardedIndex, ObservedTier
 
 log = logging.getLogger("cache_core.agent")
 
@@ -75,14 +82,14 @@ class InvalidationManager:
             raise InvalidKeyError("subscription target must not be empty")
         if not key_or_pattern.startswith(TAG_PREFIX):
             agent.check_caller_pattern(key_or_pattern)
-        await agent.index.subscribe(str(event), key_or_pattern)
+        await agent._index.subscribe(str(event), key_or_pattern)
 
     async def register_dependency(self, dependent: str, source: str) -> None:
         """Invalidating ``source`` from now on invalidates ``dependent`` too."""
         agent = self._agent
         agent.check_key(dependent)
         agent.check_key(source)
-        await agent.index.add_dependency(dependent, source)
+        await agent._index.add_dependency(dependent, source)
 
 
 @define(frozen=True)
@@ -204,6 +211,10 @@ class CachingAgent:
             )
         except ValueError as exc:
             raise ConfigError(f"invalidation.backend: {exc}") from None
+        # What the agent calls: the index behind the L2 guard when it lives in L2.
+        self._index: InvalidationIndex = self.index
+        if self._l2 is not None and not isinstance(self.index, LocalIndex):
+            self._index = GuardedIndex(self.index, self._l2)
         self.invalidation_manager = InvalidationManager(self)
         loaders: list[Loader] = []
         for name, section in config.loaders.items():
@@ -806,7 +817,14 @@ class CachingAgent:
         entries = [
             (key, ttl, [*tags, *categorize(key)] if categorize else tags) for key, _, ttl in writes
         ]
-        dependents = await self.index.record(entries, dependencies)
+        try:
+            dependents = await self._index.record(entries, dependencies)
+        except TierUnavailableError:
+            # With L2 away, write-back still takes plain writes (the point of buffering);
+            # one carrying tags or dependencies is refused: its invalidation could not work.
+            if not strategy.buffers or dependencies or any(tags for _, _, tags in entries):
+                raise
+            dependents = set()
         await strategy.write(writes)
         self.stats.sets += len(writes)
         by_strategy = self.stats.sets_by_strategy
@@ -832,14 +850,14 @@ class CachingAgent:
         """Remove ``keys`` from every tier and buffer; with ``cascade``, their dependents too
         (by key and by category). Returns the keys that were actually held somewhere."""
         if cascade:
-            keys = keys | await self.index.dependents(keys)
+            keys = keys | await self._index.dependents(keys)
         self.loading.forget_missing(keys)
         removed = {key for key in keys if self.l1.delete(key)}
         for strategy in self._buffering:
             removed.update(await strategy.discard(keys))
         if self._l2 is not None and keys:
             removed.update(await self._l2.delete(sorted(keys)))
-        await self.index.forget(keys)
+        await self._index.forget(keys)
         if cascade and self.categories:
             tags = sorted(self.categories.targets(keys))
             removed |= await self._invalidate_tags(tags, visited)
@@ -855,8 +873,8 @@ class CachingAgent:
             removed.update(await strategy.discard_matching(pattern))
         if self._l2 is not None:
             removed.update(await self._l2.delete_matching(pattern))
-        dependents = await self.index.dependents(removed)
-        await self.index.forget(removed)
+        dependents = await self._index.dependents(removed)
+        await self._index.forget(removed)
         if dependents:
             removed |= await self._remove(dependents, cascade=True, visited=visited)
         if self.categories:
@@ -872,15 +890,15 @@ class CachingAgent:
         if not fresh:
             return set()
         visited.update(fresh)
-        keys = await self.index.keys_for_tags(fresh)
+        keys = await self._index.keys_for_tags(fresh)
         return await self._remove(keys, cascade=True, visited=visited) if keys else set()
 
     async def _event_targets(self, event: str, context: Mapping[str, Any] | None) -> list[str]:
         """The event's targets with placeholders filled; raises before anything is removed."""
         configured = self.config.invalidation.event_triggers
-        subscribed = await self.index.subscriptions(event)
+        subscribed = await self._index.subscriptions(event)
         if event not in configured and not subscribed:
-            known = sorted(set(configured) | set(await self.index.events()))
+            known = sorted(set(configured) | set(await self._index.events()))
             raise UnknownNameError(f"unknown event {event!r} (known: {', '.join(known) or 'none'})")
         targets = [fill(t, context or {}, event) for t in [*configured.get(event, []), *subscribed]]
         for target in targets:

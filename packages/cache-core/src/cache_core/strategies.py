@@ -181,7 +181,10 @@ class WriteBack:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._task, timeout=5)
             self._task = None
-        await self.flush()
+        try:
+            await self.flush()
+        except Exception as exc:  # shutting down: nothing left to retry with, say so loudly
+            log.error("write_back_lost", extra={"pending": len(self._buffer), "error": repr(exc)})
 
     async def write(self, items: Sequence[Write]) -> None:
         ctx = self._ctx

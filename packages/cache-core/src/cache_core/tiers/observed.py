@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from cache_core.breaker import CircuitBreaker
 from cache_core.errors import CacheError, TierUnavailableError
+from cache_core.invalidation import InvalidationIndex
 from cache_core.metrics import NullObserver, OperationObserver
 from cache_core.tiers.base import CoherenceListener, RemoteTier, StoredValue
 
@@ -49,7 +50,7 @@ class ObservedTier:
         await self.inner.close()
 
     async def count(self) -> int:
-        return await self._timed("count", {}, self.inner.count(), bounded=False)
+        return await self.guarded("count", {}, self.inner.count(), bounded=False)
 
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()
@@ -58,12 +59,12 @@ class ObservedTier:
         return self.inner.attach(listener)
 
     async def try_lock(self, name: str, lease: float) -> str | None:
-        return await self._timed("try_lock", {}, self.inner.try_lock(name, lease))
+        return await self.guarded("try_lock", {}, self.inner.try_lock(name, lease))
 
     async def unlock(self, name: str, token: str) -> None:
-        await self._timed("unlock", {}, self.inner.unlock(name, token))
+        await self.guarded("unlock", {}, self.inner.unlock(name, token))
 
-    async def _timed(
+    async def guarded(
         self, op: str, attributes: dict[str, Any], call: Awaitable[T], *, bounded: bool = True
     ) -> T:
         breaker = self.breaker
@@ -102,25 +103,76 @@ class ObservedTier:
         return result
 
     async def get(self, key: str) -> StoredValue | None:
-        return await self._timed(
+        return await self.guarded(
             "get", {"cache.key_pattern": self._pattern(key)}, self.inner.get(key)
         )
 
     async def get_many(self, keys: Sequence[str]) -> list[StoredValue | None]:
-        return await self._timed("get_many", {"cache.batch": len(keys)}, self.inner.get_many(keys))
+        return await self.guarded("get_many", {"cache.batch": len(keys)}, self.inner.get_many(keys))
 
     async def set(self, key: str, data: bytes, ttl: float | None) -> None:
         attributes = {"cache.key_pattern": self._pattern(key)}
-        await self._timed("set", attributes, self.inner.set(key, data, ttl))
+        await self.guarded("set", attributes, self.inner.set(key, data, ttl))
 
     async def set_many(self, items: Sequence[tuple[str, bytes, float | None]]) -> None:
-        await self._timed("set_many", {"cache.batch": len(items)}, self.inner.set_many(items))
+        await self.guarded("set_many", {"cache.batch": len(items)}, self.inner.set_many(items))
 
     async def delete(self, keys: Sequence[str]) -> list[str]:
-        return await self._timed("delete", {"cache.batch": len(keys)}, self.inner.delete(keys))
+        return await self.guarded("delete", {"cache.batch": len(keys)}, self.inner.delete(keys))
 
     async def delete_matching(self, pattern: str) -> list[str]:
         # Unbounded: a large invalidation takes many round trips, each under the socket timeout.
-        return await self._timed(
+        return await self.guarded(
             "delete_matching", {}, self.inner.delete_matching(pattern), bounded=False
         )
+
+
+class GuardedIndex:
+    """An invalidation index kept in L2, called through the same guard as L2 itself: a
+    dead server fails these calls fast too, as :class:`TierUnavailableError`."""
+
+    PLUGIN_NAME: ClassVar[str] = "guarded"
+
+    def __init__(self, inner: InvalidationIndex, tier: ObservedTier) -> None:
+        self.inner = inner
+        self._guarded = tier.guarded
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def record(
+        self,
+        entries: Sequence[tuple[str, float | None, Sequence[str]]],
+        dependencies: Sequence[str],
+    ) -> set[str]:
+        return await self._guarded("index.record", {}, self.inner.record(entries, dependencies))
+
+    # Bulk work spans many round trips, each under the client's socket timeout.
+    async def forget(self, keys: Iterable[str]) -> None:
+        await self._guarded("index.forget", {}, self.inner.forget(keys), bounded=False)
+
+    async def keys_for_tags(self, tags: Iterable[str]) -> set[str]:
+        call = self.inner.keys_for_tags(tags)
+        return await self._guarded("index.keys_for_tags", {}, call, bounded=False)
+
+    async def dependents(self, keys: Iterable[str]) -> set[str]:
+        call = self.inner.dependents(keys)
+        return await self._guarded("index.dependents", {}, call, bounded=False)
+
+    async def add_dependency(self, key: str, dependency: str) -> None:
+        await self._guarded("index.add_dependency", {}, self.inner.add_dependency(key, dependency))
+
+    async def subscribe(self, event: str, target: str) -> None:
+        await self._guarded("index.subscribe", {}, self.inner.subscribe(event, target))
+
+    async def subscriptions(self, event: str) -> list[str]:
+        return await self._guarded("index.subscriptions", {}, self.inner.subscriptions(event))
+
+    async def events(self) -> list[str]:
+        return await self._guarded("index.events", {}, self.inner.events())
