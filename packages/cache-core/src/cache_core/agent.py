@@ -946,13 +946,22 @@ class CachingAgent:
         tags: Sequence[str] = (),
         event: str | None = None,
         context: Mapping[str, Any] | None = None,
+        scope: str = "",
     ) -> int:
-        """Any combination of the three; each removed key counted once."""
+        """Any combination of the three; each removed key counted once. ``scope`` is put
+        before every key glob and tag the event reaches (a caller's namespace)."""
         if pattern is not None:
             self.check_caller_pattern(pattern)
         self._check_names(tags, "tag")
         # Every part is validated before anything is removed: bad input changes nothing.
         targets = [] if event is None else await self._event_targets(str(event), context)
+        if scope:
+            targets = [
+                TAG_PREFIX + scope + t.removeprefix(TAG_PREFIX)
+                if t.startswith(TAG_PREFIX)
+                else scope + t
+                for t in targets
+            ]
         removed: KeySet = KeySet()
         if pattern is not None:
             removed |= self._tally("pattern", await self._invalidate_pattern(pattern), removed)

@@ -171,6 +171,24 @@ class LoadingSection:
 
 
 @define(frozen=True)
+class ClientToken:
+    """A bearer token a client presents, and the namespace its keys live in (None: none)."""
+
+    token: str
+    namespace: str | None = None
+
+
+@define(frozen=True)
+class ServerSection:
+    """Who may call the HTTP API. With no token configured, anyone on the network may."""
+
+    auth_token: str | None = None
+    """One bearer token for every route but /health (env CACHE_API_TOKEN)."""
+    tokens: list[ClientToken] = field(factory=list)
+    """Tokens with namespaces: a client sees, writes and invalidates only its own keys."""
+
+
+@define(frozen=True)
 class CircuitBreakerSection:
     """When to stop waiting on L2 (see cache_core.breaker)."""
 
@@ -197,6 +215,7 @@ class Config:
     loaders: dict[str, dict[str, Any]] = field(factory=dict)
     loading: LoadingSection = field(factory=LoadingSection)
     circuit_breaker: CircuitBreakerSection = field(factory=CircuitBreakerSection)
+    server: ServerSection = field(factory=ServerSection)
     limits: LimitsSection = field(factory=LimitsSection)
     env_sources: dict[str, str] = field(factory=dict, init=False, eq=False, repr=False)
     """Dotted field -> the environment variable that set it (for error messages)."""
@@ -216,6 +235,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "REDIS_PASSWORD": ("redis", "password"),
     "CACHE_L1_SIZE_MB": ("cache_tiers", "l1", "max_size_mb"),
     "CACHE_DEFAULT_STRATEGY": ("strategies", "default"),
+    "CACHE_API_TOKEN": ("server", "auth_token"),
 }
 
 
@@ -381,7 +401,10 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
             node[path[-1]] = yaml.safe_load(text) if text.strip() else text
         except yaml.YAMLError:
             node[path[-1]] = text
-        if var in ("REDIS_PASSWORD", "REDIS_HOST", "REDIS_URL") and node[path[-1]] is not None:
+        if (
+            var in ("REDIS_PASSWORD", "REDIS_HOST", "REDIS_URL", "CACHE_API_TOKEN")
+            and node[path[-1]] is not None
+        ):
             node[path[-1]] = text  # these are strings whatever they look like
         applied[".".join(path)] = var
     if ("REDIS_HOST" in env or "REDIS_PORT" in env) and "REDIS_URL" not in env:
@@ -489,6 +512,19 @@ def _check(config: Config) -> None:
         raise ConfigError(
             f"monitoring.log_format: expected auto, json or text, got {monitoring.log_format!r}"
         )
+    server = config.server
+    all_tokens = [t.token for t in server.tokens] + (
+        [server.auth_token] if server.auth_token is not None else []
+    )
+    if any(len(token) < 16 for token in all_tokens):
+        raise ConfigError("server: every token must be at least 16 characters long")
+    if len(set(all_tokens)) != len(all_tokens):
+        raise ConfigError("server: the same token is configured twice")
+    for index, client in enumerate(server.tokens):
+        if client.namespace is not None and (
+            not client.namespace or not client.namespace.isprintable()
+        ):
+            raise ConfigError(f"server.tokens[{index}].namespace: expected printable text")
     breaker = config.circuit_breaker
     if breaker.failure_threshold <= 0 or breaker.reset_timeout <= 0:
         raise ConfigError("circuit_breaker.failure_threshold and reset_timeout: must be > 0")

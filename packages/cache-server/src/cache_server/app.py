@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from cache_core import CachingAgent, Config
+from cache_server.auth import Authenticator, auth_middleware
 from cache_server.errors import error_middleware
 from cache_server.keys import AGENT, CONFIG, TELEMETRY
 from cache_server.middleware import observe_requests
@@ -25,8 +26,9 @@ def create_app(
     """An application serving the cache API; the agent is assembled now (a bad config
     raises :class:`~cache_core.ConfigError` here) and opened and closed with the app."""
     agent = CachingAgent.from_config(config, plugins=plugins, env=env)
+    authenticator = Authenticator(agent.config.server)
     app = web.Application(
-        middlewares=[observe_requests, error_middleware],
+        middlewares=[observe_requests, error_middleware, auth_middleware(authenticator)],
         client_max_size=agent.config.limits.max_request_bytes,
     )
     app[AGENT] = agent

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from cache_server.auth import NAMESPACE
 from cache_server.errors import RequestError
 from cache_server.keys import AGENT, TELEMETRY
 from cache_server.models import (
@@ -41,7 +42,7 @@ def _json(payload: Any) -> web.Response:
 @routes.get("/cache/{key:.+}")
 async def get_value(request: web.Request) -> web.Response:
     key = request.match_info["key"]
-    found = await request.app[AGENT].lookup(key)
+    found = await request.app[AGENT].lookup(request[NAMESPACE] + key)
     head = b'{"key":' + orjson.dumps(key)
     if found is None:
         if log.isEnabledFor(logging.DEBUG):
@@ -57,13 +58,14 @@ async def get_value(request: web.Request) -> web.Response:
 @routes.post("/cache")
 async def set_value(request: web.Request) -> web.Response:
     req = parse_body(await request.read(), SetRequest)
+    ns = request[NAMESPACE]
     strategy = await request.app[AGENT].set(
-        req.key,
+        ns + req.key,
         req.value,
         ttl=req.ttl,
         strategy=req.strategy,
-        tags=req.tags,
-        dependencies=req.dependencies,
+        tags=[ns + tag for tag in req.tags],
+        dependencies=[ns + key for key in req.dependencies],
     )
     return _json({"success": True, "key": req.key, "strategy": strategy})
 
@@ -71,17 +73,19 @@ async def set_value(request: web.Request) -> web.Response:
 @routes.delete("/cache/{key:.+}")
 async def delete_value(request: web.Request) -> web.Response:
     key = request.match_info["key"]
-    deleted = await request.app[AGENT].delete(key)
+    deleted = await request.app[AGENT].delete(request[NAMESPACE] + key)
     return _json({"success": True, "key": key, "deleted": deleted})
 
 
 @routes.post("/cache/batch-get")
 async def batch_get(request: web.Request) -> web.Response:
     req = parse_body(await request.read(), BatchGetRequest)
-    found = await request.app[AGENT].lookup_many(req.keys)
+    ns = request[NAMESPACE]
+    found = await request.app[AGENT].lookup_many([ns + key for key in req.keys])
     parts = []
     hits = 0
-    for key, hit in found.items():
+    for full_key, hit in found.items():
+        key = full_key[len(ns) :]
         if hit is not None:
             hits += 1
         parts.append(orjson.dumps(key) + b":" + (b"null" if hit is None else hit[0]))
@@ -102,8 +106,12 @@ async def batch_get(request: web.Request) -> web.Response:
 @routes.post("/cache/batch-set")
 async def batch_set(request: web.Request) -> web.Response:
     req = parse_body(await request.read(), BatchSetRequest)
+    ns = request[NAMESPACE]
     count = await request.app[AGENT].set_many(
-        req.items, ttl=req.ttl, strategy=req.strategy, tags=req.tags
+        {ns + key: value for key, value in req.items.items()},
+        ttl=req.ttl,
+        strategy=req.strategy,
+        tags=[ns + tag for tag in req.tags],
     )
     return _json({"success": True, "count": count})
 
@@ -113,8 +121,13 @@ async def invalidate(request: web.Request) -> web.Response:
     req = parse_body(await request.read(), InvalidateRequest)
     if req.pattern is None and not req.tags and req.event is None:
         raise RequestError("invalid_request", "give at least one of pattern, tags, event")
+    ns = request[NAMESPACE]
     count = await request.app[AGENT].invalidate(
-        pattern=req.pattern, tags=req.tags, event=req.event, context=req.context
+        pattern=None if req.pattern is None else ns + req.pattern,
+        tags=[ns + tag for tag in req.tags],
+        event=req.event,
+        context=req.context,
+        scope=ns,
     )
     return _json({"success": True, "invalidated_count": count})
 
@@ -127,13 +140,16 @@ async def stats(request: web.Request) -> web.Response:
 @routes.post("/warm-up")
 async def warm_up(request: web.Request) -> web.Response:
     req = parse_body(await request.read(), WarmUpRequest)
-    report = await request.app[AGENT].warm_up_report(req.keys, req.compute_strategy)
+    ns = request[NAMESPACE]
+    report = await request.app[AGENT].warm_up_report(
+        [ns + key for key in req.keys], req.compute_strategy
+    )
     return _json(
         {
             "success": True,
             "warmed_count": report.warmed,
             "requested": report.requested,
-            "failures": report.failures,
+            "failures": {key[len(ns) :]: why for key, why in report.failures.items()},
         }
     )
 

@@ -1,0 +1,82 @@
+"""Bearer-token authentication and per-token namespaces.
+
+With ``server.auth_token`` (or ``CACHE_API_TOKEN``) or ``server.tokens`` set, every route but
+/health needs ``Authorization: Bearer <token>``; tokens are compared in constant time, all
+of them every time. A token with a ``namespace`` confines its client: every key, tag,
+dependency, pattern and event target it names is taken inside ``<namespace>/``, so two
+clients can neither read nor invalidate each other's keys, patterns included.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from cache_core.config import ServerSection
+from cache_core.errors import ConfigError
+from cache_server.errors import error_response
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+NAMESPACE = web.RequestKey("namespace", str)
+"""The request's key prefix: ``"<namespace>/"``, or ``""`` for an unconfined client."""
+
+OPEN_PATHS = frozenset({"/health"})
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+class Authenticator:
+    def __init__(self, settings: ServerSection) -> None:
+        self._tokens: list[tuple[bytes, str]] = []
+        if settings.auth_token is not None:
+            self._tokens.append((settings.auth_token.encode(), ""))
+        for index, client in enumerate(settings.tokens):
+            prefix = ""
+            if client.namespace is not None:
+                if not _NAMESPACE.fullmatch(client.namespace):
+                    raise ConfigError(
+                        f"server.tokens[{index}].namespace: letters, digits, '_', '.', '-' "
+                        f"(1-64), got {client.namespace!r}"
+                    )
+                prefix = client.namespace + "/"
+            self._tokens.append((client.token.encode(), prefix))
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._tokens)
+
+    def namespace_of(self, header: str | None) -> str | None:
+        """The key prefix of the presented token, or None when it is missing or unknown."""
+        if not header or not header.startswith("Bearer "):
+            return None
+        presented = header[len("Bearer ") :].strip().encode()
+        found = None
+        for token, prefix in self._tokens:  # every token, every time: no early exit to time
+            if hmac.compare_digest(presented, token):
+                found = prefix
+        return found
+
+
+def auth_middleware(authenticator: Authenticator) -> Middleware:
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not authenticator.enabled:
+            request[NAMESPACE] = ""
+            return await handler(request)
+        if request.path in OPEN_PATHS:
+            return await handler(request)
+        prefix = authenticator.namespace_of(request.headers.get("Authorization"))
+        if prefix is None:
+            response = error_response(
+                401, "unauthorized", "a valid 'Authorization: Bearer <token>' header is needed"
+            )
+            response.headers["WWW-Authenticate"] = 'Bearer realm="caching-agent"'
+            return response
+        request[NAMESPACE] = prefix
+        return await handler(request)
+
+    return authenticate
