@@ -191,3 +191,16 @@ async def test_restart_keeps_l2_data_with_the_embedded_engine(tmp_path: Any) -> 
         os.kill(pid, 0)  # the engine stopped with the agent
     async with agent_for(config) as agent:
         assert await agent.lookup("survivor") == (b'{"kept":true}', "l2")
+
+
+async def test_repeated_write_back_writes_to_one_key_coalesce(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    async with agent_for(l2_config) as agent:
+        for i in range(100):
+            await agent.set("counter", i, strategy="write_back")
+        write_back = agent.strategies["write_back"]
+        assert write_back.describe()["pending"] == 1
+        assert await write_back.flush() == 1  # type: ignore[attr-defined]
+        assert write_back.describe()["flushed_items"] == 1
+    assert engine.client.get(prefix + "counter")[3:] == b"99"

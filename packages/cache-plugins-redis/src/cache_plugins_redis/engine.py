@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cache_core.errors import TierUnavailableError
+
 log = logging.getLogger("cache_plugins_redis.engine")
 
 _PR_SET_PDEATHSIG = 1
@@ -28,7 +30,7 @@ _SOCKET_NAME = "engine.sock"
 _MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 
 
-class EngineError(RuntimeError):
+class EngineError(TierUnavailableError):
     """The embedded engine could not be found or started."""
 
 

@@ -28,7 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cache_core.config import RedisSection
-from cache_core.errors import ConfigError, CorruptEntryError
+from cache_core.errors import ConfigError, CorruptEntryError, TierUnavailableError
 from cache_core.frames import CodecSet
 from cache_core.globs import compile_glob
 from cache_core.policies import PolicyTable
@@ -139,7 +139,13 @@ class RedisTier:
                 max_connections=s.max_connections,
                 **{k: v for k, v in kwargs.items() if k != "health_check_interval"},
             )
-            await self._client.initialize()
+            try:
+                await self._client.initialize()
+            except Exception as exc:
+                await self.close()
+                raise TierUnavailableError(
+                    f"cannot use L2 at {self.describe()['backend']}: {exc}"
+                ) from exc
             first = s.nodes[0]
             pubsub_url = f"redis://{first.host}:{first.port}/0"
         elif s.sentinel is not None:
@@ -170,7 +176,12 @@ class RedisTier:
             )
             self._client = aioredis.Redis.from_pool(pool)
             pubsub_url = url
-        await self._client.ping()
+        try:
+            await self._client.ping()
+        except Exception as exc:
+            where = self.describe()["backend"]
+            await self.close()
+            raise TierUnavailableError(f"cannot use L2 at {where}: {exc}") from exc
         await self._start_subscriber(pubsub_url)
 
     async def _start_subscriber(self, url: str) -> None:

@@ -13,13 +13,14 @@ from typing import Any
 
 from aiohttp import web
 
-from cache_core import CachingAgent, ConfigError
+from cache_core import CacheError, CachingAgent, ConfigError
 from cache_server import logs
 from cache_server.app import create_app
 from cache_server.keys import AGENT
 
 DEFAULT_CONFIG = "config.yaml"
 EXIT_CONFIG = 2
+EXIT_START = 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,6 +104,9 @@ def serve(path: str | None, host: str | None, port: int | None) -> int:
         web.run_app(app, host=host, port=port, print=announce, access_log=None)
     except OSError as exc:
         return _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    except CacheError as exc:  # raised while starting: the engine, L2, a plugin
+        print(f"caching-agent: {exc}", file=sys.stderr)
+        return EXIT_START
     return 0
 
 
