@@ -830,7 +830,8 @@ class CachingAgent:
         by_strategy = self.stats.sets_by_strategy
         by_strategy[strategy.PLUGIN_NAME] = by_strategy.get(strategy.PLUGIN_NAME, 0) + len(writes)
         if dependents:
-            await self._remove(dependents, cascade=True)
+            # The written keys stay, even where a dependency cycle leads back to them.
+            await self._remove(dependents, cascade=True, spare=frozenset(keys))
 
     # -- deletes and invalidation ---------------------------------------------------------
 
@@ -845,12 +846,19 @@ class CachingAgent:
         return key in removed
 
     async def _remove(
-        self, keys: KeySet, *, cascade: bool, visited: KeySet | None = None
+        self,
+        keys: KeySet,
+        *,
+        cascade: bool,
+        visited: KeySet | None = None,
+        spare: frozenset[str] = frozenset(),
     ) -> KeySet:
         """Remove ``keys`` from every tier and buffer; with ``cascade``, their dependents too
-        (by key and by category). Returns the keys that were actually held somewhere."""
+        (by key and by category), except ``spare``. Returns the keys that were actually
+        held somewhere."""
         if cascade:
             keys = keys | await self._index.dependents(keys)
+        keys -= spare
         self.loading.forget_missing(keys)
         removed = {key for key in keys if self.l1.delete(key)}
         for strategy in self._buffering:
@@ -860,7 +868,7 @@ class CachingAgent:
         await self._index.forget(keys)
         if cascade and self.categories:
             tags = sorted(self.categories.targets(keys))
-            removed |= await self._invalidate_tags(tags, visited)
+            removed |= await self._invalidate_tags(tags, visited, spare)
         return removed
 
     async def _invalidate_pattern(self, pattern: str, visited: KeySet | None = None) -> KeySet:
@@ -882,7 +890,12 @@ class CachingAgent:
             removed |= await self._invalidate_tags(tags, visited)
         return removed
 
-    async def _invalidate_tags(self, tags: Sequence[str], visited: KeySet | None = None) -> KeySet:
+    async def _invalidate_tags(
+        self,
+        tags: Sequence[str],
+        visited: KeySet | None = None,
+        spare: frozenset[str] = frozenset(),
+    ) -> KeySet:
         """Remove every key carrying any of ``tags``, each tag once per request (``visited``),
         so category rules that loop end."""
         visited = set() if visited is None else visited
@@ -891,7 +904,9 @@ class CachingAgent:
             return set()
         visited.update(fresh)
         keys = await self._index.keys_for_tags(fresh)
-        return await self._remove(keys, cascade=True, visited=visited) if keys else set()
+        if not keys:
+            return set()
+        return await self._remove(keys, cascade=True, visited=visited, spare=spare)
 
     async def _event_targets(self, event: str, context: Mapping[str, Any] | None) -> list[str]:
         """The event's targets with placeholders filled; raises before anything is removed."""

@@ -1,0 +1,189 @@
+"""Model-based tests: random sequences of operations against a plain-dict model.
+
+Invariant: a read never returns a value the model says is deleted, invalidated or expired,
+nor an older value than the last write. Run against the agent with L1 alone (with a clock
+that the machine advances) and against the tiered agent on a real engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from attrs import define, field
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+from cache_core import CachingAgent
+
+KEYS = st.sampled_from([f"{group}:{i}" for group in ("a", "b") for i in range(4)])
+TAGS = st.sampled_from(["red", "blue"])
+STRATEGIES = st.sampled_from(["write_through", "write_back", "write_around"])
+
+
+@define
+class Entry:
+    value: int
+    expires_at: float
+    tags: set[str] = field(factory=set)
+    deps: set[str] = field(factory=set)
+
+
+class CacheMachine(RuleBasedStateMachine):
+    """Subclasses set ``config()``; the model is ``self.model`` (key -> Entry)."""
+
+    default_ttl = 60.0  # what a write without a TTL gets: cache_tiers.l1.ttl with L1 alone
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.now = 0.0
+        self.version = 0
+        self.model: dict[str, Entry] = {}
+        # Keys ever on either end of a dependency: the agent may drop them more eagerly than
+        # the model (through links of entries that expired), never less.
+        self.entangled: set[str] = set()
+        self.agent = CachingAgent.from_config(self.config(), env={}, clock=lambda: self.now)
+        self.run(self.agent.start())
+
+    def config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def teardown(self) -> None:
+        self.run(self.agent.close())
+        self.loop.close()
+
+    # -- the model ------------------------------------------------------------------------
+
+    def live(self, key: str) -> Entry | None:
+        entry = self.model.get(key)
+        if entry is not None and entry.expires_at <= self.now:
+            del self.model[key]
+            return None
+        return entry
+
+    def drop(self, keys: set[str]) -> None:
+        """Remove ``keys`` and, transitively, what depends on them."""
+        pending = set(keys)
+        while pending:
+            key = pending.pop()
+            self.model.pop(key, None)
+            pending |= {k for k, e in self.model.items() if key in e.deps}
+
+    # -- rules ----------------------------------------------------------------------------
+
+    @rule(
+        key=KEYS,
+        ttl=st.sampled_from([None, 5, 50]),
+        strategy=STRATEGIES,
+        tags=st.sets(TAGS, max_size=2),
+        deps=st.sets(KEYS, max_size=2),
+    )
+    def write(
+        self, key: str, ttl: int | None, strategy: str, tags: set[str], deps: set[str]
+    ) -> None:
+        deps.discard(key)
+        if deps:
+            self.entangled |= deps | {key}
+        self.version += 1
+        self.run(
+            self.agent.set(
+                key,
+                self.version,
+                ttl=ttl,
+                strategy=strategy,
+                tags=sorted(tags),
+                dependencies=sorted(deps),
+            )
+        )
+        self.drop({k for k, e in self.model.items() if key in e.deps} - {key})
+        expires = self.now + (self.default_ttl if ttl is None else ttl)
+        self.model[key] = Entry(self.version, expires, set(tags), deps)
+
+    @rule(key=KEYS)
+    def get(self, key: str) -> None:
+        got = self.run(self.agent.get(key))
+        entry = self.live(key)
+        assert got is None or (entry is not None and got == entry.value), (key, got, entry)
+
+    @rule(keys=st.lists(KEYS, max_size=4))
+    def get_many(self, keys: list[str]) -> None:
+        got = self.run(self.agent.get_many(keys))
+        for key in keys:
+            entry = self.live(key)
+            assert got[key] is None or (entry is not None and got[key] == entry.value)
+
+    @rule(key=KEYS)
+    def delete(self, key: str) -> None:
+        self.run(self.agent.delete(key))
+        self.drop({key})
+
+    @rule(tag=TAGS)
+    def invalidate_tag(self, tag: str) -> None:
+        self.run(self.agent.invalidate_by_tags([tag]))
+        self.drop({k for k, e in self.model.items() if tag in e.tags})
+
+    @rule(group=st.sampled_from(["a", "b"]))
+    def invalidate_pattern(self, group: str) -> None:
+        self.run(self.agent.invalidate_pattern(f"{group}:*"))
+        self.drop({k for k in self.model if k.startswith(f"{group}:")})
+
+    @invariant()
+    def never_stale(self) -> None:
+        for key in list(self.model):
+            entry = self.live(key)
+            got = self.run(self.agent.get(key))
+            assert got is None or (entry is not None and got == entry.value), (key, got)
+
+
+class L1Machine(CacheMachine):
+    def config(self) -> dict[str, Any]:
+        return {
+            "cache_tiers": {"l1": {"max_size_mb": 1}},
+            "compression": {"enable": False},
+            "monitoring": {"recorders": []},
+        }
+
+    @rule(seconds=st.sampled_from([1, 6, 60]))
+    def advance_clock(self, seconds: int) -> None:
+        self.now += seconds
+
+    @invariant()
+    def live_entries_are_served(self) -> None:
+        # L1 alone, never full: everything the model holds must be readable.
+        for key in list(self.model):
+            entry = self.live(key)
+            if entry is not None and key not in self.entangled:
+                assert self.run(self.agent.get(key)) == entry.value, key
+
+
+SETTINGS = settings(
+    max_examples=40,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def test_l1_agent_follows_the_model() -> None:
+    run_state_machine_as_test(L1Machine, settings=SETTINGS)
+
+
+def test_tiered_agent_follows_the_model(engine: Any) -> None:
+    class TieredMachine(CacheMachine):
+        default_ttl = 3600.0  # cache_tiers.l2.ttl
+
+        def config(self) -> dict[str, Any]:
+            return {
+                "redis": {"url": engine.url, "key_prefix": f"m{uuid.uuid4().hex[:8]}:"},
+                "cache_tiers": {"l1": {"max_size_mb": 1}, "l2": {"type": "redis"}},
+                "strategies": {"write_back": {"batch_size": 3, "flush_interval": 60}},
+                "monitoring": {"recorders": []},
+            }
+
+    run_state_machine_as_test(TieredMachine, settings=settings(SETTINGS, max_examples=15))
