@@ -282,3 +282,15 @@ async def test_a_registered_dependency_outlives_writes_of_the_dependent(
         await agent.set("content:rec:1", [3])
         assert await agent.delete("user:1:settings") is True
         assert await agent.get("content:rec:1") is None
+
+
+async def test_a_write_spared_by_a_cycle_keeps_its_own_dependency(engine: Any, prefix: str) -> None:
+    # b depends on a, a depends on b: writing a removes b (a dependent) and spares a. The
+    # edge "a depends on b" belongs to a's write, so removing b must not drop it.
+    async with CachingAgent.from_config(config_for(engine, prefix), env={}) as agent:
+        await agent.set("b", 1, dependencies=["a"])
+        await agent.set("a", 2, dependencies=["b"])
+        assert await agent.get("b") is None
+        await agent.set("b", 3)
+        assert await agent.delete("b") is True
+        assert await agent.get("a") is None

@@ -170,19 +170,17 @@ class RedisIndex:
         }
 
     async def forget(self, keys: Iterable[str]) -> None:
-        """Drop ``keys`` (already gone from the cache, their dependents already resolved)
-        from every index they are in."""
+        """Drop ``keys`` (gone from the cache) from every index they are in. Who depends on
+        them is left alone: those edges leave with their dependents (or by expiry), and a
+        dependent spared by a write keeps its edge."""
         ordered = sorted(set(keys))
         indexed = sorted(await self._among(self._indexed, ordered))
-        sources = sorted(await self._among(self._sources, ordered))
-        if not indexed and not sources:
+        if not indexed:
             return
         pipe = self._client.pipeline(transaction=False)
         for key in indexed:
             pipe.hmget(self._meta + key, "tags", "deps")
             pipe.execute_command("UNLINK", self._meta + key)
-        for key in sources:
-            pipe.execute_command("UNLINK", self._deps + key)
         replies = await pipe.execute()
         stale = _Stale()
         for i, key in enumerate(indexed):
@@ -190,8 +188,6 @@ class RedisIndex:
             stale.add(self._tag, key, self._split(old_tags))
             stale.add(self._deps, key, self._split(old_deps))
             stale.add_member(self._indexed, key)
-        for key in sources:
-            stale.add_member(self._sources, key)
         await stale.remove(self._client)
 
     async def _members(self, prefix: str, names: Sequence[str]) -> dict[str, set[str]]:
