@@ -25,7 +25,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 NAMESPACE = web.RequestKey("namespace", str)
 """The request's key prefix: ``"<namespace>/"``, or ``""`` for an unconfined client."""
 
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/openapi.json"})
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 

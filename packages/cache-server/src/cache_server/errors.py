@@ -73,7 +73,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
         message = exc.reason if exc.status != 413 else exc.text or exc.reason
-        return error_response(exc.status, code, message or code)
+        response = error_response(exc.status, code, message or code)
+        if isinstance(exc, web.HTTPMethodNotAllowed):  # RFC 9110: say what is allowed
+            response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+        return response
     except Exception:
         log.exception("cache_error", extra={"code": "internal_error", "path": request.path})
         return error_response(500, "internal_error", "internal error; see the server log")

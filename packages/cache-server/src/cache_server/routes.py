@@ -22,6 +22,7 @@ from cache_server.models import (
     WarmUpRequest,
     parse_body,
 )
+from cache_server.openapi import openapi_document
 from cache_server.telemetry import PROMETHEUS_CONTENT_TYPE
 
 log = logging.getLogger("cache_server.routes")
@@ -162,6 +163,11 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(
         body=telemetry.prometheus_text(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE}
     )
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return _json(openapi_document(request.app[AGENT].config))
 
 
 @routes.get("/health")

@@ -1,0 +1,306 @@
+"""The OpenAPI 3 document of the HTTP API, served at GET /openapi.json.
+
+Limits that depend on the configuration (key length, batch size) are filled in from it,
+so the document describes the server that serves it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cache_core import Config
+
+JSON_VALUE: dict[str, Any] = {
+    "description": "Any JSON value",
+    "nullable": True,
+    "oneOf": [
+        {"type": "object"},
+        {"type": "array", "items": {}},
+        {"type": "string"},
+        {"type": "number"},
+        {"type": "boolean"},
+    ],
+}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def openapi_document(config: Config) -> dict[str, Any]:
+    limits = config.limits
+    key = {"type": "string", "minLength": 1, "maxLength": limits.max_key_length}
+    keys = {"type": "array", "items": key, "maxItems": limits.max_batch_size}
+    tags = {"type": "array", "items": {"type": "string", "minLength": 1}}
+    ttl = {
+        "oneOf": [{"type": "number", "minimum": 0, "exclusiveMinimum": True}, {"type": "string"}]
+    }
+    strategy = {"type": "string"}
+    common = {
+        "400": _error("Bad input: nothing changed"),
+        "401": _error("A bearer token is needed"),
+        "404": _error("No such route (a key a URL path cannot carry, such as one with a newline)"),
+        "413": _error("The body is too large"),
+        "502": _error("A stored entry or a loader failed"),
+        "503": _error("L2 is unavailable"),
+    }
+    key_param = {"name": "key", "in": "path", "required": True, "schema": key}
+    entry = {
+        "type": "object",
+        "required": ["key", "value", "hit", "tier"],
+        "properties": {
+            "key": {"type": "string"},
+            "value": JSON_VALUE,
+            "hit": {"type": "boolean"},
+            "tier": {"type": "string", "nullable": True, "enum": ["l1", "l2", "loader", None]},
+        },
+    }
+    paths: dict[str, Any] = {
+        "/cache/{key}": {
+            "get": {
+                "operationId": "getValue",
+                "parameters": [key_param],
+                "responses": {"200": _ok(entry), **common},
+            },
+            "delete": {
+                "operationId": "deleteValue",
+                "parameters": [key_param],
+                "responses": {
+                    "200": _ok(
+                        {
+                            "type": "object",
+                            "required": ["success", "key", "deleted"],
+                            "properties": {
+                                "success": {"type": "boolean"},
+                                "key": {"type": "string"},
+                                "deleted": {"type": "boolean"},
+                            },
+                        }
+                    ),
+                    **common,
+                },
+            },
+        },
+        "/cache": {
+            "post": {
+                "operationId": "setValue",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["key", "value"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "key": key,
+                            "value": JSON_VALUE,
+                            "ttl": ttl,
+                            "strategy": strategy,
+                            "tags": tags,
+                            "dependencies": {"type": "array", "items": key},
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _ok(
+                        {
+                            "type": "object",
+                            "required": ["success", "key", "strategy"],
+                            "properties": {
+                                "success": {"type": "boolean"},
+                                "key": {"type": "string"},
+                                "strategy": {"type": "string"},
+                            },
+                        }
+                    ),
+                    **common,
+                },
+            }
+        },
+        "/cache/batch-get": {
+            "post": {
+                "operationId": "batchGet",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["keys"],
+                        "additionalProperties": False,
+                        "properties": {"keys": keys},
+                    }
+                ),
+                "responses": {
+                    "200": _ok(
+                        {
+                            "type": "object",
+                            "required": ["results", "hits", "misses"],
+                            "properties": {
+                                "results": {"type": "object", "additionalProperties": JSON_VALUE},
+                                "hits": {"type": "integer"},
+                                "misses": {"type": "integer"},
+                            },
+                        }
+                    ),
+                    **common,
+                },
+            }
+        },
+        "/cache/batch-set": {
+            "post": {
+                "operationId": "batchSet",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["items"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "items": {
+                                "type": "object",
+                                "additionalProperties": JSON_VALUE,
+                                "maxProperties": limits.max_batch_size,
+                            },
+                            "ttl": ttl,
+                            "strategy": strategy,
+                            "tags": tags,
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _ok(
+                        {
+                            "type": "object",
+                            "required": ["success", "count"],
+                            "properties": {
+                                "success": {"type": "boolean"},
+                                "count": {"type": "integer"},
+                            },
+                        }
+                    ),
+                    **common,
+                },
+            }
+        },
+        "/invalidate": {
+            "post": {
+                "operationId": "invalidate",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "pattern": {"type": "string", "minLength": 1},
+                            "tags": tags,
+                            "event": {"type": "string"},
+                            "context": {"type": "object"},
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _ok(
+                        {
+                            "type": "object",
+                            "required": ["success", "invalidated_count"],
+                            "properties": {
+                                "success": {"type": "boolean"},
+                                "invalidated_count": {"type": "integer"},
+                            },
+                        }
+                    ),
+                    **common,
+                },
+            }
+        },
+        "/warm-up": {
+            "post": {
+                "operationId": "warmUp",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["keys"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "keys": {**keys, "maxItems": limits.max_warmup_keys},
+                            "compute_strategy": {
+                                "type": "string",
+                                "enum": ["parallel", "sequential"],
+                            },
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _ok(
+                        {
+                            "type": "object",
+                            "required": ["success", "warmed_count", "requested", "failures"],
+                            "properties": {
+                                "success": {"type": "boolean"},
+                                "warmed_count": {"type": "integer"},
+                                "requested": {"type": "integer"},
+                                "failures": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "string"},
+                                },
+                            },
+                        }
+                    ),
+                    **common,
+                },
+            }
+        },
+        "/stats": {
+            "get": {
+                "operationId": "stats",
+                "responses": {"200": _ok({"type": "object"}), **common},
+            }
+        },
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "responses": {
+                    "200": _ok(
+                        {
+                            "type": "object",
+                            "required": ["status", "reasons", "tiers"],
+                            "properties": {
+                                "status": {"type": "string", "enum": ["ok", "degraded"]},
+                                "reasons": {"type": "array", "items": {"type": "string"}},
+                                "tiers": {"type": "object"},
+                            },
+                        }
+                    )
+                },
+            }
+        },
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Caching Agent", "version": config.agent.version},
+        "paths": paths,
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {
+                                "code": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
+                        }
+                    },
+                }
+            },
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
