@@ -53,11 +53,19 @@ class Engine:
 
         self.port = port
         self.workdir = workdir
+        self._command = [find_engine_binary(), *extra]
         workdir.mkdir(parents=True, exist_ok=True)
+        self.client: redis.Redis = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+        self.start()
+
+    def start(self) -> None:
+        """Start the process (again, after :meth:`kill`: same port, same directory)."""
+        import redis
+
+        port, workdir = self.port, self.workdir
         self.process = subprocess.Popen(
             [
-                find_engine_binary(),
-                *extra,
+                *self._command,
                 "--port",
                 str(port),
                 "--bind",
@@ -74,7 +82,6 @@ class Engine:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.client: redis.Redis = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:
@@ -95,6 +102,11 @@ class Engine:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def kill(self) -> None:
+        """SIGKILL: the engine dies mid-whatever, its clients' connections reset."""
+        self.process.kill()
+        self.process.wait()
+
     def stop(self) -> None:
         self.client.close()
         self.process.terminate()
@@ -108,6 +120,14 @@ class Engine:
 @pytest.fixture(scope="session")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     server = Engine(tmp_path_factory.mktemp("engine"), free_port())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_engine(tmp_path: Path) -> Iterator[Engine]:
+    """An engine of this test's own, for faults that would disturb other tests."""
+    server = Engine(tmp_path / "engine", free_port())
     yield server
     server.stop()
 

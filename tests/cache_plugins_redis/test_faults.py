@@ -1,6 +1,9 @@
-"""L2 faults through a TCP proxy on loopback between the agent and the engine: traffic
-blackholed, connections cut and refused. What must hold: answers within the budget, no
-500, L1 hits served, a 503 for the rest, /health degraded, recovery without a restart."""
+"""L2 faults, on loopback: traffic blackholed, delayed, cut and refused by a TCP proxy
+between the agent and the engine; the engine killed with SIGKILL and restarted on its port;
+writes paused (CLIENT PAUSE WRITE); the pool exhausted by 10x its size in concurrent
+requests. What must hold: answers within the budget, no 500, L1 hits served, a 503 for the
+rest, /health degraded, recovery without a restart, connections back to the pool's bound,
+and no reply ever given to the wrong request after a cancelled one."""
 
 from __future__ import annotations
 
@@ -22,11 +25,13 @@ RESET_TIMEOUT = 0.5
 
 class Proxy:
     """Forwards 127.0.0.1:port to the engine; ``mode`` pass, blackhole (hold every byte)
-    or refuse (cut every connection, refuse new ones)."""
+    or refuse (cut every connection, refuse new ones); ``delay`` seconds added to every
+    chunk each way."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.mode = "pass"
+        self.delay = 0.0
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
@@ -56,6 +61,8 @@ class Proxy:
                     await asyncio.sleep(0.01)
                 if self.mode == "refuse":
                     break
+                if self.delay:
+                    await asyncio.sleep(self.delay)
                 sink.write(data)
                 await sink.drain()
         finally:
@@ -176,3 +183,181 @@ async def test_cut_connections_serve_l1_once_the_breaker_opens_then_recover(
             await asyncio.sleep(0.1)
         # Coherence came back: L1 was emptied (it may have missed notices) and refills.
         assert await agent.lookup("hot") == (b'{"v":1}', "l2")
+
+
+def direct_config(engine: Any, prefix: str, **redis: Any) -> dict[str, Any]:
+    cfg = faulty_config(Proxy(engine.port), prefix)
+    cfg["redis"] |= {"url": engine.url, **redis}
+    return cfg
+
+
+def our_connections(engine: Any, agent: CachingAgent) -> int:
+    """Connections the engine holds open for ``agent`` (pool and subscriber)."""
+    name = f"caching-agent-{l2_of(agent).instance_id}"
+    clients = engine.client.execute_command("CLIENT", "LIST", "TYPE", "normal")
+    subscribers = engine.client.execute_command("CLIENT", "LIST", "TYPE", "pubsub")
+    return f"{clients.decode()}{subscribers.decode()}".count(f"name={name} ")
+
+
+def l2_of(agent: CachingAgent) -> Any:
+    assert agent.l2 is not None
+    return agent.l2
+
+
+def in_use(agent: CachingAgent) -> int:
+    return len(l2_of(agent).client.connection_pool._in_use_connections)
+
+
+async def until_healthy(agent: CachingAgent, probe_key: str = "probe", timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while agent.health()[0] != "ok":
+        assert time.monotonic() < deadline, agent.health()
+        with contextlib.suppress(TierUnavailableError):
+            await agent.get(probe_key)
+        await asyncio.sleep(0.05)
+
+
+async def test_engine_killed_and_restarted_on_its_port(private_engine: Any, prefix: str) -> None:
+    cfg = direct_config(private_engine, prefix)
+    async with (
+        CachingAgent.from_config(cfg, env={}) as a,
+        CachingAgent.from_config(cfg, env={}) as b,
+    ):
+        await a.set("hot", 1)
+        await a.set("cold", 2, strategy="write_around")
+        private_engine.kill()
+        outcomes = [await timed(a.get("cold")) for _ in range(2)]
+        assert all(isinstance(r, TierUnavailableError) for _, r in outcomes), outcomes
+        assert all(took < OPERATION_TIMEOUT + 0.5 for took, _ in outcomes)
+        assert a.breaker.state == "open"
+        assert await a.get("hot") == 1  # L1 answers while the engine is dead
+        took, result = await timed(a.set("w", 3))
+        assert isinstance(result, TierUnavailableError) and took < 0.1  # open: no waiting
+        private_engine.start()  # same port; its data is gone (no persistence here)
+        await until_healthy(a)
+        await until_healthy(b)
+        # Both recovered without a restart, and L1 was emptied: it may have missed notices.
+        assert await a.lookup("hot") is None
+        await b.set("hot", 10)
+        await a.set("w", 3)
+        assert await a.get("hot") == 10
+        assert await b.get("w") == 3
+        assert in_use(a) == 0
+
+
+async def test_added_latency_within_and_beyond_the_budget(
+    aiohttp_client: Any, proxy: Proxy, prefix: str
+) -> None:
+    client = await aiohttp_client(create_app(faulty_config(proxy, prefix), env={}))
+    agent = client.server.app[AGENT]
+    await client.post("/cache", json={"key": "hot", "value": 1})
+    for i in range(20):
+        await client.post("/cache", json={"key": f"k{i}", "value": i, "strategy": "write_around"})
+    # Slow but within the operation timeout: every answer is right, the breaker stays shut.
+    proxy.delay = 0.04
+    start = time.perf_counter()
+    resp = await client.get("/cache/k0")
+    assert time.perf_counter() - start >= 0.08  # really delayed (a round trip, two ways)
+    assert (resp.status, (await resp.json())["value"]) == (200, 0)
+    assert agent.breaker.state == "closed"
+    # Slower than the budget: 503 within it, never a 500; L1 hits are served at once.
+    proxy.delay = 2.0
+    answers = await asyncio.gather(*(timed_get(client, f"k{i}") for i in range(1, 10)))
+    assert {status for _, status, _ in answers} == {503}, answers
+    assert max(took for took, _, _ in answers) < OPERATION_TIMEOUT + 0.5
+    took, status, body = await timed_get(client, "hot")
+    assert (status, body["tier"]) == (200, "l1") and took < 0.1
+    # The late replies of the cancelled reads must never answer later requests.
+    proxy.delay = 0.0
+    await until_healthy(agent)
+    answers = await asyncio.gather(*(timed_get(client, f"k{i}") for i in range(20)))
+    assert [body["value"] for _, _, body in answers] == list(range(20))
+    assert in_use(agent) == 0
+
+
+async def timed_get(client: Any, key: str) -> tuple[float, int, Any]:
+    start = time.perf_counter()
+    resp = await client.get(f"/cache/{key}")
+    return time.perf_counter() - start, resp.status, await resp.json()
+
+
+async def test_cancelled_reads_never_leave_a_reply_for_the_next_request(
+    private_engine: Any, prefix: str
+) -> None:
+    cfg = direct_config(private_engine, prefix, max_connections=2)
+    cfg["circuit_breaker"]["operation_timeout"] = 5
+    async with CachingAgent.from_config(cfg, env={}) as agent:
+        await agent.set_many({f"c{i}": i for i in range(50)}, strategy="write_around")
+        for i in range(50):
+            # Cancelled at every point of the round trip: before, while and after sending.
+            task = asyncio.create_task(agent.get(f"c{i}"))
+            for _ in range(i % 4):
+                await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            assert await agent.get(f"c{(i + 1) % 50}") == (i + 1) % 50
+        assert in_use(agent) == 0
+        assert our_connections(private_engine, agent) <= 2 + 1  # the pool and the subscriber
+
+
+async def test_client_pause_write_reads_go_on_writes_fail_in_budget(
+    private_engine: Any, prefix: str
+) -> None:
+    cfg = direct_config(private_engine, prefix)
+    cfg["strategies"] = {"write_back": {"batch_size": 1000, "flush_interval": 0.2}}
+    async with CachingAgent.from_config(cfg, env={}) as agent:
+        await agent.set("hot", 1)
+        await agent.set("cold", 2, strategy="write_around")
+        private_engine.client.execute_command("CLIENT", "PAUSE", 20000, "WRITE")
+        try:
+            assert await agent.get("cold") == 2  # reads are not paused
+            took, result = await timed(agent.set("w", 3))
+            assert isinstance(result, TierUnavailableError), result
+            assert took < OPERATION_TIMEOUT + 0.5
+            assert await agent.get("hot") == 1
+            await agent.set("b", 4, strategy="write_back")  # buffered, flush retried
+            await asyncio.sleep(0.5)
+            assert agent.write_back_pending() == 1
+        finally:
+            private_engine.client.execute_command("CLIENT", "UNPAUSE")
+        await until_healthy(agent)
+        await agent.set("w", 5)
+        deadline = time.monotonic() + 5
+        while private_engine.client.exists(f"{prefix}b") == 0:
+            assert time.monotonic() < deadline, "the buffered write never reached L2"
+            await asyncio.sleep(0.05)
+        assert await agent.get("w") == 5
+
+
+async def test_pool_exhausted_by_ten_times_its_size(
+    aiohttp_client: Any, private_engine: Any, prefix: str
+) -> None:
+    size = 4
+    cfg = direct_config(private_engine, prefix, max_connections=size)
+    cfg["circuit_breaker"]["operation_timeout"] = 2
+    client = await aiohttp_client(create_app(cfg, env={}))
+    agent = client.server.app[AGENT]
+    baseline = our_connections(private_engine, agent)
+    keys = [f"p{i}" for i in range(10 * size)]
+    for i, key in enumerate(keys):
+        await client.post("/cache", json={"key": key, "value": i, "strategy": "write_around"})
+
+    async def write(key: str, value: int) -> int:
+        resp = await client.post("/cache", json={"key": key, "value": value})
+        return resp.status
+
+    for _ in range(3):
+        answers = await asyncio.gather(
+            *(timed_get(client, key) for key in keys),
+            *(write(f"q{i}", i) for i in range(10 * size)),
+        )
+        gets = answers[: len(keys)]
+        assert [(status, body["value"]) for _, status, body in gets] == [
+            (200, i) for i in range(len(keys))
+        ]
+        assert set(answers[len(keys) :]) == {200}
+        assert max(took for took, _, _ in gets) < 2
+    assert in_use(agent) == 0
+    assert our_connections(private_engine, agent) <= size + 1  # the pool's bound + subscriber
+    assert baseline <= size + 1
