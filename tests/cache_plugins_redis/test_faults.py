@@ -345,7 +345,7 @@ async def test_pool_exhausted_by_ten_times_its_size(
 
     async def write(key: str, value: int) -> int:
         resp = await client.post("/cache", json={"key": key, "value": value})
-        return resp.status
+        return int(resp.status)
 
     for _ in range(3):
         answers = await asyncio.gather(
