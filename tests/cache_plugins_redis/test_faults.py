@@ -361,3 +361,31 @@ async def test_pool_exhausted_by_ten_times_its_size(
     assert in_use(agent) == 0
     assert our_connections(private_engine, agent) <= size + 1  # the pool's bound + subscriber
     assert baseline <= size + 1
+
+
+async def test_write_back_buffers_up_to_its_bound_while_l2_is_away(
+    aiohttp_client: Any, proxy: Proxy, prefix: str, engine: Any
+) -> None:
+    cfg = faulty_config(proxy, prefix)
+    cfg["strategies"] = {"write_back": {"batch_size": 100, "flush_interval": 0.2, "max_pending": 5}}
+    client = await aiohttp_client(create_app(cfg, env={}))
+    proxy.mode = "blackhole"
+
+    async def write_back(key: str, value: int) -> int:
+        body = {"key": key, "value": value, "strategy": "write_back"}
+        return int((await client.post("/cache", json=body)).status)
+
+    assert [await write_back(f"wb{i}", i) for i in range(5)] == [200] * 5
+    assert await write_back("wb0", 10) == 200  # a rewrite of a waiting key takes no room
+    resp = await client.post("/cache", json={"key": "wb5", "value": 5, "strategy": "write_back"})
+    assert resp.status == 503
+    assert "write-back buffer is full" in (await resp.json())["error"]["message"]
+    agent = client.server.app[AGENT]
+    assert "wb5" not in agent.l1 and agent.write_back_pending() == 5  # nothing changed
+    proxy.mode = "pass"
+    deadline = time.monotonic() + 10
+    while engine.client.exists(*(f"{prefix}wb{i}" for i in range(5))) < 5:
+        assert time.monotonic() < deadline, "the buffered writes never reached L2"
+        await asyncio.sleep(0.05)
+    assert engine.client.get(f"{prefix}wb0").endswith(b"10")  # the rewrite, not the first
+    assert await write_back("wb5", 5) == 200  # room again
