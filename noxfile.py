@@ -69,11 +69,24 @@ def minimal(session: nox.Session) -> None:
     session.run("pytest", "tests/minimal", env={"CACHING_AGENT_MINIMAL": "1", **os.environ})
 
 
+BENCHMARKS = {
+    "l1": ["bench/l1.py"],
+    "l2": ["bench/l2.py"],
+    "http": ["bench/http.py"],
+    "memory": ["bench/memory.py"],
+    "codecs": ["bench/codecs.py"],
+    "staleness": ["bench/staleness.py", "1000"],
+    "l1_metrics": ["bench/l1_metrics.py"],
+}
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Measurements (never assertions): codecs on realistic payloads, cross-instance
-    staleness, the cost of metrics on an L1 hit."""
-    sync(session, "--extra=all")
-    session.run("python", "bench/codecs.py")
-    session.run("python", "bench/staleness.py", "1000")
-    session.run("python", "bench/l1_metrics.py")
+    """Measurements, never assertions: the project beside its peers in one run, ratios
+    printed, bench/results.md and bench/plot-*.png written. ``-- NAME ...`` runs some."""
+    sync(session, "--extra=all", "--group", "bench")
+    for name in session.posargs or list(BENCHMARKS):
+        if name not in BENCHMARKS:
+            session.error(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+        session.run("python", *BENCHMARKS[name])
+    session.run("python", "bench/report.py")
