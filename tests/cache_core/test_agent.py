@@ -620,6 +620,21 @@ async def test_stats_are_exact_after_a_known_sequence(agent: CachingAgent) -> No
     assert stats["avg_latency_ms"] >= 0
 
 
+async def test_untimed_l1_hits_count_in_the_lowest_latency_bucket(agent: CachingAgent) -> None:
+    await agent.set("a", 1)
+    timed_before = agent.stats.latency.total
+    for _ in range(98):
+        assert await agent.get("a") == 1
+    assert await agent.lookup("a") == (b"1", "l1")
+    assert agent.stats.latency.total == timed_before  # L1 hits are not timed...
+    counts = agent.stats.latency_counts()
+    assert counts[0] >= 99  # ...but are observations of the lowest bucket
+    assert sum(counts) == timed_before + 99
+    stats = await agent.get_stats()
+    assert stats["hits_by_tier"]["l1"] == 99
+    assert stats["p50_latency_ms"] is not None and stats["p50_latency_ms"] <= 0.025
+
+
 async def test_hit_rate_is_zero_before_any_lookup(agent: CachingAgent) -> None:
     stats = await agent.get_stats()
     assert stats["hit_rate"] == 0.0

@@ -75,7 +75,7 @@ class AlertMonitor:
         """Record the counters now and re-evaluate both alerts over the window."""
         stats = self._stats
         now = self._clock()
-        self._samples.append(_Sample(now, stats.hits, stats.misses, stats.latency.snapshot()))
+        self._samples.append(_Sample(now, stats.hits, stats.misses, stats.latency_counts()))
         while self._samples and self._samples[0].at < now - self._settings.alert_window:
             self._samples.popleft()
         self._evaluate()
