@@ -94,7 +94,7 @@ async def test_values_at_or_below_the_threshold_are_stored_raw(engine: Any, pref
 def test_compression_that_does_not_shrink_is_skipped(codec_cls: Any) -> None:
     noise = os.urandom(4000)
     frame = encode_frame(noise, codec_cls(6))
-    assert frame == bytes((MAGIC, VERSION, 0)) + noise
+    assert frame == bytes((MAGIC, VERSION, 0)) + bytes(8) + noise  # never expires
 
 
 async def test_policy_without_compress_stores_raw(engine: Any, prefix: str) -> None:
@@ -124,23 +124,30 @@ def gzip_of_zeros(zeros: int) -> bytes:
     return b"".join(parts)
 
 
-def plant_gzip_bomb(engine: Any, key: str, zeros: int, declared: int) -> int:
+def plant_gzip_bomb(engine: Any, key: str, zeros: int, declared: int, version: int) -> int:
     """A gzip frame of ``zeros`` zero bytes that declares ``declared`` bytes."""
     payload = gzip_of_zeros(zeros)
-    header = bytes((MAGIC, VERSION, 1)) + declared.to_bytes(4, "big")
+    expiry = bytes(8) if version == VERSION else b""  # version 1 frames have none
+    header = bytes((MAGIC, version, 1)) + expiry + declared.to_bytes(4, "big")
     engine.client.set(key, header + payload)
     return len(payload)
 
 
 @pytest.mark.parametrize(
-    ("declared", "message"),
-    [(1024 * MIB - 1, "inflates beyond 8388608"), (100, "beyond 100"), (0, "beyond 0")],
-    ids=["honest-1GB", "lying-small", "lying-zero"],
+    ("declared", "message", "version"),
+    [
+        (1024 * MIB - 1, "inflates beyond 8388608", VERSION),
+        (100, "beyond 100", VERSION),
+        (0, "beyond 0", VERSION),
+        (1024 * MIB - 1, "inflates beyond 8388608", 1),
+        (100, "beyond 100", 1),
+    ],
+    ids=["honest-1GB", "lying-small", "lying-zero", "v1-honest-1GB", "v1-lying-small"],
 )
 async def test_a_gzip_bomb_is_refused_without_inflating(
-    engine: Any, prefix: str, declared: int, message: str
+    engine: Any, prefix: str, declared: int, message: str, version: int
 ) -> None:
-    packed = plant_gzip_bomb(engine, prefix + "bomb", 1024 * MIB, declared)  # 1 GB of zeros
+    packed = plant_gzip_bomb(engine, prefix + "bomb", 1024 * MIB, declared, version)  # 1 GB
     assert packed < 4 * MIB
     async with CachingAgent.from_config(config(engine, prefix, "gzip"), env={}) as agent:
         tracemalloc.start()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import time
 from typing import Any
 
 import pytest
 
 from cache_core import CachingAgent, CorruptEntryError
-from cache_core.frames import MAGIC, VERSION
+from cache_core.frames import HEADER_SIZE, MAGIC, VERSION
 
 
 def agent_for(config: dict[str, Any], **kwargs: Any) -> CachingAgent:
@@ -25,8 +26,11 @@ async def test_write_through_stores_a_frame_under_the_prefix_with_px(
         raw = engine.client.get(prefix + "user:1:profile")
         assert raw is not None
         assert raw[:3] == bytes((MAGIC, VERSION, 0))
-        assert raw[3:] == b'{"name":"Ada"}'
+        assert raw[HEADER_SIZE:] == b'{"name":"Ada"}'
         assert 118_000 < engine.client.pttl(prefix + "user:1:profile") <= 120_000
+        # The frame carries the same expiry, so a read needs no PTTL.
+        expires_at_ms = int.from_bytes(raw[3:HEADER_SIZE], "big")
+        assert 118_000 < expires_at_ms - time.time() * 1000 <= 120_000
         assert agent.l1.get("user:1:profile") == b'{"name":"Ada"}'
 
 
@@ -203,4 +207,66 @@ async def test_repeated_write_back_writes_to_one_key_coalesce(
         assert write_back.describe()["pending"] == 1
         assert await write_back.flush() == 1  # type: ignore[attr-defined]
         assert write_back.describe()["flushed_items"] == 1
-    assert engine.client.get(prefix + "counter")[3:] == b"99"
+    assert engine.client.get(prefix + "counter")[HEADER_SIZE:] == b"99"
+
+
+def command_calls(engine: Any, name: str) -> int:
+    stats = engine.client.info("commandstats").get(f"cmdstat_{name}")
+    return int(stats["calls"]) if stats else 0
+
+
+async def test_concurrent_reads_in_one_tick_are_one_mget(l2_config: dict[str, Any], engine: Any):
+    async with agent_for(l2_config) as agent:
+        await agent.set_many({f"k{i}": i for i in range(50)}, strategy="write_around")
+        before = {name: command_calls(engine, name) for name in ("mget", "get", "pttl")}
+        values = await asyncio.gather(*(agent.get(f"k{i}") for i in range(50)), agent.get("none"))
+        assert values == [*range(50), None]
+        after = {name: command_calls(engine, name) for name in ("mget", "get", "pttl")}
+        # The session engine is shared, but tests run one at a time.
+        assert {name: after[name] - before[name] for name in after} == {
+            "mget": 1,
+            "get": 0,
+            "pttl": 0,
+        }
+
+
+async def test_a_caller_that_gives_up_does_not_cancel_the_others_read(
+    l2_config: dict[str, Any],
+) -> None:
+    async with agent_for(l2_config) as agent:
+        await agent.set_many({"a": 1, "b": 2}, strategy="write_around")
+        quitter = asyncio.create_task(agent.get("a"))
+        stayer = asyncio.create_task(agent.get("b"))
+        await asyncio.sleep(0)  # both queued in the same tick
+        quitter.cancel()
+        assert await stayer == 2
+        assert quitter.cancelled()
+        assert await agent.get("a") == 1
+
+
+async def test_version_1_frames_read_with_the_engine_ttl(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    engine.client.set(prefix + "old", b"\xca\x01\x00" + b'{"v":1}', px=5000)
+    engine.client.set(prefix + "older", b"\xca\x01\x00" + b"[2]")
+    async with agent_for(l2_config) as agent:
+        assert await agent.get_many(["old", "older", "gone"]) == {
+            "old": {"v": 1},
+            "older": [2],
+            "gone": None,
+        }
+        left = agent.l1.ttl_remaining("old")  # type: ignore[attr-defined]
+        assert left is not None and 4 < left <= 5  # the engine's PTTL, not L1's 60 s
+        assert agent.l1.ttl_remaining("older") == pytest.approx(60, abs=1)  # type: ignore[attr-defined]
+
+
+async def test_an_entry_past_its_frame_expiry_is_a_miss(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    past = round(time.time() * 1000) - 1000  # the writer's clock says it has expired
+    frame = bytes((MAGIC, VERSION, 0)) + past.to_bytes(8, "big") + b"1"
+    engine.client.set(prefix + "stale", frame, px=60_000)
+    async with agent_for(l2_config) as agent:
+        assert await agent.get("stale") is None
+        assert await agent.get_many(["stale"]) == {"stale": None}
+        assert "stale" not in agent.l1

@@ -1,5 +1,10 @@
-"""The L2 frame: a 3-byte header (magic, format version, codec id) and the payload; a
-compressed payload is preceded by its uncompressed size (4 bytes, big-endian).
+"""The L2 frame: a header (magic, format version, codec id, and from version 2 the
+entry's expiry), then the payload; a compressed payload is preceded by its uncompressed
+size (4 bytes, big-endian).
+
+Version 2 carries the absolute expiry (Unix milliseconds by the writer's clock, 0: never)
+beside the engine's own PX, so a read is a plain GET or MGET: no PTTL per key. Version 1
+frames (no expiry) stay readable; their remaining TTL is asked of the engine.
 
 Readers dispatch on the codec id, so changing ``compression.algorithm`` never strands
 stored entries; anything without the header (a pickle planted in Redis, a stray string) is
@@ -19,34 +24,59 @@ from cache_core.codecs import Codec
 from cache_core.errors import CorruptEntryError
 
 MAGIC = 0xCA
-VERSION = 1
+VERSION = 2
+"""The version written; 1 and 2 are read."""
 RAW_CODEC_ID = 0
-HEADER_SIZE = 3
+HEADER_SIZE = 11
+"""Magic, version, codec id, expiry (8 bytes)."""
 COMPRESSED_HEADER_SIZE = HEADER_SIZE + 4
-_RAW_HEADER = bytes((MAGIC, VERSION, RAW_CODEC_ID))
+V1_HEADER_SIZE = 3
+NEVER = 0
+"""The expiry of an entry that never expires."""
 _MAX_DECLARED = 2**32 - 1
+_MAX_EXPIRY = 2**64 - 1
 
 # Codec ids of the codecs this project ships outside cache-core, and the extra each needs.
 KNOWN_CODEC_EXTRAS = {1: "compression", 2: "zstd", 3: "lz4"}
 
 
-def encode_frame(data: bytes, codec: Codec | None = None) -> bytes:
-    """Frame ``data``; compressed with ``codec`` only when that makes it smaller."""
+def encode_frame(data: bytes, codec: Codec | None = None, expires_at_ms: int = NEVER) -> bytes:
+    """Frame ``data`` expiring at ``expires_at_ms`` (Unix ms, 0: never); compressed with
+    ``codec`` only when that makes it smaller."""
+    expiry = min(max(expires_at_ms, 0), _MAX_EXPIRY).to_bytes(8, "big")
     if codec is not None and len(data) <= _MAX_DECLARED:
         packed = codec.compress(data)
         if len(packed) + 4 < len(data):
-            header = bytes((MAGIC, VERSION, codec.CODEC_ID)) + len(data).to_bytes(4, "big")
+            header = bytes((MAGIC, VERSION, codec.CODEC_ID)) + expiry + len(data).to_bytes(4, "big")
             return header + packed
-    return _RAW_HEADER + data
+    return bytes((MAGIC, VERSION, RAW_CODEC_ID)) + expiry + data
+
+
+def _header_size(frame: bytes) -> int:
+    """The header size of ``frame`` (without a declared size); refuses what is not ours."""
+    if len(frame) >= HEADER_SIZE and frame[0] == MAGIC and frame[1] == VERSION:
+        return HEADER_SIZE
+    if len(frame) < V1_HEADER_SIZE or frame[0] != MAGIC:
+        raise CorruptEntryError("stored entry is not a caching-agent frame")
+    if frame[1] == 1:
+        return V1_HEADER_SIZE
+    if frame[1] == VERSION:
+        raise CorruptEntryError("stored entry is truncated")
+    raise CorruptEntryError(f"stored entry has unknown frame version {frame[1]}")
 
 
 def frame_codec_id(frame: bytes) -> int:
     """The codec id of ``frame``; :class:`CorruptEntryError` if it is not one of ours."""
-    if len(frame) < HEADER_SIZE or frame[0] != MAGIC:
-        raise CorruptEntryError("stored entry is not a caching-agent frame")
-    if frame[1] != VERSION:
-        raise CorruptEntryError(f"stored entry has unknown frame version {frame[1]}")
+    _header_size(frame)
     return frame[2]
+
+
+def frame_expiry(frame: bytes) -> int | None:
+    """When ``frame`` expires (Unix ms, 0: never), or None for a version 1 frame, which
+    does not say. Call on a frame :func:`decode_frame` accepted."""
+    if frame[1] == VERSION:
+        return int.from_bytes(frame[3:HEADER_SIZE], "big")
+    return None
 
 
 def decode_frame(
@@ -56,22 +86,23 @@ def decode_frame(
     missing: Mapping[int, str] | None = None,
 ) -> bytes:
     """The JSON bytes inside ``frame``; ``missing`` maps codec ids to the extra that reads them."""
-    codec_id = frame_codec_id(frame)
+    header = _header_size(frame)
+    codec_id = frame[2]
     if codec_id == RAW_CODEC_ID:
-        if len(frame) - HEADER_SIZE > max_size:
+        if len(frame) - header > max_size:
             raise CorruptEntryError(f"stored entry is larger than {max_size} bytes")
-        return frame[HEADER_SIZE:]
+        return frame[header:]
     codec = codecs.get(codec_id)
     if codec is None:
         extra = (missing or {}).get(codec_id)
         hint = f"; install caching-agent[{extra}]" if extra else ""
         raise CorruptEntryError(f"stored entry uses codec id {codec_id}, not installed{hint}")
-    if len(frame) < COMPRESSED_HEADER_SIZE:
+    if len(frame) < header + 4:
         raise CorruptEntryError("stored entry is truncated")
-    declared = int.from_bytes(frame[HEADER_SIZE:COMPRESSED_HEADER_SIZE], "big")
+    declared = int.from_bytes(frame[header : header + 4], "big")
     if declared > max_size:
         raise CorruptEntryError(f"stored entry inflates beyond {max_size} bytes")
-    payload = memoryview(frame)[COMPRESSED_HEADER_SIZE:]  # no copy of a large payload
+    payload = memoryview(frame)[header + 4 :]  # no copy of a large payload
     data = codec.decompress(payload, declared)  # type: ignore[arg-type]
     if len(data) != declared:
         raise CorruptEntryError(f"stored entry holds {len(data)} bytes, declares {declared}")
@@ -123,8 +154,9 @@ class CodecSet:
         if writer is not None:
             self.counters[writer.PLUGIN_NAME] = CodecCounters()
 
-    def encode(self, data: bytes, compress: bool = True) -> bytes:
-        frame = encode_frame(data, self.writer if compress and len(data) > self.threshold else None)
+    def encode(self, data: bytes, compress: bool = True, expires_at_ms: int = NEVER) -> bytes:
+        codec = self.writer if compress and len(data) > self.threshold else None
+        frame = encode_frame(data, codec, expires_at_ms)
         raw = frame[2] == RAW_CODEC_ID or self.writer is None
         counters = self.counters["none" if raw or self.writer is None else self.writer.PLUGIN_NAME]
         counters.frames += 1

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -29,7 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cache_core.config import RedisSection
 from cache_core.errors import ConfigError, CorruptEntryError, TierUnavailableError
-from cache_core.frames import CodecSet
+from cache_core.frames import NEVER, CodecSet, frame_expiry
 from cache_core.globs import compile_glob
 from cache_core.policies import PolicyTable
 from cache_core.tiers.base import CoherenceListener, StoredValue, TierContext
@@ -41,6 +42,8 @@ EMBEDDED = "embedded"
 _UNLOCK = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 )
+READ_CHUNK = 1000
+"""Keys per MGET: bounds how long one read holds the engine."""
 SCAN_COUNT = 500
 UNLINK_BATCH = 500
 _SEP = "\n"  # keys never hold control characters (the agent refuses them)
@@ -81,6 +84,9 @@ class RedisTier:
         self._subscribed = asyncio.Event()
         self.engine: EmbeddedEngine | None = None
         self._sentinel: Sentinel | None = None
+        # Auto-pipelining: reads asked for in one event-loop tick go out as one call.
+        self._queued_reads: list[tuple[str, asyncio.Future[StoredValue | None]]] = []
+        self._read_batches: set[asyncio.Task[None]] = set()
         self.coherent = False
         self.notices_received = 0
         if self._cluster and not self._settings.nodes:
@@ -278,6 +284,11 @@ class RedisTier:
         return True
 
     async def close(self) -> None:
+        for batch in list(self._read_batches):
+            batch.cancel()
+        for _, waiter in self._queued_reads:
+            waiter.cancel()
+        self._queued_reads.clear()
         if self._subscriber is not None:
             self._subscriber.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -300,9 +311,10 @@ class RedisTier:
 
     # -- data -----------------------------------------------------------------------------
 
-    def _frame(self, key: str, data: bytes) -> bytes:
+    def _frame(self, key: str, data: bytes, expires_at_ms: int) -> bytes:
         policy = self._policies.match(key)
-        return self._codecs.encode(data, compress=policy.compress if policy else True)
+        compress = policy.compress if policy else True
+        return self._codecs.encode(data, compress, expires_at_ms)
 
     def _unframe(self, key: str, frame: bytes) -> bytes:
         try:
@@ -319,34 +331,114 @@ class RedisTier:
         return None if pttl < 0 else pttl / 1000.0
 
     async def get(self, key: str) -> StoredValue | None:
-        pipe = self._client.pipeline(transaction=False)
-        pipe.get(self.prefix + key)
-        pipe.pttl(self.prefix + key)
-        frame, pttl = await pipe.execute()
-        if frame is None or pttl == -2:
-            return None
-        return StoredValue(self._unframe(key, frame), self._ttl_left(pttl))
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[StoredValue | None] = loop.create_future()
+        self._queued_reads.append((key, waiter))
+        if len(self._queued_reads) == 1:
+            # After every task made ready in this tick has run (and queued its read).
+            loop.call_soon(self._send_queued_reads)
+        return await waiter
+
+    def _send_queued_reads(self) -> None:
+        queued, self._queued_reads = self._queued_reads, []
+        for start in range(0, len(queued), READ_CHUNK):
+            chunk = queued[start : start + READ_CHUNK]
+            # A task of its own: a caller that gives up (a timeout) cancels its wait, not
+            # the others' read. When every caller gave up the read is cancelled too, which
+            # drops its connection (redis-py never pools one with a reply unread).
+            batch = asyncio.create_task(self._read_queued(chunk))
+            self._read_batches.add(batch)
+            batch.add_done_callback(self._read_batches.discard)
+            waiters = [waiter for _, waiter in chunk]
+
+            def abandon(
+                waiter: asyncio.Future[StoredValue | None],
+                batch: asyncio.Task[None] = batch,
+                waiters: list[asyncio.Future[StoredValue | None]] = waiters,
+            ) -> None:
+                if waiter.cancelled() and not batch.done() and all(w.done() for w in waiters):
+                    batch.cancel()
+
+            for waiter in waiters:
+                waiter.add_done_callback(abandon)
+
+    async def _read_queued(
+        self, queued: list[tuple[str, asyncio.Future[StoredValue | None]]]
+    ) -> None:
+        keys = list(dict.fromkeys(key for key, _ in queued))
+        try:
+            entries = await self._read(keys)
+        except BaseException as exc:
+            for _, waiter in queued:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        found = dict(zip(keys, entries, strict=True))
+        for key, waiter in queued:
+            if waiter.done():  # its caller gave up
+                continue
+            entry = found[key]
+            if isinstance(entry, CorruptEntryError):
+                waiter.set_exception(entry)
+            else:
+                waiter.set_result(entry)
 
     async def get_many(self, keys: Sequence[str]) -> list[StoredValue | None]:
-        if not keys:
-            return []
-        pipe = self._client.pipeline(transaction=False)
-        for key in keys:
-            pipe.get(self.prefix + key)
-            pipe.pttl(self.prefix + key)
-        replies = await pipe.execute()
         out: list[StoredValue | None] = []
-        for i, key in enumerate(keys):
-            frame, pttl = replies[2 * i], replies[2 * i + 1]
-            if frame is None or pttl == -2:
-                out.append(None)
-            else:
-                out.append(StoredValue(self._unframe(key, frame), self._ttl_left(pttl)))
+        for start in range(0, len(keys), READ_CHUNK):
+            for entry in await self._read(keys[start : start + READ_CHUNK]):
+                if isinstance(entry, CorruptEntryError):
+                    raise entry
+                out.append(entry)
         return out
 
-    def _set_cmd(self, pipe: Any, key: str, data: bytes, ttl: float | None) -> None:
+    async def _read(self, keys: Sequence[str]) -> list[StoredValue | CorruptEntryError | None]:
+        """Each key's entry (or why it is unreadable) in one MGET."""
+        if not keys:
+            return []
+        names = [self.prefix + key for key in keys]
+        if self._cluster:  # keys of one call may live on several nodes
+            frames = await self._client.mget_nonatomic(names)
+        else:
+            frames = await self._client.mget(names)
+        now_ms = time.time() * 1000
+        out: list[StoredValue | CorruptEntryError | None] = []
+        unknown: list[int] = []
+        for key, frame in zip(keys, frames, strict=True):
+            if frame is None:
+                out.append(None)
+                continue
+            try:
+                data = self._unframe(key, frame)
+            except CorruptEntryError as exc:
+                out.append(exc)
+                continue
+            expiry = frame_expiry(frame)
+            if expiry == NEVER:
+                out.append(StoredValue(data, None))
+            elif expiry is None:  # a version 1 frame: the engine knows its TTL
+                unknown.append(len(out))
+                out.append(StoredValue(data, None))
+            else:
+                left = (expiry - now_ms) / 1000.0
+                # Past its expiry by the writer's clock: the engine drops it within the skew.
+                out.append(StoredValue(data, left) if left > 0 else None)
+        if unknown:
+            pipe = self._client.pipeline(transaction=False)
+            for i in unknown:
+                pipe.pttl(names[i])
+            for i, pttl in zip(unknown, await pipe.execute(), strict=True):
+                entry = out[i]
+                assert isinstance(entry, StoredValue)
+                out[i] = None if pttl == -2 else StoredValue(entry.data, self._ttl_left(pttl))
+        return out
+
+    def _set_cmd(self, pipe: Any, key: str, data: bytes, ttl: float | None, now_ms: int) -> None:
         px = None if ttl is None else max(1, round(ttl * 1000))
-        pipe.set(self.prefix + key, self._frame(key, data), px=px)
+        expires_at_ms = NEVER if px is None else now_ms + px
+        pipe.set(self.prefix + key, self._frame(key, data, expires_at_ms), px=px)
 
     async def _publish(self, pipe: Any, notice: bytes) -> None:
         if self._cluster:
@@ -358,15 +450,16 @@ class RedisTier:
 
     async def set(self, key: str, data: bytes, ttl: float | None) -> None:
         pipe = self._client.pipeline(transaction=False)
-        self._set_cmd(pipe, key, data, ttl)
+        self._set_cmd(pipe, key, data, ttl, round(time.time() * 1000))
         await self._publish(pipe, self._notice(b"k", key))
 
     async def set_many(self, items: Sequence[tuple[str, bytes, float | None]]) -> None:
         if not items:
             return
         pipe = self._client.pipeline(transaction=False)
+        now_ms = round(time.time() * 1000)
         for key, data, ttl in items:
-            self._set_cmd(pipe, key, data, ttl)
+            self._set_cmd(pipe, key, data, ttl, now_ms)
         await self._publish(pipe, self._notice(b"k", _SEP.join(k for k, _, _ in items)))
 
     async def delete(self, keys: Sequence[str]) -> list[str]:

@@ -1,0 +1,185 @@
+"""L2 through ``CachingAgent`` (cold L1: every read goes to Redis) beside raw
+``redis.asyncio`` against the same engine, in one run: GET and SET one at a time and from
+50 concurrent tasks, and a batch read of 100 keys beside one MGET.
+
+Both sides use a pool of 50 connections to a private engine on a unix socket. The agent
+does more per call (frames, JSON, TTL, coherence notices on writes); raw redis-py returns
+the stored bytes. Figures: operations (or keys) per second, median of interleaved rounds.
+
+    uv run python bench/l2.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from benchlib import bar_plot, median, percentile, table, write_results
+from redis import asyncio as aioredis
+
+from cache_core import CachingAgent
+from cache_plugins_redis.engine import EmbeddedEngine
+
+KEYS = [f"user:{i}:profile" for i in range(2000)]
+VALUE = {"name": "Ada", "level": 5, "skills": ["fractions", "ratios"], "streak": 12}
+TTL = 3600
+POOL = 50
+CONCURRENCY = 50
+BATCH = 100
+ROUNDS = 5
+
+Op = Callable[[str], Awaitable[Any]]
+
+
+async def run(op: Op, keys: list[str], tasks: int) -> tuple[float, list[float]]:
+    """Ops per second running ``op`` over ``keys`` from ``tasks`` tasks; latencies in ms."""
+    latencies: list[float] = []
+    shares = [keys[i::tasks] for i in range(tasks)]
+
+    async def worker(share: list[str]) -> None:
+        clock = time.perf_counter
+        for key in share:
+            start = clock()
+            await op(key)
+            latencies.append((clock() - start) * 1000)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(share) for share in shares))
+    return len(keys) / (time.perf_counter() - start), latencies
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as data_dir:
+        engine = EmbeddedEngine(data_dir)
+        await engine.start()
+        try:
+            await measure(engine.url)
+        finally:
+            await engine.stop()
+
+
+async def measure(url: str) -> None:
+    prefix = "ca:"
+    config = {
+        "redis": {"url": url, "key_prefix": prefix, "max_connections": POOL},
+        "cache_tiers": {"l1": {"max_size_mb": 64, "ttl": 60}, "l2": {"type": "redis", "ttl": TTL}},
+        "monitoring": {"alert_on_low_hit_rate": None, "alert_on_high_latency": None},
+    }
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=POOL, timeout=5, socket_timeout=5, socket_connect_timeout=2
+    )
+    raw = aioredis.Redis.from_pool(pool)
+    payload = orjson.dumps(VALUE)
+    async with CachingAgent.from_config(config, env={}) as agent:
+        for i in range(0, len(KEYS), 500):
+            await agent.set_many({key: VALUE for key in KEYS[i : i + 500]}, strategy="write_around")
+        await raw.mset({f"raw:{key}": payload for key in KEYS})
+
+        async def agent_get(key: str) -> Any:
+            return await agent.get(key)
+
+        async def raw_get(key: str) -> Any:
+            return await raw.get(f"raw:{key}")
+
+        async def agent_set(key: str) -> None:
+            await agent.set(key, VALUE, strategy="write_around")
+
+        async def raw_set(key: str) -> None:
+            await raw.set(f"raw:{key}", payload, px=TTL * 1000)
+
+        batches = [KEYS[i : i + BATCH] for i in range(0, len(KEYS), BATCH)]
+
+        async def agent_batch(i: str) -> Any:
+            return await agent.get_many(batches[int(i)])
+
+        async def raw_batch(i: str) -> Any:
+            return await raw.mget([f"raw:{key}" for key in batches[int(i)]])
+
+        scenarios: dict[str, dict[str, tuple[Op, int, list[str]]]] = {
+            "get, 1 task": {"agent": (agent_get, 1, KEYS), "raw": (raw_get, 1, KEYS)},
+            f"get, {CONCURRENCY} tasks": {
+                "agent": (agent_get, CONCURRENCY, KEYS),
+                "raw": (raw_get, CONCURRENCY, KEYS),
+            },
+            "set, 1 task": {"agent": (agent_set, 1, KEYS), "raw": (raw_set, 1, KEYS)},
+            f"set, {CONCURRENCY} tasks": {
+                "agent": (agent_set, CONCURRENCY, KEYS),
+                "raw": (raw_set, CONCURRENCY, KEYS),
+            },
+            f"batch of {BATCH}, 1 task": {
+                "agent": (agent_batch, 1, [str(i) for i in range(len(batches))]),
+                "raw": (raw_batch, 1, [str(i) for i in range(len(batches))]),
+            },
+        }
+        rates: dict[str, dict[str, list[float]]] = {s: {"agent": [], "raw": []} for s in scenarios}
+        lat: dict[str, dict[str, list[float]]] = {s: {"agent": [], "raw": []} for s in scenarios}
+        for _ in range(ROUNDS):
+            for scenario, sides in scenarios.items():
+                for side, (op, tasks, keys) in sides.items():
+                    agent.l1.clear()  # cold L1: every read is an L2 read
+                    rate, latencies = await run(op, keys, tasks)
+                    if scenario.startswith("batch"):
+                        rate *= BATCH  # keys per second
+                    rates[scenario][side].append(rate)
+                    lat[scenario][side] += latencies
+        assert await agent.get(KEYS[0]) == VALUE
+    await raw.aclose()
+
+    rows = []
+    plot: dict[str, dict[str, float]] = {}
+    for scenario in scenarios:
+        ours, theirs = median(rates[scenario]["agent"]), median(rates[scenario]["raw"])
+        unit = "keys/s" if scenario.startswith("batch") else "ops/s"
+        rows.append(
+            [
+                scenario,
+                unit,
+                ours,
+                theirs,
+                ours / theirs,
+                percentile(lat[scenario]["agent"], 50),
+                percentile(lat[scenario]["agent"], 99),
+                percentile(lat[scenario]["raw"], 50),
+                percentile(lat[scenario]["raw"], 99),
+            ]
+        )
+        plot[scenario] = {"caching-agent": ours, "raw redis-py": theirs}
+    header = [
+        "scenario",
+        "unit",
+        "caching-agent",
+        "raw redis-py",
+        "ratio",
+        "ours p50 ms",
+        "ours p99 ms",
+        "raw p50 ms",
+        "raw p99 ms",
+    ]
+    text = table(header, rows)
+    by = {row[0]: row[4] for row in rows}
+    get_x = by[f"get, {CONCURRENCY} tasks"]
+    batch_x = by[f"batch of {BATCH}, 1 task"]
+    verdict = (
+        f"Targets: L2 get with {CONCURRENCY} concurrent tasks at least 2x raw redis-py: "
+        f"x{get_x:.2f} ({'met' if get_x >= 2 else 'NOT met'}); batch get of {BATCH} cold keys "
+        f"at least 0.8x raw MGET keys/s, decoding included: x{batch_x:.2f} "
+        f"({'met' if batch_x >= 0.8 else 'NOT met'})."
+    )
+    print(text)
+    print(verdict)
+    write_results(
+        "l2",
+        "L2 (cold L1) beside raw redis-py",
+        f"`uv run python bench/l2.py`: {len(KEYS)} keys, a small JSON value, pools of {POOL}"
+        f" connections to one engine on a unix socket, median of {ROUNDS} interleaved rounds."
+        f"\n\n{text}\n\n{verdict}\n",
+    )
+    bar_plot("l2", "L2 with a cold L1: throughput (higher is better)", plot, "per second")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
