@@ -12,6 +12,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
@@ -238,10 +241,19 @@ async def test_stats_show_latency_percentiles_and_uptime(
 
 async def test_otlp_export_reaches_a_collector(engine: Any, prefix: str) -> None:
     received: list[tuple[str, str, int]] = []
+    histograms: dict[str, int] = {}
 
     async def collect(request: aiohttp.web.Request) -> aiohttp.web.Response:
         body = await request.read()
         received.append((request.path, request.headers.get("Content-Type", ""), len(body)))
+        if request.path == "/v1/metrics":
+            export = ExportMetricsServiceRequest.FromString(body)
+            for resource in export.resource_metrics:
+                for scope in resource.scope_metrics:
+                    for metric in scope.metrics:
+                        if metric.HasField("histogram"):
+                            points = metric.histogram.data_points
+                            histograms[metric.name] = sum(point.count for point in points)
         return aiohttp.web.Response(status=200)
 
     collector = aiohttp.web.Application()
@@ -272,4 +284,30 @@ async def test_otlp_export_reaches_a_collector(engine: Any, prefix: str) -> None
         await runner.cleanup()
     paths = {path for path, _, _ in received}
     assert paths == {"/v1/metrics", "/v1/traces"}
+    assert histograms["cache.l2.operation.duration"] >= 2  # the set and the get
     assert all(kind == "application/x-protobuf" and size > 0 for _, kind, size in received)
+
+
+def test_durations_follow_explicit_bucket_rules() -> None:
+    from cache_server.telemetry import Durations
+
+    histogram = Durations("cache.x.duration", "x", ("op",), bounds=(0.001, 0.01))
+    for seconds in (0.0005, 0.001, 0.002, 0.01, 0.5):
+        histogram.record(seconds, ("get",))
+    histogram.record(0.003, ("set",))
+    series = {attributes["op"]: rest for attributes, *rest in histogram.series()}
+    counts, total, low, high = series["get"]
+    assert counts == [2, 2, 1]  # a value on a bound counts in that bound's bucket
+    assert (total, low, high) == (pytest.approx(0.5135), 0.0005, 0.5)
+    family = histogram.prometheus()
+    assert family.name == "cache_x_duration_seconds"
+    buckets = {
+        (s.labels["op"], s.labels.get("le")): s.value
+        for s in family.samples
+        if s.name.endswith("_bucket")
+    }
+    assert buckets[("get", "0.001")] == 2
+    assert buckets[("get", "0.01")] == 4  # cumulative
+    assert buckets[("get", "+Inf")] == 5
+    point = histogram.otlp(0, 1).data.data_points[0]
+    assert (point.count, list(point.bucket_counts)) == (5, [2, 2, 1])

@@ -49,11 +49,6 @@ async def observe_requests(request: web.Request, handler: Handler) -> web.Stream
     finally:
         if telemetry is not None:
             telemetry.http_duration.record(
-                time.perf_counter() - start,
-                {
-                    "http.request.method": request.method,
-                    "http.route": route,
-                    "http.response.status_code": status,
-                },
+                time.perf_counter() - start, (request.method, route, status)
             )
         REQUEST_ID.reset(token)

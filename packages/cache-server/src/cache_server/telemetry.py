@@ -4,8 +4,10 @@ GET /metrics, OTLP when ``monitoring.otlp_endpoint`` is set) and traces.
 Counters the agent keeps as plain integers (hits, misses, sets, evictions, ...) are
 exported through observable instruments read when a collector asks, so an L1 hit costs
 the agent an integer increment whatever is exported. Durations of what leaves the process
-(L2 calls, loader calls, write-back flushes, HTTP requests) are recorded into histograms
-as they end.
+(L2 calls, loader calls, write-back flushes, HTTP requests) are counted into fixed buckets
+as they end (:class:`Durations`: a bisect and two additions, where the SDK's
+``Histogram.record`` costs about 5 µs, a fifth of an L2 read) and handed over when
+collected: to Prometheus by a collector on the registry, to OTLP by the exporter.
 
 Metric names (Prometheus spelling after the exporter adds units and ``_total``):
 ``cache_hits_total{tier}``, ``cache_misses_total``, ``cache_sets_total{strategy}``,
@@ -23,7 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import time
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -32,12 +37,28 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    HistogramDataPoint,
+    Metric,
+    MetricExporter,
+    MetricExportResult,
+    MetricReader,
+    MetricsData,
+    PeriodicExportingMetricReader,
+    ResourceMetrics,
+    ScopeMetrics,
+)
+from opentelemetry.sdk.metrics.export import Histogram as HistogramData
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
     from cache_core import CachingAgent
@@ -54,6 +75,126 @@ L2_COUNT_INTERVAL = 15.0
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+class Durations:
+    """A duration histogram kept as integer buckets per label set (OpenTelemetry's explicit
+    buckets: a value counts in the first bucket whose bound is >= it)."""
+
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        labels: tuple[str, ...],
+        bounds: tuple[float, ...] = DURATION_BUCKETS,
+    ) -> None:
+        self.name = name
+        """The OpenTelemetry name (``cache.l2.operation.duration``); unit seconds."""
+        self.description = description
+        self.labels = labels
+        """Attribute names, in the order :meth:`record` takes their values."""
+        self.bounds = bounds
+        # label values -> [count per bucket..., +Inf bucket, sum, min, max]
+        self._series: dict[tuple[Any, ...], list[Any]] = {}
+        self._size = len(bounds) + 1
+
+    def record(self, seconds: float, values: tuple[Any, ...]) -> None:
+        series = self._series.get(values)
+        if series is None:
+            series = self._series[values] = [0] * self._size + [0.0, seconds, seconds]
+        series[bisect_left(self.bounds, seconds)] += 1
+        series[-3] += seconds
+        if seconds < series[-2]:
+            series[-2] = seconds
+        elif seconds > series[-1]:
+            series[-1] = seconds
+
+    def series(self) -> Iterator[tuple[dict[str, str], list[int], float, float, float]]:
+        """Per label set: attributes, bucket counts (not cumulative), sum, min, max."""
+        for values, series in list(self._series.items()):
+            counts = series[: self._size]
+            attributes = dict(zip(self.labels, (str(v) for v in values), strict=True))
+            yield attributes, counts, series[-3], series[-2], series[-1]
+
+    @property
+    def recorded(self) -> bool:
+        return bool(self._series)
+
+    @property
+    def prometheus_name(self) -> str:
+        return self.name.replace(".", "_") + "_seconds"
+
+    def prometheus(self) -> HistogramMetricFamily:
+        labels = [label.replace(".", "_") for label in self.labels]
+        family = HistogramMetricFamily(self.prometheus_name, self.description, labels=labels)
+        bounds = [*(floatToGoString(b) for b in self.bounds), "+Inf"]  # type: ignore[no-untyped-call]
+        for attributes, counts, total, _, _ in self.series():
+            cumulative = list(itertools.accumulate(counts))
+            family.add_metric(
+                list(attributes.values()), list(zip(bounds, cumulative, strict=True)), total
+            )
+        return family
+
+    def otlp(self, start_ns: int, now_ns: int) -> Metric:
+        points = [
+            HistogramDataPoint(
+                attributes=attributes,
+                start_time_unix_nano=start_ns,
+                time_unix_nano=now_ns,
+                count=sum(counts),
+                sum=total,
+                bucket_counts=counts,
+                explicit_bounds=list(self.bounds),
+                min=low,
+                max=high,
+            )
+            for attributes, counts, total, low, high in self.series()
+        ]
+        data = HistogramData(points, AggregationTemporality.CUMULATIVE)
+        return Metric(name=self.name, description=self.description, unit="s", data=data)
+
+
+class _DurationsCollector(Collector):
+    """Serves the :class:`Durations` on the Prometheus registry beside the SDK's metrics."""
+
+    def __init__(self, histograms: list[Durations]) -> None:
+        self._histograms = histograms
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        for histogram in self._histograms:
+            yield histogram.prometheus()
+
+
+class _WithDurations(MetricExporter):
+    """An OTLP exporter that adds the :class:`Durations` to each export of the SDK's metrics."""
+
+    def __init__(
+        self, inner: MetricExporter, histograms: list[Durations], resource: Resource
+    ) -> None:
+        super().__init__(
+            preferred_temporality=inner._preferred_temporality,
+            preferred_aggregation=inner._preferred_aggregation,
+        )
+        self._inner = inner
+        self._histograms = histograms
+        self._resource = resource
+        self._start_ns = time.time_ns()
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        now_ns = time.time_ns()
+        metrics = [h.otlp(self._start_ns, now_ns) for h in self._histograms if h.recorded]
+        scope = ScopeMetrics(InstrumentationScope("caching_agent"), metrics, schema_url="")
+        ours = ResourceMetrics(self._resource, [scope], schema_url="")
+        data = MetricsData([*metrics_data.resource_metrics, ours])
+        return self._inner.export(data, timeout_millis=timeout_millis, **kwargs)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._inner.force_flush(timeout_millis=timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
 class OpenTelemetryRecorder:
     PLUGIN_NAME: ClassVar[str] = "opentelemetry"
 
@@ -67,6 +208,27 @@ class OpenTelemetryRecorder:
         self._count_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._redis_instrumented = False
+        self.l2_duration = Durations(
+            "cache.l2.operation.duration", "L2 calls", ("cache.op", "outcome")
+        )
+        self.loader_duration = Durations(
+            "cache.loader.duration", "Loader calls", ("cache.loader", "outcome")
+        )
+        self.flush_duration = Durations(
+            "cache.write_back.flush.duration", "Write-back flushes", ("outcome",)
+        )
+        self.http_duration = Durations(
+            "http.server.request.duration",
+            "HTTP requests",
+            ("http.request.method", "http.route", "http.response.status_code"),
+        )
+        self._durations = [
+            self.l2_duration,
+            self.loader_duration,
+            self.flush_duration,
+            self.http_duration,
+        ]
+        self.registry.register(_DurationsCollector(self._durations))
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -80,8 +242,12 @@ class OpenTelemetryRecorder:
             PrometheusMetricReader(registry=self.registry, disable_target_info=True)
         ]
         if settings.otlp_endpoint:
-            exporter = OTLPMetricExporter(
-                endpoint=settings.otlp_endpoint.rstrip("/") + "/v1/metrics", timeout=5
+            exporter = _WithDurations(
+                OTLPMetricExporter(
+                    endpoint=settings.otlp_endpoint.rstrip("/") + "/v1/metrics", timeout=5
+                ),
+                self._durations,
+                resource,
             )
             readers.append(
                 PeriodicExportingMetricReader(
@@ -173,19 +339,6 @@ class OpenTelemetryRecorder:
                 name, callbacks=[callback], unit=unit, description=description
             )
 
-        def histogram(name: str, description: str) -> Any:
-            return meter.create_histogram(
-                name,
-                unit="s",
-                description=description,
-                explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
-            )
-
-        self.l2_duration = histogram("cache.l2.operation.duration", "L2 calls")
-        self.loader_duration = histogram("cache.loader.duration", "Loader calls")
-        self.flush_duration = histogram("cache.write_back.flush.duration", "Write-back flushes")
-        self.http_duration = histogram("http.server.request.duration", "HTTP requests")
-
     @property
     def _stats(self) -> Any:
         assert self._agent is not None
@@ -252,13 +405,13 @@ class OpenTelemetryRecorder:
     # -- the agent's OperationObserver --------------------------------------------------------
 
     def l2_call(self, op: str, seconds: float, ok: bool) -> None:
-        self.l2_duration.record(seconds, {"cache.op": op, "outcome": "ok" if ok else "error"})
+        self.l2_duration.record(seconds, (op, "ok" if ok else "error"))
 
     def loader_call(self, loader: str, seconds: float, outcome: str) -> None:
-        self.loader_duration.record(seconds, {"cache.loader": loader, "outcome": outcome})
+        self.loader_duration.record(seconds, (loader, outcome))
 
     def flush(self, seconds: float, items: int, ok: bool) -> None:
-        self.flush_duration.record(seconds, {"outcome": "ok" if ok else "error"})
+        self.flush_duration.record(seconds, ("ok" if ok else "error",))
 
     def span(
         self, name: str, attributes: Mapping[str, Any]
