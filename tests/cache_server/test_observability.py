@@ -309,5 +309,5 @@ def test_durations_follow_explicit_bucket_rules() -> None:
     assert buckets[("get", "0.001")] == 2
     assert buckets[("get", "0.01")] == 4  # cumulative
     assert buckets[("get", "+Inf")] == 5
-    point = histogram.otlp(0, 1).data.data_points[0]
+    point: Any = histogram.otlp(0, 1).data.data_points[0]
     assert (point.count, list(point.bucket_counts)) == (5, [2, 2, 1])
