@@ -455,6 +455,18 @@ class CachingAgent:
             raise InvalidKeyError("key must not contain control characters")
         return key
 
+    def check_keys(self, keys: Sequence[object]) -> None:
+        """:meth:`check_key` for each of ``keys``, in one pass over the valid ones."""
+        if (
+            all(type(key) is str for key in keys)
+            and all(keys)
+            and max(map(len, keys), default=0) <= self._limits.max_key_length  # type: ignore[arg-type]
+            and not _BAD_KEY_CHARS.search("".join(keys))  # type: ignore[arg-type]
+        ):
+            return
+        for key in keys:  # one is bad: say which, as one check would
+            self.check_key(key)
+
     def check_pattern(self, pattern: object) -> str:
         if not isinstance(pattern, str) or not pattern:
             raise InvalidKeyError("pattern must be a non-empty string")
@@ -669,21 +681,21 @@ class CachingAgent:
             raise InvalidValueError(
                 f"{len(keys)} keys in one batch; the limit is {self._limits.max_batch_size}"
             )
-        for key in keys:
-            self.check_key(key)
+        self.check_keys(keys)
         start = _perf()
         results: dict[str, Found | None] = {}
         missing: list[str] = []
+        l1_get = self._l1.get
         for key in keys:
             if key in results:  # a repeated key is looked up and counted once
                 continue
-            data = self._l1.get(key)
+            data = l1_get(key)
             if data is not None:
                 results[key] = (data, "l1")
-                self.stats.l1_batch_hits += 1
             else:
                 results[key] = None
                 missing.append(key)
+        self.stats.l1_batch_hits += len(results) - len(missing)
         if missing and self._buffering:
             still = []
             for key in missing:
@@ -695,28 +707,32 @@ class CachingAgent:
                         break
                 else:
                     still.append(key)
+            self.stats.hits_l2 += len(missing) - len(still)  # the buffer stands in for L2
             missing = still
         if missing and self._l2 is not None:
             seq = self._coherence_seq
             stored = await self._l2.get_many(missing)
             promote = seq == self._coherence_seq
             still = []
+            l1_set, l1_ttl = self._l1.set, self._l1_ttl
             for key, value in zip(missing, stored, strict=True):
                 if value is None:
                     still.append(key)
                 else:
                     if promote:
-                        self._l1.set(key, value.data, self._l1_ttl(value.ttl_remaining))
+                        l1_set(key, value.data, l1_ttl(value.ttl_remaining))
                     results[key] = (value.data, "l2")
+            self.stats.hits_l2 += len(missing) - len(still)
             missing = still
         if missing and self.loading:
             loadable = [key for key in missing if self.loading.find(key) is not None]
             loaded = await asyncio.gather(*(self._below_l1(key) for key in loadable))
             results.update(zip(loadable, loaded, strict=True))
-        for found in results.values():
-            if found is not None and found[1] != "l1":
+            for found in loaded:
                 self._count_lookup(found)
-        self.stats.misses += sum(1 for found in results.values() if found is None)
+            self.stats.misses += len(missing) - len(loadable)
+        else:
+            self.stats.misses += len(missing)
         self.stats.latency.observe(_perf() - start)
         return results
 

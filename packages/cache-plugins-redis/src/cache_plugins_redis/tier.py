@@ -30,7 +30,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cache_core.config import RedisSection
 from cache_core.errors import ConfigError, CorruptEntryError, TierUnavailableError
-from cache_core.frames import NEVER, CodecSet, frame_expiry
+from cache_core.frames import (
+    HEADER_SIZE,
+    MAGIC,
+    NEVER,
+    RAW_CODEC_ID,
+    VERSION,
+    CodecSet,
+    frame_expiry,
+)
 from cache_core.globs import compile_glob
 from cache_core.policies import PolicyTable
 from cache_core.tiers.base import CoherenceListener, StoredValue, TierContext
@@ -42,6 +50,7 @@ EMBEDDED = "embedded"
 _UNLOCK = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 )
+_RAW_FRAME = bytes((MAGIC, VERSION, RAW_CODEC_ID))
 READ_CHUNK = 1000
 """Keys per MGET: bounds how long one read holds the engine."""
 SCAN_COUNT = 500
@@ -406,16 +415,22 @@ class RedisTier:
         now_ms = time.time() * 1000
         out: list[StoredValue | CorruptEntryError | None] = []
         unknown: list[int] = []
+        raw_limit = self._codecs.max_size + HEADER_SIZE
         for key, frame in zip(keys, frames, strict=True):
             if frame is None:
                 out.append(None)
                 continue
-            try:
-                data = self._unframe(key, frame)
-            except CorruptEntryError as exc:
-                out.append(exc)
-                continue
-            expiry = frame_expiry(frame)
+            if frame.startswith(_RAW_FRAME) and len(frame) <= raw_limit:
+                # The common frame (current format, not compressed), read in place.
+                data = frame[HEADER_SIZE:]
+                expiry: int | None = int.from_bytes(frame[3:HEADER_SIZE], "big")
+            else:
+                try:
+                    data = self._unframe(key, frame)
+                except CorruptEntryError as exc:
+                    out.append(exc)
+                    continue
+                expiry = frame_expiry(frame)
             if expiry == NEVER:
                 out.append(StoredValue(data, None))
             elif expiry is None:  # a version 1 frame: the engine knows its TTL
