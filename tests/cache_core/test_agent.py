@@ -664,3 +664,22 @@ async def test_expired_keys_are_not_counted_as_removed(agent: CachingAgent, cloc
     clock.advance(2)
     assert await agent.delete("e:1") is False
     assert await agent.invalidate_pattern("e:*") == 0
+
+
+async def test_l1_holds_about_what_it_accounts_for(make_agent, base_config) -> None:
+    # orjson over-allocates what it returns (KBs for a short value); stored values are
+    # right-sized, so the bytes L1 accounts for are the bytes it holds.
+    import tracemalloc
+
+    agent = await make_agent(base_config())
+    values = [{"user": i, "items": ["w"] * (i % 50)} for i in range(2000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i, value in enumerate(values):
+            await agent.set(f"user:{i}:path", value)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(agent.l1) == 2000
+    assert held < 1.3 * agent.l1.size_bytes, (held, agent.l1.size_bytes)

@@ -14,6 +14,9 @@ decode = orjson.loads
 def encode(value: Any) -> bytes:
     """The compact JSON bytes of ``value``; :class:`InvalidValueError` if it is not JSON."""
     try:
-        return orjson.dumps(value)
+        # A copy of exactly its length: orjson returns bytes whose allocation is rounded up
+        # to a power of two (4-16 KB for a few hundred bytes of JSON) and never shrunk, so
+        # an L1 full of them would hold many times what it accounts for.
+        return bytes(memoryview(orjson.dumps(value)))
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise InvalidValueError(f"value is not JSON-serialisable: {exc}") from None

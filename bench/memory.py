@@ -1,0 +1,108 @@
+"""Memory: the RSS a full L1 adds to the process, beside the configured bound.
+
+Each configuration runs in a fresh process: start an L1-only agent with
+``cache_tiers.l1.max_size_mb``, read the RSS (idle), write realistic JSON values of mixed
+sizes until L1 has evicted for a while, read the RSS again. The ratio is what the full L1
+added over ``max_size_mb``: what an operator must budget beyond the setting.
+
+    uv run python bench/memory.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import random
+import subprocess
+import sys
+
+from benchlib import bar_plot, table, write_results
+
+SIZES_MB = (16, 64, 256)
+MIB = 1024 * 1024
+
+
+def child(max_size_mb: int) -> None:
+    import psutil
+
+    from cache_core import CachingAgent
+
+    async def fill() -> dict[str, float]:
+        config = {
+            "cache_tiers": {"l1": {"max_size_mb": max_size_mb, "ttl": 3600}},
+            "compression": {"enable": False},
+            "monitoring": {"alert_on_low_hit_rate": None, "alert_on_high_latency": None},
+        }
+        rng = random.Random(3)
+        words = [f"w{i}" for i in range(500)]
+        async with CachingAgent.from_config(config, env={"CACHING_AGENT_PLUGINS": ""}) as agent:
+            gc.collect()
+            idle = psutil.Process().memory_info().rss
+            i = 0
+            # Past the bound by half again, so eviction has churned the allocator too.
+            while agent.l1.evictions == 0 or agent.l1.evictions < i // 3:
+                size = rng.choice((8, 40, 200, 800))
+                value = {"user": i, "items": [rng.choice(words) for _ in range(size)]}
+                await agent.set(f"user:{i}:path", value)
+                i += 1
+            gc.collect()
+            full = psutil.Process().memory_info().rss
+            return {
+                "idle_mb": idle / MIB,
+                "full_mb": full / MIB,
+                "accounted_mb": agent.l1.size_bytes / MIB,
+                "entries": len(agent.l1),
+                "written": i,
+            }
+
+    print(json.dumps(asyncio.run(fill())))
+
+
+def main() -> None:
+    rows = []
+    plot: dict[str, dict[str, float]] = {}
+    for size in SIZES_MB:
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(size)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        got = json.loads(out.stdout)
+        added = got["full_mb"] - got["idle_mb"]
+        rows.append(
+            [
+                f"{size} MB",
+                got["entries"],
+                got["accounted_mb"],
+                added,
+                added / size,
+            ]
+        )
+        plot[f"max_size_mb {size}"] = {"bound": float(size), "RSS added": added}
+        print(rows[-1], flush=True)
+    text = table(["max_size_mb", "entries", "accounted MB", "RSS added MB", "x bound"], rows)
+    worst = max(row[4] for row in rows)
+    verdict = (
+        f"Target: RSS with a full L1 at most 1.3x `max_size_mb` above the idle process. "
+        f"Worst measured: x{worst:.2f} ({'met' if worst <= 1.3 else 'NOT met'})."
+    )
+    print(text)
+    print(verdict)
+    write_results(
+        "memory",
+        "Memory of a full L1",
+        "`uv run python bench/memory.py`: an L1-only agent per size in a fresh process, "
+        "JSON values of 0.1-6 KB written until a third of them were evicted; RSS from psutil."
+        f"\n\n{text}\n\n{verdict}\n",
+    )
+    bar_plot("memory", "A full L1: RSS added vs the bound (MB)", plot, "MB")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        child(int(sys.argv[2]))
+    else:
+        main()
