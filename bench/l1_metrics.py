@@ -12,6 +12,8 @@ import statistics
 import time
 from typing import Any
 
+from benchlib import write_results
+
 from cache_core import CachingAgent
 
 HITS = 200_000
@@ -51,9 +53,20 @@ async def main() -> None:
             results["opentelemetry"].append(await per_hit_us(metered))
         assert metered.recorders and not plain.recorders
     base = statistics.median(results["no recorder"])
+    lines = []
     for name, runs in results.items():
         median = statistics.median(runs)
-        print(f"{name:>14}: {median:.3f} µs per L1 hit (median of {ROUNDS}), x{median / base:.3f}")
+        lines.append(
+            f"{name:>14}: {median:.3f} µs per L1 hit (median of {ROUNDS}), x{median / base:.3f}"
+        )
+        print(lines[-1])
+    body = "\n".join(f"    {line}" for line in lines)
+    write_results(
+        "l1_metrics",
+        "The cost of metrics on an L1 hit",
+        f"`uv run python bench/l1_metrics.py`: `agent.get` of an L1 key without a recorder and"
+        f" with the OpenTelemetry recorder, alternating rounds.\n\n{body}\n",
+    )
 
 
 if __name__ == "__main__":
