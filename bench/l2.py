@@ -99,6 +99,14 @@ async def measure(url: str) -> None:
         async def raw_batch(i: str) -> Any:
             return await raw.mget([f"raw:{key}" for key in batches[int(i)]])
 
+        async def tier_batch(i: str) -> Any:  # where the time goes: frames, no L1, no JSON
+            assert agent.l2 is not None
+            return await agent.l2.get_many(batches[int(i)])
+
+        async def raw_batch_decoded(i: str) -> Any:  # what a raw caller needs to get values
+            found = await raw.mget([f"raw:{key}" for key in batches[int(i)]])
+            return [None if data is None else orjson.loads(data) for data in found]
+
         scenarios: dict[str, dict[str, tuple[Op, int, list[str]]]] = {
             "get, 1 task": {"agent": (agent_get, 1, KEYS), "raw": (raw_get, 1, KEYS)},
             f"get, {CONCURRENCY} tasks": {
@@ -113,6 +121,10 @@ async def measure(url: str) -> None:
             f"batch of {BATCH}, 1 task": {
                 "agent": (agent_batch, 1, [str(i) for i in range(len(batches))]),
                 "raw": (raw_batch, 1, [str(i) for i in range(len(batches))]),
+            },
+            f"batch of {BATCH}: L2 tier alone vs MGET + JSON decode": {
+                "agent": (tier_batch, 1, [str(i) for i in range(len(batches))]),
+                "raw": (raw_batch_decoded, 1, [str(i) for i in range(len(batches))]),
             },
         }
         rates: dict[str, dict[str, list[float]]] = {s: {"agent": [], "raw": []} for s in scenarios}

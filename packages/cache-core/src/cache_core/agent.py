@@ -568,6 +568,8 @@ class CachingAgent:
     async def _below_l1(self, key: str, *, load: bool = True) -> Found | None:
         self.check_key(key)
         for strategy in self._buffering:
+            if not strategy.holds_writes():
+                continue
             pending = strategy.pending(key)
             if pending is not None:
                 self._l1.set(key, pending[0], self._l1_ttl(pending[1]))
@@ -696,10 +698,11 @@ class CachingAgent:
                 results[key] = None
                 missing.append(key)
         self.stats.l1_batch_hits += len(results) - len(missing)
-        if missing and self._buffering:
+        buffering = [s for s in self._buffering if s.holds_writes()]
+        if missing and buffering:
             still = []
             for key in missing:
-                for strategy in self._buffering:
+                for strategy in buffering:
                     pending = strategy.pending(key)
                     if pending is not None:
                         self._l1.set(key, pending[0], self._l1_ttl(pending[1]))

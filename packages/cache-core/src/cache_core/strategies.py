@@ -70,6 +70,11 @@ class Strategy(Protocol):
     async def close(self) -> None: ...
     async def write(self, items: Sequence[Write]) -> None: ...
     def pending(self, key: str) -> tuple[bytes, float | None] | None: ...
+    def holds_writes(self) -> bool:
+        """Whether any write is held back (buffered or being flushed): when not, no
+        ``pending`` call can find one, and lookups skip asking."""
+        ...
+
     async def discard(self, keys: Iterable[str]) -> list[str]: ...
     async def discard_matching(self, pattern: str) -> list[str]: ...
     def describe(self) -> dict[str, object]: ...
@@ -90,6 +95,9 @@ class _Unbuffered:
 
     def pending(self, key: str) -> tuple[bytes, float | None] | None:
         return None
+
+    def holds_writes(self) -> bool:
+        return False
 
     async def discard(self, keys: Iterable[str]) -> list[str]:
         return []
@@ -208,6 +216,9 @@ class WriteBack:
                 await self.flush()
             except Exception as exc:  # the writes are in L1 and the buffer: a later flush retries
                 log.warning("write_back_flush_failed", extra={"error": repr(exc)})
+
+    def holds_writes(self) -> bool:
+        return bool(self._buffer or self._in_flight)
 
     def pending(self, key: str) -> tuple[bytes, float | None] | None:
         entry = self._buffer.get(key)
