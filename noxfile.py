@@ -77,6 +77,7 @@ BENCHMARKS = {
     "codecs": ["bench/codecs.py"],
     "staleness": ["bench/staleness.py", "1000"],
     "l1_metrics": ["bench/l1_metrics.py"],
+    "hitratio": ["bench/hitratio.py"],
 }
 
 

@@ -1,4 +1,4 @@
-"""One contract, three stores: the L1 tier, the L2 tier and the tiered agent. Whatever
+"""One contract, four stores: the L1 tier (LRU, W-TinyLFU), the L2 tier, the tiered agent. Whatever
 stores values must agree on what a read returns after writes, overwrites, deletes, pattern
 invalidations and expiry; each store is driven through a small adapter in JSON values."""
 
@@ -13,6 +13,7 @@ import pytest
 
 from cache_core import CachingAgent
 from cache_core.tiers.memory import MemoryTier
+from cache_core.tiers.wtinylfu import WTinyLfuTier
 
 
 class Store(Protocol):
@@ -32,8 +33,8 @@ def decode(data: bytes | None) -> Any:
 
 
 class L1Store:
-    def __init__(self) -> None:
-        self.tier = MemoryTier(MemoryTier.Options(max_size_mb=8, ttl=None))
+    def __init__(self, tier: Any) -> None:
+        self.tier = tier
 
     async def put(self, key: str, value: Any, ttl: float | None = None) -> None:
         assert self.tier.set(key, encode(value), ttl)
@@ -45,7 +46,7 @@ class L1Store:
         return [decode(self.tier.get(key)) for key in keys]
 
     async def remove(self, key: str) -> bool:
-        return self.tier.delete(key)
+        return bool(self.tier.delete(key))
 
     async def remove_matching(self, pattern: str) -> int:
         return len(self.tier.delete_matching(pattern))
@@ -94,10 +95,13 @@ class AgentStore:
         return await self.agent.invalidate_pattern(pattern)
 
 
-@pytest.fixture(params=["l1", "l2", "tiered"])
+@pytest.fixture(params=["l1", "l1-wtinylfu", "l2", "tiered"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     if request.param == "l1":
-        yield L1Store()
+        yield L1Store(MemoryTier(MemoryTier.Options(max_size_mb=8, ttl=None)))
+        return
+    if request.param == "l1-wtinylfu":
+        yield L1Store(WTinyLfuTier(WTinyLfuTier.Options(max_size_mb=8, ttl=None)))
         return
     engine = request.getfixturevalue("engine")
     prefix = request.getfixturevalue("prefix")

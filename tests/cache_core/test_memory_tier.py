@@ -9,12 +9,24 @@ from collections import OrderedDict
 import pytest
 
 from cache_core.tiers.memory import MIB, MemoryTier, entry_weight
+from cache_core.tiers.wtinylfu import EXTRA_OVERHEAD, WTinyLfuTier
 
 VALUE = b"x" * 16
 
 
 def weight(key: str, data: bytes = VALUE) -> int:
     return entry_weight(key, data)
+
+
+def weight_of(policy: type, key: str, data: bytes = VALUE) -> int:
+    extra = EXTRA_OVERHEAD if policy is WTinyLfuTier else 0
+    return entry_weight(key, data) + extra
+
+
+@pytest.fixture(params=[MemoryTier, WTinyLfuTier], ids=["lru", "wtinylfu"])
+def policy(request: pytest.FixtureRequest) -> type:
+    """The tests below hold for either eviction policy (those above are LRU's own)."""
+    return request.param  # type: ignore[no-any-return]
 
 
 def tier_holding(n: int, clock, key_len: int = 2, ttl: float | None = 60.0) -> MemoryTier:
@@ -99,20 +111,22 @@ def test_a_big_entry_evicts_as_many_small_ones_as_it_needs(clock) -> None:
 # -- byte accounting -----------------------------------------------------------------------
 
 
-def test_size_is_exact_after_sets_overwrites_deletes(clock) -> None:
-    tier = MemoryTier(MemoryTier.Options(max_size_mb=1), clock=clock)
+def test_size_is_exact_after_sets_overwrites_deletes(clock, policy) -> None:
+    tier = policy(policy.Options(max_size_mb=1), clock=clock)
     assert tier.size_bytes == 0
     tier.set("a", b"1", None)
     tier.set("bb", b"22" * 50, 10)
-    assert tier.size_bytes == weight("a", b"1") + weight("bb", b"22" * 50)
+    assert tier.size_bytes == weight_of(policy, "a", b"1") + weight_of(policy, "bb", b"22" * 50)
     tier.set("a", b"x" * 500, None)  # grows
-    assert tier.size_bytes == weight("a", b"x" * 500) + weight("bb", b"22" * 50)
+    assert tier.size_bytes == weight_of(policy, "a", b"x" * 500) + weight_of(
+        policy, "bb", b"22" * 50
+    )
     tier.set("bb", b"", None)  # shrinks
-    assert tier.size_bytes == weight("a", b"x" * 500) + weight("bb", b"")
+    assert tier.size_bytes == weight_of(policy, "a", b"x" * 500) + weight_of(policy, "bb", b"")
     assert tier.delete("a") is True
-    assert tier.size_bytes == weight("bb", b"")
+    assert tier.size_bytes == weight_of(policy, "bb", b"")
     assert tier.delete("a") is False
-    assert tier.size_bytes == weight("bb", b"")
+    assert tier.size_bytes == weight_of(policy, "bb", b"")
     tier.delete("bb")
     assert tier.size_bytes == 0
     assert len(tier) == 0
@@ -126,14 +140,14 @@ def test_size_is_exact_after_evictions(clock) -> None:
     assert tier.size_bytes == 3 * weight("k0") == tier.max_bytes
 
 
-def test_size_is_exact_after_expiry(clock) -> None:
-    tier = MemoryTier(MemoryTier.Options(max_size_mb=1), clock=clock)
+def test_size_is_exact_after_expiry(clock, policy) -> None:
+    tier = policy(policy.Options(max_size_mb=1), clock=clock)
     tier.set("short", b"s" * 10, 5)
     tier.set("long", b"l" * 30, 50)
     clock.advance(5)
     assert tier.get("short") is None
     assert tier.expirations == 1
-    assert tier.size_bytes == weight("long", b"l" * 30)
+    assert tier.size_bytes == weight_of(policy, "long", b"l" * 30)
     assert len(tier) == 1
 
 
@@ -225,8 +239,8 @@ def test_entry_of_exactly_max_bytes_fits_and_evicts_everything_else(clock) -> No
 # -- expiry --------------------------------------------------------------------------------
 
 
-def test_entry_expires_exactly_at_its_ttl(clock) -> None:
-    tier = MemoryTier(MemoryTier.Options(max_size_mb=1), clock=clock)
+def test_entry_expires_exactly_at_its_ttl(clock, policy) -> None:
+    tier = policy(policy.Options(max_size_mb=1), clock=clock)
     tier.set("a", b"1", 10)
     clock.advance(9.5)
     assert tier.get("a") == b"1"
@@ -241,8 +255,8 @@ def test_entry_expires_exactly_at_its_ttl(clock) -> None:
         tier.ttl_remaining("a")
 
 
-def test_overwrite_resets_the_expiry(clock) -> None:
-    tier = MemoryTier(MemoryTier.Options(max_size_mb=1), clock=clock)
+def test_overwrite_resets_the_expiry(clock, policy) -> None:
+    tier = policy(policy.Options(max_size_mb=1), clock=clock)
     tier.set("a", b"1", 10)
     clock.advance(8)
     tier.set("a", b"2", 10)
@@ -252,8 +266,8 @@ def test_overwrite_resets_the_expiry(clock) -> None:
     assert tier.get("a") is None
 
 
-def test_ttl_none_never_expires(clock) -> None:
-    tier = MemoryTier(MemoryTier.Options(max_size_mb=1), clock=clock)
+def test_ttl_none_never_expires(clock, policy) -> None:
+    tier = policy(policy.Options(max_size_mb=1), clock=clock)
     tier.set("forever", b"1", None)
     clock.advance(10**9)
     assert tier.get("forever") == b"1"
@@ -261,13 +275,13 @@ def test_ttl_none_never_expires(clock) -> None:
     assert tier.expirations == 0
 
 
-def test_default_ttl_comes_from_options(clock) -> None:
-    assert MemoryTier(MemoryTier.Options(ttl=7), clock=clock).default_ttl == 7
-    assert MemoryTier(MemoryTier.Options(ttl=None), clock=clock).default_ttl is None
+def test_default_ttl_comes_from_options(clock, policy) -> None:
+    assert policy(policy.Options(ttl=7), clock=clock).default_ttl == 7
+    assert policy(policy.Options(ttl=None), clock=clock).default_ttl is None
 
 
-def test_deleting_an_expired_entry_reports_nothing_removed(clock) -> None:
-    tier = MemoryTier(MemoryTier.Options(max_size_mb=1), clock=clock)
+def test_deleting_an_expired_entry_reports_nothing_removed(clock, policy) -> None:
+    tier = policy(policy.Options(max_size_mb=1), clock=clock)
     tier.set("a:1", b"1", 1)
     tier.set("a:2", b"2", 1)
     clock.advance(2)
@@ -319,18 +333,18 @@ GLOB_KEYS = [
         ("*", sorted(GLOB_KEYS)),
     ],
 )
-def test_delete_matching_uses_redis_globs(clock, pattern: str, removed: list[str]) -> None:
-    tier = MemoryTier(MemoryTier.Options(max_size_mb=1), clock=clock)
+def test_delete_matching_uses_redis_globs(clock, policy, pattern: str, removed: list[str]) -> None:
+    tier = policy(policy.Options(max_size_mb=1), clock=clock)
     for key in GLOB_KEYS:
         tier.set(key, key.encode(), None)
     assert sorted(tier.delete_matching(pattern)) == sorted(removed)
     left = [k for k in GLOB_KEYS if k not in removed]
     assert sorted(tier.keys()) == sorted(left)
-    assert tier.size_bytes == sum(entry_weight(k, k.encode()) for k in left)
+    assert tier.size_bytes == sum(weight_of(policy, k, k.encode()) for k in left)
 
 
-def test_clear_empties_everything(clock) -> None:
-    tier = MemoryTier(MemoryTier.Options(max_size_mb=1), clock=clock)
+def test_clear_empties_everything(clock, policy) -> None:
+    tier = policy(policy.Options(max_size_mb=1), clock=clock)
     for i in range(5):
         tier.set(f"k{i}", VALUE, None)
     assert tier.clear() == 5
@@ -339,7 +353,7 @@ def test_clear_empties_everything(clock) -> None:
     assert tier.keys() == []
     assert tier.get("k0") is None
     tier.set("k0", VALUE, None)
-    assert tier.size_bytes == weight("k0")
+    assert tier.size_bytes == weight_of(policy, "k0")
 
 
 @pytest.mark.parametrize(

@@ -263,7 +263,12 @@ class CachingAgent:
     def _build_tier(self, name: str, context: TierContext, role: type[Any]) -> Any:
         section = dict(self.config.cache_tiers[name])
         type_name = section.pop("type")
-        tier_cls = self.registry.get("tier", type_name, path=f"cache_tiers.{name}.type")
+        path = f"cache_tiers.{name}.type"
+        eviction = section.get("eviction")
+        if type_name == "memory" and eviction not in (None, "lru"):
+            # An eviction policy is a tier plugin named after it (``wtinylfu``).
+            type_name, path = eviction, f"cache_tiers.{name}.eviction"
+        tier_cls = self.registry.get("tier", type_name, path=path)
         wanted = "get" if role is LocalTier else "get_many"
         if role is LocalTier and inspect.iscoroutinefunction(getattr(tier_cls, "get", None)):
             raise ConfigError(

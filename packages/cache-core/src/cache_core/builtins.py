@@ -1,5 +1,5 @@
-"""cache-core's own plugins: the L1 memory tier, the three strategies, the local index,
-the ``python`` loader.
+"""cache-core's own plugins: the L1 memory tiers (LRU, W-TinyLFU), the three strategies,
+the local index, the ``python`` loader.
 
 Registered on every plugin manager (``plugins.DEFAULT_PLUGINS``), through the same hooks a
 third-party plugin implements.
@@ -15,11 +15,12 @@ from cache_core.markers import hookimpl
 from cache_core.python_loader import PythonLoader
 from cache_core.strategies import WriteAround, WriteBack, WriteThrough
 from cache_core.tiers.memory import MemoryTier
+from cache_core.tiers.wtinylfu import WTinyLfuTier
 
 
 @hookimpl
 def cache_register_tiers() -> Sequence[type[Any]]:
-    return [MemoryTier]
+    return [MemoryTier, WTinyLfuTier]
 
 
 @hookimpl

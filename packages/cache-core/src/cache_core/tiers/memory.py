@@ -53,14 +53,19 @@ class MemoryTier:
         context: TierContext | None = None,
         *,
         clock: Callable[[], float] | None = None,
+        weigher: Callable[[str, bytes], int] | None = None,
+        max_bytes: int | None = None,
     ) -> None:
+        """``weigher`` and ``max_bytes`` are for simulations (a weight of 1 an entry makes
+        the bound a count of entries)."""
         options = options or MemoryTier.Options()
         clock = clock or (context.clock if context is not None else time.monotonic)
         if options.max_size_mb <= 0:
             raise ValueError("max_size_mb must be greater than 0")
         if options.eviction != "lru":
             raise ValueError(f"eviction {options.eviction!r} is not provided by this tier")
-        self.max_bytes = int(options.max_size_mb * MIB)
+        self.max_bytes = max_bytes if max_bytes is not None else int(options.max_size_mb * MIB)
+        self._weigh = weigher or entry_weight
         self.default_ttl = options.ttl
         self._clock = clock
         # key -> (data, expires_at, weight); order is recency, oldest first.
@@ -81,11 +86,11 @@ class MemoryTier:
         return entry[0]
 
     def fits(self, key: str, data: bytes) -> bool:
-        return entry_weight(key, data) <= self.max_bytes
+        return self._weigh(key, data) <= self.max_bytes
 
     def set(self, key: str, data: bytes, ttl: float | None) -> bool:
         """Store ``data`` for ``ttl`` seconds; False when it can never fit (nothing changes)."""
-        weight = entry_weight(key, data)
+        weight = self._weigh(key, data)
         if weight > self.max_bytes:
             return False
         old = self._entries.pop(key, None)

@@ -1,0 +1,138 @@
+"""Hit ratio of L1 eviction policies on real traces (../shared/traces, formats in its
+README): LRU (the default tier), the adaptive W-TinyLFU tier, and theine (a W-TinyLFU
+cache from PyPI) for reference, each replayed in process at several cache sizes.
+
+A replay asks the cache for each key and, on a miss, stores it (weight 1: the bound is a
+count of entries). Sizes are fractions of the trace's distinct keys, plus the sizes the
+traces' README quotes. Writes bench/results-hitratio.md and bench/plot-hitratio-<trace>.png.
+
+    uv run python bench/hitratio.py [trace ...]
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import os
+import sys
+from array import array
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import theine
+from benchlib import bar_plot, table, write_results
+
+from cache_core.tiers.memory import MemoryTier
+from cache_core.tiers.wtinylfu import WTinyLfuTier
+
+TRACES = Path(
+    os.environ.get("CACHING_AGENT_TRACES", Path(__file__).parents[2] / "shared" / "traces")
+)
+FRACTIONS = (0.05, 0.1, 0.25, 0.5)
+QUOTED = {"gli": (250, 1000, 2000), "loop": (512,), "sprite": (1000,)}
+NO_EXPIRY = None
+
+
+def load(name: str) -> array[int]:
+    """The trace's keys as ints."""
+    lirs = TRACES / "lirs" / f"{name}.trace.gz"
+    if lirs.exists():
+        with gzip.open(lirs, "rt") as f:
+            return array("q", (int(line) for line in f if line.strip() and line.strip() != "*"))
+    raw = lzma.decompress((TRACES / "cache2k" / f"{name}.trace.xz").read_bytes())
+    keys = array("i", raw)
+    if sys.byteorder == "little":
+        keys.byteswap()  # the files are big-endian
+    return array("q", keys)
+
+
+def names() -> list[str]:
+    found = [p.name.removesuffix(".trace.gz") for p in sorted((TRACES / "lirs").glob("*.gz"))]
+    found += [p.name.removesuffix(".trace.xz") for p in sorted((TRACES / "cache2k").glob("*.xz"))]
+    return found
+
+
+def unit(_key: Any, _data: bytes) -> int:
+    return 1
+
+
+def replay_tier(tier: Any, keys: Sequence[int]) -> float:
+    get, put = tier.get, tier.set
+    hits = 0
+    for key in keys:
+        if get(key) is None:
+            put(key, b"", NO_EXPIRY)
+        else:
+            hits += 1
+    return 100 * hits / len(keys)
+
+
+def replay_theine(size: int, keys: Sequence[int]) -> float:
+    cache = theine.Cache(size)
+    get, put = cache.get, cache.set
+    hits = 0
+    for key in keys:
+        if get(key)[1]:
+            hits += 1
+        else:
+            put(key, b"")
+    return 100 * hits / len(keys)
+
+
+POLICIES: dict[str, Callable[[int, Sequence[int]], float]] = {
+    "LRU": lambda size, keys: replay_tier(MemoryTier(weigher=unit, max_bytes=size), keys),
+    "W-TinyLFU (ours)": lambda size, keys: replay_tier(
+        WTinyLfuTier(weigher=unit, max_bytes=size), keys
+    ),
+    "theine": replay_theine,
+}
+
+
+def sizes_for(name: str, keys: Sequence[int]) -> list[int]:
+    distinct = len(set(keys))
+    sizes = {max(10, round(distinct * f)) for f in FRACTIONS} | set(QUOTED.get(name, ()))
+    return sorted(sizes)
+
+
+def main(selected: list[str]) -> None:
+    rows = []
+    misses = []
+    for name in selected or names():
+        keys = load(name)
+        plot: dict[str, dict[str, float]] = {}
+        for size in sizes_for(name, keys):
+            got = {policy: run(size, keys) for policy, run in POLICIES.items()}
+            ours, lru, the = got["W-TinyLFU (ours)"], got["LRU"], got["theine"]
+            floor = max(lru, the) - 1
+            if name in ("loop", "gli") or name.startswith("multi"):
+                floor = max(floor, the)
+            ok = ours >= floor - 1e-9
+            rows.append([name, size, lru, the, ours, ours - max(lru, the), "yes" if ok else "NO"])
+            if not ok:
+                misses.append(f"{name}@{size}")
+            plot[str(size)] = got
+            print(" | ".join(str(v) for v in rows[-1]), flush=True)
+        bar_plot(f"hitratio-{name}", f"{name}: hit ratio (%) by cache size", plot, "hit ratio %")
+    header = ["trace", "size", "LRU %", "theine %", "ours %", "ours - best", "target"]
+    text = table(header, rows)
+    verdict = (
+        "Targets: on every trace and size, ours >= max(LRU, theine) - 1 point; on loop, gli "
+        "and multi*, ours >= theine. "
+        + ("All met." if not misses else f"Missed at: {', '.join(misses)}.")
+    )
+    print(text)
+    print(verdict)
+    if not selected:
+        write_results(
+            "hitratio",
+            "L1 hit ratio on real traces: LRU, W-TinyLFU, theine",
+            "`uv run nox -s bench -- hitratio`: each trace replayed in process (get, then set "
+            f"on a miss; weight 1 an entry) at sizes of {', '.join(f'{f:.0%}' for f in FRACTIONS)}"
+            " of its distinct keys and the sizes the traces' README quotes."
+            f"\n\n{text}\n\n{verdict}\n",
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

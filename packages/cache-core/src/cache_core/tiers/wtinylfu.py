@@ -1,0 +1,458 @@
+"""The adaptive W-TinyLFU L1 tier: ``cache_tiers.l1.eviction: wtinylfu``.
+
+LRU keeps whatever came last, so a scan or a loop a little larger than the cache flushes
+everything worth keeping. W-TinyLFU (Einziger, Friedman, Manes; Caffeine's policy) puts new
+entries in a small LRU *window*; what leaves the window is a candidate for the *main*
+space (an SLRU: probation, then protected once hit again) and is admitted only if it has
+been asked for more often than the main entry it would push out. How often is estimated
+by a count-min sketch of 4-bit counters, halved every ten accesses per counter, so the
+estimate follows what is popular now. A fixed window loses to LRU on recency-heavy
+workloads, so the window's share is adapted by hill climbing on the hit ratio (Caffeine's
+climber): every sample of accesses, keep moving the window's size in the direction that
+raised the hit ratio, in steps that shrink, and restart when the workload changes.
+
+Everything is bounded by bytes: an entry weighs what it pins (as in the LRU tier, plus
+the second map slot this policy keeps), the window, probation and protected sizes are
+byte budgets, and ``size_bytes`` never exceeds ``max_bytes``. Every operation is O(1)
+amortized. A hit costs a dict lookup, an expiry check and an append: the policy work of
+hits (the sketch, the reordering) is drained in batches, as Caffeine's read buffer does.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from attrs import define
+
+from cache_core.globs import compile_glob, is_literal
+from cache_core.tiers.memory import MIB, entry_weight
+
+if TYPE_CHECKING:
+    from cache_core.tiers.base import TierContext
+
+# The record list (4 slots instead of the LRU tier's 3-tuple) and the second map's slot.
+EXTRA_OVERHEAD = sys.getsizeof([b"", 0.0, 0, 0]) - sys.getsizeof((b"", 0.0, 0)) + 40
+
+WINDOW, PROBATION, PROTECTED = 0, 1, 2
+READ_BUFFER = 32
+"""Hits whose policy work waits to be done together (drained on a full buffer or a write)."""
+PROTECTED_SHARE = 0.8
+"""Of the main space, what the protected segment may hold."""
+INITIAL_WINDOW = 0.01
+"""The window's first share of the cache (Caffeine's); the climber moves it."""
+STEP = 0.125
+"""A climbing step, as a share of the cache (twice Caffeine's: these traces reward a
+window that finds its size quickly)."""
+STEP_DECAY = 0.98
+RESTART_THRESHOLD = 0.05
+"""A hit-ratio change this large means a new workload: climb again in full steps."""
+SAMPLE_FACTOR = 10
+"""Accesses per climbing sample, per entry held."""
+HALVING_FACTOR = 10
+"""Sketch increments between halvings, per counter of a row."""
+
+MIN_SAMPLE = 256
+_M64 = (1 << 64) - 1
+_SEEDS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93)
+_HALF = bytes(b >> 1 for b in range(256))
+
+
+class FrequencySketch:
+    """A count-min sketch: 4 rows of 4-bit counters (one per byte, capped at 15) indexed
+    by multiplicative hashes of ``hash(key)``, behind a doorkeeper; every counter is halved
+    (and the doorkeeper emptied) after ``10 x width`` increments, so old popularity fades."""
+
+    def __init__(self, capacity: int) -> None:
+        self.resize(capacity)
+
+    def resize(self, capacity: int, keep: Iterable[Hashable] = ()) -> None:
+        """Room for about ``capacity`` distinct keys; the counts of ``keep`` (the keys the
+        cache holds) carry over, the rest start over."""
+        kept = [(key, self.frequency(key)) for key in keep] if hasattr(self, "_rows") else []
+        bits = max(6, (max(1, capacity) - 1).bit_length())
+        self.width = 1 << bits
+        self._shift = 64 - bits
+        self._rows = [bytearray(self.width) for _ in _SEEDS]
+        # The doorkeeper: a Bloom filter (one byte a bit, 2 probes, 4 bits per counter)
+        # that takes a key's first sighting, so keys seen once never reach the counters.
+        self._door = bytearray(4 * self.width)
+        self._door_shift = 64 - bits - 2
+        self._additions = 0
+        self.sample_size = HALVING_FACTOR * self.width
+        for key, count in kept:
+            for row, i in zip(self._rows, self._indexes(key), strict=True):
+                row[i] = max(row[i], count)
+
+    def _indexes(self, key: Hashable) -> list[int]:
+        h = (hash(key) * 0xFF51AFD7ED558CCD) & _M64
+        h ^= h >> 33
+        shift = self._shift
+        return [((h * seed) & _M64) >> shift for seed in _SEEDS]
+
+    def _door_probes(self, key: Hashable) -> tuple[int, int]:
+        h = (hash(key) * 0xC4CEB9FE1A85EC53) & _M64
+        h ^= h >> 29
+        shift = self._door_shift
+        return (h * _SEEDS[0] & _M64) >> shift, (h * _SEEDS[2] & _M64) >> shift
+
+    def increment(self, key: Hashable) -> None:
+        a, b = self._door_probes(key)
+        door = self._door
+        if not (door[a] and door[b]):
+            door[a] = door[b] = 1
+            return
+        added = False
+        for row, i in zip(self._rows, self._indexes(key), strict=True):
+            if row[i] < 15:
+                row[i] += 1
+                added = True
+        if added:
+            self._additions += 1
+            if self._additions >= self.sample_size:
+                self._additions //= 2
+                for row in self._rows:
+                    row[:] = row.translate(_HALF)
+                self._door = bytearray(len(self._door))
+
+    def frequency(self, key: Hashable) -> int:
+        count = min(row[i] for row, i in zip(self._rows, self._indexes(key), strict=True))
+        a, b = self._door_probes(key)
+        if self._door[a] and self._door[b]:
+            count += 1
+        return count
+
+
+class WTinyLfuTier:
+    """Byte-bounded adaptive W-TinyLFU with per-entry expiry; the LRU tier's interface."""
+
+    PLUGIN_NAME: ClassVar[str] = "wtinylfu"
+
+    @define(frozen=True)
+    class Options:
+        max_size_mb: float = 100.0
+        ttl: float | None = 60.0
+        """Seconds an entry may live in L1 (a cap below L2's TTL when L2 exists)."""
+        eviction: str = "wtinylfu"
+
+    def __init__(
+        self,
+        options: WTinyLfuTier.Options | None = None,
+        context: TierContext | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+        weigher: Callable[[Any, bytes], int] | None = None,
+        max_bytes: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        """``weigher``, ``max_bytes`` and keys of any hashable type are for simulations
+        (a weight of 1 an entry makes the bound a count of entries)."""
+        options = options or WTinyLfuTier.Options()
+        if options.max_size_mb <= 0:
+            raise ValueError("max_size_mb must be greater than 0")
+        if options.eviction != self.PLUGIN_NAME:
+            raise ValueError(f"eviction {options.eviction!r} is not provided by this tier")
+        self.max_bytes = max_bytes if max_bytes is not None else int(options.max_size_mb * MIB)
+        self.default_ttl = options.ttl
+        self._clock = clock or (context.clock if context is not None else time.monotonic)
+        self._weigh = weigher or _default_weight
+        self._random = random.Random(seed)
+        # key -> [data, expires_at, weight, region]; the regions keep the order.
+        self._data: dict[Any, list[Any]] = {}
+        self._window: OrderedDict[Any, list[Any]] = OrderedDict()
+        self._probation: OrderedDict[Any, list[Any]] = OrderedDict()
+        self._protected: OrderedDict[Any, list[Any]] = OrderedDict()
+        self._size = self._window_bytes = self._probation_bytes = self._protected_bytes = 0
+        self._window_max = 0
+        self._set_window_max(INITIAL_WINDOW * self.max_bytes)
+        self._reads: list[Any] = []
+        self._sketch = FrequencySketch(64)
+        self._evictions = 0
+        self._expirations = 0
+        # The climber's sample.
+        self._hits = 0
+        self._misses = 0
+        self._previous_hit_rate = 0.0
+        self._step = STEP * self.max_bytes  # the window starts small: try it larger first
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, key: Any) -> bytes | None:
+        entry = self._data.get(key)
+        if entry is None:
+            self._misses += 1
+            return None
+        if entry[1] <= self._clock():
+            self._unlink(key, entry)
+            self._expirations += 1
+            self._misses += 1
+            return None
+        reads = self._reads
+        reads.append(key)
+        if len(reads) >= READ_BUFFER:
+            self._drain()
+        return entry[0]  # type: ignore[no-any-return]
+
+    def _drain(self) -> None:
+        reads, self._reads = self._reads, []
+        self._hits += len(reads)
+        data, sketch = self._data, self._sketch
+        for key in reads:
+            entry = data.get(key)
+            if entry is None:
+                continue
+            sketch.increment(key)
+            region = entry[3]
+            if region == WINDOW:
+                self._window.move_to_end(key)
+            elif region == PROTECTED:
+                self._protected.move_to_end(key)
+            else:  # hit again on probation: protected now
+                del self._probation[key]
+                self._probation_bytes -= entry[2]
+                entry[3] = PROTECTED
+                self._protected[key] = entry
+                self._protected_bytes += entry[2]
+        self._demote_protected()
+        if self._hits + self._misses >= self._sample_size():
+            self._climb()
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def fits(self, key: Any, data: bytes) -> bool:
+        return self._weigh(key, data) <= self.max_bytes
+
+    def set(self, key: Any, data: bytes, ttl: float | None) -> bool:
+        """Store ``data`` for ``ttl`` seconds; False when it can never fit (nothing changes)."""
+        weight = self._weigh(key, data)
+        if weight > self.max_bytes:
+            return False
+        if self._reads:
+            self._drain()
+        expires_at = math.inf if ttl is None else self._clock() + ttl
+        entry = self._data.get(key)
+        if entry is not None:  # a rewrite: an access, with a new weight
+            delta = weight - entry[2]
+            entry[0], entry[1], entry[2] = data, expires_at, weight
+            self._size += delta
+            if entry[3] == WINDOW:
+                self._window_bytes += delta
+            elif entry[3] == PROBATION:
+                self._probation_bytes += delta
+            else:
+                self._protected_bytes += delta
+            self._reads.append(key)
+        else:
+            self._sketch.increment(key)
+            entry = [data, expires_at, weight, WINDOW]
+            self._data[key] = entry
+            self._window[key] = entry
+            self._window_bytes += weight
+            self._size += weight
+            if len(self._data) > self._sketch.width:  # grown: keep the holders' counts
+                self._sketch.resize(2 * len(self._data), self._data)
+        self._evict()
+        if self._hits + self._misses >= self._sample_size():
+            self._climb()
+        return True
+
+    def _evict(self) -> None:
+        """Move the window's overflow to main through admission, then evict to the bound."""
+        window = self._window
+        while self._window_bytes > self._window_max and window:
+            key, entry = window.popitem(last=False)
+            self._window_bytes -= entry[2]
+            self._admit(key, entry)
+        while self._size > self.max_bytes:
+            region = self._probation or self._protected or self._window
+            key, entry = region.popitem(last=False)
+            self._forget(key, entry)
+            self._evictions += 1
+
+    def _admit(self, key: Any, entry: list[Any]) -> None:
+        """``key`` left the window: into probation if main has room, else only for as long as
+        it is asked for more often than each main entry it would push out."""
+        freq = self._sketch.frequency
+        while self._size > self.max_bytes:
+            victims = self._probation or self._protected
+            if not victims:
+                break
+            victim = next(iter(victims))
+            if self._admits(freq(key), freq(victim)):
+                self._forget(victim, victims.pop(victim))
+                self._evictions += 1
+            else:
+                del self._data[key]
+                self._size -= entry[2]
+                self._evictions += 1
+                return
+        entry[3] = PROBATION
+        self._probation[key] = entry
+        self._probation_bytes += entry[2]
+
+    def _admits(self, candidate: int, victim: int) -> bool:
+        if candidate > victim:
+            return True
+        # Warm candidates get in now and then, so colliding hashes cannot lock one out
+        # (Caffeine's defence against hash flooding).
+        return candidate > 5 and self._random.random() < 1 / 128
+
+    def _forget(self, key: Any, entry: list[Any]) -> None:
+        """``entry`` was popped from its region: drop it from the map and the sizes."""
+        del self._data[key]
+        self._size -= entry[2]
+        region = entry[3]
+        if region == WINDOW:
+            self._window_bytes -= entry[2]
+        elif region == PROBATION:
+            self._probation_bytes -= entry[2]
+        else:
+            self._protected_bytes -= entry[2]
+
+    def _unlink(self, key: Any, entry: list[Any]) -> None:
+        region = entry[3]
+        order = (self._window, self._probation, self._protected)[region]
+        del order[key]
+        self._forget(key, entry)
+
+    def _demote_protected(self) -> None:
+        protected_max = PROTECTED_SHARE * (self.max_bytes - self._window_max)
+        while self._protected_bytes > protected_max and self._protected:
+            key, entry = self._protected.popitem(last=False)
+            self._protected_bytes -= entry[2]
+            entry[3] = PROBATION
+            self._probation[key] = entry
+            self._probation_bytes += entry[2]
+
+    # -- climbing ---------------------------------------------------------------------------
+
+    def _sample_size(self) -> int:
+        return max(MIN_SAMPLE, SAMPLE_FACTOR * len(self._data))
+
+    def _climb(self) -> None:
+        """Caffeine's climber: keep going while the hit ratio rises, turn when it falls."""
+        requests = self._hits + self._misses
+        hit_rate = self._hits / requests
+        change = hit_rate - self._previous_hit_rate
+        amount = self._step if change >= 0 else -self._step
+        if abs(change) >= RESTART_THRESHOLD:
+            self._step = STEP * self.max_bytes * (1 if amount >= 0 else -1)
+        else:
+            self._step = STEP_DECAY * amount
+        self._previous_hit_rate = hit_rate
+        self._hits = self._misses = 0
+        self._set_window_max(self._window_max + amount)
+        self._rebalance()
+
+    def _set_window_max(self, value: float) -> None:
+        self._window_max = int(min(max(value, 0), self.max_bytes))
+
+    def _rebalance(self) -> None:
+        """After the window's share moved: a grown window takes main's coldest entries, a
+        shrunk one hands its oldest to probation (main has the room it gave up)."""
+        window = self._window
+        while self._window_bytes > self._window_max and window:
+            key, entry = window.popitem(last=False)
+            self._window_bytes -= entry[2]
+            entry[3] = PROBATION
+            self._probation[key] = entry
+            self._probation_bytes += entry[2]
+        while self._window_bytes < self._window_max:
+            region = self._probation or self._protected
+            if not region:
+                break
+            key, entry = region.popitem(last=False)
+            if entry[3] == PROBATION:
+                self._probation_bytes -= entry[2]
+            else:
+                self._protected_bytes -= entry[2]
+            if self._window_bytes + entry[2] > self._window_max:
+                region[key] = entry  # back where it was: it does not fit
+                region.move_to_end(key, last=False)
+                if entry[3] == PROBATION:
+                    self._probation_bytes += entry[2]
+                else:
+                    self._protected_bytes += entry[2]
+                break
+            entry[3] = WINDOW
+            window[key] = entry
+            window.move_to_end(key, last=False)  # the coldest of the window
+            self._window_bytes += entry[2]
+        self._demote_protected()
+
+    # -- the rest of the tier ---------------------------------------------------------------
+
+    def delete(self, key: Any) -> bool:
+        """Drop ``key``; True only if it was live (an expired entry is dropped silently)."""
+        entry = self._data.get(key)
+        if entry is None:
+            return False
+        self._unlink(key, entry)
+        return bool(entry[1] > self._clock())
+
+    def delete_matching(self, pattern: str) -> list[str]:
+        if is_literal(pattern):
+            return [pattern] if self.delete(pattern) else []
+        match = compile_glob(pattern).fullmatch
+        matching = [key for key in self._data if match(key)]
+        return [key for key in matching if self.delete(key)]
+
+    def clear(self) -> int:
+        count = len(self._data)
+        for region in (self._data, self._window, self._probation, self._protected):
+            region.clear()
+        self._reads.clear()
+        self._size = self._window_bytes = self._probation_bytes = self._protected_bytes = 0
+        return count
+
+    def ttl_remaining(self, key: Any) -> float | None:
+        """Seconds ``key`` has left in L1 (None: no expiry); KeyError when absent or expired."""
+        left = self._data[key][1] - self._clock()
+        if left <= 0:
+            raise KeyError(key)
+        return None if math.isinf(left) else float(left)
+
+    def keys(self) -> list[Any]:
+        now = self._clock()
+        return [key for key, entry in self._data.items() if entry[1] > now]
+
+    def __contains__(self, key: object) -> bool:
+        entry = self._data.get(key)
+        return entry is not None and entry[1] > self._clock()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._size
+
+    @property
+    def evictions(self) -> int:
+        return self._evictions
+
+    @property
+    def expirations(self) -> int:
+        return self._expirations
+
+    def describe(self) -> dict[str, Any]:
+        """The regions' byte sizes and the window's current share (for tests and /stats)."""
+        return {
+            "window_bytes": self._window_bytes,
+            "window_max": self._window_max,
+            "probation_bytes": self._probation_bytes,
+            "protected_bytes": self._protected_bytes,
+            "window_share": round(self._window_max / self.max_bytes, 4),
+        }
+
+
+def _default_weight(key: Any, data: bytes) -> int:
+    return entry_weight(key, data) + EXTRA_OVERHEAD
+
+
+__all__ = ["FrequencySketch", "WTinyLfuTier"]
