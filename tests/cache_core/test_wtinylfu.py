@@ -67,7 +67,7 @@ def test_a_loop_larger_than_the_cache_defeats_lru_not_wtinylfu() -> None:
     lru = replay(MemoryTier(weigher=unit, max_bytes=500), keys)
     ours = replay(WTinyLfuTier(weigher=unit, max_bytes=500), keys)
     assert lru == 0.0
-    assert ours == pytest.approx(78.54, abs=0.005)
+    assert ours == pytest.approx(78.59, abs=0.005)
 
 
 def test_a_skewed_workload_keeps_its_popular_keys() -> None:
@@ -75,8 +75,8 @@ def test_a_skewed_workload_keeps_its_popular_keys() -> None:
     lru = replay(MemoryTier(weigher=unit, max_bytes=250), keys)
     ours = replay(WTinyLfuTier(weigher=unit, max_bytes=250), keys)
     assert lru == pytest.approx(55.55, abs=0.005)
-    assert ours == pytest.approx(60.95, abs=0.005)
-    assert ours > lru + 5
+    assert ours == pytest.approx(63.6, abs=0.005)
+    assert ours > lru + 8
 
 
 def test_on_a_recency_workload_the_window_grows() -> None:
@@ -87,7 +87,7 @@ def test_on_a_recency_workload_the_window_grows() -> None:
     tier = WTinyLfuTier(weigher=unit, max_bytes=100)
     ours = replay(tier, keys)
     assert lru == pytest.approx(71.42, abs=0.005)
-    assert ours == pytest.approx(66.28, abs=0.005)
+    assert ours == pytest.approx(63.2, abs=0.005)
     assert tier.describe()["window_share"] > 0.5  # from 1%: the climber grew the window
 
 

@@ -14,8 +14,11 @@ raised the hit ratio, in steps that shrink, and restart when the workload change
 Everything is bounded by bytes: an entry weighs what it pins (as in the LRU tier, plus
 the second map slot this policy keeps), the window, probation and protected sizes are
 byte budgets, and ``size_bytes`` never exceeds ``max_bytes``. Every operation is O(1)
-amortized. A hit costs a dict lookup, an expiry check and an append: the policy work of
-hits (the sketch, the reordering) is drained in batches, as Caffeine's read buffer does.
+amortized. A hit stays cheap in Python: it bumps a small counter on the entry and moves it
+in its segment; the sketch (a few hashes and four table updates) is touched only when a
+key arrives and when it leaves, taking the hits it collected while held. A key's frequency
+is the sketch's estimate plus its own count: the same figure, found for a fraction of the
+cost, since both sides of every admission decision are held.
 """
 
 from __future__ import annotations
@@ -36,19 +39,17 @@ from cache_core.tiers.memory import MIB, entry_weight
 if TYPE_CHECKING:
     from cache_core.tiers.base import TierContext
 
-# The record list (4 slots instead of the LRU tier's 3-tuple) and the second map's slot.
-EXTRA_OVERHEAD = sys.getsizeof([b"", 0.0, 0, 0]) - sys.getsizeof((b"", 0.0, 0)) + 40
+# The record list (5 slots instead of the LRU tier's 3-tuple) and the second map's slot.
+EXTRA_OVERHEAD = sys.getsizeof([b"", 0.0, 0, 0, 0]) - sys.getsizeof((b"", 0.0, 0)) + 40
 
 WINDOW, PROBATION, PROTECTED = 0, 1, 2
-READ_BUFFER = 32
-"""Hits whose policy work waits to be done together (drained on a full buffer or a write)."""
+MAX_COUNT = 15
 PROTECTED_SHARE = 0.8
 """Of the main space, what the protected segment may hold."""
 INITIAL_WINDOW = 0.01
 """The window's first share of the cache (Caffeine's); the climber moves it."""
-STEP = 0.125
-"""A climbing step, as a share of the cache (twice Caffeine's: these traces reward a
-window that finds its size quickly)."""
+STEP = 0.0625
+"""A climbing step, as a share of the cache."""
 STEP_DECAY = 0.98
 RESTART_THRESHOLD = 0.05
 """A hit-ratio change this large means a new workload: climb again in full steps."""
@@ -101,12 +102,25 @@ class FrequencySketch:
         shift = self._door_shift
         return (h * _SEEDS[0] & _M64) >> shift, (h * _SEEDS[2] & _M64) >> shift
 
-    def increment(self, key: Hashable) -> None:
+    def add(self, key: Hashable, times: int) -> bool:
+        """``increment`` ``times`` times; True if the counters were halved meanwhile."""
+        halved = False
+        for _ in range(min(times, MAX_COUNT + 1)):
+            halved |= self.increment(key)
+        return halved
+
+    def count_access(self) -> bool:
+        """One access of a held key, counted by the tier: True when it is time to halve."""
+        self._additions += 1
+        return self._additions >= self.sample_size
+
+    def increment(self, key: Hashable) -> bool:
+        """Count one access of ``key``; True if that halved the counters."""
         a, b = self._door_probes(key)
         door = self._door
         if not (door[a] and door[b]):
             door[a] = door[b] = 1
-            return
+            return False
         added = False
         for row, i in zip(self._rows, self._indexes(key), strict=True):
             if row[i] < 15:
@@ -115,10 +129,15 @@ class FrequencySketch:
         if added:
             self._additions += 1
             if self._additions >= self.sample_size:
-                self._additions //= 2
-                for row in self._rows:
-                    row[:] = row.translate(_HALF)
-                self._door = bytearray(len(self._door))
+                self.halve()
+                return True
+        return False
+
+    def halve(self) -> None:
+        self._additions //= 2
+        for row in self._rows:
+            row[:] = row.translate(_HALF)
+        self._door = bytearray(len(self._door))
 
     def frequency(self, key: Hashable) -> int:
         count = min(row[i] for row, i in zip(self._rows, self._indexes(key), strict=True))
@@ -162,7 +181,8 @@ class WTinyLfuTier:
         self._clock = clock or (context.clock if context is not None else time.monotonic)
         self._weigh = weigher or _default_weight
         self._random = random.Random(seed)
-        # key -> [data, expires_at, weight, region]; the regions keep the order.
+        # key -> [data, expires_at, weight, region, hits while held (to MAX_COUNT)];
+        # the regions keep the order.
         self._data: dict[Any, list[Any]] = {}
         self._window: OrderedDict[Any, list[Any]] = OrderedDict()
         self._probation: OrderedDict[Any, list[Any]] = OrderedDict()
@@ -170,7 +190,6 @@ class WTinyLfuTier:
         self._size = self._window_bytes = self._probation_bytes = self._protected_bytes = 0
         self._window_max = 0
         self._set_window_max(INITIAL_WINDOW * self.max_bytes)
-        self._reads: list[Any] = []
         self._sketch = FrequencySketch(64)
         self._evictions = 0
         self._expirations = 0
@@ -178,7 +197,8 @@ class WTinyLfuTier:
         self._hits = 0
         self._misses = 0
         self._previous_hit_rate = 0.0
-        self._step = STEP * self.max_bytes  # the window starts small: try it larger first
+        self._sample_at = MIN_SAMPLE
+        self._step = -STEP * self.max_bytes  # as Caffeine: a first step toward a smaller window
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -192,35 +212,42 @@ class WTinyLfuTier:
             self._expirations += 1
             self._misses += 1
             return None
-        reads = self._reads
-        reads.append(key)
-        if len(reads) >= READ_BUFFER:
-            self._drain()
+        self._access(key, entry)
         return entry[0]  # type: ignore[no-any-return]
 
-    def _drain(self) -> None:
-        reads, self._reads = self._reads, []
-        self._hits += len(reads)
-        data, sketch = self._data, self._sketch
-        for key in reads:
-            entry = data.get(key)
-            if entry is None:
-                continue
-            sketch.increment(key)
-            region = entry[3]
-            if region == WINDOW:
-                self._window.move_to_end(key)
-            elif region == PROTECTED:
-                self._protected.move_to_end(key)
-            else:  # hit again on probation: protected now
-                del self._probation[key]
-                self._probation_bytes -= entry[2]
-                entry[3] = PROTECTED
-                self._protected[key] = entry
-                self._protected_bytes += entry[2]
-        self._demote_protected()
-        if self._hits + self._misses >= self._sample_size():
+    def _access(self, key: Any, entry: list[Any]) -> None:
+        if entry[4] < MAX_COUNT:
+            entry[4] += 1
+        region = entry[3]
+        if region == WINDOW:
+            self._window.move_to_end(key)
+        elif region == PROTECTED:
+            self._protected.move_to_end(key)
+        else:  # hit again on probation: protected now
+            del self._probation[key]
+            self._probation_bytes -= entry[2]
+            entry[3] = PROTECTED
+            self._protected[key] = entry
+            self._protected_bytes += entry[2]
+            self._demote_protected()
+        self._hits += 1
+        if self._sketch.count_access():
+            self._sketch.halve()
+            self._halve_held()
+        if self._hits + self._misses >= self._sample_at:
             self._climb()
+
+    def _frequency(self, key: Any, entry: list[Any]) -> int:
+        return min(MAX_COUNT, self._sketch.frequency(key) + int(entry[4]))
+
+    def _halve_held(self) -> None:
+        """Age the held keys' own counts with the sketch's."""
+        for entry in self._data.values():
+            entry[4] >>= 1
+
+    def _count_arrival(self, key: Any) -> None:
+        if self._sketch.increment(key):
+            self._halve_held()
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -232,8 +259,6 @@ class WTinyLfuTier:
         weight = self._weigh(key, data)
         if weight > self.max_bytes:
             return False
-        if self._reads:
-            self._drain()
         expires_at = math.inf if ttl is None else self._clock() + ttl
         entry = self._data.get(key)
         if entry is not None:  # a rewrite: an access, with a new weight
@@ -246,10 +271,10 @@ class WTinyLfuTier:
                 self._probation_bytes += delta
             else:
                 self._protected_bytes += delta
-            self._reads.append(key)
+            self._access(key, entry)
         else:
-            self._sketch.increment(key)
-            entry = [data, expires_at, weight, WINDOW]
+            self._count_arrival(key)
+            entry = [data, expires_at, weight, WINDOW, 0]
             self._data[key] = entry
             self._window[key] = entry
             self._window_bytes += weight
@@ -257,7 +282,7 @@ class WTinyLfuTier:
             if len(self._data) > self._sketch.width:  # grown: keep the holders' counts
                 self._sketch.resize(2 * len(self._data), self._data)
         self._evict()
-        if self._hits + self._misses >= self._sample_size():
+        if self._hits + self._misses >= self._sample_at:
             self._climb()
         return True
 
@@ -277,18 +302,21 @@ class WTinyLfuTier:
     def _admit(self, key: Any, entry: list[Any]) -> None:
         """``key`` left the window: into probation if main has room, else only for as long as
         it is asked for more often than each main entry it would push out."""
-        freq = self._sketch.frequency
+        candidate = -1
         while self._size > self.max_bytes:
             victims = self._probation or self._protected
             if not victims:
                 break
             victim = next(iter(victims))
-            if self._admits(freq(key), freq(victim)):
+            if candidate < 0:
+                candidate = self._frequency(key, entry)
+            if self._admits(candidate, self._frequency(victim, victims[victim])):
                 self._forget(victim, victims.pop(victim))
                 self._evictions += 1
             else:
                 del self._data[key]
                 self._size -= entry[2]
+                self._fold(key, entry)
                 self._evictions += 1
                 return
         entry[3] = PROBATION
@@ -302,10 +330,16 @@ class WTinyLfuTier:
         # (Caffeine's defence against hash flooding).
         return candidate > 5 and self._random.random() < 1 / 128
 
+    def _fold(self, key: Any, entry: list[Any]) -> None:
+        """``key`` leaves: the sketch keeps the hits it had while held."""
+        if entry[4] and self._sketch.add(key, entry[4]):
+            self._halve_held()
+
     def _forget(self, key: Any, entry: list[Any]) -> None:
         """``entry`` was popped from its region: drop it from the map and the sizes."""
         del self._data[key]
         self._size -= entry[2]
+        self._fold(key, entry)
         region = entry[3]
         if region == WINDOW:
             self._window_bytes -= entry[2]
@@ -331,7 +365,7 @@ class WTinyLfuTier:
 
     # -- climbing ---------------------------------------------------------------------------
 
-    def _sample_size(self) -> int:
+    def _next_sample(self) -> int:
         return max(MIN_SAMPLE, SAMPLE_FACTOR * len(self._data))
 
     def _climb(self) -> None:
@@ -346,6 +380,7 @@ class WTinyLfuTier:
             self._step = STEP_DECAY * amount
         self._previous_hit_rate = hit_rate
         self._hits = self._misses = 0
+        self._sample_at = self._next_sample()
         self._set_window_max(self._window_max + amount)
         self._rebalance()
 
@@ -406,7 +441,6 @@ class WTinyLfuTier:
         count = len(self._data)
         for region in (self._data, self._window, self._probation, self._protected):
             region.clear()
-        self._reads.clear()
         self._size = self._window_bytes = self._probation_bytes = self._protected_bytes = 0
         return count
 
