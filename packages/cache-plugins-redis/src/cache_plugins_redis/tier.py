@@ -2,7 +2,8 @@
 instances whose L1 copies it keeps coherent.
 
 Every key lives under ``redis.key_prefix``. Values are frames (cache_core.frames), TTL is
-the engine's own (PX). A read is GET + PTTL in one round trip; batches are one pipeline.
+the engine's own (PX) and rides in the frame too. Reads asked for in one event-loop tick
+go out as one MGET; pipelines executed in one tick go out as one (autopipeline.py).
 Every write and delete also publishes a notice on ``<prefix>__coherence__`` (in the same
 round trip outside Cluster); other instances drop their L1 copies when it arrives, and an
 instance whose subscription drops stops serving L1 until it is subscribed again.
@@ -42,6 +43,7 @@ from cache_core.frames import (
 from cache_core.globs import compile_glob
 from cache_core.policies import PolicyTable
 from cache_core.tiers.base import CoherenceListener, StoredValue, TierContext
+from cache_plugins_redis.autopipeline import CoalescingClient
 from cache_plugins_redis.engine import EmbeddedEngine
 
 log = logging.getLogger("cache_plugins_redis.tier")
@@ -174,8 +176,8 @@ class RedisTier:
                 **kwargs,
                 db=s.db,
             )
-            self._client = sentinel.master_for(
-                s.sentinel.master_name, max_connections=s.max_connections
+            self._client = CoalescingClient(
+                sentinel.master_for(s.sentinel.master_name, max_connections=s.max_connections)
             )
             self._sentinel = sentinel
             pubsub_url = ""
@@ -189,7 +191,7 @@ class RedisTier:
                 **kwargs,
                 **extra,
             )
-            self._client = aioredis.Redis.from_pool(pool)
+            self._client = CoalescingClient(aioredis.Redis.from_pool(pool))
             pubsub_url = url
         try:
             await self._client.ping()
