@@ -183,8 +183,11 @@ class CachingAgent:
         # What reads are served from: L1 itself, or a tier that holds nothing while L1 may
         # be stale (with L2, until this instance hears other instances' changes).
         self._coherence_seq = 0
+        self.shares_l2 = self.l2 is not None and self.l2.attach(_L1Coherence(self))
+        """True when L2 reports other instances' changes: several instances (or ``serve
+        --workers``) on that L2 keep their L1 copies coherent."""
         # An L2 no other instance shares cannot make L1 stale behind its back.
-        self._coherent = self.l2 is None or not self.l2.attach(_L1Coherence(self))
+        self._coherent = not self.shares_l2
         self._l1: LocalTier = self.l1
         self._refresh_l1()
 

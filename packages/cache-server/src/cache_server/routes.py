@@ -6,6 +6,7 @@ A GET that hits splices the stored JSON bytes into the response without decoding
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import orjson
@@ -179,4 +180,5 @@ async def health(request: web.Request) -> web.Response:
         tiers["l2"] = "not configured"
     else:
         tiers["l2"] = {**agent.l2.describe(), "breaker": agent.breaker.describe()}
-    return _json({"status": status, "reasons": reasons, "tiers": tiers})
+    # The pid tells which worker answered when `serve --workers N` shares the port.
+    return _json({"status": status, "reasons": reasons, "tiers": tiers, "pid": os.getpid()})
