@@ -4,8 +4,10 @@ GET /metrics, OTLP when ``monitoring.otlp_endpoint`` is set) and traces.
 Counters the agent keeps as plain integers (hits, misses, sets, evictions, ...) are
 exported through observable instruments read when a collector asks, so an L1 hit costs
 the agent an integer increment whatever is exported. Durations of what leaves the process
-(L2 calls, loader calls, write-back flushes, HTTP requests) are recorded into histograms
-as they end.
+(L2 calls, loader calls, write-back flushes) are recorded into histograms as they end.
+HTTP request durations are counted into plain buckets (:class:`RequestDurations`) and
+exported to Prometheus from those; the SDK histogram, 5-10 µs a request, is only used when
+an OTLP collector needs it too.
 
 Metric names (Prometheus spelling after the exporter adds units and ``_total``):
 ``cache_hits_total{tier}``, ``cache_misses_total``, ``cache_sets_total{strategy}``,
@@ -24,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -38,6 +41,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import HistogramMetricFamily, Metric
 
 if TYPE_CHECKING:
     from cache_core import CachingAgent
@@ -52,6 +56,60 @@ DURATION_BUCKETS = (
 L2_COUNT_INTERVAL = 15.0
 """Seconds between counts of L2 keys (a SCAN): too costly to run on every scrape."""
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SCOPE = "caching_agent"
+"""The instrumentation scope (meter and tracer name)."""
+
+RecordRequest = Callable[[float, str, str, int], None]
+"""``(seconds, method, route, status)``: one HTTP request's duration."""
+
+
+class RequestDurations:
+    """``http.server.request.duration`` kept as bucket counts per (method, route, status)
+    and exported to Prometheus as the SDK's Prometheus reader would export the histogram
+    (same name, help, labels and buckets), so an L1 hit does not pay the SDK's record, which
+    checks and hashes the attributes on every call: a fifth of the whole request.
+
+    Recorded and collected on the event loop's thread (/metrics is a handler), so the
+    counts need no lock."""
+
+    NAME = "http_server_request_duration"
+    LABELS = (
+        "http_request_method",
+        "http_response_status_code",
+        "http_route",
+        "otel_scope_name",
+        "otel_scope_schema_url",
+        "otel_scope_version",
+    )
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self._bounds = tuple(bounds)
+        self._les = [f"{bound}" for bound in self._bounds] + ["+Inf"]
+        # (method, route, status) -> one count per bucket (the last one +Inf), then the sum
+        self._series: dict[tuple[str, str, int], list[float]] = {}
+
+    def record(self, seconds: float, method: str, route: str, status: int) -> None:
+        key = (method, route, status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = [0] * (len(self._bounds) + 1) + [0.0]
+        series[bisect_left(self._bounds, seconds)] += 1  # a bucket counts values <= its bound
+        series[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(
+            self.NAME, "HTTP requests", labels=self.LABELS, unit="seconds"
+        )
+        for (method, route, status), series in self._series.items():
+            total = 0.0
+            buckets = []
+            for le, count in zip(self._les, series[:-1], strict=True):
+                total += count
+                buckets.append((le, total))
+            family.add_metric(
+                [method, str(status), route, SCOPE, "", ""], buckets, sum_value=series[-1]
+            )
+        yield family
 
 
 class OpenTelemetryRecorder:
@@ -67,6 +125,10 @@ class OpenTelemetryRecorder:
         self._count_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._redis_instrumented = False
+        self.record_request: RecordRequest | None = None
+        """Where the server records each request's duration; None when nothing reads them."""
+        self.request_durations: RequestDurations | None = None
+        """Those durations when they bypass the SDK (no OTLP collector to feed)."""
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -90,6 +152,14 @@ class OpenTelemetryRecorder:
             )
         self.meter_provider = MeterProvider(metric_readers=readers, resource=resource)
         self._instruments()
+        if settings.otlp_endpoint:
+            # The collector needs the SDK's histogram, which Prometheus then reads too.
+            self._http_duration = self._histogram("http.server.request.duration", "HTTP requests")
+            self.record_request = self._record_request_sdk
+        elif settings.prometheus_enabled:
+            self.request_durations = RequestDurations(DURATION_BUCKETS)
+            self.registry.register(self.request_durations)
+            self.record_request = self.request_durations.record
         if settings.tracing != "none":
             self._start_tracing(resource, settings.tracing, settings.otlp_endpoint)
         if agent.l2 is not None:
@@ -105,7 +175,7 @@ class OpenTelemetryRecorder:
             exporter = OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces", timeout=5)
             provider.add_span_processor(BatchSpanProcessor(exporter))
         self.tracer_provider = provider
-        self.tracer = provider.get_tracer("caching_agent")
+        self.tracer = provider.get_tracer(SCOPE)
         from opentelemetry.instrumentation.redis import RedisInstrumentor
 
         instrumentor = RedisInstrumentor()
@@ -146,7 +216,7 @@ class OpenTelemetryRecorder:
 
     def _instruments(self) -> None:
         assert self.meter_provider is not None
-        meter = self.meter_provider.get_meter("caching_agent")
+        meter = self.meter_provider.get_meter(SCOPE)
         counters = {
             "cache.hits": ("{hit}", "Lookups answered, by the tier that answered", self._hits),
             "cache.misses": ("{miss}", "Lookups no tier or loader could answer", self._misses),
@@ -173,18 +243,30 @@ class OpenTelemetryRecorder:
                 name, callbacks=[callback], unit=unit, description=description
             )
 
-        def histogram(name: str, description: str) -> Any:
-            return meter.create_histogram(
-                name,
-                unit="s",
-                description=description,
-                explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
-            )
+        self.l2_duration = self._histogram("cache.l2.operation.duration", "L2 calls")
+        self.loader_duration = self._histogram("cache.loader.duration", "Loader calls")
+        self.flush_duration = self._histogram(
+            "cache.write_back.flush.duration", "Write-back flushes"
+        )
 
-        self.l2_duration = histogram("cache.l2.operation.duration", "L2 calls")
-        self.loader_duration = histogram("cache.loader.duration", "Loader calls")
-        self.flush_duration = histogram("cache.write_back.flush.duration", "Write-back flushes")
-        self.http_duration = histogram("http.server.request.duration", "HTTP requests")
+    def _histogram(self, name: str, description: str) -> Any:
+        assert self.meter_provider is not None
+        return self.meter_provider.get_meter(SCOPE).create_histogram(
+            name,
+            unit="s",
+            description=description,
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+
+    def _record_request_sdk(self, seconds: float, method: str, route: str, status: int) -> None:
+        self._http_duration.record(
+            seconds,
+            {
+                "http.request.method": method,
+                "http.route": route,
+                "http.response.status_code": status,
+            },
+        )
 
     @property
     def _stats(self) -> Any:
