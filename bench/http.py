@@ -429,7 +429,10 @@ def preload(url: str) -> None:
     post(url, "/cache", {"key": HIT_KEY, "value": VALUE})
     post(url, "/cache/batch-set", {"items": {f"bench:b:{i}": VALUE for i in range(BATCH)}})
     with urllib.request.urlopen(f"{url}/cache/{HIT_KEY}", timeout=REQUEST_TIMEOUT) as resp:
-        assert resp.read() == HIT_BODY, "the bare handler must answer what the service does"
+        body = resp.read()
+    # A worker other than the writer answers its first read from L2 (then holds it in L1).
+    from_l2 = HIT_BODY.replace(b'"tier":"l1"', b'"tier":"l2"')
+    assert body in (HIT_BODY, from_l2), "the bare handler must answer what the service does"
 
 
 # -- the scenarios ---------------------------------------------------------------------------
@@ -504,21 +507,30 @@ def report(rows: list[Row], load: Load) -> None:
     assert hit.bare is not None
     ratio = hit.measured.rps / hit.bare.rps
     verdict = "met" if ratio >= TARGET else "NOT met"
+    if load.wrk is None:
+        # One Python client process saturates long before an aiohttp server does.
+        verdict += (
+            " (but with the aiohttp load generator the client is likely the limit, so"
+            " ratios near 100% say little: install wrk to judge)"
+        )
     print(f"target: GET L1 hit >= {TARGET:.0%} of bare aiohttp: {ratio:.0%}, {verdict}")
-    pinned = "pinned to core 0, the load generator to core 1" if _can_pin() else "not pinned"
+    pinned = (
+        "one server process on core 0, the load generator on core 1"
+        if _can_pin()
+        else "nothing pinned"
+    )
     body = f"""\
-Requests per second and latency (of the best round) over {CONNECTIONS} keep-alive
-connections; every scenario runs {ROUNDS} rounds of {DURATION:g} s, the scenarios of one
-process count taking turns, after {WARMUP:g} s of warm-up each; the best round counts.
-Load generator: {load.name}, a process of its own on the same machine.
+Requests per second, and the latency of that round, over {CONNECTIONS} keep-alive
+connections. Each scenario runs {ROUNDS} rounds of {DURATION:g} s, taking turns with the
+others of its process count after {WARMUP:g} s of warm-up; the best round counts.
 
+- load generator: {load.name}, a process of its own on the same machine.
+- cores: {pinned}; two server processes share both cores with the load generator.
 - bare aiohttp handler: the L1 hit's JSON body from a bare aiohttp route (own process,
   default event loop, no access log); two processes share the port with SO_REUSEPORT.
 - the service: `caching-agent serve [--workers 2]` on a private embedded engine, default
-  recorders (OpenTelemetry metrics), tracing none, no auth. Writes cycle over
-  {WRITE_KEYS} keys.
-- one server process is {pinned}; two server processes and the load generator share
-  both cores. "vs bare" compares with bare at the same process count.
+  recorders (OpenTelemetry metrics), tracing none, no auth; writes cycle over {WRITE_KEYS}
+  keys. "vs bare" compares with bare at the same process count.
 
 Produced by `uv run python bench/http.py`.
 
