@@ -80,6 +80,24 @@ async def test_get_miss_returns_the_default(agent: CachingAgent) -> None:
     assert await agent.get("null", default="d") is None  # a stored null is a hit
 
 
+async def test_lookup_l1_counts_a_hit_as_lookup_does_and_a_miss_not_at_all(
+    agent: CachingAgent,
+) -> None:
+    await agent.set("k", {"a": 1})
+    stats = agent.stats
+
+    def counts() -> tuple[int, int, int]:
+        return stats.hits_l1, stats.misses, sum(stats.latency_counts())
+
+    before = counts()
+    assert agent.lookup_l1("k") == b'{"a":1}'
+    assert counts() == (before[0] + 1, before[1], before[2] + 1)
+    assert agent.lookup_l1("nope") is None
+    assert counts() == (before[0] + 1, before[1], before[2] + 1)
+    assert await agent.lookup("nope") is None  # the caller's next step counts the miss
+    assert counts() == (before[0] + 1, before[1] + 1, before[2] + 2)
+
+
 async def test_set_overwrites(agent: CachingAgent) -> None:
     await agent.set("k", 1)
     await agent.set("k", 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import orjson
@@ -264,6 +265,7 @@ async def test_health(client):
         "status": "ok",
         "reasons": [],
         "tiers": {"l1": "ok", "l2": "not configured"},
+        "pid": os.getpid(),  # the test serves in its own process
     }
 
 

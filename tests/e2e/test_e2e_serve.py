@@ -153,10 +153,11 @@ async def test_seed_curl_invalidate_examples(http):
     assert "user_id" in body["error"]["message"]
 
 
-async def test_health_errors_and_policies_over_the_wire(http):
+async def test_health_errors_and_policies_over_the_wire(http, served):
     status, body = await call(http, "GET", "/health")
     expected = {"status": "ok", "reasons": [], "tiers": {"l1": "ok", "l2": "not configured"}}
-    assert (status, body) == (200, expected)
+    assert status == 200
+    assert body == {**expected, "pid": served.proc.pid}
 
     status, body = await call(http, "POST", "/cache", {"key": "analytics:day:1", "value": [1]})
     assert (status, body["strategy"]) == (200, "write_back")

@@ -184,8 +184,11 @@ class CachingAgent:
         # What reads are served from: L1 itself, or a tier that holds nothing while L1 may
         # be stale (with L2, until this instance hears other instances' changes).
         self._coherence_seq = 0
+        self.shares_l2 = self.l2 is not None and self.l2.attach(_L1Coherence(self))
+        """True when L2 reports other instances' changes: several instances (or ``serve
+        --workers``) on that L2 keep their L1 copies coherent."""
         # An L2 no other instance shares cannot make L1 stale behind its back.
-        self._coherent = self.l2 is None or not self.l2.attach(_L1Coherence(self))
+        self._coherent = not self.shares_l2
         self._l1: LocalTier = self.l1
         self._refresh_l1()
 
@@ -534,6 +537,15 @@ class CachingAgent:
         return seconds, chosen
 
     # -- reads ----------------------------------------------------------------------------
+
+    def lookup_l1(self, key: str) -> bytes | None:
+        """:meth:`lookup` of an L1 hit without a coroutine: the JSON bytes, counted as
+        that lookup would, or None, counting nothing (then :meth:`lookup` looks and counts).
+        An HTTP GET tries this first: on an L1 hit the await costs as much as the lookup."""
+        data = self._l1.get(key)
+        if data is not None:
+            self.stats.l1_hit_calls += 1  # counted, not timed (see Stats.l1_hit_calls)
+        return data
 
     async def lookup(self, key: str) -> Found | None:
         """The JSON bytes of ``key`` and the tier that had them, or None on a miss."""

@@ -21,10 +21,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cache_core.config import RedisSection
 from cache_core.errors import TierUnavailableError
 
 log = logging.getLogger("cache_plugins_redis.engine")
 
+EMBEDDED = "embedded"
 _PR_SET_PDEATHSIG = 1
 _SOCKET_NAME = "engine.sock"
 _MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
@@ -75,6 +77,17 @@ class EmbeddedEngine:
         # A deep data_dir would overflow sun_path: keep the socket in a short, private place.
         digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
         return Path(tempfile.gettempdir()) / f"caching-agent-{digest}.sock"
+
+    @classmethod
+    def for_settings(cls, settings: RedisSection) -> EmbeddedEngine | None:
+        """The engine ``settings`` ask for (not started), or None: ``url: embedded`` means
+        one standalone engine; Cluster and Sentinel name servers of their own.
+
+        The Redis tier starts this engine itself; ``serve --workers N`` starts it once in
+        the parent and hands its URL to the workers, so both ask here."""
+        if settings.url != EMBEDDED or settings.cluster_mode or settings.sentinel is not None:
+            return None
+        return cls(settings.data_dir, start_timeout=max(10.0, settings.connect_timeout))
 
     @property
     def url(self) -> str:

@@ -44,11 +44,10 @@ from cache_core.globs import compile_glob
 from cache_core.policies import PolicyTable
 from cache_core.tiers.base import CoherenceListener, StoredValue, TierContext
 from cache_plugins_redis.autopipeline import CoalescingClient
-from cache_plugins_redis.engine import EmbeddedEngine
+from cache_plugins_redis.engine import EMBEDDED, EmbeddedEngine
 
 log = logging.getLogger("cache_plugins_redis.tier")
 
-EMBEDDED = "embedded"
 _UNLOCK = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 )
@@ -146,8 +145,8 @@ class RedisTier:
 
     async def start(self) -> None:
         s = self._settings
-        if s.url == EMBEDDED and not self._cluster and s.sentinel is None:
-            self.engine = EmbeddedEngine(s.data_dir, start_timeout=max(10.0, s.connect_timeout))
+        self.engine = EmbeddedEngine.for_settings(s)
+        if self.engine is not None:
             await self.engine.start()
         kwargs = self._connection_kwargs()
         if self._cluster:

@@ -9,11 +9,10 @@ from typing import Any
 from aiohttp import web
 
 from cache_core import CachingAgent, Config
-from cache_server.auth import Authenticator, auth_middleware
-from cache_server.errors import error_middleware
+from cache_server.auth import Authenticator
 from cache_server.keys import AGENT, CONFIG, TELEMETRY
-from cache_server.middleware import observe_requests
-from cache_server.routes import metrics, routes
+from cache_server.middleware import add_routes
+from cache_server.routes import get_value, l1_hits, metrics, routes
 from cache_server.telemetry import OpenTelemetryRecorder
 
 
@@ -27,16 +26,12 @@ def create_app(
     raises :class:`~cache_core.ConfigError` here) and opened and closed with the app."""
     agent = CachingAgent.from_config(config, plugins=plugins, env=env)
     authenticator = Authenticator(agent.config.server)
-    app = web.Application(
-        middlewares=[observe_requests, error_middleware, auth_middleware(authenticator)],
-        client_max_size=agent.config.limits.max_request_bytes,
-    )
+    telemetry = next((r for r in agent.recorders if isinstance(r, OpenTelemetryRecorder)), None)
+    app = web.Application(client_max_size=agent.config.limits.max_request_bytes)
     app[AGENT] = agent
     app[CONFIG] = agent.config
-    app[TELEMETRY] = next(
-        (r for r in agent.recorders if isinstance(r, OpenTelemetryRecorder)), None
-    )
-    app.add_routes(routes)
+    app[TELEMETRY] = telemetry
+    add_routes(app, routes, authenticator, telemetry, at_once={get_value: l1_hits(agent)})
     app.cleanup_ctx.append(_agent_lifetime)
     if agent.config.monitoring.prometheus_port is not None:
         app.cleanup_ctx.append(_metrics_port)

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from cache_core.config import ServerSection
 from cache_core.errors import ConfigError
 from cache_server.errors import error_response
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 NAMESPACE = web.RequestKey("namespace", str)
 """The request's key prefix: ``"<namespace>/"``, or ``""`` for an unconfined client."""
@@ -60,16 +56,14 @@ class Authenticator:
                 found = prefix
         return found
 
-
-def auth_middleware(authenticator: Authenticator) -> Middleware:
-    @web.middleware
-    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not authenticator.enabled:
+    def admit(self, request: web.Request) -> web.Response | None:
+        """Set the request's namespace and return None, or return the 401 answer."""
+        if not self._tokens:
             request[NAMESPACE] = ""
-            return await handler(request)
+            return None
         if request.path in OPEN_PATHS:
-            return await handler(request)
-        prefix = authenticator.namespace_of(request.headers.get("Authorization"))
+            return None
+        prefix = self.namespace_of(request.headers.get("Authorization"))
         if prefix is None:
             response = error_response(
                 401, "unauthorized", "a valid 'Authorization: Bearer <token>' header is needed"
@@ -77,6 +71,4 @@ def auth_middleware(authenticator: Authenticator) -> Middleware:
             response.headers["WWW-Authenticate"] = 'Bearer realm="caching-agent"'
             return response
         request[NAMESPACE] = prefix
-        return await handler(request)
-
-    return authenticate
+        return None

@@ -6,8 +6,9 @@ A wrong config prints one line naming the field and exits 2; never a traceback.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,20 @@ from cache_core import CacheError, CachingAgent, ConfigError
 from cache_server import logs
 from cache_server.app import create_app
 from cache_server.keys import AGENT
+from cache_server.workers import (
+    SHUTDOWN_TIMEOUT,
+    announce_ready,
+    become_worker,
+    check_port_free,
+    refusal,
+    supervise,
+)
 
 DEFAULT_CONFIG = "config.yaml"
 EXIT_CONFIG = 2
 EXIT_START = 1
+MAX_WORKERS = 64
+"""A typo guard (each worker is a process with its own L1 and L2 connection pool)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +43,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help=f"config file (default: ./{DEFAULT_CONFIG} if present)")
     serve.add_argument("--host", help="address to listen on (default: agent.host)")
     serve.add_argument("--port", type=int, help="port to listen on (default: agent.port)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes serving the port, each with its own L1, kept coherent through L2 "
+        "(default: 1)",
+    )
+    # Set by the parent of --workers N on the workers it starts; not for people.
+    serve.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     check = sub.add_parser("check-config", help="validate a config and show what it assembles")
     check.add_argument("--config", help=f"config file (default: ./{DEFAULT_CONFIG} if present)")
     return parser
@@ -82,7 +103,7 @@ def check_config(path: str | None) -> int:
     return 0
 
 
-def serve(path: str | None, host: str | None, port: int | None) -> int:
+def serve(path: str | None, host: str | None, port: int | None, workers: int = 1) -> int:
     source = _config_source(path)
     try:
         app = create_app(source)
@@ -90,18 +111,61 @@ def serve(path: str | None, host: str | None, port: int | None) -> int:
         return _fail(str(exc))
     agent = app[AGENT]
     logs.configure(agent.config.monitoring.log_format)
+    why = refusal(agent, workers)
+    if why is not None:
+        return _fail(why)
     host = host or agent.config.agent.host
     port = port or agent.config.agent.port
     print(f"config: {source or 'built-in defaults'}")
     for line in _summary(agent):
         print(line)
     sys.stdout.flush()
-
-    def announce(_message: str) -> None:
-        print(f"caching-agent listening on http://{host}:{port}", flush=True)
-
+    listening = f"caching-agent listening on http://{host}:{port}"
+    if workers == 1:
+        return _run(app, host, port, lambda: print(listening, flush=True), reuse_port=False)
+    if port == 0:  # each worker would pick a port of its own
+        return _fail(f"--workers {workers} needs a fixed port, not 0")
     try:
-        web.run_app(app, host=host, port=port, print=announce, access_log=None)
+        check_port_free(host, port)
+    except OSError as exc:
+        return _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    worker_args = ["--host", host, "--port", str(port)]
+    if source is not None:
+        worker_args += ["--config", str(source)]
+    listening += f" ({workers} workers)"
+    try:
+        return asyncio.run(supervise(agent, worker_args, workers, listening))
+    except CacheError as exc:  # the embedded engine would not start
+        print(f"caching-agent: {exc}", file=sys.stderr)
+        return EXIT_START
+
+
+def serve_worker(path: str | None, host: str, port: int, parent: int, ready_fd: int) -> int:
+    """One of ``serve --workers N``'s processes: its parent checked the config and said
+    where to listen; this one tells it when it does."""
+    if not become_worker(parent):
+        return EXIT_START
+    try:
+        app = create_app(_config_source(path))
+    except ConfigError as exc:
+        return _fail(str(exc))
+    logs.configure(app[AGENT].config.monitoring.log_format)
+    return _run(app, host, port, lambda: announce_ready(ready_fd), reuse_port=True)
+
+
+def _run(
+    app: web.Application, host: str, port: int, ready: Callable[[], None], *, reuse_port: bool
+) -> int:
+    try:
+        web.run_app(
+            app,
+            host=host,
+            port=port,
+            print=lambda _message: ready(),
+            access_log=None,
+            reuse_port=reuse_port,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+        )
     except OSError as exc:
         return _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     except CacheError as exc:  # raised while starting: the engine, L2, a plugin
@@ -117,7 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_config(args.config)
     if args.port is not None and not 0 < args.port < 65536:
         return _fail(f"--port: must be a TCP port (1-65535), got {args.port}")
-    return serve(args.config, args.host, args.port)
+    if args.worker_of is not None and args.ready_fd is not None:
+        return serve_worker(args.config, args.host, args.port, args.worker_of, args.ready_fd)
+    if not 0 < args.workers <= MAX_WORKERS:
+        return _fail(f"--workers: must be 1-{MAX_WORKERS}, got {args.workers}")
+    return serve(args.config, args.host, args.port, args.workers)
 
 
 if __name__ == "__main__":

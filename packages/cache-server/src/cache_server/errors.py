@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
@@ -19,8 +18,6 @@ from cache_core import (
 )
 
 log = logging.getLogger("cache_server")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class RequestError(Exception):
@@ -54,29 +51,27 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return web.Response(status=status, body=body, content_type="application/json")
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except RequestError as exc:
+def response_for(request: web.Request, exc: Exception) -> web.Response:
+    """The JSON error answering ``exc``, raised by a handler; HTTP exceptions below 400
+    (redirects) are raised again for aiohttp to send."""
+    if isinstance(exc, RequestError):
         return error_response(exc.status, exc.code, str(exc))
-    except CacheError as exc:
+    if isinstance(exc, CacheError):
         for kind, status in STATUS_BY_ERROR:
             if isinstance(exc, kind):
                 if status >= 500:
                     log.error("cache_error", extra={"code": exc.code, "error": str(exc)})
                 return error_response(status, exc.code, str(exc))
-        log.exception("cache_error", extra={"code": exc.code, "path": request.path})
+        log.error("cache_error", extra={"code": exc.code, "path": request.path}, exc_info=exc)
         return error_response(500, exc.code, str(exc))
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         code = _HTTP_CODES.get(exc.status, "http_error")
         message = exc.reason if exc.status != 413 else exc.text or exc.reason
         response = error_response(exc.status, code, message or code)
         if isinstance(exc, web.HTTPMethodNotAllowed):  # RFC 9110: say what is allowed
             response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
         return response
-    except Exception:
-        log.exception("cache_error", extra={"code": "internal_error", "path": request.path})
-        return error_response(500, "internal_error", "internal error; see the server log")
+    log.error("cache_error", extra={"code": "internal_error", "path": request.path}, exc_info=exc)
+    return error_response(500, "internal_error", "internal error; see the server log")

@@ -268,11 +268,12 @@ def openapi_document(config: Config) -> dict[str, Any]:
                     "200": _ok(
                         {
                             "type": "object",
-                            "required": ["status", "reasons", "tiers"],
+                            "required": ["status", "reasons", "tiers", "pid"],
                             "properties": {
                                 "status": {"type": "string", "enum": ["ok", "degraded"]},
                                 "reasons": {"type": "array", "items": {"type": "string"}},
                                 "tiers": {"type": "object"},
+                                "pid": {"type": "integer"},
                             },
                         }
                     )

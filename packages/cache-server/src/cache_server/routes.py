@@ -6,14 +6,17 @@ A GET that hits splices the stored JSON bytes into the response without decoding
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from cache_core import CachingAgent
 from cache_server.auth import NAMESPACE
 from cache_server.errors import RequestError
 from cache_server.keys import AGENT, TELEMETRY
+from cache_server.middleware import AtOnce
 from cache_server.models import (
     BatchGetRequest,
     BatchSetRequest,
@@ -30,6 +33,7 @@ routes = web.RouteTableDef()
 
 _JSON = "application/json"
 _MISS_TAIL = b',"value":null,"hit":false,"tier":null}'
+_HIT_TAILS = {tier: b',"hit":true,"tier":"%s"}' % tier.encode() for tier in ("l1", "l2", "loader")}
 
 
 def _pattern(request: web.Request, key: str) -> str:
@@ -40,19 +44,36 @@ def _json(payload: Any) -> web.Response:
     return web.Response(body=orjson.dumps(payload), content_type=_JSON)
 
 
+def l1_hits(agent: CachingAgent) -> AtOnce:
+    """GET /cache/{key}'s first try: the answer when L1 has the key, else None (then
+    get_value answers). A plain function, bound to the agent: on an L1 hit, a coroutine to
+    create and await, or the agent to fetch from the app, costs about what the lookup does."""
+    lookup_l1 = agent.lookup_l1
+
+    def l1_hit(request: web.Request) -> web.Response | None:
+        key = request.match_info["key"]
+        data = lookup_l1(request[NAMESPACE] + key)
+        return None if data is None else _found(request, key, data, "l1")
+
+    return l1_hit
+
+
 @routes.get("/cache/{key:.+}")
 async def get_value(request: web.Request) -> web.Response:
     key = request.match_info["key"]
     found = await request.app[AGENT].lookup(request[NAMESPACE] + key)
-    head = b'{"key":' + orjson.dumps(key)
     if found is None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("cache_miss", extra={"key_pattern": _pattern(request, key)})
-        return web.Response(body=head + _MISS_TAIL, content_type=_JSON)
-    data, tier = found
+        return web.Response(body=b'{"key":' + orjson.dumps(key) + _MISS_TAIL, content_type=_JSON)
+    return _found(request, key, *found)
+
+
+def _found(request: web.Request, key: str, data: bytes, tier: str) -> web.Response:
     if log.isEnabledFor(logging.DEBUG):
         log.debug("cache_hit", extra={"key_pattern": _pattern(request, key), "tier": tier})
-    body = b"".join((head, b',"value":', data, b',"hit":true,"tier":"', tier.encode(), b'"}'))
+    tail = _HIT_TAILS.get(tier) or b',"hit":true,"tier":' + orjson.dumps(tier) + b"}"
+    body = b"".join((b'{"key":', orjson.dumps(key), b',"value":', data, tail))
     return web.Response(body=body, content_type=_JSON)
 
 
@@ -179,4 +200,5 @@ async def health(request: web.Request) -> web.Response:
         tiers["l2"] = "not configured"
     else:
         tiers["l2"] = {**agent.l2.describe(), "breaker": agent.breaker.describe()}
-    return _json({"status": status, "reasons": reasons, "tiers": tiers})
+    # The pid tells which worker answered when `serve --workers N` shares the port.
+    return _json({"status": status, "reasons": reasons, "tiers": tiers, "pid": os.getpid()})

@@ -29,7 +29,7 @@ import itertools
 import logging
 import time
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -58,7 +58,6 @@ from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
     from cache_core import CachingAgent
@@ -73,6 +72,11 @@ DURATION_BUCKETS = (
 L2_COUNT_INTERVAL = 15.0
 """Seconds between counts of L2 keys (a SCAN): too costly to run on every scrape."""
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SCOPE = "caching_agent"
+"""The instrumentation scope (meter and tracer name)."""
+_SCOPE_LABELS = ("otel_scope_name", "otel_scope_schema_url", "otel_scope_version")
+RecordRequest = Callable[[float, str, str, int], None]
+"""``(seconds, method, route, status)``: one HTTP request's duration."""
 
 
 class Durations:
@@ -123,13 +127,23 @@ class Durations:
         return self.name.replace(".", "_") + "_seconds"
 
     def prometheus(self) -> HistogramMetricFamily:
-        labels = [label.replace(".", "_") for label in self.labels]
-        family = HistogramMetricFamily(self.prometheus_name, self.description, labels=labels)
-        bounds = [*(floatToGoString(b) for b in self.bounds), "+Inf"]  # type: ignore[no-untyped-call]
+        """The histogram exactly as the SDK's Prometheus reader exposes one (names, sorted
+        labels with the scope's, bucket bounds), so dashboards see no difference."""
+        names = sorted((label.replace(".", "_"), i) for i, label in enumerate(self.labels))
+        family = HistogramMetricFamily(
+            self.name.replace(".", "_"),
+            self.description,
+            labels=[name for name, _ in names] + list(_SCOPE_LABELS),
+            unit="seconds",
+        )
+        bounds = [*(f"{b}" for b in self.bounds), "+Inf"]
         for attributes, counts, total, _, _ in self.series():
+            values = list(attributes.values())
             cumulative = list(itertools.accumulate(counts))
             family.add_metric(
-                list(attributes.values()), list(zip(bounds, cumulative, strict=True)), total
+                [values[i] for _, i in names] + [SCOPE, "", ""],
+                list(zip(bounds, cumulative, strict=True)),
+                total,
             )
         return family
 
@@ -183,7 +197,7 @@ class _WithDurations(MetricExporter):
     ) -> MetricExportResult:
         now_ns = time.time_ns()
         metrics = [h.otlp(self._start_ns, now_ns) for h in self._histograms if h.recorded]
-        scope = ScopeMetrics(InstrumentationScope("caching_agent"), metrics, schema_url="")
+        scope = ScopeMetrics(InstrumentationScope(SCOPE), metrics, schema_url="")
         ours = ResourceMetrics(self._resource, [scope], schema_url="")
         data = MetricsData([*metrics_data.resource_metrics, ours])
         return self._inner.export(data, timeout_millis=timeout_millis, **kwargs)
@@ -229,6 +243,8 @@ class OpenTelemetryRecorder:
             self.http_duration,
         ]
         self.registry.register(_DurationsCollector(self._durations))
+        self.record_request: RecordRequest | None = None
+        """Where the server records each request's duration; None when nothing reads them."""
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -256,6 +272,8 @@ class OpenTelemetryRecorder:
             )
         self.meter_provider = MeterProvider(metric_readers=readers, resource=resource)
         self._instruments()
+        if settings.prometheus_enabled or settings.otlp_endpoint:
+            self.record_request = self._record_request
         if settings.tracing != "none":
             self._start_tracing(resource, settings.tracing, settings.otlp_endpoint)
         if agent.l2 is not None:
@@ -271,7 +289,7 @@ class OpenTelemetryRecorder:
             exporter = OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces", timeout=5)
             provider.add_span_processor(BatchSpanProcessor(exporter))
         self.tracer_provider = provider
-        self.tracer = provider.get_tracer("caching_agent")
+        self.tracer = provider.get_tracer(SCOPE)
         from opentelemetry.instrumentation.redis import RedisInstrumentor
 
         instrumentor = RedisInstrumentor()
@@ -312,7 +330,7 @@ class OpenTelemetryRecorder:
 
     def _instruments(self) -> None:
         assert self.meter_provider is not None
-        meter = self.meter_provider.get_meter("caching_agent")
+        meter = self.meter_provider.get_meter(SCOPE)
         counters = {
             "cache.hits": ("{hit}", "Lookups answered, by the tier that answered", self._hits),
             "cache.misses": ("{miss}", "Lookups no tier or loader could answer", self._misses),
@@ -403,6 +421,9 @@ class OpenTelemetryRecorder:
             yield Observation(1 if name in active else 0, {"alert": name})
 
     # -- the agent's OperationObserver --------------------------------------------------------
+
+    def _record_request(self, seconds: float, method: str, route: str, status: int) -> None:
+        self.http_duration.record(seconds, (method, route, status))
 
     def l2_call(self, op: str, seconds: float, ok: bool) -> None:
         self.l2_duration.record(seconds, (op, "ok" if ok else "error"))
