@@ -72,7 +72,7 @@ def minimal(session: nox.Session) -> None:
 BENCHMARKS = {
     "l1": ["bench/l1.py"],
     "l2": ["bench/l2.py"],
-    "http": ["bench/http.py"],
+    "http": ["bench/http_bench.py"],
     "memory": ["bench/memory.py"],
     "codecs": ["bench/codecs.py"],
     "staleness": ["bench/staleness.py", "1000"],

@@ -7,7 +7,7 @@ engine, on 127.0.0.1, tracing off. The load comes from a separate process: ``wrk
 is on PATH, else an aiohttp client load generator (this file, ``load`` mode), both
 closed-loop over keep-alive connections for a fixed time.
 
-    uv run python bench/http.py            # or: uv run nox -s bench -- http
+    uv run python bench/http_bench.py            # or: uv run nox -s bench -- http
 
 Writes bench/results-http.md and bench/plot-http.png. Target: a GET that hits L1 at
 >= 85% of the bare handler's requests per second.
@@ -15,33 +15,27 @@ Writes bench/results-http.md and bench/plot-http.png. Target: a GET that hits L1
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-# This file is named http.py: with its directory first on sys.path, `import http` (by
-# aiohttp and the standard library) would find this file. Its directory goes last.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import contextlib  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
-
-import benchlib  # noqa: E402
-import orjson  # noqa: E402
+import benchlib
+import orjson
 
 HOST = "127.0.0.1"
 CONNECTIONS = 32
@@ -289,7 +283,7 @@ class Load:
     @property
     def name(self) -> str:
         if self.wrk is None:
-            return "aiohttp client (bench/http.py load), 1 process"
+            return "aiohttp client (bench/http_bench.py load), 1 process"
         version = subprocess.run(
             [self.wrk, "-v"], capture_output=True, text=True, timeout=10, check=False
         )
@@ -532,7 +526,7 @@ others of its process count after {WARMUP:g} s of warm-up; the best round counts
   recorders (OpenTelemetry metrics), tracing none, no auth; writes cycle over {WRITE_KEYS}
   keys. "vs bare" compares with bare at the same process count.
 
-Produced by `uv run python bench/http.py`.
+Produced by `uv run python bench/http_bench.py`.
 
 {table}
 
