@@ -27,13 +27,13 @@ async def client(engine: Any) -> AsyncIterator[CoalescingClient]:
 
 def count_rounds(client: CoalescingClient) -> list[int]:
     rounds: list[int] = []
-    execute = client._execute
+    execute = client.batcher._run
 
-    async def counted(queued: Any) -> None:
+    async def counted(queued: Any) -> Any:
         rounds.append(len(queued))
-        await execute(queued)
+        return await execute(queued)
 
-    client._execute = counted  # type: ignore[method-assign]
+    client.batcher._run = counted
     return rounds
 
 

@@ -1,25 +1,103 @@
-"""Auto-pipelining of writes: pipelines executed in the same event-loop tick, by any
-number of concurrent requests, go to the engine as one pipeline.
+"""Auto-pipelining: what concurrent requests ask of the engine in the same event-loop tick
+goes to it together. Reads become one MGET (the tier's), pipelines one pipeline (here).
 
-Each request still builds its own pipeline (a redis-py ``Pipeline``, so every command
-method and reply parser is the library's); only ``execute`` differs: the commands join a
-queue, and once every task made ready in this tick has run, one real pipeline sends the
-whole queue in order and hands each request its slice of the replies. With 50 requests
-writing at once that is one round trip and one trip through the client's machinery
-instead of 50. A request's commands stay together and in order; requests are served in
-the order they executed. A command error is raised to the request it belongs to (as a
-lone pipeline would); a connection error to every request of the round.
+:class:`TickBatcher` is the mechanism: items submitted in one tick are handed together to
+one call, once every task made ready in that tick has run, and each submitter gets its own
+result back. The call runs as a task of its own, so a submitter that gives up (a timeout)
+cancels only its wait; when every submitter of a round gave up the call is cancelled too,
+which drops its connection (redis-py never pools one with a reply unread).
+
+:class:`CoalescingClient` applies it to pipelines: each request still builds its own
+pipeline (a redis-py ``Pipeline``, so every command method and reply parser is the
+library's); only ``execute`` differs: the commands join the round, one real pipeline sends
+the round's commands in order, and each request gets its slice of the replies. A request's
+commands stay together and in order; requests are served in the order they executed. A
+command error is raised to the request it belongs to (as a lone pipeline would); a
+connection error to every request of the round.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-_Queued = tuple[list[Any], "asyncio.Future[list[Any]]", bool]
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class TickBatcher(Generic[T, R]):
+    """``await submit(item)``: ``run`` gets the items of one tick (at most ``limit`` a
+    call) and returns one result an item; a result that is an exception is raised to its
+    submitter alone, an exception from ``run`` to every submitter of the call."""
+
+    def __init__(
+        self, run: Callable[[list[T]], Awaitable[Sequence[R | Exception]]], limit: int = 0
+    ) -> None:
+        self._run = run
+        self._limit = limit
+        self._queue: list[tuple[T, asyncio.Future[R]]] = []
+        self._rounds: set[asyncio.Task[None]] = set()
+
+    async def submit(self, item: T) -> R:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[R] = loop.create_future()
+        self._queue.append((item, waiter))
+        if len(self._queue) == 1:
+            loop.call_soon(self._send)
+        return await waiter
+
+    def _send(self) -> None:
+        queued, self._queue = self._queue, []
+        step = self._limit or len(queued)
+        for start in range(0, len(queued), max(step, 1)):
+            self._start(queued[start : start + step])
+
+    def _start(self, queued: list[tuple[T, asyncio.Future[R]]]) -> None:
+        round_ = asyncio.create_task(self._execute(queued))
+        self._rounds.add(round_)
+        round_.add_done_callback(self._rounds.discard)
+        waiters = [waiter for _, waiter in queued]
+
+        def abandon(waiter: asyncio.Future[R]) -> None:
+            if waiter.cancelled() and not round_.done() and all(w.done() for w in waiters):
+                round_.cancel()
+
+        for waiter in waiters:
+            waiter.add_done_callback(abandon)
+
+    async def _execute(self, queued: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            results = await self._run([item for item, _ in queued])
+        except BaseException as exc:
+            for _, waiter in queued:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, waiter), result in zip(queued, results, strict=True):
+            if waiter.done():  # its submitter gave up
+                continue
+            if isinstance(result, Exception):
+                waiter.set_exception(result)
+            else:
+                waiter.set_result(result)
+
+    def cancel(self) -> None:
+        """Cancel the calls in flight and the waits not yet sent (on close)."""
+        for round_ in list(self._rounds):
+            round_.cancel()
+        for _, waiter in self._queue:
+            waiter.cancel()
+        self._queue.clear()
+
+
+_Commands = tuple[list[Any], bool]
+"""A pipeline's command stack and whether a command error raises."""
 
 
 class CoalescingClient:
@@ -28,8 +106,7 @@ class CoalescingClient:
 
     def __init__(self, client: Redis) -> None:
         self._client = client
-        self._queue: list[_Queued] = []
-        self._rounds: set[asyncio.Task[None]] = set()
+        self.batcher: TickBatcher[_Commands, list[Any]] = TickBatcher(self._execute)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -41,62 +118,22 @@ class CoalescingClient:
             self, self._client.connection_pool, self._client.response_callbacks, False, shard_hint
         )
 
-    async def submit(self, commands: list[Any], raise_on_error: bool) -> list[Any]:
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[list[Any]] = loop.create_future()
-        self._queue.append((commands, waiter, raise_on_error))
-        if len(self._queue) == 1:
-            loop.call_soon(self._send)
-        return await waiter
-
-    def _send(self) -> None:
-        queued, self._queue = self._queue, []
-        # A task of its own: a request that gives up (a timeout) cancels its wait, not the
-        # others' writes. When every request of the round gave up the round is cancelled
-        # too, which drops its connection (redis-py never pools one with a reply unread).
-        round_ = asyncio.create_task(self._execute(queued))
-        self._rounds.add(round_)
-        round_.add_done_callback(self._rounds.discard)
-        waiters = [waiter for _, waiter, _ in queued]
-
-        def abandon(waiter: asyncio.Future[list[Any]]) -> None:
-            if waiter.cancelled() and not round_.done() and all(w.done() for w in waiters):
-                round_.cancel()
-
-        for waiter in waiters:
-            waiter.add_done_callback(abandon)
-
-    async def _execute(self, queued: list[_Queued]) -> None:
+    async def _execute(self, rounds: list[_Commands]) -> list[list[Any] | Exception]:
         pipe = self._client.pipeline(transaction=False)
-        for commands, _, _ in queued:
+        for commands, _ in rounds:
             pipe.command_stack.extend(commands)
-        try:
-            replies = await pipe.execute(raise_on_error=False)
-        except BaseException as exc:
-            for _, waiter, _ in queued:
-                if not waiter.done():
-                    waiter.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
+        replies = await pipe.execute(raise_on_error=False)
+        out: list[list[Any] | Exception] = []
         start = 0
-        for commands, waiter, raise_on_error in queued:
+        for commands, raise_on_error in rounds:
             part = replies[start : start + len(commands)]
             start += len(commands)
-            if waiter.done():  # its request gave up
-                continue
             error = next((r for r in part if isinstance(r, Exception)), None)
-            if raise_on_error and error is not None:
-                waiter.set_exception(error)
-            else:
-                waiter.set_result(part)
+            out.append(error if raise_on_error and error is not None else part)
+        return out
 
     async def aclose(self) -> None:
-        for round_ in list(self._rounds):
-            round_.cancel()
-        for _, waiter, _ in self._queue:
-            waiter.cancel()
-        self._queue.clear()
+        self.batcher.cancel()
         await self._client.aclose()
 
 
@@ -109,7 +146,7 @@ class _CoalescedPipeline(Pipeline):
         commands, self.command_stack = self.command_stack, []
         if not commands:
             return []
-        return await self._coalescer.submit(commands, raise_on_error)
+        return await self._coalescer.batcher.submit((commands, raise_on_error))
 
 
-__all__ = ["CoalescingClient"]
+__all__ = ["CoalescingClient", "TickBatcher"]

@@ -43,7 +43,7 @@ from cache_core.frames import (
 from cache_core.globs import compile_glob
 from cache_core.policies import PolicyTable
 from cache_core.tiers.base import CoherenceListener, StoredValue, TierContext
-from cache_plugins_redis.autopipeline import CoalescingClient
+from cache_plugins_redis.autopipeline import CoalescingClient, TickBatcher
 from cache_plugins_redis.engine import EMBEDDED, EmbeddedEngine
 
 log = logging.getLogger("cache_plugins_redis.tier")
@@ -95,8 +95,7 @@ class RedisTier:
         self.engine: EmbeddedEngine | None = None
         self._sentinel: Sentinel | None = None
         # Auto-pipelining: reads asked for in one event-loop tick go out as one call.
-        self._queued_reads: list[tuple[str, asyncio.Future[StoredValue | None]]] = []
-        self._read_batches: set[asyncio.Task[None]] = set()
+        self._reads: TickBatcher[str, StoredValue | None] = TickBatcher(self._read, READ_CHUNK)
         self.coherent = False
         self.notices_received = 0
         if self._cluster and not self._settings.nodes:
@@ -294,11 +293,7 @@ class RedisTier:
         return True
 
     async def close(self) -> None:
-        for batch in list(self._read_batches):
-            batch.cancel()
-        for _, waiter in self._queued_reads:
-            waiter.cancel()
-        self._queued_reads.clear()
+        self._reads.cancel()
         if self._subscriber is not None:
             self._subscriber.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -341,59 +336,8 @@ class RedisTier:
         return None if pttl < 0 else pttl / 1000.0
 
     async def get(self, key: str) -> StoredValue | None:
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[StoredValue | None] = loop.create_future()
-        self._queued_reads.append((key, waiter))
-        if len(self._queued_reads) == 1:
-            # After every task made ready in this tick has run (and queued its read).
-            loop.call_soon(self._send_queued_reads)
-        return await waiter
-
-    def _send_queued_reads(self) -> None:
-        queued, self._queued_reads = self._queued_reads, []
-        for start in range(0, len(queued), READ_CHUNK):
-            chunk = queued[start : start + READ_CHUNK]
-            # A task of its own: a caller that gives up (a timeout) cancels its wait, not
-            # the others' read. When every caller gave up the read is cancelled too, which
-            # drops its connection (redis-py never pools one with a reply unread).
-            batch = asyncio.create_task(self._read_queued(chunk))
-            self._read_batches.add(batch)
-            batch.add_done_callback(self._read_batches.discard)
-            waiters = [waiter for _, waiter in chunk]
-
-            def abandon(
-                waiter: asyncio.Future[StoredValue | None],
-                batch: asyncio.Task[None] = batch,
-                waiters: list[asyncio.Future[StoredValue | None]] = waiters,
-            ) -> None:
-                if waiter.cancelled() and not batch.done() and all(w.done() for w in waiters):
-                    batch.cancel()
-
-            for waiter in waiters:
-                waiter.add_done_callback(abandon)
-
-    async def _read_queued(
-        self, queued: list[tuple[str, asyncio.Future[StoredValue | None]]]
-    ) -> None:
-        keys = list(dict.fromkeys(key for key, _ in queued))
-        try:
-            entries = await self._read(keys)
-        except BaseException as exc:
-            for _, waiter in queued:
-                if not waiter.done():
-                    waiter.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        found = dict(zip(keys, entries, strict=True))
-        for key, waiter in queued:
-            if waiter.done():  # its caller gave up
-                continue
-            entry = found[key]
-            if isinstance(entry, CorruptEntryError):
-                waiter.set_exception(entry)
-            else:
-                waiter.set_result(entry)
+        # Reads of one tick go out as one MGET.
+        return await self._reads.submit(key)
 
     async def get_many(self, keys: Sequence[str]) -> list[StoredValue | None]:
         out: list[StoredValue | None] = []
@@ -404,8 +348,10 @@ class RedisTier:
                 out.append(entry)
         return out
 
-    async def _read(self, keys: Sequence[str]) -> list[StoredValue | CorruptEntryError | None]:
-        """Each key's entry (or why it is unreadable) in one MGET."""
+    async def _read(self, asked: Sequence[str]) -> list[StoredValue | CorruptEntryError | None]:
+        """Each key's entry (or why it is unreadable) in one MGET (a key asked twice is
+        read once)."""
+        keys = list(dict.fromkeys(asked))
         if not keys:
             return []
         names = [self.prefix + key for key in keys]
@@ -449,7 +395,10 @@ class RedisTier:
                 entry = out[i]
                 assert isinstance(entry, StoredValue)
                 out[i] = None if pttl == -2 else StoredValue(entry.data, self._ttl_left(pttl))
-        return out
+        if len(keys) == len(asked):
+            return out
+        found = dict(zip(keys, out, strict=True))
+        return [found[key] for key in asked]
 
     def _set_cmd(self, pipe: Any, key: str, data: bytes, ttl: float | None, now_ms: int) -> None:
         px = None if ttl is None else max(1, round(ttl * 1000))
