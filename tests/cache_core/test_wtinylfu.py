@@ -50,9 +50,9 @@ def check_regions(tier: WTinyLfuTier) -> None:
     sizes = {WINDOW: 0, PROBATION: 0, PROTECTED: 0}
     for region, order in enumerate((tier._window, tier._probation, tier._protected)):
         for key, entry in order.items():
-            assert entry[3] == region and tier._data[key] is entry
+            assert entry[3] == region and tier._entries[key] is entry
             sizes[region] += entry[2]
-    assert len(tier._window) + len(tier._probation) + len(tier._protected) == len(tier._data)
+    assert len(tier._window) + len(tier._probation) + len(tier._protected) == len(tier._entries)
     assert tier._window_bytes == sizes[WINDOW]
     assert tier._probation_bytes == sizes[PROBATION]
     assert tier._protected_bytes == sizes[PROTECTED]

@@ -13,8 +13,8 @@ import math
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from attrs import define
 
@@ -35,10 +35,12 @@ def entry_weight(key: str, data: bytes) -> int:
     return sys.getsizeof(key) + sys.getsizeof(data) + ENTRY_OVERHEAD
 
 
-class MemoryTier:
-    """Byte-bounded LRU; ``get`` refreshes recency, expired entries read as misses."""
+class HeldEntries:
+    """What the in-process tiers share: options, the byte bound, the clock, and everything
+    that only reads ``_entries`` (key -> record whose item 1 is the expiry). A policy
+    subclass keeps the order and implements get, set, delete and clear."""
 
-    PLUGIN_NAME: ClassVar[str] = "memory"
+    EVICTION: ClassVar[str]
 
     @define(frozen=True)
     class Options:
@@ -47,32 +49,99 @@ class MemoryTier:
         """Seconds an entry may live in L1 (a cap below L2's TTL when L2 exists)."""
         eviction: str = "lru"
 
+    _entries: MutableMapping[Any, Any]
+
     def __init__(
         self,
-        options: MemoryTier.Options | None = None,
+        options: HeldEntries.Options | None = None,
         context: TierContext | None = None,
         *,
         clock: Callable[[], float] | None = None,
-        weigher: Callable[[str, bytes], int] | None = None,
+        weigher: Callable[[Any, bytes], int] | None = None,
         max_bytes: int | None = None,
     ) -> None:
-        """``weigher`` and ``max_bytes`` are for simulations (a weight of 1 an entry makes
-        the bound a count of entries)."""
-        options = options or MemoryTier.Options()
-        clock = clock or (context.clock if context is not None else time.monotonic)
+        """``weigher``, ``max_bytes`` and keys of any hashable type are for simulations
+        (a weight of 1 an entry makes the bound a count of entries)."""
+        options = options or self.Options()
         if options.max_size_mb <= 0:
             raise ValueError("max_size_mb must be greater than 0")
-        if options.eviction != "lru":
+        if options.eviction != self.EVICTION:
             raise ValueError(f"eviction {options.eviction!r} is not provided by this tier")
         self.max_bytes = max_bytes if max_bytes is not None else int(options.max_size_mb * MIB)
-        self._weigh = weigher or entry_weight
         self.default_ttl = options.ttl
-        self._clock = clock
-        # key -> (data, expires_at, weight); order is recency, oldest first.
-        self._entries: OrderedDict[str, tuple[bytes, float, int]] = OrderedDict()
+        self._clock = clock or (context.clock if context is not None else time.monotonic)
+        self._weigh = weigher or self.weight
         self._size = 0
         self._evictions = 0
         self._expirations = 0
+
+    @staticmethod
+    def weight(key: Any, data: bytes) -> int:
+        """The bytes an entry pins (see :func:`entry_weight`)."""
+        return entry_weight(key, data)
+
+    def fits(self, key: str, data: bytes) -> bool:
+        return self._weigh(key, data) <= self.max_bytes
+
+    def delete(self, key: Any) -> bool:
+        raise NotImplementedError
+
+    def delete_matching(self, pattern: str) -> list[str]:
+        """Remove every key matching the Redis glob ``pattern``; return the removed keys."""
+        if is_literal(pattern):
+            return [pattern] if self.delete(pattern) else []
+        match = compile_glob(pattern).fullmatch
+        matching = [key for key in self._entries if match(key)]
+        return [key for key in matching if self.delete(key)]
+
+    def ttl_remaining(self, key: str) -> float | None:
+        """Seconds ``key`` has left in L1 (None: no expiry); KeyError when absent or expired."""
+        left: float = self._entries[key][1] - self._clock()
+        if left <= 0:
+            raise KeyError(key)
+        return None if math.isinf(left) else left
+
+    def keys(self) -> list[str]:
+        """Live keys, in the policy's order (a snapshot; for tests and introspection)."""
+        now = self._clock()
+        return [key for key, entry in self._entries.items() if entry[1] > now]
+
+    def __contains__(self, key: object) -> bool:
+        entry = self._entries.get(key)
+        return entry is not None and bool(entry[1] > self._clock())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._size
+
+    @property
+    def evictions(self) -> int:
+        return self._evictions
+
+    @property
+    def expirations(self) -> int:
+        return self._expirations
+
+
+class MemoryTier(HeldEntries):
+    """Byte-bounded LRU; ``get`` refreshes recency, expired entries read as misses.
+    ``keys()`` lists the least recently used first."""
+
+    PLUGIN_NAME: ClassVar[str] = "memory"
+    EVICTION: ClassVar[str] = "lru"
+
+    def __init__(
+        self,
+        options: HeldEntries.Options | None = None,
+        context: TierContext | None = None,
+        **simulation: Any,
+    ) -> None:
+        super().__init__(options, context, **simulation)
+        # key -> (data, expires_at, weight); order is recency, oldest first.
+        self._entries: OrderedDict[str, tuple[bytes, float, int]] = OrderedDict()
 
     def get(self, key: str) -> bytes | None:
         entry = self._entries.get(key)
@@ -84,9 +153,6 @@ class MemoryTier:
             return None
         self._entries.move_to_end(key)
         return entry[0]
-
-    def fits(self, key: str, data: bytes) -> bool:
-        return self._weigh(key, data) <= self.max_bytes
 
     def set(self, key: str, data: bytes, ttl: float | None) -> bool:
         """Store ``data`` for ``ttl`` seconds; False when it can never fit (nothing changes)."""
@@ -122,54 +188,14 @@ class MemoryTier:
         self._size -= entry[2]
         return entry[1] > self._clock()
 
-    def delete_matching(self, pattern: str) -> list[str]:
-        """Remove every key matching the Redis glob ``pattern``; return the removed keys."""
-        if is_literal(pattern):
-            return [pattern] if self.delete(pattern) else []
-        match = compile_glob(pattern).fullmatch
-        matching = [key for key in self._entries if match(key)]
-        return [key for key in matching if self.delete(key)]
-
     def clear(self) -> int:
         count = len(self._entries)
         self._entries.clear()
         self._size = 0
         return count
 
-    def ttl_remaining(self, key: str) -> float | None:
-        """Seconds ``key`` has left in L1 (None: no expiry); KeyError when absent or expired."""
-        expires_at = self._entries[key][1]
-        left = expires_at - self._clock()
-        if left <= 0:
-            raise KeyError(key)
-        return None if math.isinf(left) else left
 
-    def keys(self) -> list[str]:
-        """Live keys, least recently used first (a snapshot; for tests and introspection)."""
-        now = self._clock()
-        return [key for key, entry in self._entries.items() if entry[1] > now]
-
-    def __contains__(self, key: object) -> bool:
-        entry = self._entries.get(key)  # type: ignore[call-overload]
-        return entry is not None and entry[1] > self._clock()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @property
-    def size_bytes(self) -> int:
-        return self._size
-
-    @property
-    def evictions(self) -> int:
-        return self._evictions
-
-    @property
-    def expirations(self) -> int:
-        return self._expirations
-
-
-__all__ = ["ENTRY_OVERHEAD", "MemoryTier", "entry_weight"]
+__all__ = ["ENTRY_OVERHEAD", "HeldEntries", "MemoryTier", "entry_weight"]
 
 
 class BypassTier:

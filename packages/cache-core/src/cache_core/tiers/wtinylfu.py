@@ -26,15 +26,13 @@ from __future__ import annotations
 import math
 import random
 import sys
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from attrs import define
 
-from cache_core.globs import compile_glob, is_literal
-from cache_core.tiers.memory import MIB, entry_weight
+from cache_core.tiers.memory import HeldEntries, entry_weight
 
 if TYPE_CHECKING:
     from cache_core.tiers.base import TierContext
@@ -147,52 +145,36 @@ class FrequencySketch:
         return count
 
 
-class WTinyLfuTier:
+class WTinyLfuTier(HeldEntries):
     """Byte-bounded adaptive W-TinyLFU with per-entry expiry; the LRU tier's interface."""
 
     PLUGIN_NAME: ClassVar[str] = "wtinylfu"
+    EVICTION: ClassVar[str] = "wtinylfu"
 
     @define(frozen=True)
-    class Options:
-        max_size_mb: float = 100.0
-        ttl: float | None = 60.0
-        """Seconds an entry may live in L1 (a cap below L2's TTL when L2 exists)."""
+    class Options(HeldEntries.Options):
         eviction: str = "wtinylfu"
 
     def __init__(
         self,
-        options: WTinyLfuTier.Options | None = None,
+        options: HeldEntries.Options | None = None,
         context: TierContext | None = None,
         *,
-        clock: Callable[[], float] | None = None,
-        weigher: Callable[[Any, bytes], int] | None = None,
-        max_bytes: int | None = None,
         seed: int = 0,
+        **simulation: Any,
     ) -> None:
-        """``weigher``, ``max_bytes`` and keys of any hashable type are for simulations
-        (a weight of 1 an entry makes the bound a count of entries)."""
-        options = options or WTinyLfuTier.Options()
-        if options.max_size_mb <= 0:
-            raise ValueError("max_size_mb must be greater than 0")
-        if options.eviction != self.PLUGIN_NAME:
-            raise ValueError(f"eviction {options.eviction!r} is not provided by this tier")
-        self.max_bytes = max_bytes if max_bytes is not None else int(options.max_size_mb * MIB)
-        self.default_ttl = options.ttl
-        self._clock = clock or (context.clock if context is not None else time.monotonic)
-        self._weigh = weigher or _default_weight
+        super().__init__(options, context, **simulation)
         self._random = random.Random(seed)
         # key -> [data, expires_at, weight, region, hits while held (to MAX_COUNT)];
         # the regions keep the order.
-        self._data: dict[Any, list[Any]] = {}
+        self._entries: dict[Any, list[Any]] = {}
         self._window: OrderedDict[Any, list[Any]] = OrderedDict()
         self._probation: OrderedDict[Any, list[Any]] = OrderedDict()
         self._protected: OrderedDict[Any, list[Any]] = OrderedDict()
-        self._size = self._window_bytes = self._probation_bytes = self._protected_bytes = 0
+        self._window_bytes = self._probation_bytes = self._protected_bytes = 0
         self._window_max = 0
         self._set_window_max(INITIAL_WINDOW * self.max_bytes)
         self._sketch = FrequencySketch(64)
-        self._evictions = 0
-        self._expirations = 0
         # The climber's sample.
         self._hits = 0
         self._misses = 0
@@ -203,7 +185,7 @@ class WTinyLfuTier:
     # -- reads ------------------------------------------------------------------------------
 
     def get(self, key: Any) -> bytes | None:
-        entry = self._data.get(key)
+        entry = self._entries.get(key)
         if entry is None:
             self._misses += 1
             return None
@@ -242,7 +224,7 @@ class WTinyLfuTier:
 
     def _halve_held(self) -> None:
         """Age the held keys' own counts with the sketch's."""
-        for entry in self._data.values():
+        for entry in self._entries.values():
             entry[4] >>= 1
 
     def _count_arrival(self, key: Any) -> None:
@@ -251,16 +233,13 @@ class WTinyLfuTier:
 
     # -- writes -----------------------------------------------------------------------------
 
-    def fits(self, key: Any, data: bytes) -> bool:
-        return self._weigh(key, data) <= self.max_bytes
-
     def set(self, key: Any, data: bytes, ttl: float | None) -> bool:
         """Store ``data`` for ``ttl`` seconds; False when it can never fit (nothing changes)."""
         weight = self._weigh(key, data)
         if weight > self.max_bytes:
             return False
         expires_at = math.inf if ttl is None else self._clock() + ttl
-        entry = self._data.get(key)
+        entry = self._entries.get(key)
         if entry is not None:  # a rewrite: an access, with a new weight
             delta = weight - entry[2]
             entry[0], entry[1], entry[2] = data, expires_at, weight
@@ -275,12 +254,12 @@ class WTinyLfuTier:
         else:
             self._count_arrival(key)
             entry = [data, expires_at, weight, WINDOW, 0]
-            self._data[key] = entry
+            self._entries[key] = entry
             self._window[key] = entry
             self._window_bytes += weight
             self._size += weight
-            if len(self._data) > self._sketch.width:  # grown: keep the holders' counts
-                self._sketch.resize(2 * len(self._data), self._data)
+            if len(self._entries) > self._sketch.width:  # grown: keep the holders' counts
+                self._sketch.resize(2 * len(self._entries), self._entries)
         self._evict()
         if self._hits + self._misses >= self._sample_at:
             self._climb()
@@ -314,7 +293,7 @@ class WTinyLfuTier:
                 self._forget(victim, victims.pop(victim))
                 self._evictions += 1
             else:
-                del self._data[key]
+                del self._entries[key]
                 self._size -= entry[2]
                 self._fold(key, entry)
                 self._evictions += 1
@@ -337,7 +316,7 @@ class WTinyLfuTier:
 
     def _forget(self, key: Any, entry: list[Any]) -> None:
         """``entry`` was popped from its region: drop it from the map and the sizes."""
-        del self._data[key]
+        del self._entries[key]
         self._size -= entry[2]
         self._fold(key, entry)
         region = entry[3]
@@ -366,7 +345,7 @@ class WTinyLfuTier:
     # -- climbing ---------------------------------------------------------------------------
 
     def _next_sample(self) -> int:
-        return max(MIN_SAMPLE, SAMPLE_FACTOR * len(self._data))
+        return max(MIN_SAMPLE, SAMPLE_FACTOR * len(self._entries))
 
     def _climb(self) -> None:
         """Caffeine's climber: keep going while the hit ratio rises, turn when it falls."""
@@ -424,55 +403,22 @@ class WTinyLfuTier:
 
     def delete(self, key: Any) -> bool:
         """Drop ``key``; True only if it was live (an expired entry is dropped silently)."""
-        entry = self._data.get(key)
+        entry = self._entries.get(key)
         if entry is None:
             return False
         self._unlink(key, entry)
         return bool(entry[1] > self._clock())
 
-    def delete_matching(self, pattern: str) -> list[str]:
-        if is_literal(pattern):
-            return [pattern] if self.delete(pattern) else []
-        match = compile_glob(pattern).fullmatch
-        matching = [key for key in self._data if match(key)]
-        return [key for key in matching if self.delete(key)]
-
     def clear(self) -> int:
-        count = len(self._data)
-        for region in (self._data, self._window, self._probation, self._protected):
+        count = len(self._entries)
+        for region in (self._entries, self._window, self._probation, self._protected):
             region.clear()
         self._size = self._window_bytes = self._probation_bytes = self._protected_bytes = 0
         return count
 
-    def ttl_remaining(self, key: Any) -> float | None:
-        """Seconds ``key`` has left in L1 (None: no expiry); KeyError when absent or expired."""
-        left = self._data[key][1] - self._clock()
-        if left <= 0:
-            raise KeyError(key)
-        return None if math.isinf(left) else float(left)
-
-    def keys(self) -> list[Any]:
-        now = self._clock()
-        return [key for key, entry in self._data.items() if entry[1] > now]
-
-    def __contains__(self, key: object) -> bool:
-        entry = self._data.get(key)
-        return entry is not None and entry[1] > self._clock()
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    @property
-    def size_bytes(self) -> int:
-        return self._size
-
-    @property
-    def evictions(self) -> int:
-        return self._evictions
-
-    @property
-    def expirations(self) -> int:
-        return self._expirations
+    @staticmethod
+    def weight(key: Any, data: bytes) -> int:
+        return entry_weight(key, data) + EXTRA_OVERHEAD
 
     def describe(self) -> dict[str, Any]:
         """The regions' byte sizes and the window's current share (for tests and /stats)."""
@@ -483,10 +429,6 @@ class WTinyLfuTier:
             "protected_bytes": self._protected_bytes,
             "window_share": round(self._window_max / self.max_bytes, 4),
         }
-
-
-def _default_weight(key: Any, data: bytes) -> int:
-    return entry_weight(key, data) + EXTRA_OVERHEAD
 
 
 __all__ = ["FrequencySketch", "WTinyLfuTier"]
