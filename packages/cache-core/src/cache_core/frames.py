@@ -65,12 +65,6 @@ def _header_size(frame: bytes) -> int:
     raise CorruptEntryError(f"stored entry has unknown frame version {frame[1]}")
 
 
-def frame_codec_id(frame: bytes) -> int:
-    """The codec id of ``frame``; :class:`CorruptEntryError` if it is not one of ours."""
-    _header_size(frame)
-    return frame[2]
-
-
 def frame_expiry(frame: bytes) -> int | None:
     """When ``frame`` expires (Unix ms, 0: never), or None for a version 1 frame, which
     does not say. Call on a frame :func:`decode_frame` accepted."""
