@@ -37,8 +37,8 @@ from cache_core.tiers.memory import HeldEntries, entry_weight
 if TYPE_CHECKING:
     from cache_core.tiers.base import TierContext
 
-# The record list (5 slots instead of the LRU tier's 3-tuple) and the second map's slot.
-EXTRA_OVERHEAD = sys.getsizeof([b"", 0.0, 0, 0, 0]) - sys.getsizeof((b"", 0.0, 0)) + 40
+# The record list (6 slots instead of the LRU tier's 3-tuple) and the second map's slot.
+EXTRA_OVERHEAD = sys.getsizeof([b"", 0.0, 0, 0, 0, False]) - sys.getsizeof((b"", 0.0, 0)) + 40
 
 WINDOW, PROBATION, PROTECTED = 0, 1, 2
 MAX_COUNT = 15
@@ -46,15 +46,31 @@ PROTECTED_SHARE = 0.8
 """Of the main space, what the protected segment may hold."""
 INITIAL_WINDOW = 0.01
 """The window's first share of the cache (Caffeine's); the climber moves it."""
-STEP = 0.0625
-"""A climbing step, as a share of the cache."""
+MIN_WINDOW = 0.01
+"""The smallest share the climber may give the window: below it, a key needs to be asked
+for twice within a handful of requests to be admitted at all."""
+STEP = 0.03
+"""A climbing step, as a share of the cache (half of Caffeine's 6.25%: with the recency
+guard below taking the long way up, smaller steps wander less on short traces)."""
 STEP_DECAY = 0.98
 RESTART_THRESHOLD = 0.05
 """A hit-ratio change this large means a new workload: climb again in full steps."""
 SAMPLE_FACTOR = 10
 """Accesses per climbing sample, per entry held."""
 HALVING_FACTOR = 10
-"""Sketch increments between halvings, per counter of a row."""
+"""Sketch increments between halvings, per key the sketch is sized for (Caffeine's)."""
+WIDTH_FACTOR = 4
+"""Counters a row, per key the sketch is sized for."""
+GUARD_KEYS = 512
+"""The recency guard follows about this many keys: one in R, R a power of two."""
+GUARD_MARGIN = 0.01
+"""How far (a share of its accesses) LRU must be ahead before the guard acts."""
+GUARD_SLACK = 32
+"""... plus this many hits, so a few lucky ones early on do not count."""
+GUARD_PERIODS = 10
+"""Periods (about a cache's worth of accesses each) of evidence the guard needs."""
+GUARD_DECAY = 0.98
+"""The guard's evidence fades by this much a period, so it follows the workload."""
 
 MIN_SAMPLE = 256
 _M64 = (1 << 64) - 1
@@ -63,27 +79,29 @@ _HALF = bytes(b >> 1 for b in range(256))
 
 
 class FrequencySketch:
-    """A count-min sketch: 4 rows of 4-bit counters (one per byte, capped at 15) indexed
-    by multiplicative hashes of ``hash(key)``, behind a doorkeeper; every counter is halved
-    (and the doorkeeper emptied) after ``10 x width`` increments, so old popularity fades."""
+    """A count-min sketch: 4 rows of 4-bit counters (one per byte, capped at 15), 4 a key
+    held, indexed by multiplicative hashes of ``hash(key)``, behind a doorkeeper; every
+    counter is halved (and the doorkeeper emptied) after 10 increments a key, so old
+    popularity fades."""
 
     def __init__(self, capacity: int) -> None:
         self.resize(capacity)
 
     def resize(self, capacity: int, keep: Iterable[Hashable] = ()) -> None:
-        """Room for about ``capacity`` distinct keys; the counts of ``keep`` (the keys the
+        """Sized for about ``capacity`` keys held; the counts of ``keep`` (the keys the
         cache holds) carry over, the rest start over."""
         kept = [(key, self.frequency(key)) for key in keep] if hasattr(self, "_rows") else []
-        bits = max(6, (max(1, capacity) - 1).bit_length())
+        self.capacity = max(16, capacity)
+        bits = (WIDTH_FACTOR * self.capacity - 1).bit_length()
         self.width = 1 << bits
         self._shift = 64 - bits
         self._rows = [bytearray(self.width) for _ in _SEEDS]
-        # The doorkeeper: a Bloom filter (one byte a bit, 2 probes, 4 bits per counter)
-        # that takes a key's first sighting, so keys seen once never reach the counters.
+        # The doorkeeper: a Bloom filter (one byte a bit, 2 probes, 4 bits a counter) that
+        # takes a key's first sighting, so keys seen once never reach the counters.
         self._door = bytearray(4 * self.width)
         self._door_shift = 64 - bits - 2
         self._additions = 0
-        self.sample_size = HALVING_FACTOR * self.width
+        self.sample_size = HALVING_FACTOR * self.capacity
         for key, count in kept:
             for row, i in zip(self._rows, self._indexes(key), strict=True):
                 row[i] = max(row[i], count)
@@ -145,6 +163,82 @@ class FrequencySketch:
         return count
 
 
+class RecencyGuard:
+    """What LRU would hit, simulated on a sample of the keys; the climber's safety net.
+
+    The climber learns from hit ratios sampled over ten cache-fulls of requests, which
+    is too slow to notice a workload where recency is all that matters (LRU's best case):
+    there the small window turns away the keys about to be asked for again. So an LRU of
+    the same byte budget runs beside the cache on one key in ``rate`` (chosen by hash, so
+    about ``GUARD_KEYS`` are followed: SHARDS' spatial sampling), fed the same reads and
+    writes. Both are scored on the same sampled reads; when LRU is ahead by more than
+    ``GUARD_MARGIN`` of them (plus ``GUARD_SLACK`` hits), evidence that fades by
+    ``GUARD_DECAY`` a period, the tier gives the whole cache to the window (LRU) and the
+    climber works down from there. It starts at the first eviction: before that every
+    policy holds everything.
+    """
+
+    def __init__(self, max_bytes: int, held: int) -> None:
+        bits = max(0, (held // GUARD_KEYS).bit_length() - 1)
+        self.rate = 1 << bits
+        self._shift = 64 - bits
+        self._budget = max_bytes >> bits
+        self._order: OrderedDict[Any, int] = OrderedDict()
+        self._bytes = 0
+        self._period = max(64, held >> bits)
+        self._left = self._period
+        self._periods = 0
+        # Decayed counts over the sampled reads: reads, the cache's hits, LRU's hits.
+        self._reads = self._hits = self._lru_hits = 0.0
+        self.verdicts = 0
+
+    def sampled(self, key: Hashable) -> bool:
+        return ((hash(key) * _SEEDS[1]) & _M64) >> self._shift == 0
+
+    def read(self, key: Hashable, weight: int) -> bool:
+        """A sampled read, a hit of the cache (of ``weight``) or a miss (0); True when LRU
+        has proven better. A hit LRU misses is filled, as the caller would have on a miss
+        (the cache's misses are filled by the caller's write)."""
+        self._reads += 1
+        order = self._order
+        if key in order:
+            order.move_to_end(key)
+            self._lru_hits += 1
+        elif weight:
+            self.write(key, weight)
+        if weight:
+            self._hits += 1
+        self._left -= 1
+        return self._left <= 0 and self._judge()
+
+    def write(self, key: Hashable, weight: int) -> None:
+        order = self._order
+        self._bytes += weight - order.pop(key, 0)
+        order[key] = weight
+        while self._bytes > self._budget:
+            self._bytes -= order.popitem(last=False)[1]
+
+    def drop(self, key: Hashable) -> None:
+        self._bytes -= self._order.pop(key, 0)
+
+    def _judge(self) -> bool:
+        self._left = self._period
+        self._periods += 1
+        lead = self._lru_hits - self._hits
+        if self._periods >= GUARD_PERIODS and lead > GUARD_MARGIN * self._reads + GUARD_SLACK:
+            self._reads = self._hits = self._lru_hits = 0.0
+            self._periods = 0
+            self.verdicts += 1
+            return True
+        self._reads *= GUARD_DECAY
+        self._hits *= GUARD_DECAY
+        self._lru_hits *= GUARD_DECAY
+        return False
+
+    def describe(self) -> dict[str, Any]:
+        return {"sample_rate": self.rate, "verdicts": self.verdicts}
+
+
 class WTinyLfuTier(HeldEntries):
     """Byte-bounded adaptive W-TinyLFU with per-entry expiry; the LRU tier's interface."""
 
@@ -165,8 +259,8 @@ class WTinyLfuTier(HeldEntries):
     ) -> None:
         super().__init__(options, context, **simulation)
         self._random = random.Random(seed)
-        # key -> [data, expires_at, weight, region, hits while held (to MAX_COUNT)];
-        # the regions keep the order.
+        # key -> [data, expires_at, weight, region, hits while held (to MAX_COUNT),
+        # followed by the recency guard]; the regions keep the order.
         self._entries: dict[Any, list[Any]] = {}
         self._window: OrderedDict[Any, list[Any]] = OrderedDict()
         self._probation: OrderedDict[Any, list[Any]] = OrderedDict()
@@ -179,8 +273,10 @@ class WTinyLfuTier(HeldEntries):
         self._hits = 0
         self._misses = 0
         self._previous_hit_rate = 0.0
+        self._climbing = False
         self._sample_at = MIN_SAMPLE
         self._step = -STEP * self.max_bytes  # as Caffeine: a first step toward a smaller window
+        self._guard: RecencyGuard | None = None
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -188,13 +284,23 @@ class WTinyLfuTier(HeldEntries):
         entry = self._entries.get(key)
         if entry is None:
             self._misses += 1
+            guard = self._guard
+            if guard is not None and guard.sampled(key) and guard.read(key, 0):
+                self._give_window_everything()
             return None
         if entry[1] <= self._clock():
             self._unlink(key, entry)
             self._expirations += 1
             self._misses += 1
+            guard = self._guard
+            if entry[5] and guard is not None:
+                guard.drop(key)
+                if guard.read(key, 0):
+                    self._give_window_everything()
             return None
         self._access(key, entry)
+        if entry[5] and self._guard is not None and self._guard.read(key, entry[2]):
+            self._give_window_everything()
         return entry[0]  # type: ignore[no-any-return]
 
     def _access(self, key: Any, entry: list[Any]) -> None:
@@ -253,17 +359,43 @@ class WTinyLfuTier(HeldEntries):
             self._access(key, entry)
         else:
             self._count_arrival(key)
-            entry = [data, expires_at, weight, WINDOW, 0]
+            sampled = self._guard is not None and self._guard.sampled(key)
+            entry = [data, expires_at, weight, WINDOW, 0, sampled]
             self._entries[key] = entry
             self._window[key] = entry
             self._window_bytes += weight
             self._size += weight
-            if len(self._entries) > self._sketch.width:  # grown: keep the holders' counts
+            if len(self._entries) > self._sketch.capacity:  # grown: keep the holders' counts
                 self._sketch.resize(2 * len(self._entries), self._entries)
+        if entry[5] and self._guard is not None:
+            self._guard.write(key, weight)
         self._evict()
+        if self._guard is None and self._evictions:
+            self._start_guard()
         if self._hits + self._misses >= self._sample_at:
             self._climb()
         return True
+
+    def _start_guard(self) -> None:
+        """The cache is full: follow what LRU would do from here, starting from what it
+        would hold now (everything held, oldest first)."""
+        guard = self._guard = RecencyGuard(self.max_bytes, len(self._entries))
+        for key, entry in self._entries.items():
+            entry[5] = guard.sampled(key)
+            if entry[5]:
+                guard.write(key, entry[2])
+
+    def _give_window_everything(self) -> None:
+        """The guard's verdict: LRU does better here. Unless the window already has most of
+        the cache, it gets all of it, and the climber starts over, stepping down."""
+        if self._window_max >= 0.9 * self.max_bytes:
+            return
+        self._set_window_max(self.max_bytes)
+        self._rebalance()
+        self._step = -STEP * self.max_bytes
+        self._climbing = False
+        self._hits = self._misses = 0
+        self._sample_at = self._next_sample()
 
     def _evict(self) -> None:
         """Move the window's overflow to main through admission, then evict to the bound."""
@@ -348,9 +480,17 @@ class WTinyLfuTier(HeldEntries):
         return max(MIN_SAMPLE, SAMPLE_FACTOR * len(self._entries))
 
     def _climb(self) -> None:
-        """Caffeine's climber: keep going while the hit ratio rises, turn when it falls."""
+        """Caffeine's climber: keep going while the hit ratio rises, turn when it falls.
+        Only once the cache has been full: before its first eviction every policy hits the
+        same, and a hit ratio rising as the cache fills would read as a good step."""
         requests = self._hits + self._misses
         hit_rate = self._hits / requests
+        if not self._climbing:
+            self._climbing = bool(self._evictions)
+            self._previous_hit_rate = hit_rate
+            self._hits = self._misses = 0
+            self._sample_at = self._next_sample()
+            return
         change = hit_rate - self._previous_hit_rate
         amount = self._step if change >= 0 else -self._step
         if abs(change) >= RESTART_THRESHOLD:
@@ -364,7 +504,7 @@ class WTinyLfuTier(HeldEntries):
         self._rebalance()
 
     def _set_window_max(self, value: float) -> None:
-        self._window_max = int(min(max(value, 0), self.max_bytes))
+        self._window_max = int(min(max(value, MIN_WINDOW * self.max_bytes), self.max_bytes))
 
     def _rebalance(self) -> None:
         """After the window's share moved: a grown window takes main's coldest entries, a
@@ -407,6 +547,8 @@ class WTinyLfuTier(HeldEntries):
         if entry is None:
             return False
         self._unlink(key, entry)
+        if entry[5] and self._guard is not None:
+            self._guard.drop(key)
         return bool(entry[1] > self._clock())
 
     def clear(self) -> int:
@@ -414,6 +556,8 @@ class WTinyLfuTier(HeldEntries):
         for region in (self._entries, self._window, self._probation, self._protected):
             region.clear()
         self._size = self._window_bytes = self._probation_bytes = self._protected_bytes = 0
+        if self._guard is not None:
+            self._guard = RecencyGuard(self.max_bytes, max(1, count))
         return count
 
     @staticmethod
@@ -428,7 +572,8 @@ class WTinyLfuTier(HeldEntries):
             "probation_bytes": self._probation_bytes,
             "protected_bytes": self._protected_bytes,
             "window_share": round(self._window_max / self.max_bytes, 4),
+            "recency_guard": None if self._guard is None else self._guard.describe(),
         }
 
 
-__all__ = ["FrequencySketch", "WTinyLfuTier"]
+__all__ = ["FrequencySketch", "RecencyGuard", "WTinyLfuTier"]
