@@ -4,6 +4,7 @@ hash the same in every process, so these figures are exact)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
@@ -112,8 +113,12 @@ def test_the_guard_follows_exactly_what_an_lru_would_hold() -> None:
     keys = zipf_trace(2000, 20_000, seed=3, s=0.8)
     lru = MemoryTier(weigher=unit, max_bytes=300)
     tier = WTinyLfuTier(weigher=unit, max_bytes=300)
-    replay(lru, keys)
-    replay(tier, keys)
+    for i, key in enumerate(keys):
+        for cache in (lru, tier):
+            if i % 13 == 0:  # deletes leave the guard as they leave the LRU
+                cache.delete(key)
+            elif cache.get(key) is None:
+                cache.set(key, b"", None)
     assert tier._guard is not None and tier._guard.rate == 1
     assert list(tier._guard._order) == list(lru._entries)
 
@@ -200,3 +205,13 @@ def test_an_agent_picks_the_policy_by_name() -> None:
     )
     assert isinstance(agent.l1, WTinyLfuTier)
     assert agent.describe()["tiers"]["l1"].startswith("wtinylfu")
+    policy = asyncio.run(agent.get_stats())["l1_policy"]
+    assert policy["eviction"] == "wtinylfu" and policy["window_share"] == 0.01
+    assert policy["recency_guard"] is None  # until the first eviction
+
+
+def test_an_lru_agent_names_its_policy_in_stats() -> None:
+    agent = CachingAgent.from_config(
+        {"compression": {"enable": False}}, env={"CACHING_AGENT_PLUGINS": ""}
+    )
+    assert asyncio.run(agent.get_stats())["l1_policy"] == {"eviction": "lru"}

@@ -1091,6 +1091,10 @@ class CachingAgent:
         summary["l1_max_bytes"] = self.l1.max_bytes
         summary["l1_entries"] = len(self.l1)
         summary["l1_evictions"] = self.l1.evictions
+        # An L1 plugin may describe its policy's state (W-TinyLFU: the window, the guard).
+        describe = getattr(self.l1, "describe", None)
+        if callable(describe):
+            summary["l1_policy"] = describe()
         summary["l2_size_keys"] = await self.l2.count() if self.l2 is not None else 0
         summary["tiers"] = ["l1", "l2"] if self.l2 is not None else ["l1"]
         summary["write_back_pending"] = self.write_back_pending()

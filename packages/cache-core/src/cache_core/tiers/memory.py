@@ -117,6 +117,10 @@ class HeldEntries:
     def size_bytes(self) -> int:
         return self._size
 
+    def describe(self) -> dict[str, Any]:
+        """The policy and its state, for ``/stats`` (a policy with state adds to it)."""
+        return {"eviction": self.EVICTION}
+
     @property
     def evictions(self) -> int:
         return self._evictions

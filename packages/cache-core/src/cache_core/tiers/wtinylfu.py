@@ -175,7 +175,8 @@ class RecencyGuard:
     ``GUARD_MARGIN`` of them (plus ``GUARD_SLACK`` hits), evidence that fades by
     ``GUARD_DECAY`` a period, the tier gives the whole cache to the window (LRU) and the
     climber works down from there. It starts at the first eviction: before that every
-    policy holds everything.
+    policy holds everything. Expiry is not simulated (it takes entries from both alike),
+    and it follows about ``held / rate`` keys, pinning those the cache let go.
     """
 
     def __init__(self, max_bytes: int, held: int) -> None:
@@ -543,12 +544,12 @@ class WTinyLfuTier(HeldEntries):
 
     def delete(self, key: Any) -> bool:
         """Drop ``key``; True only if it was live (an expired entry is dropped silently)."""
+        if self._guard is not None:  # LRU may hold what this cache turned away
+            self._guard.drop(key)
         entry = self._entries.get(key)
         if entry is None:
             return False
         self._unlink(key, entry)
-        if entry[5] and self._guard is not None:
-            self._guard.drop(key)
         return bool(entry[1] > self._clock())
 
     def clear(self) -> int:
@@ -565,8 +566,9 @@ class WTinyLfuTier(HeldEntries):
         return entry_weight(key, data) + EXTRA_OVERHEAD
 
     def describe(self) -> dict[str, Any]:
-        """The regions' byte sizes and the window's current share (for tests and /stats)."""
+        """The regions' byte sizes, the window's current share and the recency guard."""
         return {
+            **super().describe(),
             "window_bytes": self._window_bytes,
             "window_max": self._window_max,
             "probation_bytes": self._probation_bytes,
