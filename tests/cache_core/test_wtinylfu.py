@@ -113,8 +113,9 @@ def test_the_guard_follows_exactly_what_an_lru_would_hold() -> None:
     keys = zipf_trace(2000, 20_000, seed=3, s=0.8)
     lru = MemoryTier(weigher=unit, max_bytes=300)
     tier = WTinyLfuTier(weigher=unit, max_bytes=300)
+    caches: tuple[Any, ...] = (lru, tier)  # int keys: a simulation
     for i, key in enumerate(keys):
-        for cache in (lru, tier):
+        for cache in caches:
             if i % 13 == 0:  # deletes leave the guard as they leave the LRU
                 cache.delete(key)
             elif cache.get(key) is None:
