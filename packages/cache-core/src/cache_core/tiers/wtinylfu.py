@@ -5,11 +5,14 @@ everything worth keeping. W-TinyLFU (Einziger, Friedman, Manes; Caffeine's polic
 entries in a small LRU *window*; what leaves the window is a candidate for the *main*
 space (an SLRU: probation, then protected once hit again) and is admitted only if it has
 been asked for more often than the main entry it would push out. How often is estimated
-by a count-min sketch of 4-bit counters, halved every ten accesses per counter, so the
+by a count-min sketch of 4-bit counters, halved every ten accesses per key, so the
 estimate follows what is popular now. A fixed window loses to LRU on recency-heavy
-workloads, so the window's share is adapted by hill climbing on the hit ratio (Caffeine's
-climber): every sample of accesses, keep moving the window's size in the direction that
-raised the hit ratio, in steps that shrink, and restart when the workload changes.
+workloads, so once the cache has been full the window's share is adapted by hill climbing
+on the hit ratio (Caffeine's climber): every sample of accesses, keep moving the window's
+size in the direction that raised the hit ratio, in steps that shrink, and restart when
+the workload changes. The climber is slow to find out that recency is all that matters, so
+a :class:`RecencyGuard` (an LRU simulated on a sample of the keys) gives the window the
+whole cache as soon as LRU has proven better, and the climber works down from there.
 
 Everything is bounded by bytes: an entry weighs what it pins (as in the LRU tier, plus
 the second map slot this policy keeps), the window, probation and protected sizes are
@@ -18,7 +21,8 @@ amortized. A hit stays cheap in Python: it bumps a small counter on the entry an
 in its segment; the sketch (a few hashes and four table updates) is touched only when a
 key arrives and when it leaves, taking the hits it collected while held. A key's frequency
 is the sketch's estimate plus its own count: the same figure, found for a fraction of the
-cost, since both sides of every admission decision are held.
+cost, since both sides of every admission decision are held. A hit on one of the keys the
+guard follows (one in its sample rate) also moves that key in the guard's LRU.
 """
 
 from __future__ import annotations
