@@ -91,10 +91,10 @@ def test_on_a_recency_workload_the_guard_gives_the_window_everything() -> None:
     tier = WTinyLfuTier(weigher=unit, max_bytes=100)
     ours = replay(tier, keys)
     assert lru == pytest.approx(71.42, abs=0.005)
-    assert ours == pytest.approx(69.75, abs=0.005)
+    assert ours == pytest.approx(69.69, abs=0.005)
     described = tier.describe()
     assert described["recency_guard"]["verdicts"] >= 1
-    assert described["window_share"] > 0.9
+    assert described["window_share"] > 0.5  # given everything, then climbed down a little
 
 
 @pytest.mark.parametrize(
@@ -130,6 +130,20 @@ def test_a_large_cache_follows_one_key_in_rate() -> None:
     guard = tier._guard
     assert guard is not None and guard.rate == 32  # about GUARD_KEYS keys followed
     assert 400 < len(guard._order) <= 16_384 // 32
+
+
+def test_a_key_hit_twice_in_the_window_is_admitted_to_protected() -> None:
+    tier = WTinyLfuTier(weigher=unit, max_bytes=100)  # a window of one entry
+    tier.set("twice", b"", None)
+    tier.get("twice")
+    tier.get("twice")
+    tier.set("once", b"", None)  # pushes "twice" out of the window
+    tier.get("once")
+    tier.set("never", b"", None)  # pushes "once" out
+    assert tier._entries["twice"][3] == PROTECTED
+    assert tier._entries["once"][3] == PROBATION
+    assert tier._entries["never"][3] == WINDOW
+    check_regions(tier)
 
 
 # -- the byte bound and the regions, whatever happens ---------------------------------------

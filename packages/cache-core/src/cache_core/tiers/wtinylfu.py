@@ -48,6 +48,10 @@ WINDOW, PROBATION, PROTECTED = 0, 1, 2
 MAX_COUNT = 15
 PROTECTED_SHARE = 0.8
 """Of the main space, what the protected segment may hold."""
+PROVEN_HITS = 2
+"""Hits in the window that send an admitted key straight to the protected segment instead
+of probation: it has been asked for again already, and probation would put it first in
+line for eviction (hit ratio on the traces: 14 targets missed without, 11 with)."""
 INITIAL_WINDOW = 0.01
 """The window's first share of the cache (Caffeine's); the climber moves it."""
 MIN_WINDOW = 0.01
@@ -416,8 +420,9 @@ class WTinyLfuTier(HeldEntries):
             self._evictions += 1
 
     def _admit(self, key: Any, entry: list[Any]) -> None:
-        """``key`` left the window: into probation if main has room, else only for as long as
-        it is asked for more often than each main entry it would push out."""
+        """``key`` left the window: into main if it has room, else only for as long as it is
+        asked for more often than each main entry it would push out; into probation, or
+        protected if it was hit ``PROVEN_HITS`` times in the window."""
         candidate = -1
         while self._size > self.max_bytes:
             victims = self._probation or self._protected
@@ -435,6 +440,12 @@ class WTinyLfuTier(HeldEntries):
                 self._fold(key, entry)
                 self._evictions += 1
                 return
+        if entry[4] >= PROVEN_HITS:  # asked for again and again in the window: proven
+            entry[3] = PROTECTED
+            self._protected[key] = entry
+            self._protected_bytes += entry[2]
+            self._demote_protected()
+            return
         entry[3] = PROBATION
         self._probation[key] = entry
         self._probation_bytes += entry[2]
