@@ -77,6 +77,8 @@ GUARD_SLACK = 32
 """... plus this many hits, so a few lucky ones early on do not count."""
 GUARD_PERIODS = 10
 """Periods (about a cache's worth of accesses each) of evidence the guard needs."""
+GUARD_Z = 10
+"""... or LRU's lead is this many standard deviations of chance (it acts at once then)."""
 GUARD_DECAY = 0.98
 """The guard's evidence fades by this much a period, so it follows the workload."""
 
@@ -179,10 +181,12 @@ class RecencyGuard:
     there the small window turns away the keys about to be asked for again. So an LRU of
     the same byte budget runs beside the cache on one key in ``rate`` (chosen by hash, so
     about ``GUARD_KEYS`` are followed: SHARDS' spatial sampling), fed the same reads and
-    writes. Both are scored on the same sampled reads; when LRU is ahead by more than
-    ``GUARD_MARGIN`` of them (plus ``GUARD_SLACK`` hits), evidence that fades by
-    ``GUARD_DECAY`` a period, the tier gives the whole cache to the window (LRU) and the
-    climber works down from there. It starts at the first eviction: before that every
+    writes. Both are scored on the same sampled reads, evidence that fades by
+    ``GUARD_DECAY`` a period. When LRU is ahead by more than ``GUARD_MARGIN`` of them (plus
+    ``GUARD_SLACK`` hits), and has been for ``GUARD_PERIODS`` periods or is so far ahead
+    that chance cannot explain it (McNemar's test on the reads only one of them hit, at
+    ``GUARD_Z`` standard deviations), the tier gives the whole cache to the window (LRU) and
+    the climber works down from there. It starts at the first eviction: before that every
     policy holds everything. Expiry is not simulated (it takes entries from both alike),
     and it follows about ``held / rate`` keys, pinning those the cache let go.
     """
@@ -197,8 +201,9 @@ class RecencyGuard:
         self._period = max(64, held >> bits)
         self._left = self._period
         self._periods = 0
-        # Decayed counts over the sampled reads: reads, the cache's hits, LRU's hits.
-        self._reads = self._hits = self._lru_hits = 0.0
+        # Decayed counts over the sampled reads: all, LRU's hits the cache missed, and the
+        # cache's hits LRU missed.
+        self._reads = self._lru_only = self._cache_only = 0.0
         self.verdicts = 0
 
     def sampled(self, key: Hashable) -> bool:
@@ -212,11 +217,11 @@ class RecencyGuard:
         order = self._order
         if key in order:
             order.move_to_end(key)
-            self._lru_hits += 1
+            if not weight:
+                self._lru_only += 1
         elif weight:
             self.write(key, weight)
-        if weight:
-            self._hits += 1
+            self._cache_only += 1
         self._left -= 1
         return self._left <= 0 and self._judge()
 
@@ -233,15 +238,18 @@ class RecencyGuard:
     def _judge(self) -> bool:
         self._left = self._period
         self._periods += 1
-        lead = self._lru_hits - self._hits
-        if self._periods >= GUARD_PERIODS and lead > GUARD_MARGIN * self._reads + GUARD_SLACK:
-            self._reads = self._hits = self._lru_hits = 0.0
+        lead = self._lru_only - self._cache_only
+        if lead > GUARD_MARGIN * self._reads + GUARD_SLACK and (
+            self._periods >= GUARD_PERIODS
+            or lead > GUARD_Z * math.sqrt(self._lru_only + self._cache_only)
+        ):
+            self._reads = self._lru_only = self._cache_only = 0.0
             self._periods = 0
             self.verdicts += 1
             return True
         self._reads *= GUARD_DECAY
-        self._hits *= GUARD_DECAY
-        self._lru_hits *= GUARD_DECAY
+        self._lru_only *= GUARD_DECAY
+        self._cache_only *= GUARD_DECAY
         return False
 
     def describe(self) -> dict[str, Any]:
