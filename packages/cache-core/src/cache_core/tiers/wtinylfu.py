@@ -51,7 +51,8 @@ PROTECTED_SHARE = 0.8
 PROVEN_HITS = 2
 """Hits in the window that send an admitted key straight to the protected segment instead
 of probation: it has been asked for again already, and probation would put it first in
-line for eviction (hit ratio on the traces: 14 targets missed without, 11 with)."""
+line for eviction (on the traces, against the same theine figures: 14 hit-ratio targets
+missed without it, 11 with it, and 10.9 points short in all instead of 6.2)."""
 INITIAL_WINDOW = 0.01
 """The window's first share of the cache (Caffeine's); the climber moves it."""
 MIN_WINDOW = 0.01
