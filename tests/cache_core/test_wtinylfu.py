@@ -136,7 +136,7 @@ def test_the_guard_acts_at_once_on_overwhelming_evidence_and_never_on_a_draw() -
         guard.write(key, 1)
     verdict_at = None
     for read in range(64 * 10):  # LRU hits every read, the cache none
-        if guard.read(read % 64, 0):
+        if guard.read(read % 64, None):
             verdict_at = read + 1
             break
     assert verdict_at == 128  # two periods: 128 reads, LRU 128 ahead > 10 sd of chance
@@ -145,8 +145,45 @@ def test_the_guard_acts_at_once_on_overwhelming_evidence_and_never_on_a_draw() -
         draw.write(key, 1)
     for read in range(64 * 30):  # each hits half the reads, never the same ones
         key = read % 64
-        assert not draw.read(key if key < 32 else 1000 + key, 0 if key < 32 else 1)
+        assert not draw.read(key if key < 32 else 1000 + key, None if key < 32 else 1)
         draw.drop(1000 + key)  # keep LRU from learning the cache's keys
+
+
+def test_the_sample_rate_rises_as_the_cache_holds_more_keys() -> None:
+    # A few large values fill the cache first: the guard starts following every key, and
+    # must follow fewer as small ones pile up, or it becomes a second full-size LRU.
+    tier = WTinyLfuTier(weigher=lambda _key, data: max(1, len(data)), max_bytes=20_000)
+    for i in range(3):
+        tier.set(f"big{i}", bytes(7_000), None)
+    guard = tier._guard
+    assert guard is not None and guard.rate == 1
+    for i in range(20_000):
+        tier.set(i, b"x", None)
+    assert guard.rate == 1 << ((len(tier) // 512).bit_length() - 1)  # 512-1024 of them
+    assert len(guard._order) <= 20_000 // guard.rate  # a sampled LRU, not a second cache
+    assert all(entry[5] == guard.sampled(key) for key, entry in tier._entries.items())
+    check_regions(tier)
+
+
+def test_after_clear_the_guard_waits_for_the_next_eviction() -> None:
+    tier = WTinyLfuTier(weigher=unit, max_bytes=10_000)
+    replay(tier, list(range(12_000)))
+    assert tier._guard is not None and tier._guard.rate == 16  # 10,000 held: 625 followed
+    tier.clear()
+    tier.clear()
+    assert tier._guard is None
+    replay(tier, list(range(10_000)))  # full, nothing evicted yet
+    assert tier._guard is None
+    replay(tier, list(range(10_000, 10_100)))
+    assert tier._guard is not None and tier._guard.rate == 16
+
+
+def test_a_value_heavier_than_the_guards_budget_leaves_the_rest_followed() -> None:
+    guard = RecencyGuard(max_bytes=16_384, held=16_384)  # one in 32: a 512-byte budget
+    for key in range(100):
+        guard.write(key, 1)
+    guard.write("huge", 1_000)
+    assert len(guard._order) == 100 and "huge" not in guard._order
 
 
 def test_a_large_cache_follows_one_key_in_rate() -> None:

@@ -193,40 +193,61 @@ class RecencyGuard:
     """
 
     def __init__(self, max_bytes: int, held: int) -> None:
-        bits = max(0, (held // GUARD_KEYS).bit_length() - 1)
-        self.rate = 1 << bits
-        self._shift = 64 - bits
-        self._budget = max_bytes >> bits
+        self._max_bytes = max_bytes
         self._order: OrderedDict[Any, int] = OrderedDict()
         self._bytes = 0
-        self._period = max(64, held >> bits)
-        self._left = self._period
+        self._bits = -1
         self._periods = 0
         # Decayed counts over the sampled reads: all, LRU's hits the cache missed, and the
         # cache's hits LRU missed.
         self._reads = self._lru_only = self._cache_only = 0.0
         self.verdicts = 0
+        self.resample(held)
+
+    def resample(self, held: int) -> bool:
+        """Follow one key in ``rate``, the power of two that keeps between ``GUARD_KEYS``
+        and twice that many of the ``held`` keys followed. The rate only rises (a sample
+        shrinks to a subset of itself, it cannot grow back what it never saw); True when it
+        rose, and the keys no longer sampled were let go."""
+        bits = max(0, (held // GUARD_KEYS).bit_length() - 1)
+        if bits <= self._bits:
+            return False
+        self._bits = bits
+        self.rate = 1 << bits
+        self.resample_at = GUARD_KEYS << (bits + 1)
+        self._shift = 64 - bits
+        self._budget = self._max_bytes >> bits
+        self._period = self._left = max(64, held >> bits)
+        order = self._order
+        for key in [key for key in order if not self.sampled(key)]:
+            self._bytes -= order.pop(key)
+        while self._bytes > self._budget:
+            self._bytes -= order.popitem(last=False)[1]
+        return True
 
     def sampled(self, key: Hashable) -> bool:
         return ((hash(key) * _SEEDS[1]) & _M64) >> self._shift == 0
 
-    def read(self, key: Hashable, weight: int) -> bool:
-        """A sampled read, a hit of the cache (of ``weight``) or a miss (0); True when LRU
-        has proven better. A hit LRU misses is filled, as the caller would have on a miss
-        (the cache's misses are filled by the caller's write)."""
+    def read(self, key: Hashable, weight: int | None) -> bool:
+        """A sampled read, a hit of the cache (of ``weight``) or a miss (None); True when
+        LRU has proven better. A hit LRU misses is filled, as the caller would have on a
+        miss (the cache's misses are filled by the caller's write)."""
         self._reads += 1
         order = self._order
         if key in order:
             order.move_to_end(key)
-            if not weight:
+            if weight is None:
                 self._lru_only += 1
-        elif weight:
+        elif weight is not None:
             self.write(key, weight)
             self._cache_only += 1
         self._left -= 1
         return self._left <= 0 and self._judge()
 
     def write(self, key: Hashable, weight: int) -> None:
+        if weight > self._budget:  # more than the scaled-down LRU could ever hold
+            self.drop(key)
+            return
         order = self._order
         self._bytes += weight - order.pop(key, 0)
         order[key] = weight
@@ -295,6 +316,7 @@ class WTinyLfuTier(HeldEntries):
         self._sample_at = MIN_SAMPLE
         self._step = -STEP * self.max_bytes  # as Caffeine: a first step toward a smaller window
         self._guard: RecencyGuard | None = None
+        self._guard_from = 0  # the eviction count the guard waits to see exceeded
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -303,7 +325,7 @@ class WTinyLfuTier(HeldEntries):
         if entry is None:
             self._misses += 1
             guard = self._guard
-            if guard is not None and guard.sampled(key) and guard.read(key, 0):
+            if guard is not None and guard.sampled(key) and guard.read(key, None):
                 self._give_window_everything()
             return None
         if entry[1] <= self._clock():
@@ -313,7 +335,7 @@ class WTinyLfuTier(HeldEntries):
             guard = self._guard
             if entry[5] and guard is not None:
                 guard.drop(key)
-                if guard.read(key, 0):
+                if guard.read(key, None):
                     self._give_window_everything()
             return None
         self._access(key, entry)
@@ -385,10 +407,15 @@ class WTinyLfuTier(HeldEntries):
             self._size += weight
             if len(self._entries) > self._sketch.capacity:  # grown: keep the holders' counts
                 self._sketch.resize(2 * len(self._entries), self._entries)
+            guard = self._guard
+            held = len(self._entries)
+            if guard is not None and held >= guard.resample_at and guard.resample(held):
+                for other, record in self._entries.items():  # grown: follow fewer of them
+                    record[5] = guard.sampled(other)
         if entry[5] and self._guard is not None:
             self._guard.write(key, weight)
         self._evict()
-        if self._guard is None and self._evictions:
+        if self._guard is None and self._evictions > self._guard_from:
             self._start_guard()
         if self._hits + self._misses >= self._sample_at:
             self._climb()
@@ -581,8 +608,10 @@ class WTinyLfuTier(HeldEntries):
         for region in (self._entries, self._window, self._probation, self._protected):
             region.clear()
         self._size = self._window_bytes = self._probation_bytes = self._protected_bytes = 0
-        if self._guard is not None:
-            self._guard = RecencyGuard(self.max_bytes, max(1, count))
+        # Empty, every policy holds everything again: the guard restarts when the cache next
+        # has to evict, sized for what it then holds.
+        self._guard = None
+        self._guard_from = self._evictions
         return count
 
     @staticmethod
@@ -597,7 +626,7 @@ class WTinyLfuTier(HeldEntries):
             "window_max": self._window_max,
             "probation_bytes": self._probation_bytes,
             "protected_bytes": self._protected_bytes,
-            "window_share": round(self._window_max / self.max_bytes, 4),
+            "window_share": round(self._window_max / self.max_bytes, 4) if self.max_bytes else 0,
             "recency_guard": None if self._guard is None else self._guard.describe(),
         }
 
