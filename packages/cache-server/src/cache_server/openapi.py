@@ -38,6 +38,20 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
+def _object(
+    properties: dict[str, Any], required: list[str] | None = None, closed: bool = False
+) -> dict[str, Any]:
+    """An object schema; every property required unless ``required`` says which, and no
+    others allowed when ``closed`` (a request body)."""
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    required = list(properties) if required is None else required
+    if required:
+        schema["required"] = required
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
 def openapi_document(config: Config) -> dict[str, Any]:
     limits = config.limits
     key = {"type": "string", "minLength": 1, "maxLength": limits.max_key_length}
@@ -56,16 +70,14 @@ def openapi_document(config: Config) -> dict[str, Any]:
         "503": _error("L2 is unavailable"),
     }
     key_param = {"name": "key", "in": "path", "required": True, "schema": key}
-    entry = {
-        "type": "object",
-        "required": ["key", "value", "hit", "tier"],
-        "properties": {
+    entry = _object(
+        {
             "key": {"type": "string"},
             "value": JSON_VALUE,
             "hit": {"type": "boolean"},
             "tier": {"type": "string", "nullable": True, "enum": ["l1", "l2", "loader", None]},
-        },
-    }
+        }
+    )
     paths: dict[str, Any] = {
         "/cache/{key}": {
             "get": {
@@ -78,15 +90,13 @@ def openapi_document(config: Config) -> dict[str, Any]:
                 "parameters": [key_param],
                 "responses": {
                     "200": _ok(
-                        {
-                            "type": "object",
-                            "required": ["success", "key", "deleted"],
-                            "properties": {
+                        _object(
+                            {
                                 "success": {"type": "boolean"},
                                 "key": {"type": "string"},
                                 "deleted": {"type": "boolean"},
-                            },
-                        }
+                            }
+                        )
                     ),
                     **common,
                 },
@@ -96,11 +106,8 @@ def openapi_document(config: Config) -> dict[str, Any]:
             "post": {
                 "operationId": "setValue",
                 "requestBody": _body(
-                    {
-                        "type": "object",
-                        "required": ["key", "value"],
-                        "additionalProperties": False,
-                        "properties": {
+                    _object(
+                        {
                             "key": key,
                             "value": JSON_VALUE,
                             "ttl": ttl,
@@ -108,19 +115,19 @@ def openapi_document(config: Config) -> dict[str, Any]:
                             "tags": tags,
                             "dependencies": {"type": "array", "items": key},
                         },
-                    }
+                        required=["key", "value"],
+                        closed=True,
+                    )
                 ),
                 "responses": {
                     "200": _ok(
-                        {
-                            "type": "object",
-                            "required": ["success", "key", "strategy"],
-                            "properties": {
+                        _object(
+                            {
                                 "success": {"type": "boolean"},
                                 "key": {"type": "string"},
                                 "strategy": {"type": "string"},
-                            },
-                        }
+                            }
+                        )
                     ),
                     **common,
                 },
@@ -129,25 +136,16 @@ def openapi_document(config: Config) -> dict[str, Any]:
         "/cache/batch-get": {
             "post": {
                 "operationId": "batchGet",
-                "requestBody": _body(
-                    {
-                        "type": "object",
-                        "required": ["keys"],
-                        "additionalProperties": False,
-                        "properties": {"keys": keys},
-                    }
-                ),
+                "requestBody": _body(_object({"keys": keys}, closed=True)),
                 "responses": {
                     "200": _ok(
-                        {
-                            "type": "object",
-                            "required": ["results", "hits", "misses"],
-                            "properties": {
+                        _object(
+                            {
                                 "results": {"type": "object", "additionalProperties": JSON_VALUE},
                                 "hits": {"type": "integer"},
                                 "misses": {"type": "integer"},
-                            },
-                        }
+                            }
+                        )
                     ),
                     **common,
                 },
@@ -157,11 +155,8 @@ def openapi_document(config: Config) -> dict[str, Any]:
             "post": {
                 "operationId": "batchSet",
                 "requestBody": _body(
-                    {
-                        "type": "object",
-                        "required": ["items"],
-                        "additionalProperties": False,
-                        "properties": {
+                    _object(
+                        {
                             "items": {
                                 "type": "object",
                                 "additionalProperties": JSON_VALUE,
@@ -171,18 +166,13 @@ def openapi_document(config: Config) -> dict[str, Any]:
                             "strategy": strategy,
                             "tags": tags,
                         },
-                    }
+                        required=["items"],
+                        closed=True,
+                    )
                 ),
                 "responses": {
                     "200": _ok(
-                        {
-                            "type": "object",
-                            "required": ["success", "count"],
-                            "properties": {
-                                "success": {"type": "boolean"},
-                                "count": {"type": "integer"},
-                            },
-                        }
+                        _object({"success": {"type": "boolean"}, "count": {"type": "integer"}})
                     ),
                     **common,
                 },
@@ -192,27 +182,25 @@ def openapi_document(config: Config) -> dict[str, Any]:
             "post": {
                 "operationId": "invalidate",
                 "requestBody": _body(
-                    {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {
+                    _object(
+                        {
                             "pattern": {"type": "string", "minLength": 1},
                             "tags": tags,
                             "event": {"type": "string"},
                             "context": {"type": "object"},
                         },
-                    }
+                        required=[],
+                        closed=True,
+                    )
                 ),
                 "responses": {
                     "200": _ok(
-                        {
-                            "type": "object",
-                            "required": ["success", "invalidated_count"],
-                            "properties": {
+                        _object(
+                            {
                                 "success": {"type": "boolean"},
                                 "invalidated_count": {"type": "integer"},
-                            },
-                        }
+                            }
+                        )
                     ),
                     **common,
                 },
@@ -222,25 +210,22 @@ def openapi_document(config: Config) -> dict[str, Any]:
             "post": {
                 "operationId": "warmUp",
                 "requestBody": _body(
-                    {
-                        "type": "object",
-                        "required": ["keys"],
-                        "additionalProperties": False,
-                        "properties": {
+                    _object(
+                        {
                             "keys": {**keys, "maxItems": limits.max_warmup_keys},
                             "compute_strategy": {
                                 "type": "string",
                                 "enum": ["parallel", "sequential"],
                             },
                         },
-                    }
+                        required=["keys"],
+                        closed=True,
+                    )
                 ),
                 "responses": {
                     "200": _ok(
-                        {
-                            "type": "object",
-                            "required": ["success", "warmed_count", "requested", "failures"],
-                            "properties": {
+                        _object(
+                            {
                                 "success": {"type": "boolean"},
                                 "warmed_count": {"type": "integer"},
                                 "requested": {"type": "integer"},
@@ -248,8 +233,8 @@ def openapi_document(config: Config) -> dict[str, Any]:
                                     "type": "object",
                                     "additionalProperties": {"type": "string"},
                                 },
-                            },
-                        }
+                            }
+                        )
                     ),
                     **common,
                 },
@@ -266,16 +251,14 @@ def openapi_document(config: Config) -> dict[str, Any]:
                 "operationId": "health",
                 "responses": {
                     "200": _ok(
-                        {
-                            "type": "object",
-                            "required": ["status", "reasons", "tiers", "pid"],
-                            "properties": {
+                        _object(
+                            {
                                 "status": {"type": "string", "enum": ["ok", "degraded"]},
                                 "reasons": {"type": "array", "items": {"type": "string"}},
                                 "tiers": {"type": "object"},
                                 "pid": {"type": "integer"},
-                            },
-                        }
+                            }
+                        )
                     )
                 },
             }
