@@ -151,6 +151,12 @@ class LimitsSection:
     """``*`` and ``?`` in one invalidation pattern from a caller."""
     allow_pattern_classes: bool = False
     """Whether caller patterns may use ``[...]`` classes."""
+    max_ttl: float = 10 * 365 * 86400
+    """Seconds a write's TTL may ask for (10 years); above it, or not finite, is a 400."""
+    max_tags: int = 64
+    """Tags one write (or one batch write) may carry."""
+    max_dependencies: int = 64
+    """Dependencies one write may carry."""
 
 
 @define(frozen=True)
@@ -180,7 +186,11 @@ class ClientToken:
 
 @define(frozen=True)
 class ServerSection:
-    """Who may call the HTTP API. With no token configured, anyone on the network may."""
+    """Who may call the HTTP API, and how long a request body may take to arrive. With no
+    token configured, anyone on the network may call it."""
+
+    body_timeout: float = 10.0
+    """Seconds a request body may take to arrive in full; a slower one is a 408."""
 
     auth_token: str | None = None
     """One bearer token for every route but /health (env CACHE_API_TOKEN)."""
@@ -490,6 +500,9 @@ def _check(config: Config) -> None:
         "limits.max_warmup_keys": config.limits.max_warmup_keys,
         "limits.max_request_bytes": config.limits.max_request_bytes,
         "limits.max_pattern_length": config.limits.max_pattern_length,
+        "limits.max_ttl": config.limits.max_ttl,
+        "limits.max_tags": config.limits.max_tags,
+        "limits.max_dependencies": config.limits.max_dependencies,
         "compression.max_decompressed_bytes": config.compression.max_decompressed_bytes,
     }
     for name, value in positive.items():
