@@ -28,7 +28,9 @@ from cache_core.categories import CategoryRules
 from cache_core.codecs import Codec
 from cache_core.config import Config, load_config, name_env_source
 from cache_core.errors import (
+    CacheError,
     ConfigError,
+    CorruptEntryError,
     InvalidKeyError,
     InvalidValueError,
     LoaderError,
@@ -36,7 +38,7 @@ from cache_core.errors import (
     UnknownNameError,
 )
 from cache_core.frames import KNOWN_CODEC_EXTRAS, CodecSet
-from cache_core.globs import glob_features, is_literal
+from cache_core.globs import compile_glob, glob_features, is_literal
 from cache_core.invalidation import (
     TAG_PREFIX,
     IndexContext,
@@ -60,6 +62,9 @@ log = logging.getLogger("cache_core.agent")
 _perf = time.perf_counter_ns
 _decode = serialization.decode
 _BAD_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 controls
+
+SWEEP_CHUNK = 4096
+"""Keys of L1 a pattern sweep matches between two yields to the event loop."""
 
 KeySet = set[str]  # spelled once here: inside the class, `set` is CachingAgent.set
 
@@ -113,8 +118,15 @@ class _L1Coherence:
             agent.l1.delete(key)
 
     def pattern_changed(self, pattern: str) -> None:
-        self._agent._coherence_seq += 1
-        self._agent.l1.delete_matching(pattern)
+        agent = self._agent
+        agent._coherence_seq += 1
+        if len(agent.l1) <= SWEEP_CHUNK:
+            agent.l1.delete_matching(pattern)
+            return
+        # A large L1 is swept in steps, between which the loop serves others.
+        task = asyncio.get_running_loop().create_task(agent._sweep_l1(pattern))
+        agent._sweeps.add(task)
+        task.add_done_callback(agent._sweeps.discard)
 
     def lost(self) -> None:
         agent = self._agent
@@ -173,6 +185,7 @@ class CachingAgent:
             breaker_settings.reset_timeout,
             clock,
             on_change=lambda _: self._refresh_l1(),
+            probe_after=breaker_settings.probe_after,
         )
         self._l2: ObservedTier | None = (
             ObservedTier(
@@ -238,6 +251,8 @@ class CachingAgent:
         self._alert_task: asyncio.Task[None] | None = None
 
         self._inflight: dict[str, asyncio.Future[Found | None]] = {}
+        self._sweeps: set[asyncio.Task[list[str]]] = set()
+        """Sweeps of L1 started by other instances' pattern notices, still running."""
         self._started = False
         self._started_at = 0.0
 
@@ -579,8 +594,20 @@ class CachingAgent:
             self.stats.misses += 1
         elif found[1] == "l2":
             self.stats.hits_l2 += 1
+        elif found[1] == "l1":
+            self.stats.l1_batch_hits += 1  # timed with the lookup, unlike l1_hit_calls
         else:
             self.stats.hits_loader += 1
+
+    def _stale_if_error(self, key: str) -> Found | None:
+        """With L2 failing, L1's copy of ``key`` even while L1 is bypassed (change notices
+        stopped, as they do the moment L2 dies): possibly stale, better than an error.
+        L1 is still emptied once notices flow again."""
+        data = self.l1.get(key)
+        if data is None:
+            return None
+        self.stats.served_stale += 1
+        return data, "l1"
 
     async def _below_l1(self, key: str, *, load: bool = True) -> Found | None:
         self.check_key(key)
@@ -593,7 +620,13 @@ class CachingAgent:
                 return pending[0], "l2"
         if self._l2 is not None:
             seq = self._coherence_seq
-            stored = await self._l2.get(key)
+            try:
+                stored = await self._l2.get(key)
+            except TierUnavailableError:
+                stale = self._stale_if_error(key)
+                if stale is None:
+                    raise
+                return stale
             if stored is not None:
                 # A notice that arrived during the read may concern this very value.
                 if seq == self._coherence_seq:
@@ -694,8 +727,13 @@ class CachingAgent:
         computed = await self._single_flight(key, compute)
         return None if computed is None else serialization.decode(computed[0])
 
-    async def lookup_many(self, keys: Sequence[str]) -> dict[str, Found | None]:
-        """Each key's bytes and tier (None for a miss), L2 asked once for all L1 misses."""
+    async def lookup_many(
+        self, keys: Sequence[str], failures: dict[str, CacheError] | None = None
+    ) -> dict[str, Found | None]:
+        """Each key's bytes and tier (None for a miss), L2 asked once for all L1 misses.
+
+        A key whose entry in L2 is unreadable is None and, with ``failures`` given, its error
+        is put there: one bad entry never costs the others their answer."""
         if len(keys) > self._limits.max_batch_size:
             raise InvalidValueError(
                 f"{len(keys)} keys in one batch; the limit is {self._limits.max_batch_size}"
@@ -730,20 +768,7 @@ class CachingAgent:
             self.stats.hits_l2 += len(missing) - len(still)  # the buffer stands in for L2
             missing = still
         if missing and self._l2 is not None:
-            seq = self._coherence_seq
-            stored = await self._l2.get_many(missing)
-            promote = seq == self._coherence_seq
-            still = []
-            l1_set, l1_ttl = self._l1.set, self._l1_ttl
-            for key, value in zip(missing, stored, strict=True):
-                if value is None:
-                    still.append(key)
-                else:
-                    if promote:
-                        l1_set(key, value.data, l1_ttl(value.ttl_remaining))
-                    results[key] = (value.data, "l2")
-            self.stats.hits_l2 += len(missing) - len(still)
-            missing = still
+            missing = await self._lookup_l2(missing, results, failures)
         if missing and self.loading:
             loadable = [key for key in missing if self.loading.find(key) is not None]
             loaded = await asyncio.gather(*(self._below_l1(key) for key in loadable))
@@ -755,6 +780,47 @@ class CachingAgent:
             self.stats.misses += len(missing)
         self.stats.latency.observe(_perf() - start)
         return results
+
+    async def _lookup_l2(
+        self,
+        missing: list[str],
+        results: dict[str, Found | None],
+        failures: dict[str, CacheError] | None,
+    ) -> list[str]:
+        """Fill ``results`` from L2 for ``missing``; return the keys L2 does not hold."""
+        assert self._l2 is not None
+        seq = self._coherence_seq
+        try:
+            stored = await self._l2.get_many(missing)
+        except TierUnavailableError:
+            l1_get = self.l1.get  # stale-if-error: every key must have an L1 copy
+            stale = {key: l1_get(key) for key in missing}
+            if None in stale.values():
+                raise
+            for key, data in stale.items():
+                if data is not None:
+                    results[key] = (data, "l1")
+            self.stats.l1_batch_hits += len(missing)
+            self.stats.served_stale += len(missing)
+            return []
+        promote = seq == self._coherence_seq
+        still = []
+        unreadable = 0
+        l1_set, l1_ttl = self._l1.set, self._l1_ttl
+        for key, value in zip(missing, stored, strict=True):
+            if value is None:
+                still.append(key)
+            elif isinstance(value, CorruptEntryError):
+                unreadable += 1
+                if failures is not None:
+                    failures[key] = value
+            else:
+                if promote:
+                    l1_set(key, value.data, l1_ttl(value.ttl_remaining))
+                results[key] = (value.data, "l2")
+        self.stats.hits_l2 += len(missing) - len(still) - unreadable
+        self.stats.misses += unreadable
+        return still
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
         """Each key's value (None for a miss)."""
@@ -780,7 +846,14 @@ class CachingAgent:
         """
         start = _perf()
         self.check_key(key)
-        self._check_names(tags, "tag")
+        self._check_tags(tags)
+        if isinstance(dependencies, str):
+            raise InvalidValueError("dependencies must be a list of keys, not one string")
+        if len(dependencies) > self._limits.max_dependencies:
+            raise InvalidValueError(
+                f"{len(dependencies)} dependencies on one write; the limit is "
+                f"limits.max_dependencies ({self._limits.max_dependencies})"
+            )
         for dependency in dependencies:
             self.check_key(dependency)
         data = self._encode(value)
@@ -801,7 +874,7 @@ class CachingAgent:
             raise InvalidValueError(
                 f"{len(items)} items in one batch; the limit is {self._limits.max_batch_size}"
             )
-        self._check_names(tags, "tag")
+        self._check_tags(tags)
         start = _perf()
         groups: dict[str, tuple[Strategy, list[Write]]] = {}
         for key, value in items.items():
@@ -814,10 +887,22 @@ class CachingAgent:
         self.stats.latency.observe(_perf() - start)
         return len(items)
 
-    @staticmethod
-    def _check_names(names: Sequence[str], what: str) -> None:
+    def _check_tags(self, tags: Sequence[str]) -> None:
+        """The tags one write carries: valid names, at most ``limits.max_tags``."""
+        self._check_names(tags, "tag", self._limits.max_tags, "limits.max_tags")
+
+    def _check_names(
+        self, names: Sequence[str], what: str, limit: int | None = None, name: str = ""
+    ) -> None:
+        """Valid names, at most ``limit`` (``limits.max_batch_size`` unless given)."""
         if isinstance(names, str):
             raise InvalidValueError(f"{what}s must be a list of strings, not one string")
+        if limit is None:
+            limit, name = self._limits.max_batch_size, "limits.max_batch_size"
+        if len(names) > limit:
+            raise InvalidValueError(
+                f"{len(names)} {what}s in one call; the limit is {name} ({limit})"
+            )
         for name in names:
             if not isinstance(name, str) or not name or _BAD_KEY_CHARS.search(name):
                 raise InvalidValueError(f"each {what} must be a non-empty string")
@@ -911,7 +996,7 @@ class CachingAgent:
         if is_literal(pattern):
             return await self._remove({pattern}, cascade=True, visited=visited)
         self.loading.clear_missing()
-        removed = set(self.l1.delete_matching(pattern))
+        removed = set(await self._sweep_l1(pattern))
         for strategy in self._buffering:
             removed.update(await strategy.discard_matching(pattern))
         if self._l2 is not None:
@@ -923,6 +1008,26 @@ class CachingAgent:
         if self.categories:
             tags = sorted(self.categories.targets(removed))
             removed |= await self._invalidate_tags(tags, visited)
+        return removed
+
+    async def _sweep_l1(self, pattern: str) -> list[str]:
+        """``l1.delete_matching(pattern)``, but over a large L1 in steps of
+        :data:`SWEEP_CHUNK` keys, yielding to the loop between them: one invalidation must
+        not stop every other request while it walks a million keys."""
+        l1 = self.l1
+        keys = getattr(l1, "keys", None)
+        if len(l1) <= SWEEP_CHUNK or keys is None or is_literal(pattern):
+            return l1.delete_matching(pattern)
+        match = compile_glob(pattern).fullmatch
+        delete = l1.delete
+        removed: list[str] = []
+        snapshot: list[str] = keys()
+        for start in range(0, len(snapshot), SWEEP_CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            removed += [
+                key for key in snapshot[start : start + SWEEP_CHUNK] if match(key) and delete(key)
+            ]
         return removed
 
     async def _invalidate_tags(
@@ -1059,7 +1164,7 @@ class CachingAgent:
             try:
                 if await self._below_l1(key) is not None:
                     return True
-            except LoaderError as exc:
+            except (LoaderError, CorruptEntryError) as exc:
                 failures[key] = str(exc)
                 return False
             if self.loading.find(key) is None:
@@ -1095,7 +1200,14 @@ class CachingAgent:
         describe = getattr(self.l1, "describe", None)
         if callable(describe):
             summary["l1_policy"] = describe()
-        summary["l2_size_keys"] = await self.l2.count() if self.l2 is not None else 0
+        summary["l2_size_keys"] = 0
+        if self._l2 is not None:
+            try:
+                summary["l2_size_keys"] = await self._l2.count()
+            except TierUnavailableError as exc:
+                # L2 away: the rest of the numbers still answer; this one is unknown.
+                summary["l2_size_keys"] = None
+                summary["l2_error"] = str(exc)
         summary["tiers"] = ["l1", "l2"] if self.l2 is not None else ["l1"]
         summary["write_back_pending"] = self.write_back_pending()
         summary["uptime_seconds"] = round(time.time() - self._started_at, 3) if self._started else 0

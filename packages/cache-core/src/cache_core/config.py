@@ -204,8 +204,12 @@ class CircuitBreakerSection:
 
     failure_threshold: int = 5
     """Consecutive failed L2 calls that open the breaker."""
-    reset_timeout: float = 5.0
-    """Seconds the breaker stays open before one probe call is let through."""
+    probe_after: float = 0.25
+    """Seconds the breaker stays open before the first probe call is let through; each
+    failed probe doubles the wait, up to ``reset_timeout``."""
+    reset_timeout: float = 1.0
+    """The longest wait between probes while L2 stays away: the service is back within
+    about this long of L2."""
     operation_timeout: float = 1.0
     """Seconds one L2 call (a read, a write, a batch) may take before it counts as failed."""
 
@@ -539,8 +543,10 @@ def _check(config: Config) -> None:
         ):
             raise ConfigError(f"server.tokens[{index}].namespace: expected printable text")
     breaker = config.circuit_breaker
-    if breaker.failure_threshold <= 0 or breaker.reset_timeout <= 0:
-        raise ConfigError("circuit_breaker.failure_threshold and reset_timeout: must be > 0")
+    if breaker.failure_threshold <= 0 or breaker.reset_timeout <= 0 or breaker.probe_after <= 0:
+        raise ConfigError(
+            "circuit_breaker.failure_threshold, probe_after and reset_timeout: must be > 0"
+        )
     if breaker.operation_timeout <= 0:
         raise ConfigError("circuit_breaker.operation_timeout: must be greater than 0")
     loading = config.loading
@@ -552,9 +558,14 @@ def _check(config: Config) -> None:
     ):
         if seconds <= 0:
             raise ConfigError(f"loading.{name}: must be greater than 0, got {seconds}")
+    max_ttl = config.limits.max_ttl
     for name, seconds in config.ttl_presets.items():
         if seconds <= 0:
             raise ConfigError(f"ttl_presets.{name}: must be greater than 0, got {seconds}")
+        if seconds > max_ttl:
+            raise ConfigError(
+                f"ttl_presets.{name}: {seconds} is above limits.max_ttl ({max_ttl:g})"
+            )
     for name, policy in config.cache_policies.items():
         if isinstance(policy.ttl, str) and policy.ttl not in config.ttl_presets:
             known = ", ".join(sorted(config.ttl_presets)) or "none defined"
@@ -564,6 +575,10 @@ def _check(config: Config) -> None:
         if isinstance(policy.ttl, int) and policy.ttl <= 0:
             raise ConfigError(
                 f"cache_policies.{name}.ttl: must be greater than 0, got {policy.ttl}"
+            )
+        if isinstance(policy.ttl, int) and policy.ttl > max_ttl:
+            raise ConfigError(
+                f"cache_policies.{name}.ttl: {policy.ttl} is above limits.max_ttl ({max_ttl:g})"
             )
     tiers = config.cache_tiers
     if "l1" not in tiers:

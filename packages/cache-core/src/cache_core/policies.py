@@ -6,6 +6,7 @@ unless the call names it; ``ttl_presets`` names are accepted wherever a TTL is.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ class Policy:
 class PolicyTable:
     def __init__(self, config: Config) -> None:
         self._presets = dict(config.ttl_presets)
+        self._max_ttl = config.limits.max_ttl
         self.policies: list[Policy] = []
         groups = []
         for index, (name, section) in enumerate(config.cache_policies.items()):
@@ -61,7 +63,8 @@ class PolicyTable:
         return self.policies[int(found.lastgroup[1:])] if found.lastgroup else None
 
     def ttl_seconds(self, ttl: float | str) -> float:
-        """Seconds for ``ttl``: a positive number or a ``ttl_presets`` name."""
+        """Seconds for ``ttl``: a positive number up to ``limits.max_ttl``, or a
+        ``ttl_presets`` name."""
         if isinstance(ttl, str):
             try:
                 return float(self._presets[ttl])
@@ -70,4 +73,10 @@ class PolicyTable:
                 raise UnknownNameError(f"unknown ttl preset {ttl!r} (known: {known})") from None
         if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
             raise InvalidValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        # A TTL the engine cannot take (1e308 overflows PX) must be refused here, at the
+        # edge: past it, it fails a write as if L2 had, or poisons a write-back flush.
+        if not math.isfinite(ttl) or ttl > self._max_ttl:
+            raise InvalidValueError(
+                f"ttl is {ttl!r} seconds; the limit is limits.max_ttl ({self._max_ttl:g})"
+            )
         return float(ttl)

@@ -68,6 +68,9 @@ class Stats:
     """Keys of batch lookups L1 answered (the batch as a whole is timed)."""
     hits_l2: int = 0
     hits_loader: int = 0
+    served_stale: int = 0
+    """Lookups L1 answered because L2 failed while L1 was bypassed (stale-if-error); they
+    count as L1 hits too."""
     misses: int = 0
     sets: int = 0
     deletes: int = 0
@@ -126,4 +129,5 @@ class Stats:
             "invalidated": self.invalidated,
             "invalidated_by_kind": dict(self.invalidated_by_kind),
             "errors": self.errors,
+            "served_stale": self.served_stale,
         }

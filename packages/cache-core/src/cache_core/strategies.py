@@ -23,7 +23,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 from attrs import define
 
-from cache_core.errors import TierUnavailableError
+from cache_core.errors import InvalidValueError, TierUnavailableError
 from cache_core.globs import compile_glob
 from cache_core.tiers.base import LocalTier, RemoteTier
 
@@ -155,11 +155,20 @@ class WriteBack:
         flush_interval: float = 5.0
         max_pending: int = 10_000
         """Writes held for L2 at most; while L2 is away, writes beyond it are refused."""
+        max_pending_mb: float = 64.0
+        """Bytes (of JSON values) held for L2 at most, in MiB: a flush starts when half of
+        it is buffered, and a write that would go beyond it is refused while L2 is away."""
 
     def __init__(self, options: WriteBack.Options, context: StrategyContext) -> None:
         if options.batch_size <= 0 or options.flush_interval <= 0:
             raise ValueError("batch_size and flush_interval must be greater than 0")
+        if options.max_pending <= 0 or options.max_pending_mb <= 0:
+            raise ValueError("max_pending and max_pending_mb must be greater than 0")
         self._opts = options
+        self._max_bytes = int(options.max_pending_mb * 1024 * 1024)
+        self._buffered_bytes = 0
+        """The sum of len(data) over ``_buffer``."""
+        self._in_flight_bytes = 0
         self._ctx = context
         # key -> (data, absolute expiry on the context clock); insertion order = write order.
         self._buffer: dict[str, tuple[bytes, float]] = {}
@@ -173,6 +182,8 @@ class WriteBack:
         self.flushes = 0
         self.flushed_items = 0
         self.flush_errors = 0
+        self.dropped = 0
+        """Buffered writes L2 refused for what they held (logged, not retried)."""
         self.on_flush: Callable[[float, int, bool], None] | None = None
         """Told (seconds, items, ok) after each flush that sent anything."""
 
@@ -197,25 +208,74 @@ class WriteBack:
     async def write(self, items: Sequence[Write]) -> None:
         ctx = self._ctx
         if ctx.l2 is not None:
-            fresh = sum(1 for key, _, _ in items if key not in self._buffer)
-            if len(self._buffer) + fresh > self._opts.max_pending:
-                raise TierUnavailableError(
-                    f"the write-back buffer is full ({len(self._buffer)} writes waiting for "
-                    "L2); retry when L2 is back"
-                )
+            if self._over_bound(items) and self._buffer:
+                # Large values reach the byte bound before batch_size: make room first.
+                with contextlib.suppress(Exception):  # L2 away: the bound check below refuses
+                    await self.flush()
+            self._check_bound(items)
         l1_ttl = ctx.l1_ttl
         now = ctx.clock()
         for key, data, ttl in items:
             if not ctx.l1.set(key, data, l1_ttl(ttl)):
                 ctx.l1.delete(key)
             if ctx.l2 is not None:
-                self._buffer.pop(key, None)  # re-insert: a rewrite moves to the back
+                self._pop(key)  # re-insert: a rewrite moves to the back
                 self._buffer[key] = (data, math.inf if ttl is None else now + ttl)
-        if len(self._buffer) >= self._opts.batch_size:
+                self._buffered_bytes += len(data)
+        if (
+            len(self._buffer) >= self._opts.batch_size
+            or self._buffered_bytes >= self._max_bytes // 2
+        ):
             try:
                 await self.flush()
             except Exception as exc:  # the writes are in L1 and the buffer: a later flush retries
                 log.warning("write_back_flush_failed", extra={"error": repr(exc)})
+
+    def _growth(self, items: Sequence[Write]) -> tuple[int, int]:
+        """How many writes and bytes buffering ``items`` adds (rewrites replace theirs)."""
+        fresh = 0
+        grown = 0
+        for key, data, _ in items:
+            held = self._buffer.get(key)
+            if held is None:
+                fresh += 1
+                grown += len(data)
+            else:
+                grown += len(data) - len(held[0])
+        return fresh, grown
+
+    def _over_bound(self, items: Sequence[Write]) -> bool:
+        fresh, grown = self._growth(items)
+        return (
+            len(self._buffer) + fresh > self._opts.max_pending
+            or self._held_bytes + grown > self._max_bytes
+        )
+
+    def _check_bound(self, items: Sequence[Write]) -> None:
+        fresh, grown = self._growth(items)
+        if len(self._buffer) + fresh > self._opts.max_pending:
+            raise TierUnavailableError(
+                f"the write-back buffer is full ({len(self._buffer)} writes waiting for "
+                "L2); retry when L2 is back"
+            )
+        if self._held_bytes + grown > self._max_bytes:
+            raise TierUnavailableError(
+                f"the write-back buffer is full ({self._held_bytes} bytes waiting for L2, "
+                f"strategies.write_back.max_pending_mb is {self._opts.max_pending_mb:g}); "
+                "retry when L2 is back"
+            )
+
+    @property
+    def _held_bytes(self) -> int:
+        """Bytes held for L2: buffered, or in a flush not landed yet."""
+        return self._buffered_bytes + self._in_flight_bytes
+
+    def _pop(self, key: str) -> bool:
+        held = self._buffer.pop(key, None)
+        if held is None:
+            return False
+        self._buffered_bytes -= len(held[0])
+        return True
 
     def holds_writes(self) -> bool:
         return bool(self._buffer or self._in_flight)
@@ -233,7 +293,7 @@ class WriteBack:
 
     async def discard(self, keys: Iterable[str]) -> list[str]:
         keys = list(keys)
-        dropped = [key for key in keys if self._buffer.pop(key, None) is not None]
+        dropped = [key for key in keys if self._pop(key)]
         if self._flush_lock.locked():
             # A flush already sent may carry these keys: let it land first, so the caller's
             # delete in L2 comes after it.
@@ -255,6 +315,7 @@ class WriteBack:
             if not self._buffer:
                 return 0
             batch, self._buffer = self._buffer, {}
+            self._in_flight_bytes, self._buffered_bytes = self._buffered_bytes, 0
             self._in_flight = batch
             self._dropped_in_flight = set()
             now = self._ctx.clock()
@@ -266,23 +327,41 @@ class WriteBack:
             start = time.perf_counter()
             try:
                 if items:
-                    await l2.set_many(items)
+                    await self._send(l2, items)
             except Exception:
                 self._report(start, len(items), ok=False)
                 self._in_flight = {}
+                self._in_flight_bytes = 0
                 self.flush_errors += 1
                 # Put back what was not rewritten or dropped meanwhile, ahead of newer writes.
                 gone = self._dropped_in_flight
-                self._buffer = {
-                    **{k: v for k, v in batch.items() if k not in self._buffer and k not in gone},
-                    **self._buffer,
-                }
+                kept = {k: v for k, v in batch.items() if k not in self._buffer and k not in gone}
+                self._buffer = {**kept, **self._buffer}
+                self._buffered_bytes += sum(len(data) for data, _ in kept.values())
                 raise
             self._in_flight = {}
+            self._in_flight_bytes = 0
             self._report(start, len(items), ok=True)
             self.flushes += 1
             self.flushed_items += len(items)
             return len(items)
+
+    async def _send(self, l2: RemoteTier, items: list[Write]) -> None:
+        """``items`` to L2 in one batch; should L2 refuse the batch for what one entry holds,
+        each alone, dropping (and logging) those it refuses: one bad entry must never hold
+        back the others, flush after flush."""
+        try:
+            await l2.set_many(items)
+            return
+        except InvalidValueError:
+            pass
+        for item in items:
+            try:
+                await l2.set_many([item])
+            except InvalidValueError as exc:
+                self._dropped_in_flight.add(item[0])  # never put back by a failed flush
+                self.dropped += 1
+                log.error("write_back_dropped", extra={"error": str(exc)})
 
     def _report(self, start: float, items: int, *, ok: bool) -> None:
         if self.on_flush is not None and items:
@@ -301,10 +380,13 @@ class WriteBack:
 
     def describe(self) -> dict[str, object]:
         return {
-            "pending": len(self._buffer),
+            # A flush that has not landed yet has not flushed its writes either.
+            "pending": len(self._buffer.keys() | self._in_flight.keys()),
+            "pending_bytes": self._held_bytes,
             "flushes": self.flushes,
             "flushed_items": self.flushed_items,
             "flush_errors": self.flush_errors,
+            "dropped": self.dropped,
         }
 
     @property

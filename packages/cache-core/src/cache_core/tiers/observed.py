@@ -14,7 +14,12 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from cache_core.breaker import CircuitBreaker
-from cache_core.errors import CacheError, TierUnavailableError
+from cache_core.errors import (
+    CacheError,
+    CorruptEntryError,
+    InvalidValueError,
+    TierUnavailableError,
+)
 from cache_core.invalidation import InvalidationIndex
 from cache_core.metrics import NullObserver, OperationObserver
 from cache_core.tiers.base import CoherenceListener, RemoteTier, StoredValue
@@ -85,9 +90,20 @@ class ObservedTier:
                 else:
                     result = await call
             ok = True
-        except CacheError:
+        except CorruptEntryError:
             breaker.success()  # the server answered; what it holds is the problem
             raise
+        except CacheError:
+            breaker.release()  # the request's own error: says nothing about L2
+            raise
+        except UnicodeError as exc:
+            breaker.success()  # the server answered with what we cannot read
+            raise CorruptEntryError(f"L2 answered {op} with undecodable text: {exc}") from exc
+        except (ValueError, TypeError, OverflowError) as exc:
+            # Raised while the client library built the command from the request's values
+            # (a PX beyond 64 bits): nothing reached L2, so nothing counts against it.
+            breaker.release()
+            raise InvalidValueError(f"L2 cannot store this request's values: {exc}") from exc
         except TimeoutError:
             breaker.failure(f"{op} took longer than {self._timeout} s")
             raise TierUnavailableError(f"L2 did not answer {op} within {self._timeout} s") from None
@@ -107,7 +123,7 @@ class ObservedTier:
             "get", {"cache.key_pattern": self._pattern(key)}, self.inner.get(key)
         )
 
-    async def get_many(self, keys: Sequence[str]) -> list[StoredValue | None]:
+    async def get_many(self, keys: Sequence[str]) -> list[StoredValue | CorruptEntryError | None]:
         return await self.guarded("get_many", {"cache.batch": len(keys)}, self.inner.get_many(keys))
 
     async def set(self, key: str, data: bytes, ttl: float | None) -> None:
