@@ -1,0 +1,41 @@
+"""A pattern sweep over a large L1 yields to the event loop: one invalidation of a
+million-key L1 must not stop every other request while it walks the keys."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from cache_core import CachingAgent
+from cache_core.agent import SWEEP_CHUNK
+
+
+async def test_a_pattern_sweep_of_a_large_l1_lets_others_run(
+    make_agent: Any, base_config: Any
+) -> None:
+    agent: CachingAgent = await make_agent(
+        base_config(cache_tiers={"l1": {"type": "memory", "max_size_mb": 64, "ttl": None}})
+    )
+    count = SWEEP_CHUNK * 5
+    for i in range(count):
+        agent.l1.set(f"k:{i}", b"1", None)
+    agent.l1.set("other", b"2", None)
+    ticks = 0
+    stop = False
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    before = ticks
+    removed = await agent.invalidate_pattern("k:*")
+    during = ticks - before
+    stop = True
+    await task
+    assert removed == count
+    assert len(agent.l1) == 1 and "other" in agent.l1
+    assert during >= 4, f"the sweep yielded {during} times over {count} keys"
