@@ -65,7 +65,12 @@ class L2Store:
         return None if found is None else decode(found.data)
 
     async def read_many(self, keys: Sequence[str]) -> list[Any]:
-        return [None if f is None else decode(f.data) for f in await self.tier.get_many(keys)]
+        out = []
+        for entry in await self.tier.get_many(keys):
+            if isinstance(entry, Exception):  # a corrupt entry, reported in its place
+                raise entry
+            out.append(None if entry is None else decode(entry.data))
+        return out
 
     async def remove(self, key: str) -> bool:
         return await self.tier.delete([key]) == [key]

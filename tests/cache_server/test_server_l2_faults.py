@@ -5,6 +5,7 @@ still answers, and the service is back within about a second of the engine."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from typing import Any
 
@@ -108,3 +109,34 @@ async def test_service_recovers_within_a_second_of_l2(
     lag = time.monotonic() - back
     assert lag < 1.6, f"the service came back {lag:.2f} s after L2"
     assert agent.breaker.state == "closed"
+
+
+async def test_every_call_answers_within_the_budget_while_the_engine_is_stopped(
+    private_engine: Any, prefix: str, config_factory: Any, make_client: Any
+) -> None:
+    """SIGSTOP: connections stay open and nothing answers. Before, DELETE, /invalidate and
+    /stats each waited out the socket timeout and its retries (10 s)."""
+    cfg = fault_config(private_engine, prefix, config_factory)
+    cfg["redis"]["socket_timeout"] = 5
+    cfg["redis"]["retry_attempts"] = 3
+    client = await make_client(cfg)
+    await client.post("/cache", json={"key": "a", "value": 1, "tags": ["t"]})
+    await client.post("/cache", json={"key": "b", "value": 2, "dependencies": ["a"]})
+    private_engine.process.send_signal(signal.SIGSTOP)
+    try:
+        calls = [
+            ("DELETE", "/cache/a", None),
+            ("POST", "/invalidate", {"pattern": "a*"}),
+            ("POST", "/invalidate", {"tags": ["t"]}),
+            ("GET", "/stats", None),
+            ("GET", "/cache/cold", None),
+            ("POST", "/cache", {"key": "c", "value": 3}),
+        ]
+        for method, path, body in calls:
+            start = time.monotonic()
+            resp = await client.request(method, path, json=body)
+            took = time.monotonic() - start
+            assert resp.status in (200, 503), (path, resp.status, await resp.text())
+            assert took < 0.5 + 1.0, f"{method} {path} took {took:.2f} s"
+    finally:
+        private_engine.process.send_signal(signal.SIGCONT)

@@ -12,12 +12,19 @@ refused as corrupt, never interpreted. The declared size bounds decompression be
 starts: a frame declaring more than the cap is refused at once, and one that inflates past
 what it declares is refused as soon as it does, so a planted compression bomb costs no
 more memory than the frame itself.
+
+:meth:`CodecSet.read` is what a tier reads with: besides the header and the lengths it
+checks that the payload is exactly one well-formed JSON value, since the agent splices
+those bytes into answers unparsed (a frame cut short, or one whose payload is
+``1,"hit":false``, would otherwise break or forge the answer around it).
 """
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping
 
+import orjson
 from attrs import define
 
 from cache_core.codecs import Codec
@@ -35,6 +42,8 @@ NEVER = 0
 """The expiry of an entry that never expires."""
 _MAX_DECLARED = 2**32 - 1
 _MAX_EXPIRY = 2**64 - 1
+_RAW_HEADER = bytes((MAGIC, VERSION, RAW_CODEC_ID))
+_GC_PAUSE_BYTES = 32 * 1024
 
 # Codec ids of the codecs this project ships outside cache-core, and the extra each needs.
 KNOWN_CODEC_EXTRAS = {1: "compression", 2: "zstd", 3: "lz4"}
@@ -103,6 +112,26 @@ def decode_frame(
     return data
 
 
+def check_json(data: bytes) -> None:
+    """Refuse ``data`` as corrupt unless it is exactly one well-formed JSON value."""
+    # The parse builds a tree of objects and drops it at once. Past a few tens of KB its
+    # allocations trigger cyclic GC passes (full ones on a large heap) that cost more than
+    # the parse itself and can free none of it: the collector waits until it is gone.
+    pause = len(data) > _GC_PAUSE_BYTES and gc.isenabled()
+    if pause:
+        gc.disable()
+    try:
+        # orjson refuses trailing content, so a payload that would add fields after the
+        # value spliced into an answer is refused too. It also refuses what it cannot parse
+        # back (1e400, lone surrogates, 1024+ levels), none of which orjson ever wrote.
+        orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise CorruptEntryError(f"stored entry is not one JSON value: {exc}") from None
+    finally:
+        if pause:
+            gc.enable()
+
+
 @define(slots=True)
 class CodecCounters:
     """What one codec (or ``none``: stored uncompressed) did to written frames."""
@@ -144,6 +173,7 @@ class CodecSet:
         self.threshold = threshold
         self.max_size = max_size
         self.missing = dict(missing or {})
+        self._raw_limit = max_size + HEADER_SIZE
         self.counters: dict[str, CodecCounters] = {"none": CodecCounters()}
         if writer is not None:
             self.counters[writer.PLUGIN_NAME] = CodecCounters()
@@ -159,7 +189,22 @@ class CodecSet:
         return frame
 
     def decode(self, frame: bytes) -> bytes:
+        """The payload of ``frame``, its header and lengths checked (not its JSON)."""
         return decode_frame(frame, self.readers, self.max_size, self.missing)
+
+    def read(self, frame: bytes) -> tuple[bytes, int | None]:
+        """The JSON bytes in ``frame`` and its expiry (:func:`frame_expiry`), after
+        checking all of it: header, lengths, codec and exactly one JSON value.
+        :class:`CorruptEntryError` otherwise."""
+        if HEADER_SIZE <= len(frame) <= self._raw_limit and frame.startswith(_RAW_HEADER):
+            # The common frame (current format, not compressed): read in place.
+            data = frame[HEADER_SIZE:]
+            expiry: int | None = int.from_bytes(frame[3:HEADER_SIZE], "big")
+        else:
+            data = self.decode(frame)
+            expiry = frame_expiry(frame)
+        check_json(data)
+        return data, expiry
 
     def summary(self) -> dict[str, dict[str, float]]:
         return {name: counters.summary() for name, counters in self.counters.items()}

@@ -2,7 +2,10 @@
 instances whose L1 copies it keeps coherent.
 
 Every key lives under ``redis.key_prefix``. Values are frames (cache_core.frames), TTL is
-the engine's own (PX) and rides in the frame too. Reads asked for in one event-loop tick
+the engine's own (PX) and rides in the frame too; every frame read is checked whole (its
+JSON included) before the agent promotes or splices it, since any client of the engine can
+plant one. Names found by SCAN stay bytes: another client may have written one that is
+not UTF-8. Reads asked for in one event-loop tick
 go out as one MGET; pipelines executed in one tick go out as one (autopipeline.py).
 Every write and delete also publishes a notice on ``<prefix>__coherence__`` (in the same
 round trip outside Cluster); other instances drop their L1 copies when it arrives, and an
@@ -17,8 +20,8 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
+from typing import Any, ClassVar, TypeVar
 
 from attrs import define
 from redis import asyncio as aioredis
@@ -30,16 +33,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cache_core.config import RedisSection
-from cache_core.errors import ConfigError, CorruptEntryError, TierUnavailableError
-from cache_core.frames import (
-    HEADER_SIZE,
-    MAGIC,
-    NEVER,
-    RAW_CODEC_ID,
-    VERSION,
-    CodecSet,
-    frame_expiry,
+from cache_core.errors import (
+    ConfigError,
+    CorruptEntryError,
+    InvalidValueError,
+    TierUnavailableError,
 )
+from cache_core.frames import NEVER, CodecSet
 from cache_core.globs import compile_glob
 from cache_core.policies import PolicyTable
 from cache_core.tiers.base import CoherenceListener, StoredValue, TierContext
@@ -48,10 +48,14 @@ from cache_plugins_redis.engine import EMBEDDED, EmbeddedEngine
 
 log = logging.getLogger("cache_plugins_redis.tier")
 
+T = TypeVar("T")
+
 _UNLOCK = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 )
-_RAW_FRAME = bytes((MAGIC, VERSION, RAW_CODEC_ID))
+MAX_PX = 2**53
+"""Milliseconds of TTL the tier sends at most: far beyond any limits.max_ttl, well inside
+what the engine accepts (its clock plus the TTL must fit in 63 bits)."""
 READ_CHUNK = 1000
 """Keys per MGET: bounds how long one read holds the engine."""
 SCAN_COUNT = 500
@@ -80,9 +84,14 @@ class RedisTier:
     def __init__(self, options: RedisTier.Options, context: TierContext) -> None:
         self.default_ttl = options.ttl
         self._settings: RedisSection = context.config.redis
+        self.step_timeout = context.config.circuit_breaker.operation_timeout
+        """Seconds one round trip of a many-round-trip operation (a SCAN sweep, an index
+        walk) may take: the whole may take longer, no single wait on the engine may."""
         self._codecs: CodecSet = context.codecs
         self._policies: PolicyTable = context.policies
         self.prefix = self._settings.key_prefix
+        self._prefix_bytes = self.prefix.encode()
+        self._index_start = (self.prefix + INDEX_MARK).encode()
         self.channel = f"{self.prefix}__coherence__"
         self.instance_id = uuid.uuid4().hex[:16]
         self._instance_bytes = self.instance_id.encode()
@@ -277,6 +286,23 @@ class RedisTier:
     def _notice(self, kind: bytes, body: str) -> bytes:
         return b"\n".join((self._instance_bytes, kind, body.encode()))
 
+    async def step(self, call: Awaitable[T]) -> T:
+        """``call`` (one round trip) bounded by :attr:`step_timeout`; TimeoutError past it."""
+        async with asyncio.timeout(self.step_timeout):
+            return await call
+
+    async def steps(self, items: AsyncIterator[T]) -> AsyncGenerator[T, None]:
+        """``items`` (an async iterator that does a round trip now and then, such as
+        ``scan_iter``), each wait for the next item bounded by :attr:`step_timeout`."""
+        iterator = aiter(items)
+        while True:
+            try:
+                async with asyncio.timeout(self.step_timeout):
+                    item = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            yield item
+
     @property
     def client(self) -> Any:
         """The connected client (``redis.asyncio.Redis`` or ``RedisCluster``); after start."""
@@ -321,16 +347,6 @@ class RedisTier:
         compress = policy.compress if policy else True
         return self._codecs.encode(data, compress, expires_at_ms)
 
-    def _unframe(self, key: str, frame: bytes) -> bytes:
-        try:
-            return self._codecs.decode(frame)
-        except CorruptEntryError as exc:
-            log.error(
-                "l2_corrupt_entry",
-                extra={"key_pattern": self._policies.pattern_of(key), "error": str(exc)},
-            )
-            raise
-
     @staticmethod
     def _ttl_left(pttl: int) -> float | None:
         return None if pttl < 0 else pttl / 1000.0
@@ -339,13 +355,11 @@ class RedisTier:
         # Reads of one tick go out as one MGET.
         return await self._reads.submit(key)
 
-    async def get_many(self, keys: Sequence[str]) -> list[StoredValue | None]:
-        out: list[StoredValue | None] = []
+    async def get_many(self, keys: Sequence[str]) -> list[StoredValue | CorruptEntryError | None]:
+        # A corrupt entry is reported in its place: the others are still answered.
+        out: list[StoredValue | CorruptEntryError | None] = []
         for start in range(0, len(keys), READ_CHUNK):
-            for entry in await self._read(keys[start : start + READ_CHUNK]):
-                if isinstance(entry, CorruptEntryError):
-                    raise entry
-                out.append(entry)
+            out += await self._read(keys[start : start + READ_CHUNK])
         return out
 
     async def _read(self, asked: Sequence[str]) -> list[StoredValue | CorruptEntryError | None]:
@@ -362,22 +376,22 @@ class RedisTier:
         now_ms = time.time() * 1000
         out: list[StoredValue | CorruptEntryError | None] = []
         unknown: list[int] = []
-        raw_limit = self._codecs.max_size + HEADER_SIZE
+        read = self._codecs.read
         for key, frame in zip(keys, frames, strict=True):
             if frame is None:
                 out.append(None)
                 continue
-            if frame.startswith(_RAW_FRAME) and len(frame) <= raw_limit:
-                # The common frame (current format, not compressed), read in place.
-                data = frame[HEADER_SIZE:]
-                expiry: int | None = int.from_bytes(frame[3:HEADER_SIZE], "big")
-            else:
-                try:
-                    data = self._unframe(key, frame)
-                except CorruptEntryError as exc:
-                    out.append(exc)
-                    continue
-                expiry = frame_expiry(frame)
+            try:
+                # Every frame checked whole (JSON included) before anyone promotes or
+                # splices it: anything can be planted in the engine.
+                data, expiry = read(frame)
+            except CorruptEntryError as exc:
+                log.error(
+                    "l2_corrupt_entry",
+                    extra={"key_pattern": self._policies.pattern_of(key), "error": str(exc)},
+                )
+                out.append(exc)
+                continue
             if expiry == NEVER:
                 out.append(StoredValue(data, None))
             elif expiry is None:  # a version 1 frame: the engine knows its TTL
@@ -402,6 +416,10 @@ class RedisTier:
 
     def _set_cmd(self, pipe: Any, key: str, data: bytes, ttl: float | None, now_ms: int) -> None:
         px = None if ttl is None else max(1, round(ttl * 1000))
+        if px is not None and px > MAX_PX:
+            # The engine would refuse it ("invalid expire time"), which reads as L2 failing:
+            # it is the request's error, so it is refused here, before anything is sent.
+            raise InvalidValueError(f"ttl of {ttl} s is beyond what L2 can expire")
         expires_at_ms = NEVER if px is None else now_ms + px
         pipe.set(self.prefix + key, self._frame(key, data, expires_at_ms), px=px)
 
@@ -430,45 +448,89 @@ class RedisTier:
     async def delete(self, keys: Sequence[str]) -> list[str]:
         if not keys:
             return []
-        return await self._unlink(keys, self._notice(b"k", _SEP.join(keys)))
+        names = [self.prefix + key for key in keys]
+        existed = await self._unlink(names, self._notice(b"k", _SEP.join(keys)))
+        return [key for key, found in zip(keys, existed, strict=True) if found]
 
-    async def _unlink(self, keys: Sequence[str], notice: bytes | None) -> list[str]:
-        """UNLINK ``keys`` in one pipeline (with ``notice`` published in the same round trip
-        outside Cluster); return the keys that existed."""
+    async def _unlink(self, names: Sequence[str | bytes], notice: bytes | None) -> list[bool]:
+        """UNLINK ``names`` (full names, the prefix included) in one pipeline, with
+        ``notice`` published in the same round trip outside Cluster; whether each existed."""
         pipe = self._client.pipeline(transaction=False)
-        for key in keys:
+        for name in names:
             # execute_command: the cluster pipeline's own unlink() queues nothing.
-            pipe.execute_command("UNLINK", self.prefix + key)
+            pipe.execute_command("UNLINK", name)
         if notice is not None and not self._cluster:
             pipe.publish(self.channel, notice)
         replies = await pipe.execute()
         if notice is not None and self._cluster:
             await self._client.publish(self.channel, notice)
-        return [key for key, removed in zip(keys, replies, strict=False) if removed]
+        return [bool(removed) for removed in replies[: len(names)]]
 
-    async def _scan(self, match: str) -> Any:
-        """Every key under the prefix matching ``match`` (a glob of the unprefixed key)."""
-        full = escape_glob(self.prefix) + match
-        async for raw in self._client.scan_iter(match=full, count=SCAN_COUNT):
-            key = raw.decode()[len(self.prefix) :]
-            if not key.startswith(INDEX_MARK):
-                yield key
+    async def _scan(self, match: str) -> AsyncGenerator[bytes, None]:
+        """The names (bytes, the prefix included) under the prefix matching ``match`` (a
+        glob of the unprefixed key), index keys left out. Each SCAN page is bounded by
+        :attr:`step_timeout`: the socket timeout and its retries would wait far longer."""
+        scan = self._client.scan_iter(match=escape_glob(self.prefix) + match, count=SCAN_COUNT)
+        index = self._index_start
+        async with contextlib.aclosing(scan), contextlib.aclosing(self.steps(scan)) as names:
+            async for name in names:
+                if not name.startswith(index):
+                    yield name
 
     async def delete_matching(self, pattern: str) -> list[str]:
-        removed: list[str] = []
-        batch: list[str] = []
+        """UNLINK every key under the prefix matching ``pattern``, then announce the
+        pattern to the other instances; the cache keys removed.
+
+        A name that is not UTF-8 was written by another client (ours are str): it is
+        unlinked by its bytes when the engine matched it, and left out of what is returned,
+        since it names no cache key (no index entry or dependent refers to it, and a
+        lossy decoding could alias a real key). A sweep that fails part-way still
+        announces the pattern (best effort, bounded) before it raises, so no instance goes
+        on serving from L1 what it had already removed."""
         check = compile_glob(pattern).fullmatch
-        async for key in self._scan(pattern):
-            if check(key):  # the engine's glob and ours agree; this guards the prefix edge
-                batch.append(key)
-            if len(batch) >= UNLINK_BATCH:
-                removed += await self._unlink(batch, None)
-                batch = []
-        if batch:
-            removed += await self._unlink(batch, None)
-        notice = self._notice(b"p", pattern)
-        await self._client.publish(self.channel, notice)
+        start = len(self._prefix_bytes)
+        removed: list[str] = []
+        batch: list[tuple[bytes, str | None]] = []
+        sent = False
+        try:
+            async with contextlib.aclosing(self._scan(pattern)) as names:
+                async for name in names:
+                    try:
+                        key: str | None = name[start:].decode()
+                    except UnicodeDecodeError:
+                        key = None  # foreign: the engine's match stands
+                    # The engine's glob and ours agree; this guards the prefix edge.
+                    if key is None or check(key):
+                        batch.append((name, key))
+                    if len(batch) >= UNLINK_BATCH:
+                        sent = True
+                        removed += await self._unlink_batch(batch)
+                        batch = []
+            if batch:
+                sent = True
+                removed += await self._unlink_batch(batch)
+        except BaseException:
+            if sent:  # even an UNLINK that timed out may have been carried out
+                await self._announce_anyway(pattern)
+            raise
+        await self.step(self._client.publish(self.channel, self._notice(b"p", pattern)))
         return removed
+
+    async def _unlink_batch(self, batch: Sequence[tuple[bytes, str | None]]) -> list[str]:
+        """UNLINK the names of ``(name, key)`` pairs in one bounded round trip; the keys
+        (not None: foreign names are not returned) that existed."""
+        existed = await self.step(self._unlink([name for name, _ in batch], None))
+        return [k for (_, k), found in zip(batch, existed, strict=True) if found and k is not None]
+
+    async def _announce_anyway(self, pattern: str) -> None:
+        """Publish the notice of ``pattern`` after a failed sweep; a failure here is only
+        logged (the sweep's own error is the one raised). If it cannot get through, the
+        engine is most likely away for the subscribers too, whose lost subscription then
+        empties their L1 when it comes back."""
+        try:
+            await self.step(self._client.publish(self.channel, self._notice(b"p", pattern)))
+        except Exception as exc:
+            log.warning("l2_sweep_notice_lost", extra={"error": repr(exc)})
 
     async def try_lock(self, name: str, lease: float) -> str | None:
         token = uuid.uuid4().hex
@@ -486,10 +548,15 @@ class RedisTier:
         await self._client.eval(_UNLOCK, 1, self.prefix + INDEX_MARK + "lock:" + name, token)
 
     async def count(self) -> int:
-        """Cache entries under the prefix (a SCAN: index keys and foreign keys not counted)."""
+        """Keys under the prefix, index keys left out (a SCAN, each page bounded).
+
+        Names that are not UTF-8 (another client's: ours are str) are counted as they
+        are, undecoded: they take the engine's memory under our prefix and an invalidation
+        of ``*`` removes them, and a foreign name in UTF-8 cannot be told apart anyway."""
         total = 0
-        async for _ in self._scan("*"):
-            total += 1
+        async with contextlib.aclosing(self._scan("*")) as names:
+            async for _ in names:
+                total += 1
         return total
 
     def describe(self) -> dict[str, Any]:

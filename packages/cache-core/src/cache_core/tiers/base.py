@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from attrs import define
 
+from cache_core.errors import CorruptEntryError
+
 if TYPE_CHECKING:
     from cache_core.config import Config
     from cache_core.frames import CodecSet
@@ -84,6 +86,9 @@ class CoherenceListener(Protocol):
 class RemoteTier(Protocol):
     """A tier behind I/O (L2). Every method is a coroutine; batches are one round trip.
 
+    ``get`` raises :class:`~cache_core.errors.CorruptEntryError` for an entry it cannot
+    read; ``get_many`` reports one in its place instead (an exception instance in the
+    list, the other keys answered), so one bad entry costs only its own key.
     ``set_many`` items are ``(key, data, ttl)``. ``delete`` returns the keys that existed.
     ``delete_matching`` removes every key matching a Redis glob and returns the keys it
     removed. ``count`` is how many keys the tier holds for this agent.
@@ -95,7 +100,9 @@ class RemoteTier(Protocol):
     async def start(self) -> None: ...
     async def close(self) -> None: ...
     async def get(self, key: str) -> StoredValue | None: ...
-    async def get_many(self, keys: Sequence[str]) -> list[StoredValue | None]: ...
+    async def get_many(
+        self, keys: Sequence[str]
+    ) -> list[StoredValue | CorruptEntryError | None]: ...
     async def set(self, key: str, data: bytes, ttl: float | None) -> None: ...
     async def set_many(self, items: Sequence[tuple[str, bytes, float | None]]) -> None: ...
     async def delete(self, keys: Sequence[str]) -> list[str]: ...
