@@ -44,6 +44,7 @@ from cache_core.globs import compile_glob
 from cache_core.policies import PolicyTable
 from cache_core.tiers.base import CoherenceListener, StoredValue, TierContext
 from cache_plugins_redis.autopipeline import CoalescingClient, TickBatcher
+from cache_plugins_redis.coherence import SEP, CoherenceSubscriber, notice
 from cache_plugins_redis.engine import EMBEDDED, EmbeddedEngine
 
 log = logging.getLogger("cache_plugins_redis.tier")
@@ -60,7 +61,6 @@ READ_CHUNK = 1000
 """Keys per MGET: bounds how long one read holds the engine."""
 SCAN_COUNT = 500
 UNLINK_BATCH = 500
-_SEP = "\n"  # keys never hold control characters (the agent refuses them)
 INDEX_MARK = "\x1f"
 """Starts the names of keys that are not cache entries (invalidation indexes) right after
 the prefix: no cache key can hold it, so they never collide with one, and scans skip them."""
@@ -98,15 +98,11 @@ class RedisTier:
         self._cluster = self._settings.cluster_mode
         self._listener: CoherenceListener | None = None
         self._client: Any = None
-        self._pubsub_client: aioredis.Redis | None = None
-        self._subscriber: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
+        self._subscriber: CoherenceSubscriber | None = None
         self.engine: EmbeddedEngine | None = None
         self._sentinel: Sentinel | None = None
         # Auto-pipelining: reads asked for in one event-loop tick go out as one call.
         self._reads: TickBatcher[str, StoredValue | None] = TickBatcher(self._read, READ_CHUNK)
-        self.coherent = False
-        self.notices_received = 0
         if self._cluster and not self._settings.nodes:
             raise ValueError("redis.cluster_mode needs redis.nodes")
         if self._settings.url not in (None, EMBEDDED) and not str(self._settings.url).startswith(
@@ -219,72 +215,25 @@ class RedisTier:
             "health_check_interval": s.health_check_interval,
         }
         if self._sentinel is not None and self._settings.sentinel is not None:
-            self._pubsub_client = self._sentinel.master_for(
-                self._settings.sentinel.master_name, **kwargs
-            )
+            client: Any = self._sentinel.master_for(self._settings.sentinel.master_name, **kwargs)
         else:
             extra = self._ssl_kwargs() if url.startswith("rediss://") else {}
-            self._pubsub_client = aioredis.Redis.from_url(url, **kwargs, **extra)
-        self._subscriber = asyncio.create_task(self._subscribe_forever(), name="l2-coherence")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._subscribed.wait(), timeout=s.connect_timeout)
+            client = aioredis.Redis.from_url(url, **kwargs, **extra)
+        self._subscriber = CoherenceSubscriber(client, self.channel, self._instance_bytes)
+        self._subscriber.listener = self._listener
+        await self._subscriber.start(wait=s.connect_timeout)
 
-    async def _subscribe_forever(self) -> None:
-        assert self._pubsub_client is not None
-        delay = 0.05
-        while True:
-            pubsub = self._pubsub_client.pubsub()
-            try:
-                await pubsub.subscribe(self.channel)
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is None:
-                        continue
-                    kind = message.get("type")
-                    if kind == "subscribe":
-                        self._set_coherent(True)
-                        delay = 0.05
-                    elif kind == "message":
-                        self._handle_notice(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._set_coherent(False)
-                log.warning("l2_coherence_lost", extra={"error": repr(exc), "retry_in": delay})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+    @property
+    def coherent(self) -> bool:
+        """Whether other instances' change notices are flowing to this one."""
+        return self._subscriber is not None and self._subscriber.coherent
 
-    def _set_coherent(self, up: bool) -> None:
-        if up == self.coherent:
-            return
-        self.coherent = up
-        if up:
-            self._subscribed.set()
-        else:
-            self._subscribed.clear()
-        if self._listener is not None:
-            if up:
-                self._listener.restored()
-            else:
-                self._listener.lost()
-
-    def _handle_notice(self, data: bytes) -> None:
-        sender, _, rest = data.partition(b"\n")
-        if sender == self._instance_bytes or self._listener is None:
-            return
-        self.notices_received += 1
-        kind, _, body = rest.partition(b"\n")
-        text = body.decode()
-        if kind == b"k":
-            self._listener.keys_changed(text.split(_SEP))
-        elif kind == b"p":
-            self._listener.pattern_changed(text)
+    @property
+    def notices_received(self) -> int:
+        return self._subscriber.notices_received if self._subscriber is not None else 0
 
     def _notice(self, kind: bytes, body: str) -> bytes:
-        return b"\n".join((self._instance_bytes, kind, body.encode()))
+        return notice(self._instance_bytes, kind, body)
 
     async def step(self, call: Awaitable[T]) -> T:
         """``call`` (one round trip) bounded by :attr:`step_timeout`; TimeoutError past it."""
@@ -316,26 +265,24 @@ class RedisTier:
 
     def attach(self, listener: CoherenceListener) -> bool:
         self._listener = listener
+        if self._subscriber is not None:
+            self._subscriber.listener = listener
         return True
 
     async def close(self) -> None:
         self._reads.cancel()
         if self._subscriber is not None:
-            self._subscriber.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._subscriber
+            await self._subscriber.close()
             self._subscriber = None
-        for client in (self._pubsub_client, self._client):
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    await client.aclose()
-        self._client = self._pubsub_client = None
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.aclose()
+        self._client = None
         if self._sentinel is not None:
             for watcher in self._sentinel.sentinels:
                 with contextlib.suppress(Exception):
                     await watcher.aclose()
             self._sentinel = None
-        self.coherent = False
         if self.engine is not None:
             await self.engine.stop()
             self.engine = None
@@ -443,13 +390,13 @@ class RedisTier:
         now_ms = round(time.time() * 1000)
         for key, data, ttl in items:
             self._set_cmd(pipe, key, data, ttl, now_ms)
-        await self._publish(pipe, self._notice(b"k", _SEP.join(k for k, _, _ in items)))
+        await self._publish(pipe, self._notice(b"k", SEP.join(k for k, _, _ in items)))
 
     async def delete(self, keys: Sequence[str]) -> list[str]:
         if not keys:
             return []
         names = [self.prefix + key for key in keys]
-        existed = await self._unlink(names, self._notice(b"k", _SEP.join(keys)))
+        existed = await self._unlink(names, self._notice(b"k", SEP.join(keys)))
         return [key for key, found in zip(keys, existed, strict=True) if found]
 
     async def _unlink(self, names: Sequence[str | bytes], notice: bytes | None) -> list[bool]:
