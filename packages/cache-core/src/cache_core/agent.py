@@ -946,6 +946,12 @@ class CachingAgent:
                 raise
             dependents = set()
         await strategy.write(writes)
+        # Landed: only now may the index drop the links the old value needed. Should that
+        # fail, both values' links stay, which invalidates too much, never too little.
+        settling = self._index.settle(entries, dependencies)
+        if settling is not None:
+            with contextlib.suppress(TierUnavailableError):
+                await settling
         self.stats.sets += len(writes)
         by_strategy = self.stats.sets_by_strategy
         by_strategy[strategy.PLUGIN_NAME] = by_strategy.get(strategy.PLUGIN_NAME, 0) + len(writes)
@@ -1204,7 +1210,7 @@ class CachingAgent:
         if self._l2 is not None:
             try:
                 summary["l2_size_keys"] = await self._l2.count()
-            except TierUnavailableError as exc:
+            except (TierUnavailableError, CorruptEntryError) as exc:
                 # L2 away: the rest of the numbers still answer; this one is unknown.
                 summary["l2_size_keys"] = None
                 summary["l2_error"] = str(exc)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -59,9 +59,23 @@ class InvalidationIndex(Protocol):
         entries: Sequence[tuple[str, float | None, Sequence[str]]],
         dependencies: Sequence[str],
     ) -> set[str]:
-        """After a write of ``entries`` (key, TTL, tags): each key now carries exactly its
-        tags and depends on exactly ``dependencies``. Returns the keys that depend directly
-        on any of them (a changed key invalidates its dependents)."""
+        """Before a write of ``entries`` (key, TTL, tags): each key carries its tags and
+        depends on ``dependencies`` as well as what it carried before, until :meth:`settle`
+        (should the write fail, the old value is still reached through its old links).
+        Returns the keys that depend directly on any of them (a changed key invalidates its
+        dependents)."""
+        ...
+
+    def settle(
+        self,
+        entries: Sequence[tuple[str, float | None, Sequence[str]]],
+        dependencies: Sequence[str],
+    ) -> Awaitable[None] | None:
+        """Once the write :meth:`record` announced has landed (never after a failed one):
+        each key carries exactly its tags and depends on exactly ``dependencies``, with its
+        TTL. Returns None when that is done already (nothing changed: the common case costs
+        no I/O), else an awaitable doing the rest. Skipped or failed, it leaves the links of
+        both values: a superset, which invalidates too much, never too little."""
         ...
 
     async def forget(self, keys: Iterable[str]) -> None:
@@ -116,23 +130,53 @@ class LocalIndex:
     ) -> set[str]:
         dependents: set[str] = set()
         for key, ttl, tags in entries:
-            self._unlink(key)
             dependents |= self._dependents.get(key, set()) | self._registered.get(key, set())
             if not tags and not dependencies:
                 continue
             if tags:
-                self._key_tags[key] = set(tags)
+                self._key_tags.setdefault(key, set()).update(tags)
                 for tag in tags:
                     self._tags.setdefault(tag, set()).add(key)
             if dependencies:
-                self._key_deps[key] = set(dependencies)
+                self._key_deps.setdefault(key, set()).update(dependencies)
                 for dep in dependencies:
                     self._dependents.setdefault(dep, set()).add(key)
-            self._expiry[key] = math.inf if ttl is None else self._clock() + ttl
+            expires = math.inf if ttl is None else self._clock() + ttl
+            self._expiry[key] = max(expires, self._expiry.get(key, expires))
             self._writes += 1
             if self._writes % self._PRUNE_EVERY == 0:
                 self._prune_expired()
         return dependents - {key for key, _, _ in entries}
+
+    def settle(
+        self,
+        entries: Sequence[tuple[str, float | None, Sequence[str]]],
+        dependencies: Sequence[str],
+    ) -> None:
+        for key, ttl, tags in entries:
+            if key not in self._expiry:
+                continue  # never indexed, or forgotten since
+            if not tags and not dependencies:
+                self._unlink(key)
+                continue
+            self._narrow(key, self._key_tags, self._tags, set(tags))
+            self._narrow(key, self._key_deps, self._dependents, set(dependencies))
+            self._expiry[key] = math.inf if ttl is None else self._clock() + ttl
+
+    @staticmethod
+    def _narrow(
+        key: str, links: dict[str, set[str]], index: dict[str, set[str]], keep: set[str]
+    ) -> None:
+        """``key`` left in ``index`` under the names of ``keep`` only."""
+        held = links.pop(key, set())
+        for name in held - keep:
+            members = index.get(name)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del index[name]
+        if held & keep:
+            links[key] = held & keep
 
     def _unlink(self, key: str) -> None:
         for tag in self._key_tags.pop(key, ()):

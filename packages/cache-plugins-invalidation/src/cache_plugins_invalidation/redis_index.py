@@ -4,31 +4,171 @@ Every instance sharing the Redis sees the same indexes, and they survive restart
 layout (``P`` is ``redis.key_prefix``, ``\\x1f`` a character no cache key may hold, so index
 keys never collide with entries and scans of entries skip them):
 
-- ``P\\x1fmeta:KEY``   hash ``{tags, deps}`` of KEY (newline-joined), expiring with KEY
-- ``P\\x1ftag:TAG``    sorted set of keys carrying TAG, scored by their expiry (ms)
-- ``P\\x1fdeps:KEY``   sorted set of keys depending on KEY, scored by their expiry (ms)
-- ``P\\x1fevent:NAME`` set of targets subscribed to event NAME; ``P\\x1fevents`` the names
+- ``P\\x1flinks:KEY``  KEY's meta: its links ``t:TAG`` and ``d:DEP``, scored by its expiry (ms)
+- ``P\\x1ftag:TAG``    keys carrying TAG, scored by their expiry
+- ``P\\x1fdeps:KEY``   keys depending on KEY, scored by their expiry
+- ``P\\x1findexed``    keys with any link; ``P\\x1fsources`` keys others depend on (scored alike)
+- ``P\\x1freg:KEY`` (``P\\x1fregistered``), ``P\\x1fevent:NAME`` (``P\\x1fevents``): what
+  ``register_dependency`` and event subscriptions added at runtime
 
-Bounded: a write trims expired members of the sorted sets it adds to; overwriting or
-deleting a key removes it from the sets its old meta named; members whose meta no longer
-names the tag (or dependency) are dropped when a query finds them. Only plain commands in
-non-transactional pipelines: it works on Redis Cluster, keys in any slot.
+The first four lines are sorted sets. A write is indexed in two phases:
+:meth:`RedisIndex.record`, before the write, adds the new links and keeps the old ones (and
+the longer of the two expiries), so should the write fail, the old value is still reached
+through its old links; :meth:`RedisIndex.settle`, once the write landed, drops what only the
+old value needed. It sends nothing when nothing changed (a new key, the same links, an
+expiry that only grew), as decided from what ``record`` read.
+
+Bounded: each of those sorted sets is changed only by one single-key script, which trims its
+expired members and leaves the set expiring with its longest-lived member: no index key
+outlives what it indexes, and one lives without an expiry only while it indexes a key that
+never expires. Deleting a key removes it from the sets its meta names; members whose meta
+no longer names the set are dropped when a query finds them. Runtime registrations are
+configuration, not cache state: they persist. Only single-key scripts and plain commands in
+non-transactional pipelines: it works on Redis Cluster, keys in any slot. Every round trip
+waits at most ``circuit_breaker.operation_timeout``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
+
+from attrs import define
+from redis.exceptions import NoScriptError
 
 from cache_core.invalidation import IndexContext
 from cache_plugins_redis.tier import INDEX_MARK, RedisTier
 
-_SEP = "\n"
 _INF = "+inf"
 _CHUNK = 1000
 _SMALL = 16
 """Batches up to this size read old links unconditionally (one round trip, not two)."""
+_TAG = "t:"
+_DEP = "d:"
+_UNSETTLED = 10_000
+"""Writes between record and settle remembered at most; forgetting one only leaves its
+old links in place (a superset, which invalidates too much, never too little)."""
+
+_UPDATE = """
+local key, now = KEYS[1], tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+local before = {}
+if ARGV[2] == '1' then before = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES') end
+local removing = tonumber(ARGV[4])
+for i = 5, 4 + removing do redis.call('ZREM', key, ARGV[i]) end
+for i = 5 + removing, #ARGV, 2 do redis.call('ZADD', key, ARGV[3], ARGV[i], ARGV[i + 1]) end
+local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2]
+if last == 'inf' then
+  redis.call('PERSIST', key)
+elseif last then
+  redis.call('PEXPIRE', key, string.format('%.0f', tonumber(last) - now))
+end
+return before
+"""
+"""KEYS[1] a sorted set; ARGV: now (ms, the writer's clock, as the scores are), whether to
+return the live members (with scores) it held before, the ZADD flag (GT while recording:
+an expiry only grows; XX while settling: exact, never re-adding what left), how many
+members to remove, those members, then score/member pairs to add. The expiry is relative
+to ``now``, so the engine's clock need not agree with the writer's."""
+_UPDATE_SHA = hashlib.sha1(_UPDATE.encode(), usedforsecurity=False).hexdigest()
+
+
+def _expiry(now: int, ttl: float | None) -> float:
+    return math.inf if ttl is None else now + max(1, round(ttl * 1000))
+
+
+def _score(expires: float) -> str:
+    return _INF if expires == math.inf else str(int(expires))
+
+
+def _links(tags: Iterable[str], dependencies: Iterable[str]) -> frozenset[str]:
+    return frozenset([*(_TAG + t for t in tags if t), *(_DEP + d for d in dependencies if d)])
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+@define(frozen=True)
+class _Change:
+    """What :meth:`RedisIndex.settle` has left to do for one key after its record."""
+
+    links: frozenset[str]
+    expires: float
+    drop: frozenset[str]
+    rescore: bool
+    """The expiry shrank: the links still carry the old, longer one."""
+
+
+class _Updates:
+    """Changes to index sorted sets, one :data:`_UPDATE` call a set, for one pipeline."""
+
+    def __init__(self, now: int, flag: str = "GT") -> None:
+        self._now = now
+        self._flag = flag
+        self._add: dict[str, dict[str, float]] = {}
+        self._remove: dict[str, set[str]] = {}
+
+    def add(self, zset: str, member: str, expires: float) -> None:
+        scores = self._add.setdefault(zset, {})
+        scores[member] = max(expires, scores.get(member, -math.inf))
+
+    def remove(self, zset: str, member: str) -> None:
+        self._remove.setdefault(zset, set()).add(member)
+
+    def __bool__(self) -> bool:
+        return bool(self._add or self._remove)
+
+    def queue(self, round_: _Round) -> None:
+        for zset in sorted(self._add.keys() | self._remove.keys()):
+            removed = sorted(self._remove.get(zset, ()))
+            pairs = [
+                part
+                for member, expires in self._add.get(zset, {}).items()
+                for part in (_score(expires), member)
+            ]
+            round_.update(zset, self._now, self._flag, removed, pairs)
+
+
+class _Round:
+    """The commands of one round trip, kept so the round can be sent again: the script
+    goes by its SHA, by its text only after the engine answered NOSCRIPT (it lost its
+    script cache: a restart, a failover, SCRIPT FLUSH)."""
+
+    def __init__(self) -> None:
+        self._ops: list[Callable[[Any, bool], object]] = []
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> None:
+        self._ops.append(lambda pipe, _: getattr(pipe, name)(*args, **kwargs))
+
+    def update(
+        self,
+        zset: str,
+        now: int,
+        flag: str,
+        removed: Sequence[str] = (),
+        pairs: Sequence[str] = (),
+        *,
+        read: bool = False,
+    ) -> None:
+        """Queue one :data:`_UPDATE` of ``zset``."""
+        args = (zset, now, int(read), flag, len(removed), *removed, *pairs)
+        # execute_command: the cluster pipeline refuses its own evalsha().
+        self._ops.append(
+            lambda pipe, text: (
+                pipe.execute_command("EVAL", _UPDATE, 1, *args)
+                if text
+                else pipe.execute_command("EVALSHA", _UPDATE_SHA, 1, *args)
+            )
+        )
+
+    def build(self, pipe: Any, text: bool) -> Any:
+        for op in self._ops:
+            op(pipe, text)
+        return pipe
 
 
 class RedisIndex:
@@ -39,7 +179,7 @@ class RedisIndex:
             raise ValueError("'redis' needs cache_tiers.l2.type: redis")
         self._tier: RedisTier = context.l2
         base: str = context.l2.prefix + INDEX_MARK
-        self._meta: str = base + "meta:"
+        self._meta: str = base + "links:"
         self._tag: str = base + "tag:"
         self._deps: str = base + "deps:"
         self._event: str = base + "event:"
@@ -48,6 +188,7 @@ class RedisIndex:
         self._sources: str = base + "sources"
         self._reg: str = base + "reg:"
         self._registered: str = base + "registered"
+        self._unsettled: dict[str, _Change] = {}
 
     async def start(self) -> None:
         return None
@@ -63,27 +204,45 @@ class RedisIndex:
     def _now_ms() -> int:
         return int(time.time() * 1000)
 
-    @staticmethod
-    def _split(raw: Any) -> set[str]:
-        if not raw:
-            return set()
-        text = raw.decode() if isinstance(raw, bytes) else str(raw)
-        return set(text.split(_SEP)) if text else set()
+    async def _send(self, round_: _Round) -> list[Any]:
+        """One round trip (two, the first time after the engine lost the script), each
+        bounded like every L2 call. Sent again, a round changes nothing more: every
+        command in it is idempotent."""
+        for text in (False, True):
+            pipe = round_.build(self._client.pipeline(transaction=False), text)
+            try:
+                return list(await self._tier.step(pipe.execute()))
+            except NoScriptError:
+                if text:
+                    raise
+        raise AssertionError("unreachable")
 
-    async def _among(self, registry: str, keys: Sequence[str]) -> set[str]:
-        """The ``keys`` that ``registry`` holds unexpired (one round trip, chunked)."""
+    def _set_of(self, link: str) -> str:
+        """The sorted set a meta link stands for (the tag's, or the dependency's)."""
+        return (self._tag if link.startswith(_TAG) else self._deps) + link[2:]
+
+    async def _among(self, registries: Sequence[str], keys: Sequence[str]) -> list[set[str]]:
+        """For each registry, the ``keys`` it holds unexpired (one round trip, chunked)."""
         if not keys:
-            return set()
+            return [set() for _ in registries]
         now = self._now_ms()
-        pipe = self._client.pipeline(transaction=False)
-        for start in range(0, len(keys), _CHUNK):
-            pipe.zmscore(registry, list(keys[start : start + _CHUNK]))
-        scores = [score for reply in await pipe.execute() for score in reply]
-        return {
-            key
-            for key, score in zip(keys, scores, strict=True)
-            if score is not None and score > now
-        }
+        round_ = _Round()
+        for registry in registries:
+            for start in range(0, len(keys), _CHUNK):
+                round_.call("zmscore", registry, list(keys[start : start + _CHUNK]))
+        replies = await self._send(round_)
+        chunks = len(range(0, len(keys), _CHUNK))
+        found = []
+        for i in range(len(registries)):
+            scores = [score for reply in replies[i * chunks : (i + 1) * chunks] for score in reply]
+            found.append(
+                {
+                    key
+                    for key, score in zip(keys, scores, strict=True)
+                    if score is not None and score > now
+                }
+            )
+        return found
 
     async def record(
         self,
@@ -93,143 +252,181 @@ class RedisIndex:
         if not entries:
             return set()
         keys = [key for key, _, _ in entries]
-        tags_of = {key: list(tags) for key, _, tags in entries}
         if len(keys) > _SMALL:
             # A batch: read old links only of keys that have any (one extra round trip).
-            had_meta = await self._among(self._indexed, keys)
-            sources = await self._among(self._sources, keys)
-            registered = await self._among(self._registered, keys)
+            had_links, sources, registered = await self._among(
+                (self._indexed, self._sources, self._registered), keys
+            )
         else:
-            had_meta = sources = registered = set(keys)
+            had_links = sources = registered = set(keys)
         now = self._now_ms()
-        pipe = self._client.pipeline(transaction=False)
-        old = sorted(had_meta)
-        for key in old:
-            pipe.hmget(self._meta + key, "tags", "deps")
-            pipe.execute_command("UNLINK", self._meta + key)
+        deps = sorted({dep for dep in dependencies if dep})
+        round_ = _Round()
+        links_of: dict[str, frozenset[str]] = {}
+        expires_of: dict[str, float] = {}
+        updates = _Updates(now)
+        read: list[str] = []
+        for key, ttl, tags in entries:
+            links = links_of[key] = _links(tags, deps)
+            expires = expires_of[key] = _expiry(now, ttl)
+            if links:
+                pairs = [part for link in sorted(links) for part in (_score(expires), link)]
+                round_.update(self._meta + key, now, "GT", pairs=pairs, read=True)
+                read.append(key)
+                updates.add(self._indexed, key, expires)
+                for link in links:
+                    updates.add(self._set_of(link), key, expires)
+                for dep in deps:
+                    updates.add(self._sources, dep, expires)
+            elif key in had_links:
+                round_.call("zrangebyscore", self._meta + key, now, _INF, withscores=True)
+                read.append(key)
         depended = sorted(sources)
         for key in depended:
-            pipe.zrangebyscore(self._deps + key, now, _INF)
+            round_.call("zrangebyscore", self._deps + key, now, _INF)
         with_registrations = sorted(registered)
         for key in with_registrations:
-            pipe.smembers(self._reg + key)
-        all_tags = {tag for tags in tags_of.values() for tag in tags}
-        for key, ttl, tags in entries:
-            if not tags and not dependencies:
-                continue
-            expires = _INF if ttl is None else now + max(1, round(ttl * 1000))
-            meta = self._meta + key
-            pipe.hset(meta, mapping={"tags": _SEP.join(tags), "deps": _SEP.join(dependencies)})
-            if ttl is not None:
-                pipe.pexpire(meta, max(1, round(ttl * 1000)))
-            pipe.zadd(self._indexed, {key: expires})
-            for tag in tags:
-                pipe.zadd(self._tag + tag, {key: expires})
-            for dep in dependencies:
-                pipe.zadd(self._deps + dep, {key: expires})
-                pipe.zadd(self._sources, {dep: expires}, gt=True)
-        for tag in sorted(all_tags):
-            pipe.zremrangebyscore(self._tag + tag, "-inf", now)
-        for dep in dependencies:
-            pipe.zremrangebyscore(self._deps + dep, "-inf", now)
-        if all_tags or dependencies:
-            pipe.zremrangebyscore(self._indexed, "-inf", now)
-        if dependencies:
-            pipe.zremrangebyscore(self._sources, "-inf", now)
-        replies = await pipe.execute()
-        stale = _Stale()
-        for i, key in enumerate(old):
-            old_tags, old_deps = replies[2 * i]
-            stale.add(self._tag, key, self._split(old_tags) - set(tags_of[key]))
-            stale.add(self._deps, key, self._split(old_deps) - set(dependencies))
-            if not tags_of[key] and not dependencies and (old_tags or old_deps):
-                stale.add_member(self._indexed, key)
+            round_.call("smembers", self._reg + key)
+        updates.queue(round_)
+        replies = await self._send(round_)
+        for key, old in zip(read, replies[: len(read)], strict=True):
+            self._remember(key, links_of[key], expires_of[key], old)
         dependents: set[str] = set()
-        for i in range(len(depended)):
-            dependents |= {m.decode() for m in replies[2 * len(old) + i]}
-        first = 2 * len(old) + len(depended)
+        for members in replies[len(read) : len(read) + len(depended)]:
+            dependents |= {_text(m) for m in members}
         registered_dependents: set[str] = set()
-        for i in range(len(with_registrations)):
-            registered_dependents |= {m.decode() for m in replies[first + i]}
-        await stale.remove(self._client)
+        first = len(read) + len(depended)
+        for members in replies[first : first + len(with_registrations)]:
+            registered_dependents |= {_text(m) for m in members}
         written = set(keys)
         verified = await self._verified_dependents(dependents - written, written)
         return verified | (registered_dependents - written)
+
+    def _remember(self, key: str, links: frozenset[str], expires: float, old: Any) -> None:
+        """Keep for :meth:`settle` what the old links (read by record) leave it to do."""
+        self._unsettled.pop(key, None)  # an earlier write's record: superseded by this one
+        if old and isinstance(old[0], (list, tuple)):  # zrangebyscore's (member, score) pairs
+            pairs = [(_text(member), float(score)) for member, score in old]
+        else:  # the script's flat member, score, member, score...
+            pairs = [(_text(old[i]), float(old[i + 1])) for i in range(0, len(old), 2)]
+        if not pairs:
+            return
+        drop = frozenset(link for link, _ in pairs) - links
+        rescore = bool(links) and max(score for _, score in pairs) > expires
+        if drop or rescore:
+            if len(self._unsettled) >= _UNSETTLED:
+                del self._unsettled[next(iter(self._unsettled))]
+            self._unsettled[key] = _Change(links, expires, drop, rescore)
+
+    def settle(
+        self,
+        entries: Sequence[tuple[str, float | None, Sequence[str]]],
+        dependencies: Sequence[str],
+    ) -> Awaitable[None] | None:
+        changes: dict[str, _Change] = {}
+        for key, _, tags in entries:
+            change = self._unsettled.get(key)
+            # Recorded by another write of the key since: that write's settle decides.
+            if change is not None and change.links == _links(tags, dependencies):
+                changes[key] = self._unsettled.pop(key)
+        return self._settle(changes) if changes else None
+
+    async def _settle(self, changes: Mapping[str, _Change]) -> None:
+        now = self._now_ms()
+        exact = _Updates(now, "XX")
+        for key, change in changes.items():
+            for link in change.drop:
+                exact.remove(self._meta + key, link)
+                exact.remove(self._set_of(link), key)
+            if not change.links:
+                exact.remove(self._indexed, key)
+            elif change.rescore:
+                for link in change.links:
+                    exact.add(self._meta + key, link, change.expires)
+                    exact.add(self._set_of(link), key, change.expires)
+                exact.add(self._indexed, key, change.expires)
+        round_ = _Round()
+        exact.queue(round_)
+        await self._send(round_)
+
+    async def _live_links(self, keys: Sequence[str]) -> dict[str, set[str]]:
+        """Each key's unexpired links, as its meta names them."""
+        now = self._now_ms()
+        round_ = _Round()
+        for key in keys:
+            round_.call("zrangebyscore", self._meta + key, now, _INF)
+        replies = await self._send(round_)
+        return {
+            key: {_text(link) for link in links} for key, links in zip(keys, replies, strict=True)
+        }
 
     async def _verified_dependents(self, candidates: set[str], sources: set[str]) -> set[str]:
         """The candidates whose meta still names one of ``sources`` as a dependency."""
         if not candidates:
             return set()
-        ordered = sorted(candidates)
-        pipe = self._client.pipeline(transaction=False)
-        for key in ordered:
-            pipe.hget(self._meta + key, "deps")
-        replies = await pipe.execute()
-        return {
-            key for key, deps in zip(ordered, replies, strict=True) if self._split(deps) & sources
-        }
+        wanted = {_DEP + source for source in sources}
+        links = await self._live_links(sorted(candidates))
+        return {key for key, named in links.items() if named & wanted}
 
     async def forget(self, keys: Iterable[str]) -> None:
         """Drop ``keys`` (gone from the cache) from every index they are in. Who depends on
         them is left alone: those edges leave with their dependents (or by expiry), and a
         dependent spared by a write keeps its edge."""
         ordered = sorted(set(keys))
-        indexed = sorted(await self._among(self._indexed, ordered))
+        (indexed,) = await self._among((self._indexed,), ordered)
         if not indexed:
             return
-        pipe = self._client.pipeline(transaction=False)
-        for key in indexed:
-            pipe.hmget(self._meta + key, "tags", "deps")
-            pipe.execute_command("UNLINK", self._meta + key)
-        replies = await pipe.execute()
-        stale = _Stale()
-        for i, key in enumerate(indexed):
-            old_tags, old_deps = replies[2 * i]
-            stale.add(self._tag, key, self._split(old_tags))
-            stale.add(self._deps, key, self._split(old_deps))
-            stale.add_member(self._indexed, key)
-        await stale.remove(self._client)
+        chosen = sorted(indexed)
+        round_ = _Round()
+        for key in chosen:
+            round_.call("zrange", self._meta + key, 0, -1)
+            round_.call("execute_command", "UNLINK", self._meta + key)
+        replies = await self._send(round_)
+        stale = _Updates(self._now_ms())
+        for i, key in enumerate(chosen):
+            for link in replies[2 * i]:
+                stale.remove(self._set_of(_text(link)), key)
+            stale.remove(self._indexed, key)
+        await self._apply(stale)
+
+    async def _apply(self, updates: _Updates) -> None:
+        if updates:
+            round_ = _Round()
+            updates.queue(round_)
+            await self._send(round_)
 
     async def _members(self, prefix: str, names: Sequence[str]) -> dict[str, set[str]]:
         now = self._now_ms()
-        pipe = self._client.pipeline(transaction=False)
+        round_ = _Round()
         for name in names:
-            pipe.zrangebyscore(prefix + name, now, _INF)
-        replies = await pipe.execute()
+            round_.call("zrangebyscore", prefix + name, now, _INF)
+        replies = await self._send(round_)
         return {
-            name: {m.decode() for m in members}
-            for name, members in zip(names, replies, strict=True)
+            name: {_text(m) for m in members} for name, members in zip(names, replies, strict=True)
         }
 
-    async def _metas(self, keys: Sequence[str], field: str) -> dict[str, set[str]]:
-        pipe = self._client.pipeline(transaction=False)
-        for key in keys:
-            pipe.hget(self._meta + key, field)
-        replies = await pipe.execute()
-        return {key: self._split(raw) for key, raw in zip(keys, replies, strict=True)}
-
-    async def _verified(self, prefix: str, field: str, names: Sequence[str]) -> dict[str, set[str]]:
+    async def _verified(self, prefix: str, kind: str, names: Sequence[str]) -> dict[str, set[str]]:
         """Members of each named set whose meta still names the set; stale ones removed."""
         members = await self._members(prefix, names)
         candidates = sorted(set().union(*members.values())) if members else []
         if not candidates:
             return members
-        metas = await self._metas(candidates, field)
-        stale = _Stale()
+        links = await self._live_links(candidates)
+        stale = _Updates(self._now_ms())
         verified: dict[str, set[str]] = {}
         for name, keys in members.items():
-            good = {key for key in keys if name in metas[key]}
+            good = {key for key in keys if kind + name in links[key]}
             verified[name] = good
             for key in keys - good:
-                stale.add(prefix, key, {name})
-        await stale.remove(self._client)
+                stale.remove(prefix + name, key)
+        await self._apply(stale)
         return verified
 
     async def keys_for_tags(self, tags: Iterable[str]) -> set[str]:
         names = sorted(set(tags))
         if not names:
             return set()
-        verified = await self._verified(self._tag, "tags", names)
+        verified = await self._verified(self._tag, _TAG, names)
         return set().union(*verified.values())
 
     async def dependents(self, keys: Iterable[str]) -> set[str]:
@@ -237,18 +434,18 @@ class RedisIndex:
         frontier = sorted(seen)
         found: set[str] = set()
         while frontier:
-            registered = sorted(await self._among(self._registered, frontier))
-            frontier = sorted(await self._among(self._sources, frontier))
+            registered_set, sources = await self._among((self._registered, self._sources), frontier)
+            registered, frontier = sorted(registered_set), sorted(sources)
             fresh: set[str] = set()
             if frontier:
-                verified = await self._verified(self._deps, "deps", frontier)
+                verified = await self._verified(self._deps, _DEP, frontier)
                 fresh = set().union(*verified.values())
             if registered:
-                pipe = self._client.pipeline(transaction=False)
+                round_ = _Round()
                 for key in registered:
-                    pipe.smembers(self._reg + key)
-                for members in await pipe.execute():
-                    fresh |= {m.decode() for m in members}
+                    round_.call("smembers", self._reg + key)
+                for members in await self._send(round_):
+                    fresh |= {_text(m) for m in members}
             fresh -= seen
             seen |= fresh
             found |= fresh
@@ -256,55 +453,27 @@ class RedisIndex:
         return found
 
     async def add_dependency(self, key: str, dependency: str) -> None:
-        await self._pipeline(
-            lambda p: (
-                p.sadd(self._reg + dependency, key),
-                p.zadd(self._registered, {dependency: _INF}),
-            )
-        )
-
-    async def _pipeline(self, build: Any) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        build(pipe)
-        return list(await pipe.execute())
+        round_ = _Round()
+        round_.call("sadd", self._reg + dependency, key)
+        round_.call("zadd", self._registered, {dependency: _INF})
+        await self._send(round_)
 
     async def subscribe(self, event: str, target: str) -> None:
-        await self._pipeline(
-            lambda p: (p.sadd(self._event + event, target), p.sadd(self._events, event))
-        )
+        round_ = _Round()
+        round_.call("sadd", self._event + event, target)
+        round_.call("sadd", self._events, event)
+        await self._send(round_)
 
     async def subscriptions(self, event: str) -> list[str]:
-        members = await self._client.smembers(self._event + event)
-        return sorted(m.decode() for m in members)
+        members = await self._tier.step(self._client.smembers(self._event + event))
+        return sorted(_text(m) for m in members)
 
     async def events(self) -> list[str]:
-        return sorted(m.decode() for m in await self._client.smembers(self._events))
+        return sorted(_text(m) for m in await self._tier.step(self._client.smembers(self._events)))
 
     async def tracked(self, tag: str) -> int:
         """Members of a tag's set, verified or not (to show the index stays bounded)."""
-        return int(await self._client.zcard(self._tag + tag))
-
-
-class _Stale:
-    """(set name, key) pairs to remove from sorted sets, sent in one pipeline."""
-
-    def __init__(self) -> None:
-        self._pairs: list[tuple[str, str]] = []
-
-    def add(self, prefix: str, key: str, names: Iterable[str]) -> None:
-        """Remove ``key`` from the set ``prefix + name`` for each name."""
-        self._pairs.extend((prefix + name, key) for name in names if name)
-
-    def add_member(self, zset: str, key: str) -> None:
-        self._pairs.append((zset, key))
-
-    async def remove(self, client: Any) -> None:
-        if not self._pairs:
-            return
-        pipe = client.pipeline(transaction=False)
-        for zset, key in self._pairs:
-            pipe.zrem(zset, key)
-        await pipe.execute()
+        return int(await self._tier.step(self._client.zcard(self._tag + tag)))
 
 
 __all__ = ["RedisIndex"]

@@ -169,7 +169,17 @@ class GuardedIndex:
     ) -> set[str]:
         return await self._guarded("index.record", {}, self.inner.record(entries, dependencies))
 
-    # Bulk work spans many round trips, each under the client's socket timeout.
+    def settle(
+        self,
+        entries: Sequence[tuple[str, float | None, Sequence[str]]],
+        dependencies: Sequence[str],
+    ) -> Awaitable[None] | None:
+        # Nothing to send, nothing to guard: no span, no breaker check, no I/O.
+        work = self.inner.settle(entries, dependencies)
+        return None if work is None else self._guarded("index.settle", {}, work)
+
+    # Bulk work spans many round trips: the index bounds each (the Redis index by
+    # circuit_breaker.operation_timeout), not the whole.
     async def forget(self, keys: Iterable[str]) -> None:
         await self._guarded("index.forget", {}, self.inner.forget(keys), bounded=False)
 
