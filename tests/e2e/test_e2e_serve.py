@@ -166,9 +166,13 @@ async def test_health_errors_and_policies_over_the_wire(http, served):
     assert status == 400
     assert set(body["error"]) == {"code", "message"}
 
-    async with http.post("/cache", data=b"{not json", headers={"Content-Type": "x"}) as resp:
+    json_type = {"Content-Type": "application/json"}
+    async with http.post("/cache", data=b"{not json", headers=json_type) as resp:
         assert resp.status == 400
         assert (await resp.json())["error"]["code"] == "invalid_json"
+    async with http.post("/cache", data=b"{not json", headers={"Content-Type": "x"}) as resp:
+        assert resp.status == 415  # not JSON by its type: refused before it is read
+        assert (await resp.json())["error"]["code"] == "unsupported_media_type"
 
     status, body = await call(http, "GET", "/no/such/route")
     assert status == 404

@@ -530,6 +530,8 @@ def _check(config: Config) -> None:
             f"monitoring.log_format: expected auto, json or text, got {monitoring.log_format!r}"
         )
     server = config.server
+    if not server.body_timeout > 0:  # NaN included
+        raise ConfigError(f"server.body_timeout: must be greater than 0, got {server.body_timeout}")
     all_tokens = [t.token for t in server.tokens] + (
         [server.auth_token] if server.auth_token is not None else []
     )

@@ -31,7 +31,15 @@ def create_app(
     app[AGENT] = agent
     app[CONFIG] = agent.config
     app[TELEMETRY] = telemetry
-    add_routes(app, routes, authenticator, telemetry, at_once={get_value: l1_hits(agent)})
+    add_routes(
+        app,
+        routes,
+        authenticator,
+        telemetry,
+        at_once={get_value: l1_hits(agent)},
+        max_body=agent.config.limits.max_request_bytes,
+        body_timeout=agent.config.server.body_timeout,
+    )
     app.cleanup_ctx.append(_agent_lifetime)
     if agent.config.monitoring.prometheus_port is not None:
         app.cleanup_ctx.append(_metrics_port)

@@ -16,8 +16,10 @@ from aiohttp import web
 
 from cache_core import CacheError, CachingAgent, ConfigError
 from cache_server import logs
+from cache_server.allocator import tune_allocator
 from cache_server.app import create_app
 from cache_server.keys import AGENT
+from cache_server.server import serve_app
 from cache_server.workers import (
     SHUTDOWN_TIMEOUT,
     announce_ready,
@@ -104,6 +106,7 @@ def check_config(path: str | None) -> int:
 
 
 def serve(path: str | None, host: str | None, port: int | None, workers: int = 1) -> int:
+    tune_allocator()  # before any value is allocated (see cache_server.allocator)
     source = _config_source(path)
     try:
         app = create_app(source)
@@ -143,6 +146,7 @@ def serve(path: str | None, host: str | None, port: int | None, workers: int = 1
 def serve_worker(path: str | None, host: str, port: int, parent: int, ready_fd: int) -> int:
     """One of ``serve --workers N``'s processes: its parent checked the config and said
     where to listen; this one tells it when it does."""
+    tune_allocator()
     if not become_worker(parent):
         return EXIT_START
     try:
@@ -157,14 +161,15 @@ def _run(
     app: web.Application, host: str, port: int, ready: Callable[[], None], *, reuse_port: bool
 ) -> int:
     try:
-        web.run_app(
-            app,
-            host=host,
-            port=port,
-            print=lambda _message: ready(),
-            access_log=None,
-            reuse_port=reuse_port,
-            shutdown_timeout=SHUTDOWN_TIMEOUT,
+        asyncio.run(
+            serve_app(
+                app,
+                host,
+                port,
+                ready=ready,
+                reuse_port=reuse_port,
+                shutdown_timeout=SHUTDOWN_TIMEOUT,
+            )
         )
     except OSError as exc:
         return _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")

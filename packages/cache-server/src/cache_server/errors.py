@@ -39,16 +39,28 @@ STATUS_BY_ERROR: list[tuple[type[CacheError], int]] = [
 ]
 
 _HTTP_CODES = {
+    400: "malformed_request",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "request_too_large",
     415: "unsupported_media_type",
+    500: "internal_error",
 }
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
+def error_response(status: int, code: str, message: str, *, close: bool = False) -> web.Response:
+    """The JSON error; ``close`` ends the connection after it (a body left half read)."""
     body = orjson.dumps({"error": {"code": code, "message": message}})
-    return web.Response(status=status, body=body, content_type="application/json")
+    response = web.Response(status=status, body=body, content_type="application/json")
+    if close:
+        response.force_close()
+    return response
+
+
+def http_code(status: int) -> str:
+    """The error code of an HTTP status raised or answered by aiohttp itself."""
+    return _HTTP_CODES.get(status, "http_error")
 
 
 def response_for(request: web.Request, exc: Exception) -> web.Response:
@@ -67,7 +79,7 @@ def response_for(request: web.Request, exc: Exception) -> web.Response:
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc
-        code = _HTTP_CODES.get(exc.status, "http_error")
+        code = http_code(exc.status)
         message = exc.reason if exc.status != 413 else exc.text or exc.reason
         response = error_response(exc.status, code, message or code)
         if isinstance(exc, web.HTTPMethodNotAllowed):  # RFC 9110: say what is allowed

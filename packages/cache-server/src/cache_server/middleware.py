@@ -1,7 +1,8 @@
 """What every request goes through: a request id (``X-Request-ID``, taken from the caller
 or made here) on every log line of the request and on the response, authentication, errors
 as JSON, a trace span named by the route (never the raw key) when tracing is on, and the
-request's duration in ``http.server.request.duration``.
+request's duration in ``http.server.request.duration``. A POST route's body is checked and
+read before its handler runs (:func:`reading_body`); routes without a body pay nothing for it.
 
 This is not an aiohttp middleware: :func:`add_routes` wraps each route's handler once, when
 the app is built, and a last catch-all route answers what no route matches (404, 405). An
@@ -12,17 +13,19 @@ hit that was a tenth of the request.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 from opentelemetry.trace import Tracer
 
 from cache_server.auth import Authenticator
-from cache_server.errors import response_for
+from cache_server.errors import error_response, response_for
 from cache_server.logs import REQUEST_ID
 from cache_server.telemetry import OpenTelemetryRecorder
 
@@ -59,14 +62,20 @@ def add_routes(
     authenticator: Authenticator,
     telemetry: OpenTelemetryRecorder | None,
     at_once: Mapping[Handler, AtOnce] | None = None,
+    *,
+    max_body: int,
+    body_timeout: float,
 ) -> None:
     """Add ``routes``, each served through :func:`serving` (with its first try from
-    ``at_once``, if any), then the catch-all route."""
+    ``at_once``, if any; POST routes through :func:`reading_body` too), then the catch-all
+    route."""
     for route in routes:
         assert isinstance(route, web.RouteDef), "only handler routes are served this way"
         plain = route.handler
         assert not isinstance(plain, type), "class-based views are not served this way"
         first = at_once.get(plain) if at_once is not None else None
+        if route.method == hdrs.METH_POST:
+            plain = reading_body(plain, max_body, body_timeout)
         handler = serving(plain, route_label(route.path), authenticator, telemetry, first)
         web.RouteDef(route.method, route.path, handler, route.kwargs).register(app.router)
     handler = serving(unmatched, UNMATCHED, authenticator, telemetry)
@@ -83,6 +92,83 @@ async def unmatched(request: web.Request) -> web.StreamResponse:
     if allowed:
         raise web.HTTPMethodNotAllowed(request.method, allowed)
     raise web.HTTPNotFound()
+
+
+_JSON = "application/json"
+_DECODED = frozenset({"identity", "gzip", "deflate", "br", "zstd"})
+"""Content codings aiohttp undoes (br and zstd when their libraries are installed; it
+refuses them itself otherwise); any other would leave coded bytes to be read as JSON."""
+
+
+def reading_body(handler: Handler, max_bytes: int, timeout: float) -> Handler:
+    """``handler`` once its request's body is read in full, and only when that body is JSON
+    (else 415: a web page's form or ``text/plain`` post, which a browser sends to any origin
+    without asking, never writes), declares no more than ``max_bytes`` (else 413, before
+    reading a byte of it) and arrives whole within ``timeout`` seconds (else 408, and the
+    connection closes: a client that trickles its body holds no connection for longer).
+
+    aiohttp keeps what ``request.read()`` returned, so the handler's own read costs nothing."""
+
+    @functools.wraps(handler)
+    async def read_first(request: web.Request) -> web.StreamResponse:
+        refused = _refusal(request, max_bytes)
+        if refused is not None:
+            return refused
+        try:
+            async with asyncio.timeout(timeout):  # the whole body, however it is chunked
+                await request.read()
+        except TimeoutError:
+            return error_response(
+                408,
+                "request_timeout",
+                f"the request body did not arrive within server.body_timeout ({timeout:g} s)",
+                close=True,
+            )
+        except (web.RequestPayloadError, HttpProcessingError) as exc:
+            # A bad chunk, a coding the body lacks (the C parser raises the first, the Python
+            # one the second). The parser has stopped on this body: ended, it is not read
+            # again after the answer (aiohttp's lingering read would raise this again, into
+            # its error log).
+            request.content.feed_eof()
+            reason = str(exc).partition("message:")[2].strip() or "malformed body"
+            return error_response(
+                400, "invalid_body", f"the request body cannot be read: {reason}", close=True
+            )
+        except ConnectionResetError:  # the client went away mid-body; nobody reads this
+            return error_response(400, "invalid_body", "the body was cut short", close=True)
+        return await handler(request)
+
+    return read_first
+
+
+def _refusal(request: web.Request, max_bytes: int) -> web.Response | None:
+    """What the head alone refuses: not JSON (415), a coding aiohttp cannot undo (415), a
+    declared length over ``max_bytes`` (413)."""
+    charset = request.charset
+    if request.content_type != _JSON or (charset is not None and charset.lower() != "utf-8"):
+        given = request.headers.get(hdrs.CONTENT_TYPE, "none")
+        return error_response(
+            415,
+            "unsupported_media_type",
+            f"request bodies must be application/json (UTF-8), got Content-Type {given[:100]!r}",
+        )
+    coding = request.headers.get(hdrs.CONTENT_ENCODING)
+    if coding is not None and coding.strip().lower() not in _DECODED:
+        return error_response(
+            415,
+            "unsupported_media_type",
+            f"Content-Encoding {coding[:100]!r} is not one of {', '.join(sorted(_DECODED))}",
+        )
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        return error_response(
+            413,
+            "request_too_large",
+            f"the request body is {length} bytes; the limit is limits.max_request_bytes "
+            f"({max_bytes})",
+            close=True,
+        )
+    return None
 
 
 def serving(

@@ -1,15 +1,22 @@
-"""Request bodies as attrs models, structured strictly with cattrs (errors name the field)."""
+"""Request bodies as attrs models, structured strictly with cattrs (errors name the field).
+
+The names a body gives (keys, tags, dependencies, a pattern) are checked for emptiness here,
+as the caller gave them: a namespaced caller's ``""`` would become the valid ``"team-a/"``
+once its prefix is put on, while the same ``""`` from an admin token is refused by the agent.
+Every other rule on names is the agent's, on the prefixed name.
+"""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import orjson
 from attrs import define, field
 
+from cache_core import InvalidKeyError, InvalidValueError
 from cache_core.config import config_errors, make_converter
 from cache_server.errors import RequestError
 
@@ -99,8 +106,38 @@ def _loads(body: bytes) -> Any:
     return data
 
 
+def _empty_key(what: str) -> Exception:
+    return InvalidKeyError(f"{what} must be a non-empty string")  # the agent's wording
+
+
+def _empty_tag(what: str) -> Exception:
+    return InvalidValueError(f"each {what} must be a non-empty string")
+
+
+# field -> (the error an empty name gets, as the agent would raise it; what it names)
+_NAMED: dict[str, tuple[Callable[[str], Exception], str]] = {
+    "key": (_empty_key, "key"),
+    "keys": (_empty_key, "key"),
+    "items": (_empty_key, "key"),
+    "dependencies": (_empty_key, "key"),
+    "pattern": (_empty_key, "pattern"),
+    "tags": (_empty_tag, "tag"),
+}
+
+
+def _check_names(request: Any) -> None:
+    for name, (error, what) in _NAMED.items():
+        given = getattr(request, name, None)
+        if given is None:
+            continue
+        names = (given,) if isinstance(given, str) else given  # a list, or a dict's keys
+        if "" in names:
+            raise error(what)
+
+
 def parse_body(body: bytes, model: type[T]) -> T:
-    """The request body as ``model``; :class:`RequestError` (400) naming what is wrong."""
+    """The request body as ``model``; :class:`RequestError` (400) naming what is wrong, or
+    the agent's own error for an empty name."""
     try:
         data = _loads(body)
     except (orjson.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -108,7 +145,9 @@ def parse_body(body: bytes, model: type[T]) -> T:
     if not isinstance(data, Mapping):
         raise RequestError("invalid_request", "request body must be a JSON object")
     try:
-        return _CONVERTER.structure(data, model)  # type: ignore[no-any-return]
+        request: T = _CONVERTER.structure(data, model)
     except Exception as exc:  # cattrs raises groups of anything a hook raised
         lines = config_errors(exc)
         raise RequestError("invalid_request", "; ".join(lines)) from None
+    _check_names(request)
+    return request

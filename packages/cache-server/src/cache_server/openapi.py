@@ -65,9 +65,22 @@ def openapi_document(config: Config) -> dict[str, Any]:
         "400": _error("Bad input: nothing changed"),
         "401": _error("A bearer token is needed"),
         "404": _error("No such route (a key a URL path cannot carry, such as one with a newline)"),
-        "413": _error("The body is too large"),
+        "413": _error(
+            f"The body is larger than limits.max_request_bytes ({limits.max_request_bytes})"
+        ),
         "502": _error("A stored entry or a loader failed"),
         "503": _error("L2 is unavailable"),
+    }
+    posted = {
+        **common,
+        "408": _error(
+            f"The body did not arrive in full within server.body_timeout "
+            f"({config.server.body_timeout:g} s); the connection closes"
+        ),
+        "415": _error(
+            "The body is not application/json (UTF-8), or has a Content-Encoding other than "
+            "gzip, deflate, br, zstd or identity"
+        ),
     }
     key_param = {"name": "key", "in": "path", "required": True, "schema": key}
     entry = _object(
@@ -129,7 +142,7 @@ def openapi_document(config: Config) -> dict[str, Any]:
                             }
                         )
                     ),
-                    **common,
+                    **posted,
                 },
             }
         },
@@ -144,10 +157,20 @@ def openapi_document(config: Config) -> dict[str, Any]:
                                 "results": {"type": "object", "additionalProperties": JSON_VALUE},
                                 "hits": {"type": "integer"},
                                 "misses": {"type": "integer"},
-                            }
+                                "errors": {
+                                    "description": "Keys whose stored entry is unreadable "
+                                    "(their result is null, counted as misses); present "
+                                    "only when there are any",
+                                    "type": "object",
+                                    "additionalProperties": _object(
+                                        {"code": {"type": "string"}, "message": {"type": "string"}}
+                                    ),
+                                },
+                            },
+                            required=["results", "hits", "misses"],
                         )
                     ),
-                    **common,
+                    **posted,
                 },
             }
         },
@@ -174,7 +197,7 @@ def openapi_document(config: Config) -> dict[str, Any]:
                     "200": _ok(
                         _object({"success": {"type": "boolean"}, "count": {"type": "integer"}})
                     ),
-                    **common,
+                    **posted,
                 },
             }
         },
@@ -202,7 +225,7 @@ def openapi_document(config: Config) -> dict[str, Any]:
                             }
                         )
                     ),
-                    **common,
+                    **posted,
                 },
             }
         },
@@ -236,14 +259,21 @@ def openapi_document(config: Config) -> dict[str, Any]:
                             }
                         )
                     ),
-                    **common,
+                    **posted,
                 },
             }
         },
         "/stats": {
             "get": {
                 "operationId": "stats",
-                "responses": {"200": _ok({"type": "object"}), **common},
+                "responses": {
+                    "200": _ok({"type": "object"}),
+                    **common,
+                    "403": _error(
+                        "A token with a namespace: /stats (and /metrics) count every "
+                        "namespace, so they answer admin tokens alone"
+                    ),
+                },
             }
         },
         "/health": {
