@@ -5,7 +5,13 @@ Each configuration runs in a fresh process: start an L1-only agent with
 sizes until L1 has evicted for a while, read the RSS again. The ratio is what the full L1
 added over ``max_size_mb``: what an operator must budget beyond the setting.
 
-    uv run python bench/memory.py
+Then random value sizes over HTTP (issue 13, item 16): the real ``caching-agent serve``
+with a 64 MB L1 in front of a private embedded engine, sets and gets of values from a few
+bytes to 4 MiB from concurrent clients on 127.0.0.1; RSS sampled from /proc/PID/status.
+Each load runs twice: with glibc malloc's defaults (the served process with
+``tune_allocator`` turned off) and as ``serve`` runs (see cache_server.allocator).
+
+    uv run python bench/memory.py        # or: uv run nox -s bench -- memory
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import subprocess
 import sys
 
 from benchlib import bar_plot, table, write_results
+from memory_random import RANDOM_BOUND_MB, random_report, run_random
 
 SIZES_MB = (16, 64, 256)
 EVICTIONS = ("lru", "wtinylfu")
@@ -63,6 +70,7 @@ def child(max_size_mb: int, eviction: str) -> None:
 
 
 def main() -> None:
+    random_runs = run_random()
     rows = []
     plot: dict[str, dict[str, float]] = {}
     for eviction, size in [(e, size) for e in EVICTIONS for size in SIZES_MB]:
@@ -96,14 +104,30 @@ def main() -> None:
     )
     print(text)
     print(verdict)
+    random_text = random_report(random_runs)
+    print(random_text)
+    random_plot = {
+        f"{run.clients} client{'s' if run.clients > 1 else ''}, {run.allocator}": {
+            "max_size_mb": float(RANDOM_BOUND_MB),
+            "settled": run.settled_mb - run.idle_mb,
+            "peak": run.peak_mb - run.idle_mb,
+        }
+        for run in random_runs
+    }
     write_results(
         "memory",
         "Memory of a full L1",
         "`uv run python bench/memory.py`: an L1-only agent per policy and size in a fresh process, "
         "JSON values of 0.1-6 KB written until a third of them were evicted; RSS from psutil."
-        f"\n\n{text}\n\n{verdict}\n",
+        f"\n\n{text}\n\n{verdict}\n\n{random_text}\n",
     )
     bar_plot("memory", "A full L1: RSS added vs the bound (MB)", plot, "MB")
+    bar_plot(
+        "memory-random",
+        f"Random value sizes (1 B-4 MiB) over HTTP: RSS added beside a {RANDOM_BOUND_MB} MB L1",
+        random_plot,
+        "MB",
+    )
 
 
 if __name__ == "__main__":
