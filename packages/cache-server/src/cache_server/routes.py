@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from cache_core import CachingAgent
+from cache_core import CacheError, CachingAgent
 from cache_server.auth import NAMESPACE
 from cache_server.errors import RequestError
 from cache_server.keys import AGENT, TELEMETRY
@@ -103,7 +103,8 @@ async def delete_value(request: web.Request) -> web.Response:
 async def batch_get(request: web.Request) -> web.Response:
     req = parse_body(await request.read(), BatchGetRequest)
     ns = request[NAMESPACE]
-    found = await request.app[AGENT].lookup_many([ns + key for key in req.keys])
+    failures: dict[str, CacheError] = {}
+    found = await request.app[AGENT].lookup_many([ns + key for key in req.keys], failures)
     parts = []
     hits = 0
     for full_key, hit in found.items():
@@ -119,10 +120,21 @@ async def batch_get(request: web.Request) -> web.Response:
             str(hits).encode(),
             b',"misses":',
             str(len(found) - hits).encode(),
+            _errors(failures, ns),
             b"}",
         )
     )
     return web.Response(body=body, content_type=_JSON)
+
+
+def _errors(failures: dict[str, CacheError], ns: str) -> bytes:
+    """``,"errors":{key: error}`` for keys that could not be answered, or nothing."""
+    if not failures:
+        return b""
+    errors = {
+        key[len(ns) :]: {"code": exc.code, "message": str(exc)} for key, exc in failures.items()
+    }
+    return b',"errors":' + orjson.dumps(errors)
 
 
 @routes.post("/cache/batch-set")
