@@ -7,12 +7,20 @@ port as well as against compile_glob, so the table's expectations are Redis's ow
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
+import signal
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from cache_core.globs import compile_glob, is_literal
+from cache_core.globs import compile_glob, is_literal, matcher
+
+
+def signed(byte: int) -> int:
+    return byte - 256 if byte >= 128 else byte
 
 
 def redis_match(pattern: bytes, string: bytes) -> bool:
@@ -63,10 +71,11 @@ def redis_match(pattern: bytes, string: bytes) -> bool:
                         plen += 1
                         break
                     elif plen >= 3 and p_buf[p + 1] == ord("-"):
-                        lo, hi = sorted((p_buf[p], p_buf[p + 2]))
+                        # C's char is signed (x86-64): bytes past 0x7f compare below NUL
+                        lo, hi = sorted((signed(p_buf[p]), signed(p_buf[p + 2])))
                         p += 2
                         plen -= 2
-                        matched |= lo <= string[s] <= hi
+                        matched |= lo <= signed(string[s]) <= hi
                     else:
                         matched |= p_buf[p] == string[s]
                     p += 1
@@ -242,6 +251,9 @@ def test_edge_classes_follow_redis(pattern: str, key: str, expected: bool) -> No
     [
         pytest.param("user:?", "user:é", False, id="question-mark-is-one-byte"),
         pytest.param("user:??", "user:é", True, id="two-bytes-of-one-character"),
+        # é is C3 A9: the range is a..\xc3, whose ends C compares as signed chars
+        pytest.param("[a-é]", "b", False, id="range-to-a-high-byte-wraps-below-a"),
+        pytest.param("[a-é]", "_", True, id="range-to-a-high-byte-keeps-ascii-below"),
     ],
 )
 def test_non_ascii_keys_match_bytewise_like_redis(pattern: str, key: str, expected: bool) -> None:
@@ -266,3 +278,124 @@ def test_is_literal(pattern: str, literal: bool) -> None:
     if literal:  # a literal pattern matches itself and nothing else
         assert glob_matches(pattern, pattern)
         assert redis_match(pattern.encode(), pattern.encode())
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Fail past ``seconds``: SIGALRM interrupts a regex stuck in C, so a hang fails too."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError(f"still matching after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# Patterns within the caller limits (8 wildcards) that a backtracking matcher takes
+# O(len(key) ** stars) steps to refuse; the issue's own is first.
+PATHOLOGICAL = [
+    "*a*a*a*a*a*a*a*b",
+    "*a*a*a*a*a*a*a*a*b",
+    "a*a*a*a*a*a*a*a",
+    "*?*?*?*?*?*?*?*b",
+    "*[ab]*[ab]*[^b]*\\a*a*a*[a-b]*c",
+    "*aa*aa*aa*aa*aa*aa*aa*ab",
+    "*é*é*é*é*é*é*é*x",
+    "*a" * 60 + "b",  # a peer's change notice is not held to the caller limits
+]
+
+
+@pytest.mark.parametrize("pattern", PATHOLOGICAL)
+def test_pathological_patterns_match_in_linear_time(pattern: str) -> None:
+    rng = random.Random(pattern)
+    keys = ["a" * 500, "a" * 512, "a" * 511 + "b", "é" * 256, "a" * 400 + "é" * 56]
+    keys += ["".join(rng.choices("aab", k=512)) for _ in range(1000 - len(keys))]
+    with deadline(5.0):
+        ours = [glob_matches(pattern, key) for key in keys]
+    assert ours == [redis_match(pattern.encode(), key.encode()) for key in keys]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "key", "expected"),
+    [
+        ("*a*a*a*a*a*a*a*b", "a" * 500 + "b", True),
+        ("*a*a*a*a*a*a*a*b", "a" * 500, False),
+        ("a*a*a*a*a*a*a*a", "a" * 511 + "b", False),
+        ("a*a*a*a*a*a*a*a", "a" * 8, True),
+        ("*ab*ab*ab", "abab", False),  # the segments may not overlap
+        ("*ab*ab*ab", "ababab", True),
+        ("*aba*", "abba", False),
+        ("*aba*", "xxababa", True),
+        ("a*b*c", "abc", True),
+        ("a*b*c", "acb", False),
+        ("a*?", "a", False),
+        ("a*?", "ab", True),
+        ("?*?", "é", True),  # two bytes
+        ("*[^a]", "a" * 300 + "é", True),
+    ],
+)
+def test_long_and_overlapping_segments_agree_with_redis(
+    pattern: str, key: str, expected: bool
+) -> None:
+    assert redis_match(pattern.encode(), key.encode()) is expected
+    with deadline(5.0):
+        assert glob_matches(pattern, key) is expected
+
+
+# Random patterns over every metacharacter (so unclosed classes, lone backslashes, `[a-]`,
+# `[^]` and reversed ranges come up) and a two-byte character, against keys that often
+# match them: the engine's own SCAN MATCH is the reference.
+PATTERN_CHARS = "ab-é*?[]^\\"
+KEY_CHARS = "ab-é]^\\*?["
+
+
+def _random_key_for(pattern: str, rng: random.Random) -> str:
+    """A key shaped like ``pattern``: its wildcards filled in, so it often matches."""
+    out = []
+    for c in pattern:
+        if c == "*":
+            out.append("".join(rng.choices(KEY_CHARS, k=rng.randint(0, 3))))
+        elif c in "?[]^\\" and rng.random() < 0.7:
+            out.append(rng.choice(KEY_CHARS))
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def test_generated_patterns_agree_with_the_engine(engine: Any, prefix: str) -> None:
+    rng = random.Random(16379)
+    patterns = {"".join(rng.choices(PATTERN_CHARS, k=rng.randint(1, 8))) for _ in range(400)}
+    patterns |= {"".join(rng.choices(TOKENS, k=rng.randint(1, 4))) for _ in range(100)}
+    keys = {"".join(rng.choices(KEY_CHARS, k=rng.randint(0, 6))) for _ in range(300)}
+    keys |= {_random_key_for(p, rng) for p in patterns}
+    client = engine.client
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.set(prefix + key, b"1", ex=60)
+    pipe.execute()
+    disagreements = []
+    for pattern in sorted(patterns):
+        # The prefix is plain text ([0-9a-z:]), so it is its own glob.
+        found = client.scan_iter(match=(prefix + pattern).encode(), count=10_000)
+        by_engine = {raw.decode()[len(prefix) :] for raw in found}
+        ours = {key for key in keys if glob_matches(pattern, key)}
+        if by_engine != ours:
+            disagreements.append((pattern, sorted(by_engine ^ ours)))
+    client.delete(*(prefix + key for key in keys))
+    assert disagreements == []
+    assert sum(glob_matches(p, k) for p in patterns for k in keys) > len(patterns)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["ab", "a*", "a**", "*b", "**b", "*", "**", "é*", "*é", "a*b", "a\\*", "\\**", "*\\*", "[a]*"],
+)
+def test_matcher_agrees_with_the_glob(pattern: str) -> None:
+    keys = [*_keys(), "", "é", "éa", "aé", "a\\*", "ab*"]
+    match = matcher(pattern)
+    assert [key for key in keys if match(key)] == [k for k in keys if glob_matches(pattern, k)]

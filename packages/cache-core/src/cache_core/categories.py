@@ -14,44 +14,13 @@ Redis glob.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from cache_core.errors import ConfigError
-from cache_core.globs import byte_view, compile_glob, from_byte_view
+from cache_core.templates import Template
 
 if TYPE_CHECKING:
     from cache_core.config import Config
-
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-class Template:
-    """A key template: a Redis glob whose ``{placeholders}`` each capture one key segment."""
-
-    __slots__ = ("placeholders", "regex", "text")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.placeholders = frozenset(_PLACEHOLDER.findall(text))
-        parts: list[str] = []
-        pos = 0
-        for found in _PLACEHOLDER.finditer(text):
-            if found.start() > pos:
-                parts.append(compile_glob(text[pos : found.start()]).pattern)
-            parts.append(f"(?P<{found.group(1)}>[^:]+)")
-            pos = found.end()
-        if text[pos:]:
-            parts.append(compile_glob(text[pos:]).pattern)
-        self.regex = re.compile("".join(parts), re.DOTALL)
-
-    def ids(self, key: str) -> dict[str, str] | None:
-        """What the placeholders capture from ``key``, or None if it does not match."""
-        found = self.regex.fullmatch(byte_view(key))
-        if found is None:
-            return None
-        return {name: from_byte_view(value) for name, value in found.groupdict().items()}
-
 
 CATEGORY_TAG = "\x1ecat:"
 """Starts the tags the agent puts on keys of dependent categories; no caller's tag can hold

@@ -17,11 +17,11 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from cache_core.categories import Template
 from cache_core.config import LoadingSection
 from cache_core.errors import LoaderError
 from cache_core.loaders import Loader, NotFound
 from cache_core.metrics import NullObserver, OperationObserver
+from cache_core.templates import Template
 from cache_core.tiers.base import RemoteTier, StoredValue
 
 _NEGATIVE_MAX = 100_000

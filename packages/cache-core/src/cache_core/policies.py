@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 from attrs import define
 
-from cache_core.categories import Template
 from cache_core.errors import InvalidValueError, UnknownNameError
 from cache_core.globs import byte_view, compile_glob
+from cache_core.templates import Template
 
 if TYPE_CHECKING:
     from cache_core.config import Config
