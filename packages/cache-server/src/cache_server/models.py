@@ -97,7 +97,7 @@ def _refuse_constant(name: str) -> Any:
     raise RequestError("invalid_json", f"request body is not valid JSON: {name} is not JSON")
 
 
-def _loads(body: bytes) -> Any:
+def _loads(body: bytes | bytearray) -> Any:
     # orjson reads integers beyond 64 bits as floats, silently losing digits; a body that may
     # hold one is read again exactly, and such a number is refused rather than altered.
     data = orjson.loads(body)
@@ -135,7 +135,7 @@ def _check_names(request: Any) -> None:
             raise error(what)
 
 
-def parse_body(body: bytes, model: type[T]) -> T:
+def parse_body(body: bytes | bytearray, model: type[T]) -> T:
     """The request body as ``model``; :class:`RequestError` (400) naming what is wrong, or
     the agent's own error for an empty name."""
     try:

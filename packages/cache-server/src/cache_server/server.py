@@ -55,6 +55,17 @@ class JsonErrorHandler(web.RequestHandler):
             plain.status, http_code(plain.status), _why(plain.status, exc), close=True
         )
 
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        try:
+            return await super().finish_response(request, resp, start_time)
+        finally:
+            # Sent: the connection keeps this response until its next request arrives (an
+            # idle keep-alive connection, for up to 75 s), but not a multi-MiB body with it.
+            if isinstance(resp, web.Response):
+                resp.body = None
+
 
 def _why(status: int, exc: BaseException | None) -> str:
     if isinstance(exc, HttpProcessingError) and exc.message and status < 500:
