@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from cache_core.errors import InvalidValueError
 from cache_core.strategies import WriteBack
 from cache_core.tiers.base import RemoteTier
 from cache_server.keys import AGENT
@@ -104,7 +105,7 @@ async def test_a_value_the_client_library_refuses_is_a_400_not_an_l2_failure(
     agent = l2_client.app[AGENT]
     assert agent._l2 is not None
     for _ in range(agent.breaker.failure_threshold * 2):
-        with pytest.raises(ValueError):
+        with pytest.raises(InvalidValueError, match="request's values"):
             await agent._l2.set("x", b"1", math.inf)
     assert agent.breaker.state == "closed"
     assert agent.breaker.failures == 0

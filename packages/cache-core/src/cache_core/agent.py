@@ -38,7 +38,7 @@ from cache_core.errors import (
     UnknownNameError,
 )
 from cache_core.frames import KNOWN_CODEC_EXTRAS, CodecSet
-from cache_core.globs import compile_glob, glob_features, is_literal
+from cache_core.globs import glob_features, is_literal, matcher
 from cache_core.invalidation import (
     TAG_PREFIX,
     IndexContext,
@@ -1024,7 +1024,7 @@ class CachingAgent:
         keys = getattr(l1, "keys", None)
         if len(l1) <= SWEEP_CHUNK or keys is None or is_literal(pattern):
             return l1.delete_matching(pattern)
-        match = compile_glob(pattern).fullmatch
+        match = matcher(pattern)
         delete = l1.delete
         removed: list[str] = []
         snapshot: list[str] = keys()

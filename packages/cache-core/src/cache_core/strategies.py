@@ -24,7 +24,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 from attrs import define
 
 from cache_core.errors import InvalidValueError, TierUnavailableError
-from cache_core.globs import compile_glob
+from cache_core.globs import matcher
 from cache_core.tiers.base import LocalTier, RemoteTier
 
 log = logging.getLogger("cache_core.strategies")
@@ -303,7 +303,7 @@ class WriteBack:
         return dropped
 
     async def discard_matching(self, pattern: str) -> list[str]:
-        match = compile_glob(pattern).fullmatch
+        match = matcher(pattern)
         return await self.discard([key for key in self._buffer if match(key)])
 
     async def flush(self) -> int:

@@ -40,7 +40,7 @@ from cache_core.errors import (
     TierUnavailableError,
 )
 from cache_core.frames import NEVER, CodecSet
-from cache_core.globs import compile_glob
+from cache_core.globs import matcher
 from cache_core.policies import PolicyTable
 from cache_core.tiers.base import CoherenceListener, StoredValue, TierContext
 from cache_plugins_redis.autopipeline import CoalescingClient, TickBatcher
@@ -434,7 +434,7 @@ class RedisTier:
         lossy decoding could alias a real key). A sweep that fails part-way still
         announces the pattern (best effort, bounded) before it raises, so no instance goes
         on serving from L1 what it had already removed."""
-        check = compile_glob(pattern).fullmatch
+        check = matcher(pattern)
         start = len(self._prefix_bytes)
         removed: list[str] = []
         batch: list[tuple[bytes, str | None]] = []

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from attrs import define
 
-from cache_core.globs import compile_glob, is_literal
+from cache_core.globs import is_literal, matcher
 
 if TYPE_CHECKING:
     from cache_core.tiers.base import LocalTier, TierContext
@@ -90,7 +90,7 @@ class HeldEntries:
         """Remove every key matching the Redis glob ``pattern``; return the removed keys."""
         if is_literal(pattern):
             return [pattern] if self.delete(pattern) else []
-        match = compile_glob(pattern).fullmatch
+        match = matcher(pattern)
         matching = [key for key in self._entries if match(key)]
         return [key for key in matching if self.delete(key)]
 
