@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from cache_core import CachingAgent
-from cache_core.agent import SWEEP_CHUNK
+from cache_core.agent import SWEEP_CHUNK, _L1Coherence
 
 
 async def test_a_pattern_sweep_of_a_large_l1_lets_others_run(
@@ -39,3 +39,21 @@ async def test_a_pattern_sweep_of_a_large_l1_lets_others_run(
     assert removed == count
     assert len(agent.l1) == 1 and "other" in agent.l1
     assert during >= 4, f"the sweep yielded {during} times over {count} keys"
+
+
+async def test_a_pattern_notice_over_a_large_l1_is_swept_in_the_background(
+    make_agent: Any, base_config: Any
+) -> None:
+    """Another instance's pattern notice arrives in the subscriber's callback: over a large
+    L1 it must not sweep there, in one go, but in a task that yields."""
+    agent: CachingAgent = await make_agent(
+        base_config(cache_tiers={"l1": {"type": "memory", "max_size_mb": 64, "ttl": None}})
+    )
+    for i in range(SWEEP_CHUNK * 3):
+        agent.l1.set(f"k:{i}", b"1", None)
+    agent.l1.set("other", b"2", None)
+    _L1Coherence(agent).pattern_changed("k:*")
+    assert len(agent.l1) > SWEEP_CHUNK  # not swept in the callback itself
+    while agent._sweeps:
+        await asyncio.sleep(0)
+    assert agent.l1.keys() == ["other"]

@@ -408,6 +408,10 @@ class CachingAgent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._alert_task
             self._alert_task = None
+        for sweep in list(self._sweeps):
+            sweep.cancel()  # nothing to finish: L1 goes with the agent
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweep
         try:
             for strategy in self.strategies.values():
                 await strategy.close()  # write-back flushes here
