@@ -54,6 +54,6 @@ async def test_a_pattern_notice_over_a_large_l1_is_swept_in_the_background(
     agent.l1.set("other", b"2", None)
     _L1Coherence(agent).pattern_changed("k:*")
     assert len(agent.l1) > SWEEP_CHUNK  # not swept in the callback itself
-    while agent._sweeps:
-        await asyncio.sleep(0)
+    assert agent._sweeps
+    await asyncio.gather(*agent._sweeps)
     assert agent.l1.keys() == ["other"]
