@@ -3,13 +3,15 @@ each started from the engine binary when a test first asks for it, on loopback o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import signal
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -209,3 +211,26 @@ def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine,
     yield master, watcher
     watcher.stop()
     master.stop()
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Fail past ``seconds``: SIGALRM interrupts a regex stuck in C (which blocks the event
+    loop too), so a hang fails instead of stalling the suite."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
+def deadline() -> Callable[[float], contextlib.AbstractContextManager[None]]:
+    """``with deadline(seconds):`` fails the test past ``seconds``, even inside C code."""
+    return _deadline

@@ -56,4 +56,4 @@ async def test_a_pattern_notice_over_a_large_l1_is_swept_in_the_background(
     assert len(agent.l1) > SWEEP_CHUNK  # not swept in the callback itself
     assert agent._sweeps
     await asyncio.gather(*agent._sweeps)
-    assert agent.l1.keys() == ["other"]
+    assert len(agent.l1) == 1 and "other" in agent.l1

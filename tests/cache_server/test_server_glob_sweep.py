@@ -5,10 +5,7 @@ same pattern as a change notice (issue 13, item 3): ``*a*a*a*a*a*a*a*b`` over th
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,23 +15,6 @@ from cache_server.keys import AGENT
 PATTERN = "*a*a*a*a*a*a*a*b"  # 8 wildcards: the default limit allows it
 STUCK = "a" * 500  # the pattern's last b is nowhere: every way to place the a's is tried
 GONE = "a" * 499 + "b"
-
-
-@contextlib.contextmanager
-def deadline(seconds: float) -> Iterator[None]:
-    """Fail past ``seconds``: SIGALRM interrupts a regex stuck in C, which blocks the loop
-    that the test client runs on too."""
-
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError(f"no answer within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 async def hit(client: Any, key: str) -> bool:
@@ -47,7 +27,7 @@ async def hit(client: Any, key: str) -> bool:
     "pattern", [PATTERN, "*[a]*a*?*a*a*a*b", "a*a*a*a*a*a*a*a\\b", "*a*a*a*a*a*a*a*[^a]"]
 )
 async def test_a_pathological_pattern_answers_at_once(
-    config_factory: Any, make_client: Any, pattern: str
+    config_factory: Any, make_client: Any, pattern: str, deadline: Any
 ) -> None:
     client = await make_client(config_factory(limits={"allow_pattern_classes": True}))
     for key in (STUCK, GONE):
@@ -61,7 +41,7 @@ async def test_a_pathological_pattern_answers_at_once(
 
 
 async def test_peers_that_get_the_pattern_as_a_notice_keep_answering(
-    engine: Any, prefix: str, config_factory: Any, make_client: Any
+    engine: Any, prefix: str, config_factory: Any, make_client: Any, deadline: Any
 ) -> None:
     cfg = config_factory(
         redis={"url": engine.url, "key_prefix": prefix},
