@@ -8,13 +8,70 @@ ratios: absolute figures drift on shared machines, ratios much less.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import signal
+import socket
 import statistics
-from collections.abc import Sequence
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 BENCH = Path(__file__).parent
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(*prefixes: str) -> dict[str, str]:
+    """This environment without the variables the service reads (a caller's REDIS_URL must
+    not point a benchmark at another server), nor any starting with ``prefixes``."""
+    drop = ("REDIS_", "CACHE_", "CACHING_AGENT_", *prefixes)
+    return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+
+
+@contextlib.contextmanager
+def served(
+    command: Sequence[str], cwd: str | Path, env: dict[str, str], start_timeout: float
+) -> Iterator[subprocess.Popen[str]]:
+    """``command`` (a ``caching-agent serve``) running once it says ``listening on``;
+    SIGTERM, then SIGKILL after 10 s, when done."""
+    proc = subprocess.Popen(
+        list(command),
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    ready = threading.Event()
+
+    def watch() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "listening on" in line:
+                ready.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        if not ready.wait(start_timeout):
+            raise RuntimeError(f"caching-agent serve not listening in {start_timeout:g} s")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def machine() -> str:

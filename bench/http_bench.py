@@ -22,11 +22,9 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -298,15 +296,8 @@ class Load:
 # -- servers under test ----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def clean_env() -> dict[str, str]:
-    prefixes = ("REDIS_", "CACHE_", "CACHING_AGENT_")
-    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+free_port = benchlib.free_port
+clean_env = benchlib.clean_env
 
 
 def wait_http(url: str, proc: subprocess.Popen[Any], path: str) -> None:
@@ -378,34 +369,13 @@ def service(workers: int) -> Iterator[Server]:
         config = Path(tmp) / "config.yaml"
         config.write_text(SERVICE_CONFIG.format(data_dir=Path(tmp) / "engine"))
         port = free_port()
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "cache_server.cli", "serve", "--config", str(config),
-                "--host", HOST, "--port", str(port), "--workers", str(workers),
-            ],
-            cwd=tmp,
-            env=clean_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )  # fmt: skip
-        ready = threading.Event()
-
-        def watch() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if "listening on" in line:
-                    ready.set()
-
-        threading.Thread(target=watch, daemon=True).start()
-        try:
-            if not ready.wait(START_TIMEOUT):
-                raise RuntimeError(f"caching-agent serve not listening in {START_TIMEOUT:g} s")
+        command = [
+            sys.executable, "-m", "cache_server.cli", "serve", "--config", str(config),
+            "--host", HOST, "--port", str(port), "--workers", str(workers),
+        ]  # fmt: skip
+        with benchlib.served(command, tmp, clean_env(), START_TIMEOUT) as proc:
             # With one worker the command serves in its own process (no parent).
             yield Server(f"http://{HOST}:{port}", pin(proc.pid, workers))
-        finally:
-            stop([proc])
 
 
 def post(url: str, path: str, payload: Any) -> Any:

@@ -17,20 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from attrs import define
-from benchlib import table
+from benchlib import clean_env, free_port, served, table
 
 MIB = 1024 * 1024
 HOST = "127.0.0.1"
@@ -199,58 +195,22 @@ async def _load(url: str, pid: int, clients: int) -> dict[str, Any]:
     }
 
 
-def _clean_env() -> dict[str, str]:
-    prefixes = ("REDIS_", "CACHE_", "CACHING_AGENT_", "MALLOC_", "GLIBC_TUNABLES")
-    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def measure(allocator: str, clients: int) -> RandomRun:
     with tempfile.TemporaryDirectory(prefix="ca-bench-mem-") as tmp:
         config = Path(tmp) / "config.yaml"
         config.write_text(CONFIG.format(data_dir=Path(tmp) / "engine", bound=RANDOM_BOUND_MB))
-        port = _free_port()
+        port = free_port()
         entry = ["-m", "cache_server.cli"] if ALLOCATORS[allocator] else ["-c", _UNTUNED]
-        proc = subprocess.Popen(
-            [sys.executable, *entry, "serve", "--config", str(config),
-             "--host", HOST, "--port", str(port)],
-            cwd=tmp,
-            env=_clean_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )  # fmt: skip
-        ready = threading.Event()
-
-        def watch() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if "listening on" in line:
-                    ready.set()
-
-        threading.Thread(target=watch, daemon=True).start()
-        try:
-            if not ready.wait(START_TIMEOUT):
-                raise SystemExit(f"memory: caching-agent serve not listening in {START_TIMEOUT} s")
+        command = [
+            sys.executable, *entry, "serve", "--config", str(config),
+            "--host", HOST, "--port", str(port),
+        ]  # fmt: skip
+        # The allocator's own variables are dropped too: each run says which it uses.
+        env = clean_env("MALLOC_", "GLIBC_TUNABLES")
+        with served(command, tmp, env, START_TIMEOUT) as proc:
             got = asyncio.run(
                 asyncio.wait_for(_load(f"http://{HOST}:{port}", proc.pid, clients), RUN_TIMEOUT)
             )
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(STOP_TIMEOUT)
     stats = got["stats"]
     return RandomRun(
         allocator=allocator,

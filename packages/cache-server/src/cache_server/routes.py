@@ -79,7 +79,7 @@ def _found(request: web.Request, key: str, data: bytes, tier: str) -> web.Respon
 
 @routes.post("/cache")
 async def set_value(request: web.Request) -> web.Response:
-    req = parse_body(request[BODY], SetRequest)
+    req = parse_body(request.pop(BODY), SetRequest)
     ns = request[NAMESPACE]
     strategy = await request.app[AGENT].set(
         ns + req.key,
@@ -101,7 +101,7 @@ async def delete_value(request: web.Request) -> web.Response:
 
 @routes.post("/cache/batch-get")
 async def batch_get(request: web.Request) -> web.Response:
-    req = parse_body(request[BODY], BatchGetRequest)
+    req = parse_body(request.pop(BODY), BatchGetRequest)
     ns = request[NAMESPACE]
     failures: dict[str, CacheError] = {}
     found = await request.app[AGENT].lookup_many([ns + key for key in req.keys], failures)
@@ -139,7 +139,7 @@ def _errors(failures: dict[str, CacheError], ns: str) -> bytes:
 
 @routes.post("/cache/batch-set")
 async def batch_set(request: web.Request) -> web.Response:
-    req = parse_body(request[BODY], BatchSetRequest)
+    req = parse_body(request.pop(BODY), BatchSetRequest)
     ns = request[NAMESPACE]
     count = await request.app[AGENT].set_many(
         {ns + key: value for key, value in req.items.items()},
@@ -152,7 +152,7 @@ async def batch_set(request: web.Request) -> web.Response:
 
 @routes.post("/invalidate")
 async def invalidate(request: web.Request) -> web.Response:
-    req = parse_body(request[BODY], InvalidateRequest)
+    req = parse_body(request.pop(BODY), InvalidateRequest)
     if req.pattern is None and not req.tags and req.event is None:
         raise RequestError("invalid_request", "give at least one of pattern, tags, event")
     ns = request[NAMESPACE]
@@ -173,7 +173,7 @@ async def stats(request: web.Request) -> web.Response:
 
 @routes.post("/warm-up")
 async def warm_up(request: web.Request) -> web.Response:
-    req = parse_body(request[BODY], WarmUpRequest)
+    req = parse_body(request.pop(BODY), WarmUpRequest)
     ns = request[NAMESPACE]
     report = await request.app[AGENT].warm_up_report(
         [ns + key for key in req.keys], req.compute_strategy
