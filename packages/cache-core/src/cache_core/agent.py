@@ -861,6 +861,9 @@ class CachingAgent:
         for dependency in dependencies:
             self.check_key(dependency)
         data = self._encode(value)
+        # Encoded, the value is not needed again: a multi-MiB one must not wait out the L2
+        # round trip beside its bytes (when the caller lets go of it too).
+        del value
         seconds, chosen = self._resolve(key, ttl, strategy)
         await self._write(chosen, [(key, data, seconds)], tags, dependencies)
         self.stats.latency.observe(_perf() - start)

@@ -81,15 +81,20 @@ def _found(request: web.Request, key: str, data: bytes, tier: str) -> web.Respon
 async def set_value(request: web.Request) -> web.Response:
     req = parse_body(request.pop(BODY), SetRequest)
     ns = request[NAMESPACE]
-    strategy = await request.app[AGENT].set(
-        ns + req.key,
+    key = req.key
+    setting = request.app[AGENT].set(
+        ns + key,
         req.value,
         ttl=req.ttl,
         strategy=req.strategy,
         tags=[ns + tag for tag in req.tags],
-        dependencies=[ns + key for key in req.dependencies],
+        dependencies=[ns + dep for dep in req.dependencies],
     )
-    return _json({"success": True, "key": req.key, "strategy": strategy})
+    # The agent lets go of the decoded value once it is encoded; so must this frame, or a
+    # multi-MiB value waits out the L2 round trip beside its bytes.
+    del req
+    strategy = await setting
+    return _json({"success": True, "key": key, "strategy": strategy})
 
 
 @routes.delete("/cache/{key:.+}")
