@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from cache_core import serialization
 from cache_server import cli
 from cache_server.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD, tune_allocator
 
@@ -44,7 +45,9 @@ before = libc.mallinfo2().hblkhd
 block = libc.malloc(2 << 20)
 mapped = libc.mallinfo2().hblkhd - before
 libc.free(block)
-print(json.dumps({"applied": applied, "mapped": mapped}))
+from cache_core import serialization
+uncopied = serialization.large_buffers_mapped
+print(json.dumps({"applied": applied, "mapped": mapped, "uncopied": uncopied}))
 """
 
 
@@ -71,6 +74,8 @@ def test_tuned_process_maps_large_blocks_after_a_free():
     assert tuned["applied"] == {"mmap_threshold": MMAP_THRESHOLD, "trim_threshold": TRIM_THRESHOLD}
     assert isinstance(tuned["mapped"], int)
     assert tuned["mapped"] >= 2 << 20
+    # Large JSON is kept uncopied only where large buffers are known to be mapped.
+    assert (untuned["uncopied"], tuned["uncopied"]) == (False, True)
 
 
 @glibc
@@ -80,6 +85,7 @@ def test_operator_settings_win():
     assert tune_allocator(env) == {}
     tunables = "glibc.malloc.trim_threshold=1048576:glibc.malloc.mmap_threshold=1048576"
     assert tune_allocator({"GLIBC_TUNABLES": tunables}) == {}
+    assert serialization.large_buffers_mapped is False  # the operator's may be anything
 
 
 def test_serve_worker_tunes_before_anything_else(monkeypatch):

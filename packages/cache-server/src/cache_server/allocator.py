@@ -26,6 +26,9 @@ import ctypes
 import os
 from collections.abc import Mapping
 
+from cache_core import serialization
+from cache_core.serialization import EXACT_COPY_BELOW
+
 MMAP_THRESHOLD = 128 * 1024
 """Bytes from which an allocation gets a mapping of its own (glibc's starting value)."""
 TRIM_THRESHOLD = 256 * 1024
@@ -68,4 +71,7 @@ def tune_allocator(env: Mapping[str, str] | None = None) -> dict[str, int]:
             continue
         if mallopt(param, value) == 1:  # mallopt answers 1 on success, 0 on error
             applied[name] = value
+    # Only a threshold set here is known: an operator's may be anything.
+    threshold = applied.get("mmap_threshold")
+    serialization.large_buffers_mapped = threshold is not None and threshold < EXACT_COPY_BELOW
     return applied
