@@ -61,7 +61,8 @@ log = logging.getLogger("cache_core.agent")
 
 _perf = time.perf_counter_ns
 _decode = serialization.decode
-_BAD_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 controls
+# C0, DEL and C1 controls, and lone surrogates (text no UTF-8 can carry to L2).
+_BAD_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 SWEEP_CHUNK = 4096
 """Keys of L1 a pattern sweep matches between two yields to the event loop."""
@@ -479,7 +480,7 @@ class CachingAgent:
                 f"key is {len(key)} characters long; the limit is {self._limits.max_key_length}"
             )
         if _BAD_KEY_CHARS.search(key):
-            raise InvalidKeyError("key must not contain control characters")
+            raise InvalidKeyError("key must not contain control characters or lone surrogates")
         return key
 
     def check_keys(self, keys: Sequence[object]) -> None:
@@ -503,7 +504,9 @@ class CachingAgent:
                 f"the limit is {self._limits.max_key_length}"
             )
         if _BAD_KEY_CHARS.search(pattern):
-            raise InvalidKeyError("pattern must not contain control characters")
+            raise InvalidKeyError(
+                "pattern must not contain control characters or lone surrogates"
+            )
         return pattern
 
     def check_caller_pattern(self, pattern: object) -> str:

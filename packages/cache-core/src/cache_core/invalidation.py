@@ -105,6 +105,7 @@ class LocalIndex:
 
     PLUGIN_NAME: ClassVar[str] = "local"
     _PRUNE_EVERY = 1024
+    _MAX_UNSETTLED = 10_000
 
     def __init__(self, options: object = None, context: Any = None) -> None:
         self._clock: Callable[[], float] = context.clock if context is not None else time.monotonic
@@ -113,6 +114,11 @@ class LocalIndex:
         self._dependents: dict[str, set[str]] = {}
         self._key_deps: dict[str, set[str]] = {}
         self._expiry: dict[str, float] = {}
+        self._unsettled: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+        """Per key, the tags and dependencies of the last write recorded and not settled:
+        a settle narrows only to those, so an overlapping later write never loses its
+        links to an earlier one's settle (and a write that failed leaves the next to
+        settle, its links a superset meanwhile)."""
         self._subscriptions: dict[str, list[str]] = {}
         self._registered: dict[str, set[str]] = {}
         self._writes = 0
@@ -131,6 +137,10 @@ class LocalIndex:
         dependents: set[str] = set()
         for key, ttl, tags in entries:
             dependents |= self._dependents.get(key, set()) | self._registered.get(key, set())
+            if len(self._unsettled) >= self._MAX_UNSETTLED:
+                # Failed writes never settle; forgetting them only leaves the union in place.
+                self._unsettled.clear()
+            self._unsettled[key] = (frozenset(tags), frozenset(dependencies))
             if not tags and not dependencies:
                 continue
             if tags:
@@ -154,6 +164,9 @@ class LocalIndex:
         dependencies: Sequence[str],
     ) -> None:
         for key, ttl, tags in entries:
+            if self._unsettled.get(key) != (frozenset(tags), frozenset(dependencies)):
+                continue  # a later write recorded other links: its settle decides
+            del self._unsettled[key]
             if key not in self._expiry:
                 continue  # never indexed, or forgotten since
             if not tags and not dependencies:
@@ -179,6 +192,7 @@ class LocalIndex:
             links[key] = held & keep
 
     def _unlink(self, key: str) -> None:
+        self._unsettled.pop(key, None)
         for tag in self._key_tags.pop(key, ()):
             members = self._tags.get(tag)
             if members is not None:

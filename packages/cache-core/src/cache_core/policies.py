@@ -75,7 +75,7 @@ class PolicyTable:
             raise InvalidValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
         # A TTL the engine cannot take (1e308 overflows PX) must be refused here, at the
         # edge: past it, it fails a write as if L2 had, or poisons a write-back flush.
-        if not math.isfinite(ttl) or ttl > self._max_ttl:
+        if ttl > self._max_ttl or not math.isfinite(ttl):  # compared first: 10**400 is an int
             raise InvalidValueError(
                 f"ttl is {ttl!r} seconds; the limit is limits.max_ttl ({self._max_ttl:g})"
             )

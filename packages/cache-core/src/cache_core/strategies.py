@@ -169,6 +169,8 @@ class WriteBack:
         self._buffered_bytes = 0
         """The sum of len(data) over ``_buffer``."""
         self._in_flight_bytes = 0
+        self._retry_at = 0.0
+        """Until when (context clock) writes leave a failed flush to the periodic one."""
         self._ctx = context
         # key -> (data, absolute expiry on the context clock); insertion order = write order.
         self._buffer: dict[str, tuple[bytes, float]] = {}
@@ -207,8 +209,10 @@ class WriteBack:
 
     async def write(self, items: Sequence[Write]) -> None:
         ctx = self._ctx
+        retry = ctx.l2 is not None and ctx.clock() >= self._retry_at
         if ctx.l2 is not None:
-            if self._over_bound(items) and self._buffer:
+            self._check_alone(items)
+            if retry and self._over_bound(items) and self._buffer:
                 # Large values reach the byte bound before batch_size: make room first.
                 with contextlib.suppress(Exception):  # L2 away: the bound check below refuses
                     await self.flush()
@@ -222,7 +226,7 @@ class WriteBack:
                 self._pop(key)  # re-insert: a rewrite moves to the back
                 self._buffer[key] = (data, math.inf if ttl is None else now + ttl)
                 self._buffered_bytes += len(data)
-        if (
+        if retry and (
             len(self._buffer) >= self._opts.batch_size
             or self._buffered_bytes >= self._max_bytes // 2
         ):
@@ -247,13 +251,23 @@ class WriteBack:
     def _over_bound(self, items: Sequence[Write]) -> bool:
         fresh, grown = self._growth(items)
         return (
-            len(self._buffer) + fresh > self._opts.max_pending
+            self._held_count + fresh > self._opts.max_pending
             or self._held_bytes + grown > self._max_bytes
         )
 
+    def _check_alone(self, items: Sequence[Write]) -> None:
+        """A write the buffer could never hold, even empty, is the request's error."""
+        size = sum(len(data) for _, data, _ in items)
+        if len(items) > self._opts.max_pending or size > self._max_bytes:
+            raise InvalidValueError(
+                f"{len(items)} writes of {size} bytes in one call can never be buffered for "
+                f"L2 (strategies.write_back.max_pending is {self._opts.max_pending}, "
+                f"max_pending_mb {self._opts.max_pending_mb:g})"
+            )
+
     def _check_bound(self, items: Sequence[Write]) -> None:
         fresh, grown = self._growth(items)
-        if len(self._buffer) + fresh > self._opts.max_pending:
+        if self._held_count + fresh > self._opts.max_pending:
             raise TierUnavailableError(
                 f"the write-back buffer is full ({len(self._buffer)} writes waiting for "
                 "L2); retry when L2 is back"
@@ -264,6 +278,11 @@ class WriteBack:
                 f"strategies.write_back.max_pending_mb is {self._opts.max_pending_mb:g}); "
                 "retry when L2 is back"
             )
+
+    @property
+    def _held_count(self) -> int:
+        """Writes held for L2: buffered, or in a flush not landed yet (a key in both once)."""
+        return len(self._buffer) + sum(1 for key in self._in_flight if key not in self._buffer)
 
     @property
     def _held_bytes(self) -> int:
@@ -328,11 +347,17 @@ class WriteBack:
             try:
                 if items:
                     await self._send(l2, items)
-            except Exception:
+            except BaseException as exc:
+                # Cancelled too (a shutdown, a caller's timeout): what did not land is put
+                # back, never lost in between.
                 self._report(start, len(items), ok=False)
                 self._in_flight = {}
                 self._in_flight_bytes = 0
-                self.flush_errors += 1
+                if isinstance(exc, Exception):
+                    self.flush_errors += 1
+                    # Writes stop trying to flush until the next tick: while L2 is away,
+                    # the periodic flush retries, not every write.
+                    self._retry_at = self._ctx.clock() + self._opts.flush_interval
                 # Put back what was not rewritten or dropped meanwhile, ahead of newer writes.
                 gone = self._dropped_in_flight
                 kept = {k: v for k, v in batch.items() if k not in self._buffer and k not in gone}

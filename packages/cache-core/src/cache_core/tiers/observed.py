@@ -96,12 +96,13 @@ class ObservedTier:
         except CacheError:
             breaker.release()  # the request's own error: says nothing about L2
             raise
-        except UnicodeError as exc:
+        except UnicodeDecodeError as exc:
             breaker.success()  # the server answered with what we cannot read
             raise CorruptEntryError(f"L2 answered {op} with undecodable text: {exc}") from exc
-        except (ValueError, TypeError, OverflowError) as exc:
+        except (UnicodeEncodeError, OverflowError) as exc:
             # Raised while the client library built the command from the request's values
-            # (a PX beyond 64 bits): nothing reached L2, so nothing counts against it.
+            # (text it cannot encode, a PX beyond 64 bits): nothing reached L2, so nothing
+            # counts against it.
             breaker.release()
             raise InvalidValueError(f"L2 cannot store this request's values: {exc}") from exc
         except TimeoutError:
@@ -113,6 +114,11 @@ class ObservedTier:
         except Exception as exc:  # client libraries' own connection/timeout errors
             breaker.failure(f"{op}: {type(exc).__name__}: {exc}")
             raise TierUnavailableError(f"L2 failed {op}: {exc}") from exc
+        except BaseException:
+            # Cancelled (a caller's own timeout, a shutdown): no verdict on L2, and the
+            # probe slot must not stay taken, or the breaker never closes again.
+            breaker.release()
+            raise
         finally:
             observer.l2_call(op, time.perf_counter() - start, ok)
         breaker.success()
