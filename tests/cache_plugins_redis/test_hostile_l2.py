@@ -237,3 +237,53 @@ async def test_a_frozen_engine_fails_sweeps_and_counts_within_the_budget(
             took = time.perf_counter() - start
             assert took < OPERATION_TIMEOUT + 1.0, f"{call} waited {took:.2f} s"
         stopped.process.send_signal(signal.SIGCONT)
+
+
+async def test_a_sweep_whose_notice_fails_announces_it_once_the_engine_takes_it(
+    l2_config: dict[str, Any], engine: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine that froze mid-sweep keeps the others subscribed (their connection stays
+    open): the notice must reach them once it thaws, or they serve removed keys for good."""
+    async with agent_for(l2_config) as a, agent_for(l2_config) as b:
+        await a.set_many({f"s{i}": i for i in range(20)})
+        deadline = time.monotonic() + 2
+        while tier_of(b).notices_received < 1:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        assert await b.get_many([f"s{i}" for i in range(20)]) == {f"s{i}": i for i in range(20)}
+        client = tier_of(a).client
+        real = client.publish
+        refusals = 3
+
+        async def flaky(*args: Any) -> Any:
+            nonlocal refusals
+            if refusals:
+                refusals -= 1
+                raise ConnectionError("the engine froze")
+            return await real(*args)
+
+        monkeypatch.setattr(client, "publish", flaky)
+        with pytest.raises((ConnectionError, TierUnavailableError)):
+            await a.invalidate_pattern("s*")
+        assert engine.client.exists(*(f"{prefix}s{i}" for i in range(20))) == 0
+        deadline = time.monotonic() + 5
+        while any(f"s{i}" in b.l1 for i in range(20)):
+            assert time.monotonic() < deadline, "the notice never reached the other instance"
+            await asyncio.sleep(0.02)
+        assert refusals == 0
+
+
+async def test_a_notice_that_is_not_utf8_is_ignored_not_fatal(
+    l2_config: dict[str, Any], engine: Any
+) -> None:
+    """Anyone who may PUBLISH on the channel could send one; before, every instance lost
+    its subscription over it and emptied its L1."""
+    async with agent_for(l2_config) as a:
+        await a.set("hot", 1)
+        tier = tier_of(a)
+        engine.client.publish(tier.channel, b"evil\np\n\xff")
+        engine.client.publish(tier.channel, b"evil\nk\n\xfe\xff")
+        await asyncio.sleep(0.2)
+        assert tier.coherent
+        assert a.health()[0] == "ok"
+        assert "hot" in a.l1

@@ -106,7 +106,13 @@ class CoherenceSubscriber:
             return
         self.notices_received += 1
         kind, _, body = rest.partition(b"\n")
-        text = body.decode()
+        try:
+            text = body.decode()
+        except UnicodeDecodeError:
+            # Not ours (our keys and patterns are text): anyone who may PUBLISH on the
+            # channel could send it, and it must not cost every instance its L1.
+            log.warning("l2_notice_ignored", extra={"detail": "not UTF-8"})
+            return
         if kind == b"k":
             self.listener.keys_changed(text.split(SEP))
         elif kind == b"p":

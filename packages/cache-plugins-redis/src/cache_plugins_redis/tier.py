@@ -57,6 +57,9 @@ _UNLOCK = (
 MAX_PX = 2**53
 """Milliseconds of TTL the tier sends at most: far beyond any limits.max_ttl, well inside
 what the engine accepts (its clock plus the TTL must fit in 63 bits)."""
+ANNOUNCE_RETRY = 0.1
+ANNOUNCE_RETRY_MAX = 2.0
+"""Seconds between tries of a notice that did not get through: from the first, doubling."""
 READ_CHUNK = 1000
 """Keys per MGET: bounds how long one read holds the engine."""
 SCAN_COUNT = 500
@@ -103,6 +106,8 @@ class RedisTier:
         self._sentinel: Sentinel | None = None
         # Auto-pipelining: reads asked for in one event-loop tick go out as one call.
         self._reads: TickBatcher[str, StoredValue | None] = TickBatcher(self._read, READ_CHUNK)
+        self._announcing: dict[bytes, asyncio.Task[None]] = {}
+        """Notices of sweeps that failed part-way, being retried."""
         if self._cluster and not self._settings.nodes:
             raise ValueError("redis.cluster_mode needs redis.nodes")
         if self._settings.url not in (None, EMBEDDED) and not str(self._settings.url).startswith(
@@ -271,6 +276,10 @@ class RedisTier:
 
     async def close(self) -> None:
         self._reads.cancel()
+        for task in list(self._announcing.values()):
+            task.cancel()  # shutting down: the subscribers' own reconnect empties their L1
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self._subscriber is not None:
             await self._subscriber.close()
             self._subscriber = None
@@ -431,9 +440,10 @@ class RedisTier:
         A name that is not UTF-8 was written by another client (ours are str): it is
         unlinked by its bytes when the engine matched it, and left out of what is returned,
         since it names no cache key (no index entry or dependent refers to it, and a
-        lossy decoding could alias a real key). A sweep that fails part-way still
-        announces the pattern (best effort, bounded) before it raises, so no instance goes
-        on serving from L1 what it had already removed."""
+        lossy decoding could alias a real key). A sweep that fails part-way (or whose
+        notice does not get through) has its notice published in the background, retried
+        until the engine takes it: an engine that froze keeps the other instances
+        subscribed, and they must not go on serving from L1 what was removed."""
         check = matcher(pattern)
         start = len(self._prefix_bytes)
         removed: list[str] = []
@@ -456,11 +466,11 @@ class RedisTier:
             if batch:
                 sent = True
                 removed += await self._unlink_batch(batch)
+            await self.step(self._client.publish(self.channel, self._notice(b"p", pattern)))
         except BaseException:
             if sent:  # even an UNLINK that timed out may have been carried out
-                await self._announce_anyway(pattern)
+                self._announce_later(self._notice(b"p", pattern))
             raise
-        await self.step(self._client.publish(self.channel, self._notice(b"p", pattern)))
         return removed
 
     async def _unlink_batch(self, batch: Sequence[tuple[bytes, str | None]]) -> list[str]:
@@ -469,15 +479,25 @@ class RedisTier:
         existed = await self.step(self._unlink([name for name, _ in batch], None))
         return [k for (_, k), found in zip(batch, existed, strict=True) if found and k is not None]
 
-    async def _announce_anyway(self, pattern: str) -> None:
-        """Publish the notice of ``pattern`` after a failed sweep; a failure here is only
-        logged (the sweep's own error is the one raised). If it cannot get through, the
-        engine is most likely away for the subscribers too, whose lost subscription then
-        empties their L1 when it comes back."""
-        try:
-            await self.step(self._client.publish(self.channel, self._notice(b"p", pattern)))
-        except Exception as exc:
-            log.warning("l2_sweep_notice_lost", extra={"error": repr(exc)})
+    def _announce_later(self, notice: bytes) -> None:
+        """Publish ``notice`` in the background, retried until the engine takes it (or the
+        tier closes): the request that removed keys answers within its budget meanwhile."""
+        if notice in self._announcing:
+            return  # the same pattern already waits: once is enough
+        task = asyncio.get_running_loop().create_task(self._announce(notice))
+        self._announcing[notice] = task
+        task.add_done_callback(lambda _: self._announcing.pop(notice, None))
+
+    async def _announce(self, notice: bytes) -> None:
+        delay = ANNOUNCE_RETRY
+        while True:
+            try:
+                await self.step(self._client.publish(self.channel, notice))
+                return
+            except Exception as exc:
+                log.warning("l2_notice_retry", extra={"error": repr(exc), "retry_in": delay})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, ANNOUNCE_RETRY_MAX)
 
     async def try_lock(self, name: str, lease: float) -> str | None:
         token = uuid.uuid4().hex
