@@ -186,3 +186,17 @@ async def test_write_back_is_bounded_in_bytes_while_l2_is_away(
     pending = agent.strategies["write_back"].describe()
     assert int(str(pending["pending_bytes"])) <= 1024 * 1024
     assert agent.write_back_pending() == accepted
+
+
+async def test_a_tag_longer_than_a_key_is_refused(
+    l2_client: TestClient[Any, Any], engine: Any, prefix: str, check_error: Any
+) -> None:
+    """A tag names an index key; before, a 1 MB tag made a 1 MB key name in the engine."""
+    longest = l2_client.app[AGENT].config.limits.max_key_length
+    resp = await l2_client.post("/cache", json={"key": "k", "value": 1, "tags": ["y" * 1000]})
+    assert "max_key_length" in (await check_error(resp))["message"]
+    resp = await l2_client.post("/invalidate", json={"tags": ["y" * (longest + 1)]})
+    assert (await check_error(resp))["code"] == "invalid_value"
+    assert engine_keys(engine, prefix) == []
+    resp = await l2_client.post("/cache", json={"key": "k", "value": 1, "tags": ["y" * longest]})
+    assert resp.status == 200

@@ -504,9 +504,7 @@ class CachingAgent:
                 f"the limit is {self._limits.max_key_length}"
             )
         if _BAD_KEY_CHARS.search(pattern):
-            raise InvalidKeyError(
-                "pattern must not contain control characters or lone surrogates"
-            )
+            raise InvalidKeyError("pattern must not contain control characters or lone surrogates")
         return pattern
 
     def check_caller_pattern(self, pattern: object) -> str:
@@ -913,9 +911,18 @@ class CachingAgent:
             raise InvalidValueError(
                 f"{len(names)} {what}s in one call; the limit is {name} ({limit})"
             )
+        longest = self._limits.max_key_length
         for name in names:
             if not isinstance(name, str) or not name or _BAD_KEY_CHARS.search(name):
-                raise InvalidValueError(f"each {what} must be a non-empty string")
+                raise InvalidValueError(
+                    f"each {what} must be a non-empty string without control characters"
+                )
+            if len(name) > longest:
+                # A tag names an index key: bounded like the keys it indexes.
+                raise InvalidValueError(
+                    f"a {what} is {len(name)} characters long; the limit is "
+                    f"limits.max_key_length ({longest})"
+                )
 
     async def _write(
         self,
