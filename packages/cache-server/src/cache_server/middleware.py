@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
-from aiohttp import hdrs, web
+from aiohttp import compression_utils, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from opentelemetry.trace import Tracer
 
@@ -98,7 +98,11 @@ async def unmatched(request: web.Request) -> web.StreamResponse:
 
 
 _JSON = "application/json"
-_DECODED = frozenset({"identity", "gzip", "deflate", "br", "zstd"})
+_DECODED = frozenset(
+    {"identity", "gzip", "deflate"}
+    | ({"br"} if compression_utils.HAS_BROTLI else set())
+    | ({"zstd"} if compression_utils.HAS_ZSTD else set())
+)
 """Content codings aiohttp undoes (br and zstd when their libraries are installed; it
 refuses them itself otherwise); any other would leave coded bytes to be read as JSON."""
 
@@ -140,7 +144,7 @@ def reading_body(handler: Handler, max_bytes: int, timeout: float) -> Handler:
         except ConnectionResetError:  # the client went away mid-body; nobody reads this
             return error_response(400, "invalid_body", "the body was cut short", close=True)
         if body is None:
-            return _too_large(max_bytes, "more than that")
+            return _too_large(max_bytes, None)
         request[BODY] = body
         del body  # the handler pops it once parsed: no copy of a large value outlives that
         try:
@@ -165,11 +169,13 @@ async def _read_body(request: web.Request, max_bytes: int) -> bytearray | None:
     return body
 
 
-def _too_large(max_bytes: int, length: object) -> web.Response:
+def _too_large(max_bytes: int, length: int | None) -> web.Response:
+    """413; ``length`` as declared, None when the body (chunked or decoded) ran past it."""
+    size = "longer than that" if length is None else f"{length} bytes"
     return error_response(
         413,
         "request_too_large",
-        f"the request body is {length} bytes; the limit is limits.max_request_bytes ({max_bytes})",
+        f"the request body is {size}; the limit is limits.max_request_bytes ({max_bytes})",
         close=True,
     )
 
