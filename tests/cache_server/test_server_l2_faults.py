@@ -140,3 +140,25 @@ async def test_every_call_answers_within_the_budget_while_the_engine_is_stopped(
             assert took < 0.5 + 1.0, f"{method} {path} took {took:.2f} s"
     finally:
         private_engine.process.send_signal(signal.SIGCONT)
+
+
+async def test_batch_get_answers_what_l1_holds_when_l2_dies(
+    private_engine: Any, prefix: str, config_factory: Any, make_client: Any
+) -> None:
+    """Before, one key L1 did not hold made the whole batch a 503."""
+    client = await make_client(fault_config(private_engine, prefix, config_factory))
+    await client.post("/cache", json={"key": "hot", "value": 1})
+    await client.post("/cache", json={"key": "cold", "value": 2, "strategy": "write_around"})
+    private_engine.kill()
+    try:
+        resp = await client.post("/cache/batch-get", json={"keys": ["hot", "cold"]})
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        assert body["results"] == {"hot": 1, "cold": None}
+        assert list(body["errors"]) == ["cold"]
+        assert body["errors"]["cold"]["code"] == "tier_unavailable"
+        # Nothing to answer at all: the batch fails as one lookup would.
+        resp = await client.post("/cache/batch-get", json={"keys": ["cold"]})
+        assert resp.status == 503
+    finally:
+        private_engine.start()

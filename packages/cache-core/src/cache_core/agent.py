@@ -797,16 +797,26 @@ class CachingAgent:
         seq = self._coherence_seq
         try:
             stored = await self._l2.get_many(missing)
-        except TierUnavailableError:
-            l1_get = self.l1.get  # stale-if-error: every key must have an L1 copy
+        except TierUnavailableError as exc:
+            # Stale-if-error: what L1 holds is answered. The rest is each key's error when
+            # the caller takes per-key errors and something was answered; else the call
+            # fails, as a single lookup would.
+            l1_get = self.l1.get
             stale = {key: l1_get(key) for key in missing}
-            if None in stale.values():
+            lost = [key for key, data in stale.items() if data is None]
+            answered = (
+                len(missing) - len(lost) + sum(found is not None for found in results.values())
+            )
+            if lost and (failures is None or not answered):
                 raise
             for key, data in stale.items():
                 if data is not None:
                     results[key] = (data, "l1")
-            self.stats.l1_batch_hits += len(missing)
-            self.stats.served_stale += len(missing)
+            if failures is not None:
+                failures.update(dict.fromkeys(lost, exc))
+            self.stats.l1_batch_hits += len(missing) - len(lost)
+            self.stats.served_stale += len(missing) - len(lost)
+            self.stats.misses += len(lost)
             return []
         promote = seq == self._coherence_seq
         still = []

@@ -158,7 +158,8 @@ def openapi_document(config: Config) -> dict[str, Any]:
                                 "hits": {"type": "integer"},
                                 "misses": {"type": "integer"},
                                 "errors": {
-                                    "description": "Keys whose stored entry is unreadable "
+                                    "description": "Keys that could not be answered: an "
+                                    "unreadable stored entry, or L2 away and no L1 copy "
                                     "(their result is null, counted as misses); present "
                                     "only when there are any",
                                     "type": "object",
