@@ -75,11 +75,15 @@ def json_error(answer: bytes) -> tuple[int, dict[str, Any]]:
 
 
 @pytest.fixture
-def port(spawner: Any, workdir: Path) -> int:
+def served(spawner: Any, workdir: Path) -> Any:
     (workdir / "edges.yaml").write_text(CONFIG, encoding="utf-8")
-    server = spawner.serve(workdir / "edges.yaml")
-    assert server.port is not None
-    return int(server.port)
+    return spawner.serve(workdir / "edges.yaml")
+
+
+@pytest.fixture
+def port(served: Any) -> int:
+    assert served.port is not None
+    return int(served.port)
 
 
 POST = b"POST /cache HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
@@ -95,7 +99,7 @@ MALFORMED = {
 }
 
 
-def test_protocol_errors_are_answered_as_json(port: int) -> None:
+def test_protocol_errors_are_answered_as_json(port: int, served: Any) -> None:
     for name, raw in MALFORMED.items():
         answer, _ = exchange(port, raw)
         status, error = json_error(answer)
@@ -105,6 +109,9 @@ def test_protocol_errors_are_answered_as_json(port: int) -> None:
         assert "aaaa" not in error["message"], "the bytes sent are not echoed"
     # The server still answers, and nothing was written.
     assert b'"hit":false' in exchange(port, GET_EDGE)[0]
+    # Anyone can send these at will: a line each in the log, never a traceback.
+    assert "Traceback" not in served.output
+    assert served.output.count("malformed_request") >= len(MALFORMED) - 1
 
 
 def test_a_trickled_body_is_a_408_and_its_connection_closes(port: int) -> None:

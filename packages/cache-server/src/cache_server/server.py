@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,7 @@ LINGERING_TIME = 5.0
 (401, 413, 415, 408) before it closes, so that the client reads the answer rather than a
 reset; a slow-body client is let go this long after its 408."""
 _MAX_MESSAGE = 200
+log = logging.getLogger("cache_server.server")
 
 
 class JsonErrorHandler(web.RequestHandler):
@@ -49,11 +51,17 @@ class JsonErrorHandler(web.RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        # Logs as aiohttp does, and raises when part of a response went out already.
-        plain = super().handle_error(request, status, exc, message)
-        return error_response(
-            plain.status, http_code(plain.status), _why(plain.status, exc), close=True
-        )
+        if status >= 500:
+            # Logs as aiohttp does, and raises when part of a response went out already.
+            plain = super().handle_error(request, status, exc, message)
+            status = plain.status
+        else:
+            # The client's own malformed request, which anyone can send at will: one
+            # line, not aiohttp's error-level traceback each time.
+            log.info("malformed_request", extra={"status": status, "error": _why(status, exc)})
+            if request.writer.output_size > 0:
+                raise ConnectionError("a response went out already; the connection is broken")
+        return error_response(status, http_code(status), _why(status, exc), close=True)
 
     async def finish_response(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
