@@ -56,10 +56,15 @@ def openapi_document(config: Config) -> dict[str, Any]:
     limits = config.limits
     key = {"type": "string", "minLength": 1, "maxLength": limits.max_key_length}
     keys = {"type": "array", "items": key, "maxItems": limits.max_batch_size}
-    tags = {"type": "array", "items": {"type": "string", "minLength": 1}}
-    ttl = {
-        "oneOf": [{"type": "number", "minimum": 0, "exclusiveMinimum": True}, {"type": "string"}]
+    tags = {"type": "array", "items": key, "maxItems": limits.max_tags}
+    dependencies = {"type": "array", "items": key, "maxItems": limits.max_dependencies}
+    seconds = {
+        "type": "number",
+        "minimum": 0,
+        "exclusiveMinimum": True,
+        "maximum": limits.max_ttl,
     }
+    ttl = {"oneOf": [seconds, {"type": "string"}]}
     strategy = {"type": "string"}
     common = {
         "400": _error("Bad input: nothing changed"),
@@ -126,7 +131,7 @@ def openapi_document(config: Config) -> dict[str, Any]:
                             "ttl": ttl,
                             "strategy": strategy,
                             "tags": tags,
-                            "dependencies": {"type": "array", "items": key},
+                            "dependencies": dependencies,
                         },
                         required=["key", "value"],
                         closed=True,
@@ -209,7 +214,7 @@ def openapi_document(config: Config) -> dict[str, Any]:
                     _object(
                         {
                             "pattern": {"type": "string", "minLength": 1},
-                            "tags": tags,
+                            "tags": {**tags, "maxItems": limits.max_batch_size},
                             "event": {"type": "string"},
                             "context": {"type": "object"},
                         },
