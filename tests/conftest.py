@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -234,3 +234,23 @@ def _deadline(seconds: float) -> Iterator[None]:
 def deadline() -> Callable[[float], contextlib.AbstractContextManager[None]]:
     """``with deadline(seconds):`` fails the test past ``seconds``, even inside C code."""
     return _deadline
+
+
+def _count_rounds(client: Any) -> list[int]:
+    """From now on, the commands of each round trip ``client`` (a CoalescingClient) makes,
+    one length per round: what auto-pipelining merged is one round."""
+    rounds: list[int] = []
+    execute = client.batcher._run
+
+    async def counted(queued: Any) -> Any:
+        rounds.append(len(queued))
+        return await execute(queued)
+
+    client.batcher._run = counted
+    return rounds
+
+
+@pytest.fixture
+def count_rounds() -> Callable[[Any], list[int]]:
+    """``rounds = count_rounds(client)``: round trips of a CoalescingClient, as they go."""
+    return _count_rounds

@@ -200,17 +200,11 @@ async def test_index_lookups_answer_within_the_budget_while_the_engine_is_stoppe
         assert await agent.get("y") is None
 
 
-async def test_settling_costs_no_round_trip_when_nothing_changed(engine: Any, prefix: str) -> None:
+async def test_settling_costs_no_round_trip_when_nothing_changed(
+    engine: Any, prefix: str, count_rounds: Any
+) -> None:
     async with CachingAgent.from_config(config_for(engine, prefix), env={}) as agent:
-        client = agent.l2.client  # type: ignore[union-attr]
-        rounds: list[int] = []
-        execute = client.batcher._run
-
-        async def counted(queued: Any) -> Any:
-            rounds.append(len(queued))
-            return await execute(queued)
-
-        client.batcher._run = counted
+        rounds = count_rounds(agent.l2.client)  # type: ignore[union-attr]
         await agent.set("k", 1, tags=["a", "b"], dependencies=["s"], ttl=60)
         await agent.set("k", 2, tags=["a", "b"], dependencies=["s"], ttl=60)
         assert len(rounds) == 4  # each: the index's round trip, then the write's

@@ -25,20 +25,8 @@ async def client(engine: Any) -> AsyncIterator[CoalescingClient]:
     await coalescing.aclose()
 
 
-def count_rounds(client: CoalescingClient) -> list[int]:
-    rounds: list[int] = []
-    execute = client.batcher._run
-
-    async def counted(queued: Any) -> Any:
-        rounds.append(len(queued))
-        return await execute(queued)
-
-    client.batcher._run = counted
-    return rounds
-
-
 async def test_pipelines_of_one_tick_are_one_round_in_order(
-    client: CoalescingClient, prefix: str
+    client: CoalescingClient, prefix: str, count_rounds: Any
 ) -> None:
     rounds = count_rounds(client)
 
@@ -99,7 +87,9 @@ async def test_a_request_that_gives_up_leaves_the_others_their_writes(
     assert await client.exists(prefix + "b") == 1
 
 
-async def test_concurrent_agent_writes_share_round_trips(engine: Any, prefix: str) -> None:
+async def test_concurrent_agent_writes_share_round_trips(
+    engine: Any, prefix: str, count_rounds: Any
+) -> None:
     config = {
         "redis": {"url": engine.url, "key_prefix": prefix},
         "cache_tiers": {"l1": {"max_size_mb": 4}, "l2": {"type": "redis"}},
