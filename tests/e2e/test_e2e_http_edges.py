@@ -133,3 +133,29 @@ def test_a_body_that_never_comes_is_let_go(port: int) -> None:
         got, error = json_error(answer)
         assert got == status, error
         assert took < BODY_TIMEOUT + LINGERING + 3, (length, took)
+
+
+def test_expect_continue_is_refused_from_the_head_alone(port: int) -> None:
+    """Before, the server said "100 Continue" to a body it was going to refuse."""
+    head = (
+        b"POST /cache HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 99999999\r\nExpect: 100-continue\r\n\r\n"
+    )
+    answer, _ = exchange(port, head)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"100 Continue" not in answer
+    status, error = json_error(answer)
+    assert (status, error["code"]) == (413, "request_too_large")
+    # A body it will take: "100 Continue", then the answer proper.
+    body = b'{"key": "expect:1", "value": 1}'
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /cache HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n" % len(body)
+        )
+        assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]

@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
-from aiohttp import compression_utils, hdrs, web
+from aiohttp import HttpVersion11, compression_utils, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from opentelemetry.trace import Tracer
 
@@ -77,10 +77,12 @@ def add_routes(
         plain = route.handler
         assert not isinstance(plain, type), "class-based views are not served this way"
         first = at_once.get(plain) if at_once is not None else None
+        kwargs = dict(route.kwargs)
         if route.method == hdrs.METH_POST:
             plain = reading_body(plain, max_body, body_timeout)
+            kwargs["expect_handler"] = expecting(authenticator, max_body)
         handler = serving(plain, route_label(route.path), authenticator, telemetry, first)
-        web.RouteDef(route.method, route.path, handler, route.kwargs).register(app.router)
+        web.RouteDef(route.method, route.path, handler, kwargs).register(app.router)
     handler = serving(unmatched, UNMATCHED, authenticator, telemetry)
     web.RouteDef("*", _CATCH_ALL, handler, {}).register(app.router)
 
@@ -105,6 +107,27 @@ _DECODED = frozenset(
 )
 """Content codings aiohttp undoes (br and zstd when their libraries are installed; it
 refuses them itself otherwise); any other would leave coded bytes to be read as JSON."""
+
+
+def expecting(
+    authenticator: Authenticator, max_bytes: int
+) -> Callable[[web.Request], Awaitable[web.StreamResponse | None]]:
+    """A POST route's answer to ``Expect: 100-continue``: what the head alone refuses
+    (no token, not JSON, too large) is answered instead of "100 Continue", so the client
+    never sends the body; else "100 Continue", as aiohttp's own handler would."""
+
+    async def expect(request: web.Request) -> web.StreamResponse | None:
+        refused = authenticator.admit(request) or _refusal(request, max_bytes)
+        if refused is not None:
+            return refused
+        if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+            return error_response(417, "expectation_failed", "only Expect: 100-continue is known")
+        if request.version == HttpVersion11:
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the answer proper has not started
+        return None
+
+    return expect
 
 
 def reading_body(handler: Handler, max_bytes: int, timeout: float) -> Handler:
