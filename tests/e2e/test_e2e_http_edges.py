@@ -159,3 +159,17 @@ def test_expect_continue_is_refused_from_the_head_alone(port: int) -> None:
         while chunk := sock.recv(65536):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"OPTIONS * HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        b"CONNECT 127.0.0.1:6379 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    ],
+)
+def test_what_no_route_can_try_is_answered_as_json(port: int, raw: bytes) -> None:
+    answer, _ = exchange(port, raw)
+    status, error = json_error(answer)
+    assert status == 404
+    assert error["code"] == "not_found"

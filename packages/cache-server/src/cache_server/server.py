@@ -24,7 +24,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from cache_server.errors import error_response, http_code
@@ -66,6 +66,13 @@ class JsonErrorHandler(web.RequestHandler):
     async def finish_response(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
     ) -> tuple[web.StreamResponse, bool]:
+        if resp.status >= 400 and resp.content_type == "text/plain" and not resp.prepared:
+            # aiohttp's own answer to what no route can even try (``OPTIONS *``, a CONNECT
+            # target): in the JSON error shape like every other.
+            plain = resp
+            resp = error_response(plain.status, http_code(plain.status), plain.reason)
+            if hdrs.ALLOW in plain.headers:
+                resp.headers[hdrs.ALLOW] = plain.headers[hdrs.ALLOW]
         try:
             return await super().finish_response(request, resp, start_time)
         finally:
