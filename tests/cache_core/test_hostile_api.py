@@ -109,3 +109,17 @@ async def test_overlapping_writes_of_one_key_keep_both_tags(
         await asyncio.gather(agent.set("k", "v1", tags=["a"]), agent.set("k", "v2", tags=["b"]))
         assert await agent.invalidate_by_tags(["a", "b"]) == 1
         assert await agent.get("k") is None
+
+
+async def test_a_write_back_write_the_buffer_refuses_leaves_the_index_alone(
+    engine: Any, prefix: str
+) -> None:
+    cfg = config(engine, prefix)
+    cfg["strategies"]["write_back"]["max_pending_mb"] = 0.01
+    async with CachingAgent.from_config(cfg, env={}) as agent:
+        await agent.set("k", "old", tags=["a"])
+        with pytest.raises(InvalidValueError, match="can never be buffered"):
+            await agent.set("k", "x" * 20_000, strategy="write_back", tags=["b"])
+        assert await agent.index.keys_for_tags(["b"]) == set()
+        assert await agent.index.keys_for_tags(["a"]) == {"k"}
+        assert await agent.get("k") == "old"

@@ -173,3 +173,19 @@ def test_what_no_route_can_try_is_answered_as_json(port: int, raw: bytes) -> Non
     status, error = json_error(answer)
     assert status == 404
     assert error["code"] == "not_found"
+
+
+def test_an_expect_refusal_closes_its_connection(port: int) -> None:
+    """The body never comes after a refusal: kept open, the connection would read the next
+    request as that body."""
+    head = (
+        b"POST /cache HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n"
+        b"Content-Length: 22\r\nExpect: 100-continue\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head)
+        answer = b""
+        while chunk := sock.recv(65536):  # ends: the server closes
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 415"), answer[:200]
+    assert b"connection: close" in answer.lower()

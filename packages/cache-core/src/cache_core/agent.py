@@ -942,6 +942,8 @@ class CachingAgent:
         dependencies: Sequence[str],
     ) -> None:
         keys = [key for key, _, _ in writes]
+        if strategy.buffers:
+            await strategy.admit(writes)  # a write the buffer refuses must change nothing
         self.loading.forget_missing(keys)
         if self.l2 is None:
             # L1 is the store: a value it can never hold is refused, not silently dropped.

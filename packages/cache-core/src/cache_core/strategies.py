@@ -29,6 +29,10 @@ from cache_core.tiers.base import LocalTier, RemoteTier
 
 log = logging.getLogger("cache_core.strategies")
 
+FLUSH_RETRY_AFTER = 0.25
+"""Seconds after a failed flush before a write may start another (the periodic flush
+retries meanwhile)."""
+
 Write = tuple[str, bytes, float | None]
 """One write: key, JSON bytes, TTL in seconds (None: no expiry)."""
 
@@ -68,6 +72,12 @@ class Strategy(Protocol):
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
+    async def admit(self, items: Sequence[Write]) -> None:
+        """Strategies that buffer: before anything of a write is indexed or written, raise
+        if the buffer cannot take ``items`` (full, or could never hold them), so a refused
+        write changes nothing."""
+        ...
+
     async def write(self, items: Sequence[Write]) -> None: ...
     def pending(self, key: str) -> tuple[bytes, float | None] | None: ...
     def holds_writes(self) -> bool:
@@ -91,6 +101,9 @@ class _Unbuffered:
         return None
 
     async def close(self) -> None:
+        return None
+
+    async def admit(self, items: Sequence[Write]) -> None:
         return None
 
     def pending(self, key: str) -> tuple[bytes, float | None] | None:
@@ -207,16 +220,21 @@ class WriteBack:
         except Exception as exc:  # shutting down: nothing left to retry with, say so loudly
             log.error("write_back_lost", extra={"pending": len(self._buffer), "error": repr(exc)})
 
+    async def admit(self, items: Sequence[Write]) -> None:
+        if self._ctx.l2 is None:
+            return
+        self._check_alone(items)
+        if self._over_bound(items) and self._buffer and self._ctx.clock() >= self._retry_at:
+            # Large values reach the byte bound before batch_size: make room first.
+            with contextlib.suppress(Exception):  # L2 away: the bound check below refuses
+                await self.flush()
+        self._check_bound(items)
+
     async def write(self, items: Sequence[Write]) -> None:
         ctx = self._ctx
         retry = ctx.l2 is not None and ctx.clock() >= self._retry_at
         if ctx.l2 is not None:
-            self._check_alone(items)
-            if retry and self._over_bound(items) and self._buffer:
-                # Large values reach the byte bound before batch_size: make room first.
-                with contextlib.suppress(Exception):  # L2 away: the bound check below refuses
-                    await self.flush()
-            self._check_bound(items)
+            self._check_bound(items)  # again: others may have filled it since admit()
         l1_ttl = ctx.l1_ttl
         now = ctx.clock()
         for key, data, ttl in items:
@@ -281,8 +299,9 @@ class WriteBack:
 
     @property
     def _held_count(self) -> int:
-        """Writes held for L2: buffered, or in a flush not landed yet (a key in both once)."""
-        return len(self._buffer) + sum(1 for key in self._in_flight if key not in self._buffer)
+        """Writes held for L2: buffered, or in a flush not landed yet (a key in both counts
+        twice: the bound errs on the safe side, in O(1))."""
+        return len(self._buffer) + len(self._in_flight)
 
     @property
     def _held_bytes(self) -> int:
@@ -355,9 +374,9 @@ class WriteBack:
                 self._in_flight_bytes = 0
                 if isinstance(exc, Exception):
                     self.flush_errors += 1
-                    # Writes stop trying to flush until the next tick: while L2 is away,
-                    # the periodic flush retries, not every write.
-                    self._retry_at = self._ctx.clock() + self._opts.flush_interval
+                    # Writes leave flushing alone for a moment: while L2 is away, not
+                    # every write pays for a failing flush (and its put-back).
+                    self._retry_at = self._ctx.clock() + FLUSH_RETRY_AFTER
                 # Put back what was not rewritten or dropped meanwhile, ahead of newer writes.
                 gone = self._dropped_in_flight
                 kept = {k: v for k, v in batch.items() if k not in self._buffer and k not in gone}

@@ -276,10 +276,11 @@ class RedisTier:
 
     async def close(self) -> None:
         self._reads.cancel()
-        for task in list(self._announcing.values()):
+        announcing = list(self._announcing.values())
+        for task in announcing:
             task.cancel()  # shutting down: the subscribers' own reconnect empties their L1
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if announcing:
+            await asyncio.wait(announcing)  # unlike awaiting each, keeps a cancel of close()
         if self._subscriber is not None:
             await self._subscriber.close()
             self._subscriber = None
@@ -482,6 +483,8 @@ class RedisTier:
     def _announce_later(self, notice: bytes) -> None:
         """Publish ``notice`` in the background, retried until the engine takes it (or the
         tier closes): the request that removed keys answers within its budget meanwhile."""
+        if self._client is None:
+            return  # closed: the subscribers' own reconnect empties their L1
         if notice in self._announcing:
             return  # the same pattern already waits: once is enough
         task = asyncio.get_running_loop().create_task(self._announce(notice))
@@ -490,7 +493,7 @@ class RedisTier:
 
     async def _announce(self, notice: bytes) -> None:
         delay = ANNOUNCE_RETRY
-        while True:
+        while self._client is not None:
             try:
                 await self.step(self._client.publish(self.channel, notice))
                 return

@@ -118,10 +118,13 @@ def expecting(
 
     async def expect(request: web.Request) -> web.StreamResponse | None:
         refused = authenticator.admit(request) or _refusal(request, max_bytes)
+        if refused is None and request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+            refused = error_response(417, "expectation_failed", "only Expect: 100-continue")
         if refused is not None:
+            # The body never comes: whatever the client sends next on this connection
+            # would be read as it.
+            refused.force_close()
             return refused
-        if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
-            return error_response(417, "expectation_failed", "only Expect: 100-continue is known")
         if request.version == HttpVersion11:
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             request.writer.output_size = 0  # the answer proper has not started

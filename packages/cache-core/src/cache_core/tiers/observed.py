@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from cache_core.breaker import CircuitBreaker
+from cache_core.breaker import BreakerState, CircuitBreaker
 from cache_core.errors import (
     CacheError,
     CorruptEntryError,
@@ -25,6 +25,10 @@ from cache_core.metrics import NullObserver, OperationObserver
 from cache_core.tiers.base import CoherenceListener, RemoteTier, StoredValue
 
 T = TypeVar("T")
+
+
+def _no_verdict() -> None:
+    return None
 
 
 class ObservedTier:
@@ -79,6 +83,8 @@ class ObservedTier:
             raise TierUnavailableError(
                 f"L2 is unavailable (circuit open after: {breaker.last_error}); retry shortly"
             )
+        # Only the probe may give the probe slot back without a verdict.
+        release = breaker.release if breaker.state is BreakerState.HALF_OPEN else _no_verdict
         observer = self.observer
         start = time.perf_counter()
         ok = False
@@ -94,7 +100,7 @@ class ObservedTier:
             breaker.success()  # the server answered; what it holds is the problem
             raise
         except CacheError:
-            breaker.release()  # the request's own error: says nothing about L2
+            release()  # the request's own error: says nothing about L2
             raise
         except UnicodeDecodeError as exc:
             breaker.success()  # the server answered with what we cannot read
@@ -103,7 +109,7 @@ class ObservedTier:
             # Raised while the client library built the command from the request's values
             # (text it cannot encode, a PX beyond 64 bits): nothing reached L2, so nothing
             # counts against it.
-            breaker.release()
+            release()
             raise InvalidValueError(f"L2 cannot store this request's values: {exc}") from exc
         except TimeoutError:
             breaker.failure(f"{op} took longer than {self._timeout} s")
@@ -117,7 +123,7 @@ class ObservedTier:
         except BaseException:
             # Cancelled (a caller's own timeout, a shutdown): no verdict on L2, and the
             # probe slot must not stay taken, or the breaker never closes again.
-            breaker.release()
+            release()
             raise
         finally:
             observer.l2_call(op, time.perf_counter() - start, ok)
