@@ -87,15 +87,22 @@ async def test_a_ttl_beyond_any_float_is_an_invalid_value(agent: CachingAgent) -
         await agent.set("k", 1, ttl=float("nan"))
 
 
-async def test_a_write_the_buffer_could_never_hold_is_a_400_not_a_503(
+async def test_a_write_the_buffer_could_never_hold_is_a_400_that_changes_nothing(
     engine: Any, prefix: str
 ) -> None:
+    """A 400, not a 503 (L2 is fine), and refused before the index took its tags."""
     cfg = config(engine, prefix)
     cfg["strategies"]["write_back"]["max_pending_mb"] = 0.5
     async with CachingAgent.from_config(cfg, env={}) as agent:
+        await agent.set("k", "old", tags=["a"])
         with pytest.raises(InvalidValueError, match="can never be buffered"):
             await agent.set_many({f"k{i}": "x" * 200_000 for i in range(3)}, strategy="write_back")
+        with pytest.raises(InvalidValueError, match="can never be buffered"):
+            await agent.set("k", "x" * 600_000, strategy="write_back", tags=["b"])
         assert agent.write_back_pending() == 0
+        assert await agent.index.keys_for_tags(["b"]) == set()
+        assert await agent.index.keys_for_tags(["a"]) == {"k"}
+        assert await agent.get("k") == "old"
         await agent.set_many({"small": 1}, strategy="write_back")
 
 
@@ -109,17 +116,3 @@ async def test_overlapping_writes_of_one_key_keep_both_tags(
         await asyncio.gather(agent.set("k", "v1", tags=["a"]), agent.set("k", "v2", tags=["b"]))
         assert await agent.invalidate_by_tags(["a", "b"]) == 1
         assert await agent.get("k") is None
-
-
-async def test_a_write_back_write_the_buffer_refuses_leaves_the_index_alone(
-    engine: Any, prefix: str
-) -> None:
-    cfg = config(engine, prefix)
-    cfg["strategies"]["write_back"]["max_pending_mb"] = 0.01
-    async with CachingAgent.from_config(cfg, env={}) as agent:
-        await agent.set("k", "old", tags=["a"])
-        with pytest.raises(InvalidValueError, match="can never be buffered"):
-            await agent.set("k", "x" * 20_000, strategy="write_back", tags=["b"])
-        assert await agent.index.keys_for_tags(["b"]) == set()
-        assert await agent.index.keys_for_tags(["a"]) == {"k"}
-        assert await agent.get("k") == "old"

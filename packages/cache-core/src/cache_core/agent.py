@@ -910,16 +910,16 @@ class CachingAgent:
         self._check_names(tags, "tag", self._limits.max_tags, "limits.max_tags")
 
     def _check_names(
-        self, names: Sequence[str], what: str, limit: int | None = None, name: str = ""
+        self, names: Sequence[str], what: str, limit: int | None = None, limit_name: str = ""
     ) -> None:
         """Valid names, at most ``limit`` (``limits.max_batch_size`` unless given)."""
         if isinstance(names, str):
             raise InvalidValueError(f"{what}s must be a list of strings, not one string")
         if limit is None:
-            limit, name = self._limits.max_batch_size, "limits.max_batch_size"
+            limit, limit_name = self._limits.max_batch_size, "limits.max_batch_size"
         if len(names) > limit:
             raise InvalidValueError(
-                f"{len(names)} {what}s in one call; the limit is {name} ({limit})"
+                f"{len(names)} {what}s in one call; the limit is {limit_name} ({limit})"
             )
         longest = self._limits.max_key_length
         for name in names:

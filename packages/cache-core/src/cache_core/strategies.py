@@ -224,7 +224,7 @@ class WriteBack:
         if self._ctx.l2 is None:
             return
         self._check_alone(items)
-        if self._over_bound(items) and self._buffer and self._ctx.clock() >= self._retry_at:
+        if self._buffer and self._ctx.clock() >= self._retry_at and self._full(items):
             # Large values reach the byte bound before batch_size: make room first.
             with contextlib.suppress(Exception):  # L2 away: the bound check below refuses
                 await self.flush()
@@ -266,13 +266,6 @@ class WriteBack:
                 grown += len(data) - len(held[0])
         return fresh, grown
 
-    def _over_bound(self, items: Sequence[Write]) -> bool:
-        fresh, grown = self._growth(items)
-        return (
-            self._held_count + fresh > self._opts.max_pending
-            or self._held_bytes + grown > self._max_bytes
-        )
-
     def _check_alone(self, items: Sequence[Write]) -> None:
         """A write the buffer could never hold, even empty, is the request's error."""
         size = sum(len(data) for _, data, _ in items)
@@ -283,19 +276,26 @@ class WriteBack:
                 f"max_pending_mb {self._opts.max_pending_mb:g})"
             )
 
-    def _check_bound(self, items: Sequence[Write]) -> None:
+    def _full(self, items: Sequence[Write]) -> TierUnavailableError | None:
+        """Why the buffer cannot take ``items`` now, or None when it can."""
         fresh, grown = self._growth(items)
         if self._held_count + fresh > self._opts.max_pending:
-            raise TierUnavailableError(
-                f"the write-back buffer is full ({len(self._buffer)} writes waiting for "
+            return TierUnavailableError(
+                f"the write-back buffer is full ({self._held_count} writes waiting for "
                 "L2); retry when L2 is back"
             )
         if self._held_bytes + grown > self._max_bytes:
-            raise TierUnavailableError(
+            return TierUnavailableError(
                 f"the write-back buffer is full ({self._held_bytes} bytes waiting for L2, "
                 f"strategies.write_back.max_pending_mb is {self._opts.max_pending_mb:g}); "
                 "retry when L2 is back"
             )
+        return None
+
+    def _check_bound(self, items: Sequence[Write]) -> None:
+        full = self._full(items)
+        if full is not None:
+            raise full
 
     @property
     def _held_count(self) -> int:
