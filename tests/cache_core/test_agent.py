@@ -15,6 +15,8 @@ from cache_core import (
     EventTrigger,
     InvalidKeyError,
     InvalidValueError,
+    MissingContextError,
+    UnknownEventError,
     UnknownNameError,
 )
 
@@ -455,18 +457,26 @@ async def test_context_values_are_data_not_globs(agent: CachingAgent) -> None:
     assert await agent.get("user:*:profile") is None
 
 
-async def test_a_missing_context_field_changes_nothing(agent: CachingAgent) -> None:
-    await agent.set("user:1:profile", 1)
-    with pytest.raises(UnknownNameError, match="user_id"):
-        await agent.invalidate_by_event("user_profile_update", {})
-    with pytest.raises(UnknownNameError, match="user_id"):
-        await agent.invalidate(pattern="user:*", event="user_profile_update")
-    assert await agent.get("user:1:profile") == 1
+async def test_a_missing_context_field_matches_any_segment(agent: CachingAgent) -> None:
+    await agent.set_many({"user:1:profile": 1, "user:2:mastery": 2, "content:7": 3})
+    assert await agent.invalidate_by_event(EventTrigger.USER_PROFILE_UPDATE) == 2
+    assert await agent.get("content:7") == 3
+
+
+async def test_a_tag_target_needs_its_context_field(make_agent, base_config) -> None:
+    agent = await make_agent(
+        base_config(invalidation={"event_triggers": {"course_update": ["tag:course:{id}"]}})
+    )
+    await agent.set("k", 1, tags=["course:1"])
+    with pytest.raises(MissingContextError, match="'id'"):
+        await agent.invalidate(pattern="*", event="course_update")
+    assert await agent.get("k") == 1
+    assert await agent.invalidate_by_event("course_update", {"id": 1}) == 1
 
 
 async def test_unknown_event_names_the_known_ones(agent: CachingAgent) -> None:
     await agent.set("k", 1)
-    with pytest.raises(UnknownNameError) as info:
+    with pytest.raises(UnknownEventError) as info:
         await agent.invalidate_by_event("nope")
     assert str(info.value) == (
         "unknown event 'nope' (known: content_modification, mastery_update, user_profile_update)"
@@ -493,7 +503,7 @@ async def test_runtime_event_subscription(agent: CachingAgent) -> None:
     await manager.register_event_subscription("logout", "session:*")
     await manager.register_event_subscription("logout", "tag:sessions")
     await manager.register_event_subscription("logout", "session:*")  # once is enough
-    with pytest.raises(UnknownNameError) as info:
+    with pytest.raises(UnknownEventError) as info:
         await agent.invalidate_by_event("nope")
     assert "logout" in str(info.value)
     assert await agent.invalidate_by_event("logout") == 3

@@ -176,3 +176,48 @@ async def test_invalidation_is_neither_a_delete_nor_a_set(seeded):
     assert stats["deletes"] == 0
     assert stats["sets"] == len(SEEDED)
     assert stats.get("invalidated", 3) == 3
+
+
+# -- events without context (the description's own example) ------------------------------
+
+
+async def test_an_event_without_context_reaches_every_key_of_its_kind(seeded):
+    # user_profile_update targets user:{user_id}:*; no user_id: user:*:*
+    removed = {key for key in SEEDED if key.startswith("user:")}
+    assert await invalidate(seeded, {"event": "user_profile_update"}) == len(removed)
+    assert await present(seeded) == ALL - removed
+
+
+async def test_context_narrows_an_event_and_a_missing_field_matches_any_segment(seeded):
+    # the context's content_id is not a field of user_profile_update: user_id still missing
+    count = await invalidate(
+        seeded, {"event": "user_profile_update", "context": {"content_id": 7}}
+    )
+    removed = {key for key in SEEDED if key.startswith("user:")}
+    assert count == len(removed)
+    assert await present(seeded) == ALL - removed
+
+
+async def test_an_event_without_context_reaches_literal_targets_of_its_kind(seeded):
+    # content_modification targets content:{content_id} and tag:content
+    removed = {"content:7", "content:8", "content:9"}
+    assert await invalidate(seeded, {"event": "content_modification"}) == len(removed)
+    assert await present(seeded) == ALL - removed
+
+
+async def test_the_descriptions_combined_invalidate_body_answers(seeded):
+    count = await invalidate(
+        seeded, {"pattern": "user:*:profile", "tags": ["user"], "event": "user_profile_update"}
+    )
+    removed = {key for key in SEEDED if key.startswith("user:")}
+    assert count == len(removed)
+    assert await present(seeded) == ALL - removed
+
+
+async def test_an_unknown_event_is_named_as_such_and_changes_nothing(seeded):
+    resp = await seeded.post("/invalidate", json={"pattern": "*", "event": "moon_landing"})
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert error["code"] == "unknown_event"
+    assert "moon_landing" in error["message"]
+    assert await present(seeded) == ALL

@@ -35,6 +35,7 @@ from cache_core.errors import (
     InvalidValueError,
     LoaderError,
     TierUnavailableError,
+    UnknownEventError,
     UnknownNameError,
 )
 from cache_core.frames import KNOWN_CODEC_EXTRAS, CodecSet
@@ -1089,7 +1090,9 @@ class CachingAgent:
         subscribed = await self._index.subscriptions(event)
         if event not in configured and not subscribed:
             known = sorted(set(configured) | set(await self._index.events()))
-            raise UnknownNameError(f"unknown event {event!r} (known: {', '.join(known) or 'none'})")
+            raise UnknownEventError(
+                f"unknown event {event!r} (known: {', '.join(known) or 'none'})"
+            )
         targets = [fill(t, context or {}, event) for t in [*configured.get(event, []), *subscribed]]
         for target in targets:
             if not target.startswith(TAG_PREFIX):

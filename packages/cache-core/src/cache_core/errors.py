@@ -45,6 +45,18 @@ class UnknownNameError(CacheError, ValueError):
     code = "unknown_name"
 
 
+class UnknownEventError(UnknownNameError):
+    """An event is neither configured nor subscribed to."""
+
+    code = "unknown_event"
+
+
+class MissingContextError(UnknownNameError):
+    """An event's target needs a context field the caller did not give."""
+
+    code = "missing_context"
+
+
 class CorruptEntryError(CacheError):
     """A stored entry is not in the project's frame format, or fails to decode."""
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from attrs import define
 
-from cache_core.errors import UnknownNameError
+from cache_core.errors import MissingContextError
 
 if TYPE_CHECKING:
     from cache_core.config import Config
@@ -258,12 +258,23 @@ _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def fill(target: str, context: Mapping[str, Any], event: str) -> str:
-    """``target`` with its placeholders replaced from ``context`` (glob characters escaped)."""
+    """``target`` with its placeholders replaced from ``context`` (glob characters escaped).
+
+    An event without a field is a statement that something of that kind changed: in a
+    key glob a missing placeholder matches any segment (``user:{user_id}:*`` is
+    ``user:*:*``). A tag is matched by name only, so a tag target cannot widen that way:
+    its fields are required."""
+    is_tag = target.startswith(TAG_PREFIX)
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in context:
-            raise UnknownNameError(f"event {event!r} needs context field {name!r}")
+            if is_tag:
+                raise MissingContextError(
+                    f"event {event!r} needs context field {name!r} for its target {target!r} "
+                    "(a tag is matched by name, never by pattern)"
+                )
+            return "*"
         text = str(context[name])
         # A context value is data, never a pattern: escape what a glob would read.
         return re.sub(r"([*?\[\]\\])", r"\\\1", text)
