@@ -45,7 +45,7 @@ async def agent(make_agent, base_config) -> CachingAgent:
 
 
 async def counters(agent: CachingAgent) -> dict[str, Any]:
-    stats = await agent.get_stats()
+    stats = await agent.fetch_stats()
     return {
         k: stats[k]
         for k in ("hits", "misses", "sets", "deletes", "l1_entries", "l1_size_bytes", "invalidated")
@@ -634,7 +634,7 @@ async def test_stats_are_exact_after_a_known_sequence(agent: CachingAgent) -> No
     assert await agent.get_many(["c", "d", "y"]) == {"c": 3, "d": 4, "y": None}  # 2 hits, 1 miss
     assert await agent.get_or_compute("z", lambda: 9) == 9  # miss, then stored
     assert await agent.get_or_compute("z", lambda: 0) == 9  # hit
-    stats = await agent.get_stats()
+    stats = await agent.fetch_stats()
     assert stats["hits"] == 5
     assert stats["misses"] == 4
     assert stats["sets"] == 5
@@ -658,13 +658,13 @@ async def test_untimed_l1_hits_count_in_the_lowest_latency_bucket(agent: Caching
     counts = agent.stats.latency_counts()
     assert counts[0] >= 99  # ...but are observations of the lowest bucket
     assert sum(counts) == timed_before + 99
-    stats = await agent.get_stats()
+    stats = await agent.fetch_stats()
     assert stats["hits_by_tier"]["l1"] == 99
     assert stats["p50_latency_ms"] is not None and stats["p50_latency_ms"] <= 0.025
 
 
 async def test_hit_rate_is_zero_before_any_lookup(agent: CachingAgent) -> None:
-    stats = await agent.get_stats()
+    stats = await agent.fetch_stats()
     assert stats["hit_rate"] == 0.0
     assert stats["hits"] == stats["misses"] == stats["sets"] == stats["deletes"] == 0
 
@@ -711,3 +711,13 @@ async def test_l1_holds_about_what_it_accounts_for(make_agent, base_config) -> N
         tracemalloc.stop()
     assert len(agent.l1) == 2000
     assert held < 1.3 * agent.l1.size_bytes, (held, agent.l1.size_bytes)
+
+
+async def test_the_delete_kind_counts_the_deleted_key_and_its_dependents(
+    agent: CachingAgent,
+) -> None:
+    await agent.set("src", 1)
+    await agent.set("dep", 2, dependencies=["src"])
+    assert await agent.delete("src") is True
+    assert await agent.delete("never-cached") is False
+    assert agent.get_stats()["invalidated_by_kind"]["delete"] == 2  # keys removed

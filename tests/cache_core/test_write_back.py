@@ -170,7 +170,7 @@ async def test_write_back_buffers_until_batch_size(make_two_tier) -> None:
     await agent.set("k2", 2, strategy="write_back")
     assert l2.data == {}
     assert write_back.pending_count == 2
-    assert (await agent.get_stats())["write_back_pending"] == 2
+    assert (await agent.fetch_stats())["write_back_pending"] == 2
     assert await agent.get("k1") == 1  # served from L1 meanwhile
     await agent.set("k3", 3, strategy="write_back")
     assert l2.set_many_calls == [["k1", "k2", "k3"]]  # one batch

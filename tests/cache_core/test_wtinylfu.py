@@ -4,7 +4,6 @@ hash the same in every process, so these figures are exact)."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 from typing import Any
 
@@ -282,7 +281,7 @@ def test_an_agent_picks_the_policy_by_name() -> None:
     )
     assert isinstance(agent.l1, WTinyLfuTier)
     assert agent.describe()["tiers"]["l1"].startswith("wtinylfu")
-    policy = asyncio.run(agent.get_stats())["l1_policy"]
+    policy = agent.get_stats()["l1_policy"]
     assert policy["eviction"] == "wtinylfu" and policy["window_share"] == 0.01
     assert policy["recency_guard"] is None  # until the first eviction
 
@@ -291,4 +290,4 @@ def test_an_lru_agent_names_its_policy_in_stats() -> None:
     agent = CachingAgent.from_config(
         {"compression": {"enable": False}}, env={"CACHING_AGENT_PLUGINS": ""}
     )
-    assert asyncio.run(agent.get_stats())["l1_policy"] == {"eviction": "lru"}
+    assert agent.get_stats()["l1_policy"] == {"eviction": "lru"}

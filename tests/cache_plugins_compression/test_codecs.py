@@ -60,7 +60,7 @@ async def test_4kb_json_is_stored_under_1_5kb_and_reads_back(
         assert len(stored) < 1536
         agent.l1.clear()
         assert await agent.get("user:123:learning_path") == value
-        stats = (await agent.get_stats())["compression"][algorithm]
+        stats = (await agent.fetch_stats())["compression"][algorithm]
         assert stats["frames"] == 1
         assert stats["bytes_in"] >= 4096
         assert stats["bytes_out"] == len(stored) - COMPRESSED_HEADER_SIZE

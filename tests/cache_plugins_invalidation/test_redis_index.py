@@ -294,3 +294,36 @@ async def test_a_write_spared_by_a_cycle_keeps_its_own_dependency(engine: Any, p
         await agent.set("b", 3)
         assert await agent.delete("b") is True
         assert await agent.get("a") is None
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+async def test_registrations_without_await_reach_the_shared_index(engine: Any, prefix: str) -> None:
+    cfg = config_for(engine, prefix)
+    async with (
+        CachingAgent.from_config(cfg, env={}) as a,
+        CachingAgent.from_config(cfg, env={}) as b,
+    ):
+        await a.set_many({"content:rec:123": 1, "user:123:profile": 2, "sub:1": 3})
+        # As the description writes them: no await.
+        a.invalidation_manager.register_dependency("content:rec:123", "user:123:profile")
+        subscription = a.invalidation_manager.register_event_subscription(
+            "content_modification", "sub:*"
+        )
+        assert await a.invalidate_pattern("*user:123:profile*") == 2
+        assert await b.get("content:rec:123") is None
+        await subscription  # the shared index holds it: the other instance sees it
+        assert await b.invalidate_by_event("content_modification", {"content_id": 9}) == 1
+        assert await a.get("sub:1") is None
+
+
+async def test_get_stats_answers_without_await_from_the_last_count(
+    engine: Any, prefix: str
+) -> None:
+    async with CachingAgent.from_config(config_for(engine, prefix), env={}) as agent:
+        stats = agent.get_stats()  # counted at start: an empty prefix
+        assert stats["l2_size_keys"] == 0
+        assert stats["l2_size_keys_age_seconds"] >= 0
+        await agent.set_many({"a": 1, "b": 2})
+        assert agent.get_stats()["l2_size_keys"] == 0  # not counted since
+        assert (await agent.fetch_stats())["l2_size_keys"] == 2
+        assert agent.get_stats()["l2_size_keys"] == 2

@@ -40,7 +40,7 @@ async def test_read_after_l1_eviction_comes_from_l2(l2_config: dict[str, Any]) -
         agent.l1.clear()
         assert await agent.lookup("k") == (b"[1,2,3]", "l2")
         assert await agent.lookup("k") == (b"[1,2,3]", "l1")  # promoted
-        stats = await agent.get_stats()
+        stats = await agent.fetch_stats()
         assert stats["hits_by_tier"] == {"l1": 1, "l2": 1, "loader": 0}
         assert stats["l2_size_keys"] == 1
 
@@ -82,7 +82,7 @@ async def test_write_back_buffers_until_flush_and_reads_see_the_buffer(
         assert await agent.get("wb") == {"n": 1}
         await agent.set("gone", 1, strategy="write_back")
         assert await agent.delete("gone") is True
-        assert (await agent.get_stats())["write_back_pending"] == 1
+        assert (await agent.fetch_stats())["write_back_pending"] == 1
     # closing flushed the buffer; the deleted key was not resurrected
     assert engine.client.get(prefix + "wb") is not None
     assert engine.client.get(prefix + "gone") is None
@@ -146,7 +146,7 @@ async def test_pattern_invalidation_scans_under_the_prefix_only(
         assert await agent.invalidate_pattern("user:*:profile") == 1200
         assert await agent.get("user:5:profile") is None
         assert await agent.get("user:1:settings") == 1
-        assert (await agent.get_stats())["l2_size_keys"] == 1
+        assert (await agent.fetch_stats())["l2_size_keys"] == 1
     assert engine.client.get("outside:user:1:profile") == b"keep"
     engine.client.delete("outside:user:1:profile")
 

@@ -28,7 +28,7 @@ async def test_cluster_multi_key_operations_span_slots(cluster: list[Any], prefi
         agent.l1.clear()
         found = await agent.lookup_many(list(items))
         assert {k: v[1] for k, v in found.items() if v} == dict.fromkeys(items, "l2")
-        assert (await agent.get_stats())["l2_size_keys"] == 60
+        assert (await agent.fetch_stats())["l2_size_keys"] == 60
         assert await agent.invalidate_pattern("user:1*:profile") == 11
         assert await agent.get("user:15:profile") is None
         assert await agent.get("user:2:profile") == {"id": 2}

@@ -52,6 +52,7 @@ from cache_core.loading import LoaderSet, with_instance_lock
 from cache_core.metrics import MetricsRecorder, NullObserver, OperationObserver
 from cache_core.plugins import Registry, make_plugin_manager
 from cache_core.policies import Policy, PolicyTable
+from cache_core.registrations import InvalidationManager
 from cache_core.stats import Stats
 from cache_core.strategies import CacheStrategy, Strategy, StrategyContext, Write
 from cache_core.tiers.base import LocalTier, RemoteTier, StoredValue, TierContext
@@ -65,6 +66,9 @@ _decode = serialization.decode
 # C0, DEL and C1 controls, and lone surrogates (text no UTF-8 can carry to L2).
 _BAD_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
+L2_COUNT_INTERVAL = 30.0
+"""Seconds between two counts of L2's keys for get_stats() (each count is a SCAN)."""
+
 SWEEP_CHUNK = 4096
 """Keys of L1 a pattern sweep matches between two yields to the event loop."""
 
@@ -72,32 +76,6 @@ KeySet = set[str]  # spelled once here: inside the class, `set` is CachingAgent.
 
 Found = tuple[bytes, str]
 """A hit: the value's JSON bytes and the tier that answered (``l1``, ``l2``, ``loader``)."""
-
-
-class InvalidationManager:
-    """Runtime registrations the seed names: event subscriptions and key dependencies."""
-
-    def __init__(self, agent: CachingAgent) -> None:
-        self._agent = agent
-
-    async def register_event_subscription(self, event: str, key_or_pattern: str) -> None:
-        """From now on, ``event`` also invalidates ``key_or_pattern`` (glob, key or ``tag:X``)."""
-        agent = self._agent
-        if not isinstance(event, str) or not event:
-            raise UnknownNameError("event must be a non-empty name")
-        target = key_or_pattern.removeprefix(TAG_PREFIX)
-        if not target:
-            raise InvalidKeyError("subscription target must not be empty")
-        if not key_or_pattern.startswith(TAG_PREFIX):
-            agent.check_caller_pattern(key_or_pattern)
-        await agent._index.subscribe(str(event), key_or_pattern)
-
-    async def register_dependency(self, dependent: str, source: str) -> None:
-        """Invalidating ``source`` from now on invalidates ``dependent`` too."""
-        agent = self._agent
-        agent.check_key(dependent)
-        agent.check_key(source)
-        await agent._index.add_dependency(dependent, source)
 
 
 @define(frozen=True)
@@ -234,7 +212,9 @@ class CachingAgent:
         self._index: InvalidationIndex = self.index
         if self._l2 is not None and not isinstance(self.index, LocalIndex):
             self._index = GuardedIndex(self.index, self._l2)
-        self.invalidation_manager = InvalidationManager(self)
+        self.invalidation_manager = InvalidationManager(
+            self._index, check_key=self.check_key, check_pattern=self.check_caller_pattern
+        )
         loaders: list[Loader] = []
         for name, section in config.loaders.items():
             loader_cls = registry.get("loader", name, path=f"loaders.{name}")
@@ -251,6 +231,10 @@ class CachingAgent:
             self.recorders.append(recorder_cls(None, context))
         self.alerts = AlertMonitor(config.monitoring, self.stats, clock)
         self._alert_task: asyncio.Task[None] | None = None
+        self._l2_count: tuple[int, float] | None = None
+        """L2's key count and when (the agent's clock) it was taken, for get_stats()."""
+        self._l2_count_error: str | None = None
+        self._count_task: asyncio.Task[None] | None = None
 
         self._inflight: dict[str, asyncio.Future[Found | None]] = {}
         self._sweeps: set[asyncio.Task[list[str]]] = set()
@@ -383,6 +367,7 @@ class CachingAgent:
         else:
             log.warning("l1_only", extra={"detail": "no L2 tier configured: L1 alone serves"})
         await self.index.start()
+        await self.invalidation_manager.start()
         for strategy in self.strategies.values():
             await strategy.start()
         await self.loading.start()
@@ -390,6 +375,15 @@ class CachingAgent:
             await recorder.start(self)
         if self.alerts.enabled:
             self._alert_task = asyncio.create_task(self._sample_alerts(), name="alerts")
+        if self._l2 is not None:
+            # The first count is waited for (bounded), so get_stats() has a number at once.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._count_l2(), self.config.circuit_breaker.operation_timeout
+                )
+            self._count_task = asyncio.create_task(
+                self._count_l2_every(L2_COUNT_INTERVAL), name="l2-count"
+            )
         self._started = True
         self._started_at = time.time()
         if self.config.loading.warm_on_start:
@@ -405,11 +399,12 @@ class CachingAgent:
             return
         self._started = False
         self.plugin_manager.hook.cache_agent_stopping(agent=self)
-        if self._alert_task is not None:
-            self._alert_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._alert_task
-            self._alert_task = None
+        for task in (self._alert_task, self._count_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._alert_task = self._count_task = None
         for sweep in list(self._sweeps):
             sweep.cancel()  # nothing to finish: L1 goes with the agent
             with contextlib.suppress(asyncio.CancelledError):
@@ -421,6 +416,7 @@ class CachingAgent:
             await self.loading.close()
             for recorder in self.recorders:
                 await recorder.close()
+            await self.invalidation_manager.close(self.config.circuit_breaker.operation_timeout)
             await self.index.close()
             if self.l2 is not None:
                 await self.l2.close()
@@ -967,6 +963,8 @@ class CachingAgent:
         entries = [
             (key, ttl, [*tags, *categorize(key)] if categorize else tags) for key, _, ttl in writes
         ]
+        if self.invalidation_manager.pending:
+            await self.invalidation_manager.land()  # a registration may name these keys
         try:
             dependents = await self._index.record(entries, dependencies)
         except TierUnavailableError:
@@ -997,7 +995,7 @@ class CachingAgent:
         self.check_key(key)
         removed = await self._remove({key}, cascade=True)
         self.stats.deletes += 1
-        self.stats.count_invalidated("delete", len(removed - {key}))
+        self.stats.count_invalidated("delete", len(removed))
         self.stats.latency.observe(_perf() - start)
         return key in removed
 
@@ -1013,7 +1011,7 @@ class CachingAgent:
         (by key and by category), except ``spare``. Returns the keys that were actually
         held somewhere."""
         if cascade:
-            keys = keys | await self._index.dependents(keys)
+            keys = keys | await self._dependents(keys)
         keys -= spare
         self.loading.forget_missing(keys)
         removed = {key for key in keys if self.l1.delete(key)}
@@ -1027,6 +1025,11 @@ class CachingAgent:
             removed |= await self._invalidate_tags(tags, visited, spare)
         return removed
 
+    async def _dependents(self, keys: KeySet) -> KeySet:
+        if self.invalidation_manager.pending:
+            await self.invalidation_manager.land()  # a registration may name these keys
+        return await self._index.dependents(keys)
+
     async def _invalidate_pattern(self, pattern: str, visited: KeySet | None = None) -> KeySet:
         self.check_pattern(pattern)
         if is_literal(pattern):
@@ -1037,7 +1040,7 @@ class CachingAgent:
             removed.update(await strategy.discard_matching(pattern))
         if self._l2 is not None:
             removed.update(await self._l2.delete_matching(pattern))
-        dependents = await self._index.dependents(removed)
+        dependents = await self._dependents(removed)
         await self._index.forget(removed)
         if dependents:
             removed |= await self._remove(dependents, cascade=True, visited=visited)
@@ -1087,6 +1090,8 @@ class CachingAgent:
     async def _event_targets(self, event: str, context: Mapping[str, Any] | None) -> list[str]:
         """The event's targets with placeholders filled; raises before anything is removed."""
         configured = self.config.invalidation.event_triggers
+        if self.invalidation_manager.pending:
+            await self.invalidation_manager.land()
         subscribed = await self._index.subscriptions(event)
         if event not in configured and not subscribed:
             known = sorted(set(configured) | set(await self._index.events()))
@@ -1227,8 +1232,11 @@ class CachingAgent:
         """Writes buffered for L2 and not yet flushed."""
         return sum(int(str(s.describe().get("pending", 0))) for s in self._buffering)
 
-    async def get_stats(self) -> dict[str, Any]:
-        """The seed's statistics plus per-tier hits, L1 entries and write-back state."""
+    def get_stats(self) -> dict[str, Any]:
+        """The description's statistics plus per-tier hits, L1 entries and write-back state,
+        from what the agent knows now: ``l2_size_keys`` is L2's key count as of its last
+        periodic count (``l2_size_keys_age_seconds`` ago; None before the first). See
+        :meth:`fetch_stats` to count L2 now."""
         summary = self.stats.summary()
         summary["l1_size_bytes"] = self.l1.size_bytes
         summary["l1_max_bytes"] = self.l1.max_bytes
@@ -1238,14 +1246,16 @@ class CachingAgent:
         describe = getattr(self.l1, "describe", None)
         if callable(describe):
             summary["l1_policy"] = describe()
-        summary["l2_size_keys"] = 0
-        if self._l2 is not None:
-            try:
-                summary["l2_size_keys"] = await self._l2.count()
-            except (TierUnavailableError, CorruptEntryError) as exc:
-                # L2 away: the rest of the numbers still answer; this one is unknown.
-                summary["l2_size_keys"] = None
-                summary["l2_error"] = str(exc)
+        if self._l2 is None:
+            summary["l2_size_keys"] = 0
+        else:
+            counted = self._l2_count
+            summary["l2_size_keys"] = None if counted is None else counted[0]
+            summary["l2_size_keys_age_seconds"] = (
+                None if counted is None else round(max(0.0, self.clock() - counted[1]), 3)
+            )
+            if self._l2_count_error is not None:
+                summary["l2_error"] = self._l2_count_error
         summary["tiers"] = ["l1", "l2"] if self.l2 is not None else ["l1"]
         summary["write_back_pending"] = self.write_back_pending()
         summary["uptime_seconds"] = round(time.time() - self._started_at, 3) if self._started else 0
@@ -1254,3 +1264,23 @@ class CachingAgent:
             summary["compression"] = self.codecs.summary()
         summary["alerts"] = self.alerts.describe()
         return summary
+
+    async def fetch_stats(self) -> dict[str, Any]:
+        """:meth:`get_stats` with L2's keys counted now (a SCAN of the prefix)."""
+        await self._count_l2()
+        return self.get_stats()
+
+    async def _count_l2(self) -> None:
+        if self._l2 is None:
+            return
+        try:
+            self._l2_count = (await self._l2.count(), self.clock())
+            self._l2_count_error = None
+        except (TierUnavailableError, CorruptEntryError) as exc:
+            # L2 away: the rest of the numbers still answer; the last count keeps its age.
+            self._l2_count_error = str(exc)
+
+    async def _count_l2_every(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self._count_l2()

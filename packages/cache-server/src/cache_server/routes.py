@@ -173,7 +173,7 @@ async def invalidate(request: web.Request) -> web.Response:
 
 @routes.get("/stats")
 async def stats(request: web.Request) -> web.Response:
-    return _json(await request.app[AGENT].get_stats())
+    return _json(await request.app[AGENT].fetch_stats())
 
 
 @routes.post("/warm-up")

@@ -1,0 +1,131 @@
+"""Runtime registrations called as the description writes them: without ``await``."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import warnings
+from typing import Any
+
+import pytest
+
+from cache_core import CachingAgent, EventTrigger, InvalidKeyError, TierUnavailableError
+from cache_core.invalidation import LocalIndex
+from cache_core.registrations import InvalidationManager
+
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
+
+
+def no_never_awaited_warning() -> None:
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        gc.collect()
+    assert [w for w in seen if "never awaited" in str(w.message)] == []
+
+
+async def test_a_dependency_registered_without_await_cascades(make_agent) -> None:
+    agent = await make_agent()
+    await agent.set_many({"content:rec:123": 1, "user:123:profile": 2})
+    agent.invalidation_manager.register_dependency("content:rec:123", "user:123:profile")
+    assert await agent.invalidate_pattern("*user:123:profile*") == 2
+    assert await agent.get("content:rec:123") is None
+    no_never_awaited_warning()
+
+
+async def test_a_subscription_registered_without_await_is_invalidated(
+    make_agent, base_config
+) -> None:
+    triggers = {"user_profile_update": ["user:{user_id}:*"]}
+    agent = await make_agent(base_config(invalidation={"event_triggers": triggers}))
+    await agent.set_many({"user:123:profile": 1, "other": 2})
+    agent.invalidation_manager.register_event_subscription(
+        EventTrigger.USER_PROFILE_UPDATE, "other"
+    )
+    # no context: user:*:* and the subscription
+    assert await agent.invalidate_by_event(EventTrigger.USER_PROFILE_UPDATE) == 2
+    assert await agent.get_many(["user:123:profile", "other"]) == dict.fromkeys(
+        ["user:123:profile", "other"]
+    )
+    no_never_awaited_warning()
+
+
+async def test_a_registration_counts_for_the_next_write_at_once(make_agent) -> None:
+    agent = await make_agent()
+    await agent.set("dep", 1)
+    agent.invalidation_manager.register_dependency("dep", "src")
+    await agent.set("src", 2)  # writing the source invalidates what depends on it
+    assert await agent.get("dep") is None
+
+
+async def test_a_registration_is_awaitable_and_reports_when_done(make_agent) -> None:
+    agent = await make_agent()
+    registration = agent.invalidation_manager.register_dependency("a", "b")
+    await registration
+    assert registration.done
+    assert agent.invalidation_manager.pending == 0
+
+
+async def test_bad_input_raises_at_the_call_and_queues_nothing(make_agent) -> None:
+    agent = await make_agent()
+    manager = agent.invalidation_manager
+    with pytest.raises(InvalidKeyError):
+        manager.register_dependency("", "b")
+    with pytest.raises(InvalidKeyError):
+        manager.register_event_subscription("user_profile_update", "tag:")
+    assert manager.pending == 0
+
+
+async def test_registrations_made_before_start_apply_at_start(base_config, no_plugins_env) -> None:
+    agent = CachingAgent.from_config(base_config(), env=no_plugins_env)
+    agent.invalidation_manager.register_dependency("dep", "src")
+    async with agent:
+        await agent.set("dep", 1)
+        await agent.delete("src")
+        assert await agent.get("dep") is None
+
+
+class FlakyIndex(LocalIndex):
+    """A local index that refuses the first ``refusals`` registrations (L2 away)."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+
+    async def add_dependency(self, key: str, dependency: str) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            raise TierUnavailableError("L2 away")
+        await super().add_dependency(key, dependency)
+
+
+def manager_on(index: LocalIndex) -> InvalidationManager:
+    return InvalidationManager(index, check_key=str, check_pattern=str)
+
+
+async def test_a_refused_registration_stays_queued_in_order_and_lands_later() -> None:
+    index = FlakyIndex(refusals=1)
+    manager = manager_on(index)
+    first = manager.register_dependency("a", "b")
+    second = manager.register_dependency("c", "d")
+    with pytest.raises(TierUnavailableError):
+        await first
+    assert manager.pending == 2  # nothing lost, nothing reordered
+    await second
+    assert first.done and second.done
+    assert await index.dependents(["b"]) == {"a"}
+    assert await index.dependents(["d"]) == {"c"}
+
+
+async def test_the_background_retries_a_refused_registration(monkeypatch: Any) -> None:
+    monkeypatch.setattr("cache_core.registrations.RETRY_AFTER", 0.01)
+    index = FlakyIndex(refusals=3)
+    manager = manager_on(index)
+    await manager.start()
+    registration = manager.register_dependency("a", "b")
+    for _ in range(200):
+        if registration.done:
+            break
+        await asyncio.sleep(0.01)
+    assert registration.done
+    assert await index.dependents(["b"]) == {"a"}
+    await manager.close(1.0)
