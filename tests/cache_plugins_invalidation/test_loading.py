@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -197,10 +198,10 @@ async def test_http_loader_fetches_and_reports_failures(aiohttp_client: Any, ups
     body = await resp.json()
     assert body["warmed_count"] == 1
     failures = body["failures"]
-    assert failures["user:404:profile"] == "the loader found no value"
-    assert "500" in failures["user:boom:profile"]
-    assert "longer than" in failures["user:slow:profile"]
-    assert failures["x:1"] == "not in the cache and no loader matches it"
+    assert failures["user:404:profile"]["code"] == "not_found"
+    assert "500" in failures["user:boom:profile"]["message"]
+    assert "longer than" in failures["user:slow:profile"]["message"]
+    assert failures["x:1"]["code"] == "no_loader"
     got = await (await client.get("/cache/user:1:profile")).json()
     assert got == {
         "key": "user:1:profile",
@@ -231,3 +232,22 @@ def test_http_loader_url_needs_what_match_captures(upstream: Any) -> None:
     config["loaders"]["http"]["match"] = ["user:*"]
     with pytest.raises(ConfigError, match="user_id"):
         CachingAgent.from_config(config, env={})
+
+
+async def test_the_shipped_loader_example_works_once_uncommented(
+    aiohttp_client: Any, upstream: Any, engine: Any, prefix: str
+) -> None:
+    text = (Path(__file__).parents[2] / "config.yaml").read_text()
+    head, example = text.split("\n# loaders:\n")
+    uncommented = "loaders:\n" + "\n".join(line[2:] for line in example.splitlines())
+    cfg = yaml.safe_load(head + "\n" + uncommented.replace(":8000/", f":{upstream.port}/"))
+    assert list(cfg["loaders"]) == ["http"]  # the python example stays a comment
+    cfg["redis"] = {"url": engine.url, "key_prefix": prefix}
+    client = await aiohttp_client(create_app(cfg, env={}))
+    resp = await client.post("/warm-up", json={"keys": ["user:1:profile"]})
+    assert await resp.json() == {
+        "success": True,
+        "warmed_count": 1,
+        "requested": 1,
+        "failures": {},
+    }

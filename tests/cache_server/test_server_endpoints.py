@@ -236,7 +236,7 @@ async def test_batch_of_max_batch_size_is_accepted(client, config_factory):
 # -- warm-up, health -----------------------------------------------------------------------
 
 
-async def test_warm_up_without_loader_counts_keys_already_cached(client):
+async def test_warm_up_without_loader_reports_what_it_could_not_warm(client):
     await client.post("/cache", json={"key": "user:123:profile", "value": {"name": "Alice"}})
     resp = await client.post(
         "/warm-up",
@@ -244,18 +244,36 @@ async def test_warm_up_without_loader_counts_keys_already_cached(client):
     )
     assert resp.status == 200
     body = await resp.json()
-    assert body["success"] is True
+    assert body["success"] is False  # user:456:profile is not cached after the call
     assert body["warmed_count"] == 1
+    assert body["requested"] == 2
+    assert set(body["failures"]) == {"user:456:profile"}
+    failure = body["failures"]["user:456:profile"]
+    assert failure["code"] == "no_loader"
+    assert "no loader" in failure["message"]
 
 
-async def test_warm_up_sequential_and_default_strategy(client):
+async def test_warm_up_succeeds_when_every_key_is_cached_after_it(client):
     await client.post("/cache/batch-set", json={"items": {"a": 1, "b": 2}})
     for extra in ({}, {"compute_strategy": "sequential"}, {"compute_strategy": "parallel"}):
-        resp = await client.post("/warm-up", json={"keys": ["a", "b", "c"], **extra})
+        resp = await client.post("/warm-up", json={"keys": ["a", "b"], **extra})
         assert resp.status == 200, extra
         body = await resp.json()
-        assert body["success"] is True
-        assert body["warmed_count"] == 2
+        assert body == {"success": True, "warmed_count": 2, "requested": 2, "failures": {}}
+        body = await (await client.post("/warm-up", json={"keys": ["a", "b", "c"]})).json()
+        assert (body["success"], body["warmed_count"]) == (False, 2)
+
+
+async def test_warm_up_promotes_what_l2_holds(engine, prefix, make_client, config_factory):
+    cfg = config_factory(
+        redis={"url": engine.url, "key_prefix": prefix},
+        cache_tiers={"l1": {"type": "memory", "max_size_mb": 4}, "l2": {"type": "redis"}},
+    )
+    writer, reader = await make_client(cfg), await make_client(cfg)
+    await writer.post("/cache", json={"key": "k", "value": 1, "strategy": "write_around"})
+    body = await (await reader.post("/warm-up", json={"keys": ["k"]})).json()
+    assert (body["success"], body["warmed_count"]) == (True, 1)
+    assert (await (await reader.get("/cache/k")).json())["tier"] == "l1"
 
 
 async def test_health(client):

@@ -85,9 +85,9 @@ async def test_warm_up_computes_values_then_get_serves_them_from_l1(
     resp = await loading.post("/warm-up", json={"keys": keys, "compute_strategy": compute_strategy})
     assert resp.status == 200
     body = await resp.json()
-    assert body["success"] is True
+    assert body["success"] is False  # user:404:profile is not cached after it
     assert body["warmed_count"] == 2
-    assert body["failures"] == {"user:404:profile": "the loader found no value"}
+    assert {k: f["code"] for k, f in body["failures"].items()} == {"user:404:profile": "not_found"}
     assert sorted(plugin.calls) == sorted(keys)
 
     for key in keys[:2]:

@@ -34,6 +34,8 @@ from cache_core.errors import (
     InvalidKeyError,
     InvalidValueError,
     LoaderError,
+    NoLoaderError,
+    NotLoadedError,
     TierUnavailableError,
     UnknownEventError,
     UnknownNameError,
@@ -82,7 +84,14 @@ Found = tuple[bytes, str]
 class WarmUpReport:
     warmed: int
     requested: int
-    failures: dict[str, str]
+    failures: dict[str, CacheError]
+    """Every key not cached after the warm-up, with why (``no_loader``, ``not_found``,
+    ``loader_failed``, ``corrupt_entry``)."""
+
+    @property
+    def success(self) -> bool:
+        """Whether every key asked for is cached after the warm-up."""
+        return self.warmed == self.requested
 
 
 class _L1Coherence:
@@ -439,6 +448,11 @@ class CachingAgent:
         if not self._coherent:
             reasons.append("L2 change notices are not flowing")
         return ("degraded" if reasons else "ok"), reasons
+
+    def health_warnings(self) -> list[str]:
+        """What the operator should change about L2 (a server with no memory limit, or one
+        that refuses writes once full): shown on /health, never making it degraded."""
+        return self._l2.health_notes() if self._l2 is not None else []
 
     def observe(self, observer: OperationObserver) -> None:
         """Report L2 calls, loader calls and write-back flushes to ``observer`` from now on
@@ -1199,7 +1213,7 @@ class CachingAgent:
         for key in keys:
             self.check_key(key)
         unique = list(dict.fromkeys(keys))
-        failures: dict[str, str] = {}
+        failures: dict[str, CacheError] = {}
 
         async def warm(key: str) -> bool:
             if key in self._l1:
@@ -1208,12 +1222,12 @@ class CachingAgent:
                 if await self._below_l1(key) is not None:
                     return True
             except (LoaderError, CorruptEntryError) as exc:
-                failures[key] = str(exc)
+                failures[key] = exc
                 return False
             if self.loading.find(key) is None:
-                failures[key] = "not in the cache and no loader matches it"
+                failures[key] = NoLoaderError("not in the cache, and no loader serves this key")
             else:
-                failures[key] = "the loader found no value"
+                failures[key] = NotLoadedError("the loader found no value for this key")
             return False
 
         if compute_strategy == "sequential":

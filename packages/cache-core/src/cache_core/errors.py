@@ -69,6 +69,18 @@ class TierUnavailableError(CacheError):
     code = "tier_unavailable"
 
 
+class NoLoaderError(CacheError):
+    """A key to warm is not cached and no loader serves it."""
+
+    code = "no_loader"
+
+
+class NotLoadedError(CacheError):
+    """A loader serves the key and found no value for it."""
+
+    code = "not_found"
+
+
 class LoaderError(CacheError):
     """A loader failed (error or timeout) computing a missing value."""
 

@@ -56,6 +56,7 @@ def openapi_document(config: Config) -> dict[str, Any]:
     limits = config.limits
     key = {"type": "string", "minLength": 1, "maxLength": limits.max_key_length}
     keys = {"type": "array", "items": key, "maxItems": limits.max_batch_size}
+    key_error = _object({"code": {"type": "string"}, "message": {"type": "string"}})
     tags = {"type": "array", "items": key, "maxItems": limits.max_tags}
     dependencies = {"type": "array", "items": key, "maxItems": limits.max_dependencies}
     seconds = {
@@ -168,9 +169,7 @@ def openapi_document(config: Config) -> dict[str, Any]:
                                     "(their result is null, counted as misses); present "
                                     "only when there are any",
                                     "type": "object",
-                                    "additionalProperties": _object(
-                                        {"code": {"type": "string"}, "message": {"type": "string"}}
-                                    ),
+                                    "additionalProperties": key_error,
                                 },
                             },
                             required=["results", "hits", "misses"],
@@ -259,8 +258,11 @@ def openapi_document(config: Config) -> dict[str, Any]:
                                 "warmed_count": {"type": "integer"},
                                 "requested": {"type": "integer"},
                                 "failures": {
+                                    "description": "Every key not cached after the call, "
+                                    "with why: no_loader, not_found, loader_failed, "
+                                    "corrupt_entry",
                                     "type": "object",
-                                    "additionalProperties": {"type": "string"},
+                                    "additionalProperties": key_error,
                                 },
                             }
                         )

@@ -136,10 +136,14 @@ def _errors(failures: dict[str, CacheError], ns: str) -> bytes:
     """``,"errors":{key: error}`` for keys that could not be answered, or nothing."""
     if not failures:
         return b""
-    errors = {
+    return b',"errors":' + orjson.dumps(_error_objects(failures, ns))
+
+
+def _error_objects(failures: dict[str, CacheError], ns: str) -> dict[str, dict[str, str]]:
+    """Each key's error as the API shows one: ``{"code", "message"}``."""
+    return {
         key[len(ns) :]: {"code": exc.code, "message": str(exc)} for key, exc in failures.items()
     }
-    return b',"errors":' + orjson.dumps(errors)
 
 
 @routes.post("/cache/batch-set")
@@ -185,10 +189,10 @@ async def warm_up(request: web.Request) -> web.Response:
     )
     return _json(
         {
-            "success": True,
+            "success": report.success,
             "warmed_count": report.warmed,
             "requested": report.requested,
-            "failures": {key[len(ns) :]: why for key, why in report.failures.items()},
+            "failures": _error_objects(report.failures, ns),
         }
     )
 
@@ -217,5 +221,8 @@ async def health(request: web.Request) -> web.Response:
         tiers["l2"] = "not configured"
     else:
         tiers["l2"] = {**agent.l2.describe(), "breaker": agent.breaker.describe()}
+    # Warnings (only when there are any) are advice: they never make the status degraded.
+    warnings = {"warnings": notes} if (notes := agent.health_warnings()) else {}
     # The pid tells which worker answered when `serve --workers N` shares the port.
-    return _json({"status": status, "reasons": reasons, "tiers": tiers, "pid": os.getpid()})
+    body = {"status": status, "reasons": reasons, **warnings, "tiers": tiers, "pid": os.getpid()}
+    return _json(body)
