@@ -1,6 +1,6 @@
 """Caching Agent core: the orchestrator, its plugin hooks, config and the L1 tier."""
 
-from cache_core.agent import CachingAgent, InvalidationManager
+from cache_core.agent import CachingAgent
 from cache_core.config import Config, load_config
 from cache_core.errors import (
     CacheError,
@@ -18,7 +18,9 @@ from cache_core.errors import (
 )
 from cache_core.invalidation import EventTrigger
 from cache_core.loaders import NotFound
+from cache_core.logs import get_logger, logger
 from cache_core.markers import NAME, hookimpl, hookspec
+from cache_core.registrations import InvalidationManager, Registration
 from cache_core.strategies import CacheStrategy
 from cache_core.tiers.memory import MemoryTier
 
@@ -40,10 +42,13 @@ __all__ = [
     "NotFound",
     "PluginConflictError",
     "PluginMissingError",
+    "Registration",
     "TierUnavailableError",
     "UnknownEventError",
     "UnknownNameError",
+    "get_logger",
     "hookimpl",
     "hookspec",
     "load_config",
+    "logger",
 ]

@@ -2,11 +2,17 @@
 
 Every ``monitoring.alert_interval`` seconds the agent samples its counters; the window is
 the last ``monitoring.alert_window`` seconds of samples. ``low_hit_rate`` is raised while
-the window's hit rate is below ``monitoring.alert_on_low_hit_rate`` (only once it holds
-``monitoring.alert_min_lookups`` lookups); ``high_latency`` while the window's p99
-operation latency exceeds ``monitoring.alert_on_high_latency`` milliseconds. An alert is a
-structured log event (``alert_raised`` / ``alert_cleared``), a metric and an entry in
-/stats; it clears by itself when its condition does.
+the window's hit rate is below ``monitoring.alert_on_low_hit_rate``; ``high_latency`` while
+the window's p99 operation latency exceeds ``monitoring.alert_on_high_latency``
+milliseconds. Each is judged only over a window holding enough of what it measures
+(``monitoring.alert_min_lookups`` lookups, ``monitoring.alert_min_latency_samples`` timed
+operations): the p99 of eleven operations is the slowest of them, so one slow call would
+otherwise raise the alert just after start. An alert is a structured log event
+(``alert_raised`` / ``alert_cleared``), a metric and an entry in /stats; it clears by
+itself when its condition does, and also when its window falls below the minimum: an
+alert states what the window shows, and a window too thin to judge (traffic stopped) shows
+nothing, so keeping the alert would leave it up with a stale value for as long as the
+service stays idle.
 """
 
 from __future__ import annotations
@@ -85,29 +91,44 @@ class AlertMonitor:
             return
         first, last = self._samples[0], self._samples[-1]
         s = self._settings
-        hits, misses = last.hits - first.hits, last.misses - first.misses
-        if s.alert_on_low_hit_rate is not None and hits + misses >= s.alert_min_lookups:
-            rate = hits / (hits + misses)
-            self._set(
-                "low_hit_rate",
-                rate < s.alert_on_low_hit_rate,
-                rate,
-                s.alert_on_low_hit_rate,
-                f"hit rate {rate:.1%} over the last {s.alert_window:g} s is below "
-                f"{s.alert_on_low_hit_rate:.0%}",
-            )
-        if s.alert_on_high_latency is not None:
+        low = s.alert_on_low_hit_rate
+        if low is not None:
+            hits, misses = last.hits - first.hits, last.misses - first.misses
+            if hits + misses < max(s.alert_min_lookups, 1):
+                self._too_few("low_hit_rate", low)
+            else:
+                rate = hits / (hits + misses)
+                self._set(
+                    "low_hit_rate",
+                    rate < low,
+                    rate,
+                    low,
+                    f"hit rate {rate:.1%} over the last {s.alert_window:g} s is below {low:.0%}",
+                )
+        high = s.alert_on_high_latency
+        if high is not None:
             counts = [b - a for a, b in zip(first.latency, last.latency, strict=True)]
             p99 = LatencyHistogram.quantile(counts, 0.99)
-            if p99 is not None:
+            if p99 is None or sum(counts) < s.alert_min_latency_samples:
+                self._too_few("high_latency", high)
+            else:
                 self._set(
                     "high_latency",
-                    p99 > s.alert_on_high_latency,
+                    p99 > high,
                     p99,
-                    s.alert_on_high_latency,
+                    high,
                     f"p99 latency {p99:.2f} ms over the last {s.alert_window:g} s is above "
-                    f"{s.alert_on_high_latency:g} ms",
+                    f"{high:g} ms",
                 )
+
+    def _too_few(self, name: str, threshold: float) -> None:
+        """The window holds too little to judge ``name``: it is not raised, and an active
+        one clears (the module's docstring says why)."""
+        if self.active.pop(name, None) is not None:
+            log.info(
+                "alert_cleared",
+                extra={"alert": name, "threshold": threshold, "reason": "too_few_samples"},
+            )
 
     def _set(self, name: str, firing: bool, value: float, threshold: float, text: str) -> None:
         current = self.active.get(name)
@@ -125,7 +146,12 @@ class AlertMonitor:
             del self.active[name]
             log.info(
                 "alert_cleared",
-                extra={"alert": name, "value": round(value, 4), "threshold": threshold},
+                extra={
+                    "alert": name,
+                    "value": round(value, 4),
+                    "threshold": threshold,
+                    "reason": "recovered",
+                },
             )
 
     def describe(self) -> list[dict[str, Any]]:

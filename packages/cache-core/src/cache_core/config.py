@@ -121,8 +121,14 @@ class MonitoringSection:
     """Alert while the p99 operation latency (ms) over the window is above this."""
     alert_window: float = 60.0
     alert_interval: float = 5.0
-    alert_min_lookups: int = 20
-    """Lookups the window must hold before the hit rate is judged."""
+    alert_min_lookups: int = 100
+    """Lookups the window must hold before the hit rate is judged (0: any). Below it no
+    hit-rate alert is raised and an active one clears: over 20 lookups a cache hitting 70 %
+    reads as under 60 % one window in nine; over 100, one in eighty."""
+    alert_min_latency_samples: int = 100
+    """Timed operations the window must hold before its p99 latency is judged (0: any).
+    Below 100 the p99 is the slowest operation itself, so one slow call (a cold connection,
+    a loader) would raise the alert; from 100 on it takes at least two in a hundred."""
     prometheus_enabled: bool = True
     """Serve GET /metrics (Prometheus text) on the app's own port."""
     prometheus_port: int | None = None
@@ -135,6 +141,9 @@ class MonitoringSection:
     """Trace exporter: none, console or otlp."""
     log_format: str = "auto"
     """json (JSON lines), text (key=value) or auto (text on a terminal, else json)."""
+    log_level: str = "info"
+    """debug, info, warning or error: the least severe event logged. At debug the server
+    logs every lookup (``cache_hit``, ``cache_miss``); ``serve --log-level`` overrides it."""
 
 
 @define(frozen=True)
@@ -240,6 +249,8 @@ class Config:
 
 
 DEFAULT_TIER_TYPES = {"l1": "memory", "l2": "redis"}
+LOG_LEVELS = ("debug", "info", "warning", "error")
+"""What ``monitoring.log_level`` (and ``serve --log-level``) accept, least severe first."""
 
 # Environment variables of the seed, and where each lands in config.yaml.
 ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
@@ -529,6 +540,14 @@ def _check(config: Config) -> None:
         raise ConfigError(
             f"monitoring.log_format: expected auto, json or text, got {monitoring.log_format!r}"
         )
+    if monitoring.log_level not in LOG_LEVELS:
+        raise ConfigError(
+            f"monitoring.log_level: expected {', '.join(LOG_LEVELS)}, got {monitoring.log_level!r}"
+        )
+    for name in ("alert_min_lookups", "alert_min_latency_samples"):
+        count = getattr(monitoring, name)
+        if count < 0:
+            raise ConfigError(f"monitoring.{name}: must be 0 or more, got {count}")
     server = config.server
     if not server.body_timeout > 0:  # NaN included
         raise ConfigError(f"server.body_timeout: must be greater than 0, got {server.body_timeout}")

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from cache_core import CacheError, CachingAgent, ConfigError
+from cache_core.config import LOG_LEVELS
 from cache_server import logs
 from cache_server.allocator import tune_allocator
 from cache_server.app import create_app
@@ -51,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="processes serving the port, each with its own L1, kept coherent through L2 "
         "(default: 1)",
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        help="least severe event logged; debug logs every lookup (default: monitoring.log_level)",
     )
     # Set by the parent of --workers N on the workers it starts; not for people.
     serve.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)
@@ -105,7 +111,13 @@ def check_config(path: str | None) -> int:
     return 0
 
 
-def serve(path: str | None, host: str | None, port: int | None, workers: int = 1) -> int:
+def serve(
+    path: str | None,
+    host: str | None,
+    port: int | None,
+    workers: int = 1,
+    log_level: str | None = None,
+) -> int:
     tune_allocator()  # before any value is allocated (see cache_server.allocator)
     source = _config_source(path)
     try:
@@ -113,7 +125,8 @@ def serve(path: str | None, host: str | None, port: int | None, workers: int = 1
     except ConfigError as exc:
         return _fail(str(exc))
     agent = app[AGENT]
-    logs.configure(agent.config.monitoring.log_format)
+    log_level = log_level or agent.config.monitoring.log_level
+    logs.configure(agent.config.monitoring.log_format, log_level)
     why = refusal(agent, workers)
     if why is not None:
         return _fail(why)
@@ -132,7 +145,8 @@ def serve(path: str | None, host: str | None, port: int | None, workers: int = 1
         check_port_free(host, port)
     except OSError as exc:
         return _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-    worker_args = ["--host", host, "--port", str(port)]
+    # The resolved level: a worker logs as its parent does, whatever set the level.
+    worker_args = ["--host", host, "--port", str(port), "--log-level", log_level]
     if source is not None:
         worker_args += ["--config", str(source)]
     listening += f" ({workers} workers)"
@@ -143,7 +157,14 @@ def serve(path: str | None, host: str | None, port: int | None, workers: int = 1
         return EXIT_START
 
 
-def serve_worker(path: str | None, host: str, port: int, parent: int, ready_fd: int) -> int:
+def serve_worker(
+    path: str | None,
+    host: str,
+    port: int,
+    parent: int,
+    ready_fd: int,
+    log_level: str | None = None,
+) -> int:
     """One of ``serve --workers N``'s processes: its parent checked the config and said
     where to listen; this one tells it when it does."""
     tune_allocator()
@@ -153,7 +174,8 @@ def serve_worker(path: str | None, host: str, port: int, parent: int, ready_fd: 
         app = create_app(_config_source(path))
     except ConfigError as exc:
         return _fail(str(exc))
-    logs.configure(app[AGENT].config.monitoring.log_format)
+    monitoring = app[AGENT].config.monitoring
+    logs.configure(monitoring.log_format, log_level or monitoring.log_level)
     return _run(app, host, port, lambda: announce_ready(ready_fd), reuse_port=True)
 
 
@@ -181,16 +203,19 @@ def _run(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logs.configure("auto")
+    # Until the config is read (plugins log while the agent is assembled).
+    logs.configure("auto", getattr(args, "log_level", None) or "info")
     if args.command == "check-config":
         return check_config(args.config)
     if args.port is not None and not 0 < args.port < 65536:
         return _fail(f"--port: must be a TCP port (1-65535), got {args.port}")
     if args.worker_of is not None and args.ready_fd is not None:
-        return serve_worker(args.config, args.host, args.port, args.worker_of, args.ready_fd)
+        return serve_worker(
+            args.config, args.host, args.port, args.worker_of, args.ready_fd, args.log_level
+        )
     if not 0 < args.workers <= MAX_WORKERS:
         return _fail(f"--workers: must be 1-{MAX_WORKERS}, got {args.workers}")
-    return serve(args.config, args.host, args.port, args.workers)
+    return serve(args.config, args.host, args.port, args.workers, args.log_level)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Structured logs: one JSON object a line (or ``key=value`` on a terminal), each with the
 event name, the request id of the request it belongs to, and the event's fields.
 
-Events are logged as ``log.info("cache_hit", extra={"tier": "l1", ...})``: the message is
-the event name (the seed's ``cache_hit``, ``cache_miss``, ``cache_error``, plus
-``alert_raised``, ``alert_cleared``, ...), the extras are its fields.
+Events are logged as ``log.info("cache_hit", extra={"tier": "l1", ...})``, or through
+:mod:`cache_core.logs` as the seed writes them, ``logger.info("cache_hit", tier="l1")``:
+the message is the event name (the seed's ``cache_hit``, ``cache_miss``, ``cache_error``,
+plus ``alert_raised``, ``alert_cleared``, ...), the extras are its fields.
 """
 
 from __future__ import annotations
@@ -51,7 +52,10 @@ class JsonFormatter(logging.Formatter):
             line["request_id"] = request_id
         line.update(_fields(record))
         if record.exc_info:
-            line["error"] = self.formatException(record.exc_info)
+            # An event's own ``error`` field (the seed's ``error=str(e)``) is kept.
+            line["traceback" if "error" in line else "error"] = self.formatException(
+                record.exc_info
+            )
         return json.dumps(line, default=str)
 
 
@@ -68,9 +72,19 @@ class TextFormatter(logging.Formatter):
         return text
 
 
-def configure(log_format: str, level: int = logging.INFO) -> None:
-    """Route every log line to stderr in ``log_format`` (json, text, or auto: text on a
-    terminal, json otherwise)."""
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+"""``monitoring.log_level`` / ``serve --log-level`` names (cache_core.config.LOG_LEVELS)."""
+
+
+def configure(log_format: str, level: str | int = logging.INFO) -> None:
+    """Route every log line at ``level`` (a :data:`LEVELS` name or a stdlib level) and
+    above to stderr in ``log_format`` (json, text, or auto: text on a terminal, json
+    otherwise)."""
     if log_format == "auto":
         log_format = "text" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler(sys.stderr)
@@ -78,4 +92,4 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
     handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(LEVELS[level] if isinstance(level, str) else level)
