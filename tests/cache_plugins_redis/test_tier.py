@@ -270,3 +270,24 @@ async def test_an_entry_past_its_frame_expiry_is_a_miss(
         assert await agent.get("stale") is None
         assert await agent.get_many(["stale"]) == {"stale": None}
         assert "stale" not in agent.l1
+
+
+async def test_get_stats_counts_l2_in_the_background(l2_config: dict[str, Any]) -> None:
+    async with agent_for({**l2_config, "monitoring": {"l2_count_interval": 0.05}}) as agent:
+        assert agent.get_stats()["l2_size_keys"] == 0
+        await agent.set_many({"a": 1, "b": 2})
+        deadline = time.monotonic() + 5
+        while agent.get_stats()["l2_size_keys"] != 2:
+            assert time.monotonic() < deadline, "not counted again in time"
+            await asyncio.sleep(0.02)
+        assert agent.get_stats()["l2_size_keys_age_seconds"] < 5
+
+
+async def test_without_background_counts_get_stats_keeps_the_last_count(
+    l2_config: dict[str, Any],
+) -> None:
+    async with agent_for({**l2_config, "monitoring": {"l2_count_interval": 0}}) as agent:
+        await agent.set("a", 1)
+        await asyncio.sleep(0.1)
+        assert agent.get_stats()["l2_size_keys"] == 0  # as counted at start
+        assert (await agent.fetch_stats())["l2_size_keys"] == 1

@@ -68,9 +68,6 @@ _decode = serialization.decode
 # C0, DEL and C1 controls, and lone surrogates (text no UTF-8 can carry to L2).
 _BAD_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
-L2_COUNT_INTERVAL = 30.0
-"""Seconds between two counts of L2's keys for get_stats() (each count is a SCAN)."""
-
 SWEEP_CHUNK = 4096
 """Keys of L1 a pattern sweep matches between two yields to the event loop."""
 
@@ -390,9 +387,11 @@ class CachingAgent:
                 await asyncio.wait_for(
                     self._count_l2(), self.config.circuit_breaker.operation_timeout
                 )
-            self._count_task = asyncio.create_task(
-                self._count_l2_every(L2_COUNT_INTERVAL), name="l2-count"
-            )
+            interval = self.config.monitoring.l2_count_interval
+            if interval > 0:
+                self._count_task = asyncio.create_task(
+                    self._count_l2_every(interval), name="l2-count"
+                )
         self._started = True
         self._started_at = time.time()
         if self.config.loading.warm_on_start:

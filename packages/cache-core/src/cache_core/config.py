@@ -8,6 +8,7 @@ assembled (:mod:`cache_core.assembly`), with the same converter and the same mes
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -144,6 +145,10 @@ class MonitoringSection:
     log_level: str = "info"
     """debug, info, warning or error: the least severe event logged. At debug the server
     logs every lookup (``cache_hit``, ``cache_miss``); ``serve --log-level`` overrides it."""
+    l2_count_interval: float = 30.0
+    """Seconds between two background counts of L2's keys, the ``l2_size_keys`` that
+    ``get_stats()`` answers (each count is a SCAN of the prefix); 0: only at start and when
+    ``fetch_stats()`` (``GET /stats``) asks."""
 
 
 @define(frozen=True)
@@ -548,6 +553,11 @@ def _check(config: Config) -> None:
         count = getattr(monitoring, name)
         if count < 0:
             raise ConfigError(f"monitoring.{name}: must be 0 or more, got {count}")
+    if not 0 <= monitoring.l2_count_interval < math.inf:
+        raise ConfigError(
+            f"monitoring.l2_count_interval: expected 0 or more seconds, "
+            f"got {monitoring.l2_count_interval}"
+        )
     server = config.server
     if not server.body_timeout > 0:  # NaN included
         raise ConfigError(f"server.body_timeout: must be greater than 0, got {server.body_timeout}")
