@@ -1,5 +1,6 @@
 """Sessions: tests (the whole suite: it also queues lint, typecheck and minimal), lint,
-typecheck, minimal (cache-core + cache-server only), bench (measurements).
+typecheck, minimal (cache-core + cache-server only), bench (measurements), container (the
+Docker image and compose file, run for real; never queued by tests).
 
 Each session installs from uv.lock into its own environment, so what passes here is what
 the lock file gives a fresh machine.
@@ -91,3 +92,13 @@ def bench(session: nox.Session) -> None:
             session.error(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
         session.run("python", *BENCHMARKS[name])
     session.run("python", "bench/report.py")
+
+
+@nox.session(default=False)
+def container(session: nox.Session) -> None:
+    """The Dockerfile and docker-compose.yml built and run for real with podman (root):
+    set/get/health, a clean stop on SIGTERM, compose with its Redis. Not part of `tests`.
+    CONTAINER_BASE=IMAGE overrides the base (see tools/container_check.py)."""
+    sync(session, "--extra=server", "--extra=redis")
+    session.install("podman-compose==1.6.0")
+    session.run("python", "tools/container_check.py")
