@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from cache_core import CachingAgent, EventTrigger, InvalidKeyError, TierUnavailableError
+from cache_core import (
+    CachingAgent,
+    EventTrigger,
+    InvalidKeyError,
+    InvalidValueError,
+    TierUnavailableError,
+)
 from cache_core.invalidation import LocalIndex
 from cache_core.registrations import InvalidationManager
 
@@ -99,12 +105,16 @@ class FlakyIndex(LocalIndex):
 
 
 def manager_on(index: LocalIndex) -> InvalidationManager:
-    return InvalidationManager(index, check_key=str, check_pattern=str)
+    def check_names(names: object, what: str) -> None:
+        return None
+
+    return InvalidationManager(index, check_key=str, check_pattern=str, check_names=check_names)
 
 
-async def test_a_refused_registration_stays_queued_in_order_and_lands_later() -> None:
+async def test_a_registration_l2_cannot_take_now_stays_queued_in_order() -> None:
     index = FlakyIndex(refusals=1)
     manager = manager_on(index)
+    await manager.start()
     first = manager.register_dependency("a", "b")
     second = manager.register_dependency("c", "d")
     with pytest.raises(TierUnavailableError):
@@ -129,3 +139,31 @@ async def test_the_background_retries_a_refused_registration(monkeypatch: Any) -
     assert registration.done
     assert await index.dependents(["b"]) == {"a"}
     await manager.close(1.0)
+
+
+class RefusingIndex(LocalIndex):
+    """A local index that refuses every subscription (what it can never store)."""
+
+    async def subscribe(self, event: str, target: str) -> None:
+        raise InvalidValueError("refused")
+
+
+async def test_a_registration_the_index_refuses_is_dropped_and_its_awaiter_told() -> None:
+    index = RefusingIndex()
+    manager = manager_on(index)
+    await manager.start()
+    refused = manager.register_event_subscription("e", "x")
+    behind = manager.register_dependency("a", "b")
+    await behind  # not blocked by the refused one ahead of it
+    assert manager.pending == 0
+    with pytest.raises(InvalidValueError, match="refused"):
+        await refused
+    assert await index.dependents(["b"]) == {"a"}
+    await manager.close(1.0)
+
+
+async def test_a_registration_after_close_is_refused_at_the_call(make_agent) -> None:
+    agent = await make_agent()
+    await agent.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        agent.invalidation_manager.register_dependency("a", "b")

@@ -219,7 +219,10 @@ class CachingAgent:
         if self._l2 is not None and not isinstance(self.index, LocalIndex):
             self._index = GuardedIndex(self.index, self._l2)
         self.invalidation_manager = InvalidationManager(
-            self._index, check_key=self.check_key, check_pattern=self.check_caller_pattern
+            self._index,
+            check_key=self.check_key,
+            check_pattern=self.check_caller_pattern,
+            check_names=self._check_names,
         )
         loaders: list[Loader] = []
         for name, section in config.loaders.items():
@@ -976,9 +979,9 @@ class CachingAgent:
         entries = [
             (key, ttl, [*tags, *categorize(key)] if categorize else tags) for key, _, ttl in writes
         ]
-        if self.invalidation_manager.pending:
-            await self.invalidation_manager.land()  # a registration may name these keys
         try:
+            if self.invalidation_manager.pending:
+                await self.invalidation_manager.land()  # a registration may name these keys
             dependents = await self._index.record(entries, dependencies)
         except TierUnavailableError:
             # With L2 away, write-back still takes plain writes (the point of buffering);
@@ -1100,8 +1103,11 @@ class CachingAgent:
             return set()
         return await self._remove(keys, cascade=True, visited=visited, spare=spare)
 
-    async def _event_targets(self, event: str, context: Mapping[str, Any] | None) -> list[str]:
-        """The event's targets with placeholders filled; raises before anything is removed."""
+    async def _event_targets(
+        self, event: str, context: Mapping[str, Any] | None, scope: str = ""
+    ) -> list[str]:
+        """The event's targets with placeholders filled, ``scope`` (a caller's namespace)
+        put before each key glob and tag; raises before anything is removed."""
         configured = self.config.invalidation.event_triggers
         if self.invalidation_manager.pending:
             await self.invalidation_manager.land()
@@ -1111,10 +1117,15 @@ class CachingAgent:
             raise UnknownEventError(
                 f"unknown event {event!r} (known: {', '.join(known) or 'none'})"
             )
-        targets = [fill(t, context or {}, event) for t in [*configured.get(event, []), *subscribed]]
-        for target in targets:
-            if not target.startswith(TAG_PREFIX):
-                self.check_pattern(target)
+        targets = []
+        for target in [*configured.get(event, []), *subscribed]:
+            filled = fill(target, context or {}, event)
+            if filled.startswith(TAG_PREFIX):
+                tag = scope + filled.removeprefix(TAG_PREFIX)
+                self._check_names([tag], "tag")
+                targets.append(TAG_PREFIX + tag)
+            else:
+                targets.append(self.check_pattern(scope + filled))
         return targets
 
     async def _invalidate_targets(self, targets: Sequence[str]) -> KeySet:
@@ -1165,14 +1176,7 @@ class CachingAgent:
             self.check_caller_pattern(pattern)
         self._check_names(tags, "tag")
         # Every part is validated before anything is removed: bad input changes nothing.
-        targets = [] if event is None else await self._event_targets(str(event), context)
-        if scope:
-            targets = [
-                TAG_PREFIX + scope + t.removeprefix(TAG_PREFIX)
-                if t.startswith(TAG_PREFIX)
-                else scope + t
-                for t in targets
-            ]
+        targets = [] if event is None else await self._event_targets(str(event), context, scope)
         removed: KeySet = KeySet()
         if pattern is not None:
             removed |= self._tally("pattern", await self._invalidate_pattern(pattern), removed)
@@ -1220,7 +1224,8 @@ class CachingAgent:
             try:
                 if await self._below_l1(key) is not None:
                     return True
-            except (LoaderError, CorruptEntryError) as exc:
+            except (LoaderError, CorruptEntryError, InvalidValueError, TierUnavailableError) as exc:
+                # One key's trouble (a loaded value too large, L2 away) is that key's failure.
                 failures[key] = exc
                 return False
             if self.loading.find(key) is None:

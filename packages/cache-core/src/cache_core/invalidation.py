@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from attrs import define
 
-from cache_core.errors import MissingContextError
+from cache_core.errors import InvalidValueError, MissingContextError
 
 if TYPE_CHECKING:
     from cache_core.config import Config
@@ -275,8 +275,19 @@ def fill(target: str, context: Mapping[str, Any], event: str) -> str:
                     "(a tag is matched by name, never by pattern)"
                 )
             return "*"
-        text = str(context[name])
+        given = context[name]
+        if isinstance(given, bool) or not isinstance(given, str | int | float):
+            # Python's spelling of null or true is no key segment anyone wrote.
+            raise InvalidValueError(
+                f"context.{name}: expected a string or a number, got {type(given).__name__}"
+            )
+        text = str(given)
         # A context value is data, never a pattern: escape what a glob would read.
         return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
     return _FIELD.sub(value, target)
+
+
+def widest(target: str) -> str:
+    """``target`` as an event without context fills it: each placeholder a ``*``."""
+    return _FIELD.sub("*", target)

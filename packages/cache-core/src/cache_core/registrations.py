@@ -16,16 +16,19 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any
 
-from cache_core.errors import CacheError, InvalidKeyError, UnknownNameError
-from cache_core.invalidation import TAG_PREFIX, InvalidationIndex
+from cache_core.errors import InvalidKeyError, TierUnavailableError
+from cache_core.invalidation import TAG_PREFIX, InvalidationIndex, widest
 
 log = logging.getLogger("cache_core.registrations")
 
 RETRY_AFTER = 0.5
 """Seconds between two tries to apply the queue while the index cannot be reached."""
+
+MAX_REFUSALS_KEPT = 1024
+"""Refused registrations whose error is kept for an ``await`` that has not come yet."""
 
 Step = Callable[[], Awaitable[None]]
 
@@ -57,16 +60,20 @@ class InvalidationManager:
         *,
         check_key: Callable[[object], str],
         check_pattern: Callable[[object], str],
+        check_names: Callable[[Sequence[str], str], None],
     ) -> None:
         self._index = index
         self._check_key = check_key
         self._check_pattern = check_pattern
+        self._check_names = check_names
         self._queue: deque[tuple[int, Step]] = deque()
         self._issued = 0
         self.landed_through = 0
-        """The sequence number of the last registration the index holds."""
+        """The sequence number of the last registration the index took or refused."""
+        self._refused: dict[int, Exception] = {}
         self._lock = asyncio.Lock()
         self._open = False
+        self._closed = False
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -77,12 +84,14 @@ class InvalidationManager:
     def register_event_subscription(self, event: str, key_or_pattern: str) -> Registration:
         """From now on, ``event`` also invalidates ``key_or_pattern`` (glob, key or ``tag:X``).
         Bad input raises here, before anything is queued."""
-        if not isinstance(event, str) or not event:
-            raise UnknownNameError("event must be a non-empty name")
+        self._check_names([event], "event")
         if not isinstance(key_or_pattern, str) or not key_or_pattern.removeprefix(TAG_PREFIX):
             raise InvalidKeyError("subscription target must be a non-empty string")
-        if not key_or_pattern.startswith(TAG_PREFIX):
-            self._check_pattern(key_or_pattern)
+        if key_or_pattern.startswith(TAG_PREFIX):
+            self._check_names([key_or_pattern.removeprefix(TAG_PREFIX)], "tag")
+        else:
+            # Fired without context each placeholder is a `*`: the caller's limits hold then.
+            self._check_pattern(widest(key_or_pattern))
         name, target, index = str(event), key_or_pattern, self._index
         return self._enqueue(lambda: index.subscribe(name, target))
 
@@ -94,6 +103,8 @@ class InvalidationManager:
         return self._enqueue(lambda: index.add_dependency(dependent, source))
 
     def _enqueue(self, step: Step) -> Registration:
+        if self._closed:
+            raise RuntimeError("the agent is closed: a registration would never be applied")
         self._issued += 1
         self._queue.append((self._issued, step))
         self._kick()
@@ -111,31 +122,54 @@ class InvalidationManager:
         self._task = loop.create_task(self._apply_until_landed(), name="registrations")
 
     async def _apply_until_landed(self) -> None:
+        deferred = False
         while self._queue and self._open:
             try:
                 await self.land()
-            except Exception as exc:  # retried: never lost to a dead task
-                log.warning(
-                    "registration_deferred",
-                    extra={"pending": len(self._queue), "error": str(exc)},
-                )
+            except TierUnavailableError as exc:
+                if not deferred:  # once per outage, not twice a second
+                    log.warning(
+                        "registrations_deferred",
+                        extra={"pending": len(self._queue), "error": str(exc)},
+                    )
+                deferred = True
                 await asyncio.sleep(RETRY_AFTER)
+        if deferred:
+            log.info("registrations_applied", extra={"pending": len(self._queue)})
 
     async def land(self) -> None:
-        """Apply every queued registration, in order; raises (the rest still queued) when
-        the index refuses one. Each is idempotent, so one interrupted is applied again."""
+        """Apply every queued registration, in order. Raises TierUnavailableError when the
+        index cannot be reached (the rest stays queued: each is idempotent, so one
+        interrupted is applied again); one the index refuses for any other reason is
+        dropped and logged, its error kept for whoever awaits it, so it never blocks the
+        operations behind it."""
         if not self._queue:
             return
         async with self._lock:
             while self._queue:
                 seq, step = self._queue[0]
-                await step()
+                try:
+                    await step()
+                except TierUnavailableError:
+                    raise
+                except Exception as exc:
+                    log.error("registration_refused", extra={"error": str(exc)})
+                    if len(self._refused) >= MAX_REFUSALS_KEPT:
+                        del self._refused[next(iter(self._refused))]
+                    self._refused[seq] = exc
                 self._queue.popleft()
                 self.landed_through = seq
 
     async def until(self, seq: int) -> None:
+        if not self._open and self.landed_through < seq:
+            raise RuntimeError(
+                "the agent is not started" if not self._closed else "the agent is closed"
+            )
         while self.landed_through < seq:
             await self.land()
+        refused = self._refused.pop(seq, None)
+        if refused is not None:
+            raise refused
 
     async def start(self) -> None:
         """Once the index is open: apply what was registered before."""
@@ -145,7 +179,7 @@ class InvalidationManager:
     async def close(self, timeout: float) -> None:
         """Before the index closes: apply what is queued, within ``timeout``; what the
         index could not take is logged as lost."""
-        self._open = False
+        self._open, self._closed = False, True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -155,5 +189,5 @@ class InvalidationManager:
             return
         try:
             await asyncio.wait_for(self.land(), timeout)
-        except (CacheError, TimeoutError) as exc:
+        except (TierUnavailableError, TimeoutError) as exc:
             log.error("registrations_lost", extra={"count": len(self._queue), "error": str(exc)})
