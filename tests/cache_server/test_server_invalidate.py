@@ -190,9 +190,7 @@ async def test_an_event_without_context_reaches_every_key_of_its_kind(seeded):
 
 async def test_context_narrows_an_event_and_a_missing_field_matches_any_segment(seeded):
     # the context's content_id is not a field of user_profile_update: user_id still missing
-    count = await invalidate(
-        seeded, {"event": "user_profile_update", "context": {"content_id": 7}}
-    )
+    count = await invalidate(seeded, {"event": "user_profile_update", "context": {"content_id": 7}})
     removed = {key for key in SEEDED if key.startswith("user:")}
     assert count == len(removed)
     assert await present(seeded) == ALL - removed

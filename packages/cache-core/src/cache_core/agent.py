@@ -1284,19 +1284,26 @@ class CachingAgent:
         return summary
 
     async def fetch_stats(self) -> dict[str, Any]:
-        """:meth:`get_stats` with L2's keys counted now (a SCAN of the prefix)."""
-        await self._count_l2()
-        return self.get_stats()
+        """:meth:`get_stats` with L2's keys counted now (a SCAN of the prefix): None, with
+        ``l2_error``, when L2 cannot count them now."""
+        counted = await self._count_l2()
+        summary = self.get_stats()
+        if not counted:
+            summary["l2_size_keys"] = summary["l2_size_keys_age_seconds"] = None
+        return summary
 
-    async def _count_l2(self) -> None:
+    async def _count_l2(self) -> bool:
+        """Count L2's keys now; False when L2 could not (the last count stays, aging)."""
         if self._l2 is None:
-            return
+            return True
         try:
             self._l2_count = (await self._l2.count(), self.clock())
-            self._l2_count_error = None
         except (TierUnavailableError, CorruptEntryError) as exc:
-            # L2 away: the rest of the numbers still answer; the last count keeps its age.
+            # L2 away: the rest of the numbers still answer.
             self._l2_count_error = str(exc)
+            return False
+        self._l2_count_error = None
+        return True
 
     async def _count_l2_every(self, interval: float) -> None:
         while True:

@@ -26,23 +26,44 @@ no longer names the set are dropped when a query finds them. Runtime registratio
 configuration, not cache state: they persist. Only single-key scripts and plain commands in
 non-transactional pipelines: it works on Redis Cluster, keys in any slot. Every round trip
 waits at most ``circuit_breaker.operation_timeout``.
+
+Except where the server may evict keys that carry a TTL (a ``volatile-*`` policy: the
+embedded engine's, or a server's of your own, or one whose CONFIG is refused, so unknown; see
+cache_plugins_redis.memory_policy): an index key with an expiry could be evicted before the
+entries it reaches, which invalidating their tag would then miss. There no index key carries
+a TTL, and ``indexed`` keeps the keys that expired (writes do not trim it) until
+:meth:`RedisIndex.sweep`, every :data:`SWEEP_INTERVAL` on one instance at a time, trims their
+links and the sets those name: the index of an expired entry outlives it by at most the
+grace and an interval, and the index of an evicted one lives out the entry's TTL.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
+import contextlib
+import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from attrs import define
 from redis.exceptions import NoScriptError
 
 from cache_core.invalidation import IndexContext
+from cache_plugins_invalidation.rounds import (
+    DROP_EXPIRED,
+    DROP_EXPIRED_SHA,
+    INF,
+    Round,
+    Updates,
+    score_of,
+)
+from cache_plugins_redis.memory_policy import L2FullError
 from cache_plugins_redis.tier import INDEX_MARK, RedisTier
 
-_INF = "+inf"
+log = logging.getLogger("cache_plugins_invalidation.redis_index")
+
 _CHUNK = 1000
 _SMALL = 16
 """Batches up to this size read old links unconditionally (one round trip, not two)."""
@@ -51,37 +72,22 @@ _DEP = "d:"
 _UNSETTLED = 10_000
 """Writes between record and settle remembered at most; forgetting one only leaves its
 old links in place (a superset, which invalidates too much, never too little)."""
-
-_UPDATE = """
-local key, now = KEYS[1], tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-local before = {}
-if ARGV[2] == '1' then before = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES') end
-local removing = tonumber(ARGV[4])
-for i = 5, 4 + removing do redis.call('ZREM', key, ARGV[i]) end
-for i = 5 + removing, #ARGV, 2 do redis.call('ZADD', key, ARGV[3], ARGV[i], ARGV[i + 1]) end
-local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2]
-if last == 'inf' then
-  redis.call('PERSIST', key)
-elseif last then
-  redis.call('PEXPIRE', key, string.format('%.0f', tonumber(last) - now))
-end
-return before
-"""
-"""KEYS[1] a sorted set; ARGV: now (ms, the writer's clock, as the scores are), whether to
-return the live members (with scores) it held before, the ZADD flag (GT while recording:
-an expiry only grows; XX while settling: exact, never re-adding what left), how many
-members to remove, those members, then score/member pairs to add. The expiry is relative
-to ``now``, so the engine's clock need not agree with the writer's."""
-_UPDATE_SHA = hashlib.sha1(_UPDATE.encode(), usedforsecurity=False).hexdigest()
+SWEEP_INTERVAL = 30.0
+"""Seconds between sweeps of the index of expired entries (:meth:`RedisIndex.sweep`)."""
+SWEEP_GRACE_MS = 60_000
+"""A sweep takes an entry as expired this long after its expiry by the sweeper's clock, so an
+instance whose clock runs ahead never drops the index of an entry others still hold live."""
+SWEEP_BATCH = 500
+"""Expired keys a sweep round takes (three round trips); a sweep goes on while rounds are full."""
+SWEEP_MAX_ROUNDS = 200
+"""Rounds one sweep does at most (100,000 keys); the next sweep goes on from there."""
+SWEEP_LEASE = 60.0
+"""Seconds the sweep lock is held at most: one instance sweeps, a dead one blocks no longer."""
+SWEEP_LOCK = "index-sweep"
 
 
 def _expiry(now: int, ttl: float | None) -> float:
     return math.inf if ttl is None else now + max(1, round(ttl * 1000))
-
-
-def _score(expires: float) -> str:
-    return _INF if expires == math.inf else str(int(expires))
 
 
 def _links(tags: Iterable[str], dependencies: Iterable[str]) -> frozenset[str]:
@@ -103,74 +109,6 @@ class _Change:
     """The expiry shrank: the links still carry the old, longer one."""
 
 
-class _Updates:
-    """Changes to index sorted sets, one :data:`_UPDATE` call a set, for one pipeline."""
-
-    def __init__(self, now: int, flag: str = "GT") -> None:
-        self._now = now
-        self._flag = flag
-        self._add: dict[str, dict[str, float]] = {}
-        self._remove: dict[str, set[str]] = {}
-
-    def add(self, zset: str, member: str, expires: float) -> None:
-        scores = self._add.setdefault(zset, {})
-        scores[member] = max(expires, scores.get(member, -math.inf))
-
-    def remove(self, zset: str, member: str) -> None:
-        self._remove.setdefault(zset, set()).add(member)
-
-    def __bool__(self) -> bool:
-        return bool(self._add or self._remove)
-
-    def queue(self, round_: _Round) -> None:
-        for zset in sorted(self._add.keys() | self._remove.keys()):
-            removed = sorted(self._remove.get(zset, ()))
-            pairs = [
-                part
-                for member, expires in self._add.get(zset, {}).items()
-                for part in (_score(expires), member)
-            ]
-            round_.update(zset, self._now, self._flag, removed, pairs)
-
-
-class _Round:
-    """The commands of one round trip, kept so the round can be sent again: the script
-    goes by its SHA, by its text only after the engine answered NOSCRIPT (it lost its
-    script cache: a restart, a failover, SCRIPT FLUSH)."""
-
-    def __init__(self) -> None:
-        self._ops: list[Callable[[Any, bool], object]] = []
-
-    def call(self, name: str, *args: Any, **kwargs: Any) -> None:
-        self._ops.append(lambda pipe, _: getattr(pipe, name)(*args, **kwargs))
-
-    def update(
-        self,
-        zset: str,
-        now: int,
-        flag: str,
-        removed: Sequence[str] = (),
-        pairs: Sequence[str] = (),
-        *,
-        read: bool = False,
-    ) -> None:
-        """Queue one :data:`_UPDATE` of ``zset``."""
-        args = (zset, now, int(read), flag, len(removed), *removed, *pairs)
-        # execute_command: the cluster pipeline refuses its own evalsha().
-        self._ops.append(
-            lambda pipe, text: (
-                pipe.execute_command("EVAL", _UPDATE, 1, *args)
-                if text
-                else pipe.execute_command("EVALSHA", _UPDATE_SHA, 1, *args)
-            )
-        )
-
-    def build(self, pipe: Any, text: bool) -> Any:
-        for op in self._ops:
-            op(pipe, text)
-        return pipe
-
-
 class RedisIndex:
     PLUGIN_NAME: ClassVar[str] = "redis"
 
@@ -189,12 +127,25 @@ class RedisIndex:
         self._reg: str = base + "reg:"
         self._registered: str = base + "registered"
         self._unsettled: dict[str, _Change] = {}
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        return None
+        loop = asyncio.get_running_loop()
+        self._sweeper = loop.create_task(self._sweep_every(), name="index-sweep")
 
     async def close(self) -> None:
-        return None
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()  # a lock it held ends with its lease
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    def _round(self) -> Round:
+        """A round whose index sets carry no TTL while the server may evict those with one
+        (they would go before the entries they reach); ``indexed`` then keeps expired keys
+        for the sweep, which is all that removes their links."""
+        persist = self._tier.memory.volatile_eviction
+        return Round(persist, self._indexed if persist else None)
 
     @property
     def _client(self) -> Any:
@@ -204,7 +155,7 @@ class RedisIndex:
     def _now_ms() -> int:
         return int(time.time() * 1000)
 
-    async def _send(self, round_: _Round) -> list[Any]:
+    async def _send(self, round_: Round) -> list[Any]:
         """One round trip (two, the first time after the engine lost the script), each
         bounded like every L2 call. Sent again, a round changes nothing more: every
         command in it is idempotent."""
@@ -226,7 +177,7 @@ class RedisIndex:
         if not keys:
             return [set() for _ in registries]
         now = self._now_ms()
-        round_ = _Round()
+        round_ = self._round()
         for registry in registries:
             for start in range(0, len(keys), _CHUNK):
                 round_.call("zmscore", registry, list(keys[start : start + _CHUNK]))
@@ -261,16 +212,16 @@ class RedisIndex:
             had_links = sources = registered = set(keys)
         now = self._now_ms()
         deps = sorted({dep for dep in dependencies if dep})
-        round_ = _Round()
+        round_ = self._round()
         links_of: dict[str, frozenset[str]] = {}
         expires_of: dict[str, float] = {}
-        updates = _Updates(now)
+        updates = Updates(now)
         read: list[str] = []
         for key, ttl, tags in entries:
             links = links_of[key] = _links(tags, deps)
             expires = expires_of[key] = _expiry(now, ttl)
             if links:
-                pairs = [part for link in sorted(links) for part in (_score(expires), link)]
+                pairs = [part for link in sorted(links) for part in (score_of(expires), link)]
                 round_.update(self._meta + key, now, "GT", pairs=pairs, read=True)
                 read.append(key)
                 updates.add(self._indexed, key, expires)
@@ -279,11 +230,11 @@ class RedisIndex:
                 for dep in deps:
                     updates.add(self._sources, dep, expires)
             elif key in had_links:
-                round_.call("zrangebyscore", self._meta + key, now, _INF, withscores=True)
+                round_.call("zrangebyscore", self._meta + key, now, INF, withscores=True)
                 read.append(key)
         depended = sorted(sources)
         for key in depended:
-            round_.call("zrangebyscore", self._deps + key, now, _INF)
+            round_.call("zrangebyscore", self._deps + key, now, INF)
         with_registrations = sorted(registered)
         for key in with_registrations:
             round_.call("smembers", self._reg + key)
@@ -333,7 +284,7 @@ class RedisIndex:
 
     async def _settle(self, changes: Mapping[str, _Change]) -> None:
         now = self._now_ms()
-        exact = _Updates(now, "XX")
+        exact = Updates(now, "XX")
         for key, change in changes.items():
             for link in change.drop:
                 exact.remove(self._meta + key, link)
@@ -345,16 +296,16 @@ class RedisIndex:
                     exact.add(self._meta + key, link, change.expires)
                     exact.add(self._set_of(link), key, change.expires)
                 exact.add(self._indexed, key, change.expires)
-        round_ = _Round()
+        round_ = self._round()
         exact.queue(round_)
         await self._send(round_)
 
     async def _live_links(self, keys: Sequence[str]) -> dict[str, set[str]]:
         """Each key's unexpired links, as its meta names them."""
         now = self._now_ms()
-        round_ = _Round()
+        round_ = self._round()
         for key in keys:
-            round_.call("zrangebyscore", self._meta + key, now, _INF)
+            round_.call("zrangebyscore", self._meta + key, now, INF)
         replies = await self._send(round_)
         return {
             key: {_text(link) for link in links} for key, links in zip(keys, replies, strict=True)
@@ -377,29 +328,29 @@ class RedisIndex:
         if not indexed:
             return
         chosen = sorted(indexed)
-        round_ = _Round()
+        round_ = self._round()
         for key in chosen:
             round_.call("zrange", self._meta + key, 0, -1)
             round_.call("execute_command", "UNLINK", self._meta + key)
         replies = await self._send(round_)
-        stale = _Updates(self._now_ms())
+        stale = Updates(self._now_ms())
         for i, key in enumerate(chosen):
             for link in replies[2 * i]:
                 stale.remove(self._set_of(_text(link)), key)
             stale.remove(self._indexed, key)
         await self._apply(stale)
 
-    async def _apply(self, updates: _Updates) -> None:
+    async def _apply(self, updates: Updates) -> None:
         if updates:
-            round_ = _Round()
+            round_ = self._round()
             updates.queue(round_)
             await self._send(round_)
 
     async def _members(self, prefix: str, names: Sequence[str]) -> dict[str, set[str]]:
         now = self._now_ms()
-        round_ = _Round()
+        round_ = self._round()
         for name in names:
-            round_.call("zrangebyscore", prefix + name, now, _INF)
+            round_.call("zrangebyscore", prefix + name, now, INF)
         replies = await self._send(round_)
         return {
             name: {_text(m) for m in members} for name, members in zip(names, replies, strict=True)
@@ -412,7 +363,7 @@ class RedisIndex:
         if not candidates:
             return members
         links = await self._live_links(candidates)
-        stale = _Updates(self._now_ms())
+        stale = Updates(self._now_ms())
         verified: dict[str, set[str]] = {}
         for name, keys in members.items():
             good = {key for key in keys if kind + name in links[key]}
@@ -441,7 +392,7 @@ class RedisIndex:
                 verified = await self._verified(self._deps, _DEP, frontier)
                 fresh = set().union(*verified.values())
             if registered:
-                round_ = _Round()
+                round_ = self._round()
                 for key in registered:
                     round_.call("smembers", self._reg + key)
                 for members in await self._send(round_):
@@ -453,13 +404,13 @@ class RedisIndex:
         return found
 
     async def add_dependency(self, key: str, dependency: str) -> None:
-        round_ = _Round()
+        round_ = self._round()
         round_.call("sadd", self._reg + dependency, key)
-        round_.call("zadd", self._registered, {dependency: _INF})
+        round_.call("zadd", self._registered, {dependency: INF})
         await self._send(round_)
 
     async def subscribe(self, event: str, target: str) -> None:
-        round_ = _Round()
+        round_ = self._round()
         round_.call("sadd", self._event + event, target)
         round_.call("sadd", self._events, event)
         await self._send(round_)
@@ -470,6 +421,57 @@ class RedisIndex:
 
     async def events(self) -> list[str]:
         return sorted(_text(m) for m in await self._tier.step(self._client.smembers(self._events)))
+
+    async def sweep(self, until_ms: int | None = None) -> int:
+        """Drop the links of keys that expired before ``until_ms`` (by default now, less
+        :data:`SWEEP_GRACE_MS`) and trim the sets they name; how many keys' links went.
+        Where index keys expire by themselves this finds little: writes trim ``indexed``."""
+        until = self._now_ms() - SWEEP_GRACE_MS if until_ms is None else until_ms
+        swept = 0
+        for _ in range(SWEEP_MAX_ROUNDS):
+            expired = await self._tier.step(
+                self._client.zrangebyscore(self._indexed, "-inf", until, start=0, num=SWEEP_BATCH)
+            )
+            keys = sorted({_text(key) for key in expired})
+            if keys:
+                round_ = self._round()
+                for key in keys:
+                    round_.call("zrange", self._meta + key, 0, -1)
+                replies = await self._send(round_)
+                named = {self._set_of(_text(link)) for links in replies for link in links}
+                round_ = self._round()
+                # Trimming only drops what expired: a key written again since keeps its links.
+                for zset in sorted({self._meta + key for key in keys} | named):
+                    round_.update(zset, until, "GT")
+                round_.script(DROP_EXPIRED, DROP_EXPIRED_SHA, self._indexed, until, *keys)
+                await self._send(round_)
+                swept += len(keys)
+            if len(expired) < SWEEP_BATCH:
+                break
+        round_ = self._round()
+        round_.update(self._sources, until, "GT")  # writes trim it only when they carry deps
+        await self._send(round_)
+        return swept
+
+    async def _sweep_every(self) -> None:
+        """:meth:`sweep` every :data:`SWEEP_INTERVAL`, on one instance at a time (a lock);
+        a failed one is logged and tried again at the next interval."""
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            try:
+                try:
+                    token = await self._tier.step(self._tier.try_lock(SWEEP_LOCK, SWEEP_LEASE))
+                except L2FullError:
+                    token = ""  # no room for the lock: sweep anyway, it is what frees memory
+                if token is None:
+                    continue  # another instance sweeps
+                swept = await self.sweep()
+                if token:
+                    await self._tier.step(self._tier.unlock(SWEEP_LOCK, token))
+                if swept:
+                    log.debug("index_swept", extra={"keys": swept})
+            except Exception as exc:
+                log.warning("index_sweep_failed", extra={"error": f"{type(exc).__name__}: {exc}"})
 
     async def tracked(self, tag: str) -> int:
         """Members of a tag's set, verified or not (to show the index stays bounded)."""

@@ -19,10 +19,12 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from cache_core.config import RedisSection
 from cache_core.errors import TierUnavailableError
+from cache_plugins_redis.memory_policy import DEFAULT_MAX_MEMORY_MB, MemoryPolicy
 
 log = logging.getLogger("cache_plugins_redis.engine")
 
@@ -62,11 +64,21 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 
 
 class EmbeddedEngine:
-    """One engine process serving a unix socket, with its data under ``data_dir``."""
+    """One engine process serving a unix socket, with its data under ``data_dir``, bounded
+    by ``memory_args`` (``--maxmemory`` and its policy: see memory_policy.py)."""
 
-    def __init__(self, data_dir: str | os.PathLike[str], *, start_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        start_timeout: float = 10.0,
+        memory_args: Sequence[str] | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.start_timeout = start_timeout
+        if memory_args is None:
+            memory_args = MemoryPolicy("lru", DEFAULT_MAX_MEMORY_MB).engine_args()
+        self.memory_args = list(memory_args)
         self._process: asyncio.subprocess.Process | None = None
         self.socket_path = self._socket_path()
 
@@ -79,15 +91,23 @@ class EmbeddedEngine:
         return Path(tempfile.gettempdir()) / f"caching-agent-{digest}.sock"
 
     @classmethod
-    def for_settings(cls, settings: RedisSection) -> EmbeddedEngine | None:
-        """The engine ``settings`` ask for (not started), or None: ``url: embedded`` means
-        one standalone engine; Cluster and Sentinel name servers of their own.
+    def for_settings(
+        cls, settings: RedisSection, memory: MemoryPolicy | None = None
+    ) -> EmbeddedEngine | None:
+        """The engine ``settings`` ask for (not started), bounded as ``memory`` says, or
+        None: ``url: embedded`` means one standalone engine; Cluster and Sentinel name
+        servers of their own.
 
         The Redis tier starts this engine itself; ``serve --workers N`` starts it once in
-        the parent and hands its URL to the workers, so both ask here."""
+        the parent and hands its URL to the workers, so both ask the tier
+        (:meth:`RedisTier.embedded_engine`), which asks here."""
         if settings.url != EMBEDDED or settings.cluster_mode or settings.sentinel is not None:
             return None
-        return cls(settings.data_dir, start_timeout=max(10.0, settings.connect_timeout))
+        return cls(
+            settings.data_dir,
+            start_timeout=max(10.0, settings.connect_timeout),
+            memory_args=memory.engine_args() if memory is not None else None,
+        )
 
     @property
     def url(self) -> str:
@@ -120,6 +140,7 @@ class EmbeddedEngine:
             "--daemonize", "no",
             "--protected-mode", "yes",
             "--logfile", str(self.data_dir / "engine.log"),
+            *self.memory_args,
         ]  # fmt: skip
         self._process = await asyncio.create_subprocess_exec(
             *args,

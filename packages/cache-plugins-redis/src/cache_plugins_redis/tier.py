@@ -46,6 +46,7 @@ from cache_core.tiers.base import CoherenceListener, StoredValue, TierContext
 from cache_plugins_redis.autopipeline import CoalescingClient, TickBatcher
 from cache_plugins_redis.coherence import SEP, CoherenceSubscriber, notice
 from cache_plugins_redis.engine import EMBEDDED, EmbeddedEngine
+from cache_plugins_redis.memory_policy import DEFAULT_MAX_MEMORY_MB, MemoryPolicy
 
 log = logging.getLogger("cache_plugins_redis.tier")
 
@@ -80,12 +81,19 @@ class RedisTier:
     @define(frozen=True)
     class Options:
         ttl: float | None = 3600.0
-        """Default TTL in seconds for entries written without one (None: no expiry)."""
+        """Default TTL in seconds for entries written without one (None: no expiry; that is
+        limits.max_ttl unless eviction_policy is noeviction, or no policy could evict it)."""
         eviction_policy: str = "lru"
-        """Informational: the engine's maxmemory-policy is the engine's own setting."""
+        """lru, lfu, random, ttl: the embedded engine's volatile-* policy, which evicts entries
+        (they carry TTLs) but never the invalidation indexes (they carry none); noeviction:
+        writes fail as full. A server of your own keeps its own (read at start, never set)."""
+        max_memory_mb: float = DEFAULT_MAX_MEMORY_MB
+        """The embedded engine's maxmemory in MiB (at least 4)."""
 
     def __init__(self, options: RedisTier.Options, context: TierContext) -> None:
-        self.default_ttl = options.ttl
+        self.memory = MemoryPolicy(options.eviction_policy, options.max_memory_mb)
+        self.default_ttl = self.memory.default_ttl(options.ttl, context.config.limits.max_ttl)
+        self.health_notes = self.memory.health_notes
         self._settings: RedisSection = context.config.redis
         self.step_timeout = context.config.circuit_breaker.operation_timeout
         """Seconds one round trip of a many-round-trip operation (a SCAN sweep, an index
@@ -152,9 +160,13 @@ class RedisTier:
             return s.url
         return f"redis://{s.host}:{s.port}/{s.db}"
 
+    def embedded_engine(self) -> EmbeddedEngine | None:
+        """The embedded engine the settings ask for, with this tier's memory bounds, unstarted."""
+        return EmbeddedEngine.for_settings(self._settings, self.memory)
+
     async def start(self) -> None:
         s = self._settings
-        self.engine = EmbeddedEngine.for_settings(s)
+        self.engine = self.embedded_engine()
         if self.engine is not None:
             await self.engine.start()
         kwargs = self._connection_kwargs()
@@ -207,6 +219,8 @@ class RedisTier:
             where = self.describe()["backend"]
             await self.close()
             raise TierUnavailableError(f"cannot use L2 at {where}: {exc}") from exc
+        where = self.describe()["backend"]
+        await self.memory.started(self.engine is not None, self._client, self.step, where)
         await self._start_subscriber(pubsub_url)
 
     async def _start_subscriber(self, url: str) -> None:
@@ -243,7 +257,8 @@ class RedisTier:
     async def step(self, call: Awaitable[T]) -> T:
         """``call`` (one round trip) bounded by :attr:`step_timeout`; TimeoutError past it."""
         async with asyncio.timeout(self.step_timeout):
-            return await call
+            with self.memory.refusals():
+                return await call
 
     async def steps(self, items: AsyncIterator[T]) -> AsyncGenerator[T, None]:
         """``items`` (an async iterator that does a round trip now and then, such as
@@ -381,12 +396,12 @@ class RedisTier:
         pipe.set(self.prefix + key, self._frame(key, data, expires_at_ms), px=px)
 
     async def _publish(self, pipe: Any, notice: bytes) -> None:
-        if self._cluster:
-            await pipe.execute()
-            await self._client.publish(self.channel, notice)
-        else:
+        if not self._cluster:
             pipe.publish(self.channel, notice)
+        with self.memory.refusals():
             await pipe.execute()
+        if self._cluster:
+            await self._client.publish(self.channel, notice)
 
     async def set(self, key: str, data: bytes, ttl: float | None) -> None:
         pipe = self._client.pipeline(transaction=False)
@@ -504,12 +519,9 @@ class RedisTier:
 
     async def try_lock(self, name: str, lease: float) -> str | None:
         token = uuid.uuid4().hex
-        taken = await self._client.set(
-            self.prefix + INDEX_MARK + "lock:" + name,
-            token,
-            nx=True,
-            px=max(1, round(lease * 1000)),
-        )
+        name = self.prefix + INDEX_MARK + "lock:" + name
+        with self.memory.refusals():
+            taken = await self._client.set(name, token, nx=True, px=max(1, round(lease * 1000)))
         return token if taken else None
 
     async def unlock(self, name: str, token: str) -> None:
@@ -541,7 +553,8 @@ class RedisTier:
             where = f"embedded engine under {os.path.abspath(s.data_dir)}"
         else:
             where = _redact(self._url())
-        return {"backend": where, "prefix": self.prefix, "coherent": self.coherent}
+        described = {"backend": where, "prefix": self.prefix, "coherent": self.coherent}
+        return {**described, "memory": self.memory.describe()}
 
 
 def _redact(url: str) -> str:

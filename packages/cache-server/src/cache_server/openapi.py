@@ -293,9 +293,12 @@ def openapi_document(config: Config) -> dict[str, Any]:
                             {
                                 "status": {"type": "string", "enum": ["ok", "degraded"]},
                                 "reasons": {"type": "array", "items": {"type": "string"}},
+                                # Only when there are any; advice, never a degraded status.
+                                "warnings": {"type": "array", "items": {"type": "string"}},
                                 "tiers": {"type": "object"},
                                 "pid": {"type": "integer"},
-                            }
+                            },
+                            required=["status", "reasons", "tiers", "pid"],
                         )
                     )
                 },

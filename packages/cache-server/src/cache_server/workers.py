@@ -106,13 +106,12 @@ def announce_ready(fd: int) -> None:
 def _embedded_engine(agent: CachingAgent) -> Any:
     """The embedded engine the workers would each start, unstarted, or None."""
     try:
-        from cache_plugins_redis.engine import EmbeddedEngine
         from cache_plugins_redis.tier import RedisTier
     except ImportError:  # without the Redis plugin there is no engine to share
         return None
     if not isinstance(agent.l2, RedisTier):
         return None
-    return EmbeddedEngine.for_settings(agent.config.redis)
+    return agent.l2.embedded_engine()  # with the tier's memory bounds (max_memory_mb)
 
 
 def _say(message: str) -> None:

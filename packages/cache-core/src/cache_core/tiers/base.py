@@ -123,3 +123,13 @@ class RemoteTier(Protocol):
     async def unlock(self, name: str, token: str) -> None:
         """Release ``name`` if ``token`` still holds it (an expired lease is not stolen)."""
         ...
+
+
+@runtime_checkable
+class HealthNotes(Protocol):
+    """What a :class:`RemoteTier` may also have (optional, so it is not in RemoteTier):
+    advice for the operator about the server, shown on /health as ``warnings``. Notes never
+    make the agent degraded: the server serves, it is only set up in a way that will hurt
+    (a Redis with no memory limit, or one that refuses writes once full)."""
+
+    def health_notes(self) -> list[str]: ...

@@ -22,7 +22,7 @@ from cache_core.errors import (
 )
 from cache_core.invalidation import InvalidationIndex
 from cache_core.metrics import NullObserver, OperationObserver
-from cache_core.tiers.base import CoherenceListener, RemoteTier, StoredValue
+from cache_core.tiers.base import CoherenceListener, HealthNotes, RemoteTier, StoredValue
 
 T = TypeVar("T")
 
@@ -63,6 +63,10 @@ class ObservedTier:
 
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()
+
+    def health_notes(self) -> list[str]:
+        """The tier's :class:`~cache_core.tiers.base.HealthNotes`, or none: they are optional."""
+        return self.inner.health_notes() if isinstance(self.inner, HealthNotes) else []
 
     def attach(self, listener: CoherenceListener) -> bool:
         return self.inner.attach(listener)
