@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cache_core import CachingAgent, TierUnavailableError
+from cache_core import CachingAgent, CorruptEntryError, TierUnavailableError
 from cache_plugins_invalidation.redis_index import RedisIndex
 
 BACKENDS = ["redis", "local"]
@@ -224,3 +224,18 @@ async def test_the_index_works_on_after_the_engine_lost_its_scripts(
         assert await agent.invalidate_by_tags(["a"]) == 0
         assert await agent.invalidate_by_tags(["b"]) == 1
         assert index_keys(private_engine, prefix) == []
+
+
+async def test_a_foreign_key_of_another_type_in_the_index_is_no_verdict_on_l2(
+    engine: Any, prefix: str
+) -> None:
+    # Another client's string where a tag's sorted set belongs: WRONGTYPE on every write of
+    # that tag. The server answered: the write is refused (502), the breaker stays closed.
+    engine.client.set(prefix + "\x1ftag:planted", "not a sorted set")
+    async with CachingAgent.from_config(config_for(engine, prefix), env={}) as agent:
+        for _ in range(agent.config.circuit_breaker.failure_threshold + 1):
+            with pytest.raises(CorruptEntryError, match="WRONGTYPE"):
+                await agent.set("k", 1, tags=["planted"])
+        assert agent.breaker.state == "closed"
+        await agent.set("other", 2, tags=["fine"])
+        assert await agent.invalidate_by_tags(["fine"]) == 1

@@ -20,7 +20,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from attrs import define
@@ -30,6 +30,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cache_core.config import RedisSection
@@ -257,7 +258,7 @@ class RedisTier:
     async def step(self, call: Awaitable[T]) -> T:
         """``call`` (one round trip) bounded by :attr:`step_timeout`; TimeoutError past it."""
         async with asyncio.timeout(self.step_timeout):
-            with self.memory.refusals():
+            with self.memory.refusals(), _foreign_types():
                 return await call
 
     async def steps(self, items: AsyncIterator[T]) -> AsyncGenerator[T, None]:
@@ -565,3 +566,15 @@ def _redact(url: str) -> str:
     creds, _, host = rest.rpartition("@")
     user = creds.partition(":")[0]
     return f"{scheme}://{user + ':***@' if user else '***@'}{host}"
+
+
+@contextlib.contextmanager
+def _foreign_types() -> Iterator[None]:
+    """WRONGTYPE: another client's key of another type sits where ours belongs. The server
+    answered, so it says nothing against L2 (the breaker); what it holds is the problem."""
+    try:
+        yield
+    except ResponseError as exc:
+        if "WRONGTYPE" not in str(exc):
+            raise
+        raise CorruptEntryError(f"L2 holds a key of another type where ours belongs: {exc}") from exc
