@@ -577,4 +577,5 @@ def _foreign_types() -> Iterator[None]:
     except ResponseError as exc:
         if "WRONGTYPE" not in str(exc):
             raise
-        raise CorruptEntryError(f"L2 holds a key of another type where ours belongs: {exc}") from exc
+        message = f"L2 holds a key of another type where ours belongs: {exc}"
+        raise CorruptEntryError(message) from exc
