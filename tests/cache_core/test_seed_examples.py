@@ -288,7 +288,7 @@ async def test_event_subscription_and_event_without_context(agent: CachingAgent)
     assert await agent.get("content:789") == {"title": "Algebra"}
     # The shipped config's own user_profile_update target (user:{user_id}:*) reaches the
     # key too, so the subscription is checked where it is kept.
-    subscribed = await agent._index.subscriptions(EventTrigger.USER_PROFILE_UPDATE)
+    subscribed = await agent.guarded_index.subscriptions(EventTrigger.USER_PROFILE_UPDATE)
     assert "user:123:profile" in subscribed
 
 

@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from cache_core import CachingAgent
-from cache_core.agent import SWEEP_CHUNK, _L1Coherence
+from cache_core.l1_coherence import SWEEP_CHUNK
 
 
 async def test_a_pattern_sweep_of_a_large_l1_lets_others_run(
@@ -52,8 +52,8 @@ async def test_a_pattern_notice_over_a_large_l1_is_swept_in_the_background(
     for i in range(SWEEP_CHUNK * 3):
         agent.l1.set(f"k:{i}", b"1", None)
     agent.l1.set("other", b"2", None)
-    _L1Coherence(agent).pattern_changed("k:*")
+    agent.coherence.pattern_changed("k:*")
     assert len(agent.l1) > SWEEP_CHUNK  # not swept in the callback itself
-    assert agent._sweeps
-    await asyncio.gather(*agent._sweeps)
+    assert agent.coherence.sweeps
+    await asyncio.gather(*agent.coherence.sweeps)
     assert len(agent.l1) == 1 and "other" in agent.l1

@@ -54,8 +54,8 @@ def tier_of(agent: CachingAgent) -> RedisTier:
 
 def guarded_of(agent: CachingAgent) -> ObservedTier:
     """The tier as the data path calls it: timed, bounded, behind the breaker."""
-    assert agent._l2 is not None
-    return agent._l2
+    assert agent.guarded_l2 is not None
+    return agent.guarded_l2
 
 
 @pytest.mark.parametrize("name", sorted(BAD_FRAMES))

@@ -104,10 +104,10 @@ async def test_a_value_the_client_library_refuses_is_a_400_not_an_l2_failure(
     client library cannot build is the request's fault: a 400, no breaker failure, and the
     half-open probe slot is given back."""
     agent = l2_client.app[AGENT]
-    assert agent._l2 is not None
+    assert agent.guarded_l2 is not None
     for _ in range(agent.breaker.failure_threshold * 2):
         with pytest.raises(InvalidValueError, match="request's values"):
-            await agent._l2.set("x", b"1", math.inf)
+            await agent.guarded_l2.set("x", b"1", math.inf)
     assert agent.breaker.state == "closed"
     assert agent.breaker.failures == 0
 

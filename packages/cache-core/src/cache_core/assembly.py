@@ -1,0 +1,213 @@
+"""Assembly: config.yaml and the installed plugins made into the objects the agent runs.
+
+:class:`Assembly` builds each plugin (tiers, codecs, strategies, the invalidation index,
+loaders, metrics recorders) from the registry, structures its ``Options`` from its config
+section, and wraps L2 and an index kept in L2 in the guard (breaker, timeout,
+observation). Every error is a :class:`ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cache_core.breaker import CircuitBreaker
+from cache_core.categories import CategoryRules
+from cache_core.codecs import Codec
+from cache_core.config import Config
+from cache_core.errors import ConfigError
+from cache_core.frames import KNOWN_CODEC_EXTRAS, CodecSet
+from cache_core.invalidation import IndexContext, InvalidationIndex, LocalIndex
+from cache_core.loaders import Loader
+from cache_core.loading import LoaderSet
+from cache_core.metrics import MetricsRecorder
+from cache_core.plugins import Registry
+from cache_core.policies import PolicyTable
+from cache_core.strategies import Strategy, StrategyContext
+from cache_core.tiers.base import LocalTier, RemoteTier, TierContext
+from cache_core.tiers.observed import GuardedIndex, ObservedTier
+
+
+class Assembly:
+    """Every plugin object one config asks for, built and checked, not started."""
+
+    def __init__(
+        self,
+        config: Config,
+        registry: Registry,
+        clock: Callable[[], float] = time.monotonic,
+        on_breaker_change: Callable[[object], None] = lambda _: None,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.policies = PolicyTable(config)
+        self.categories = CategoryRules(config)
+        self.codecs = self._build_codecs()
+        context = TierContext(
+            config=config,
+            registry=registry,
+            clock=clock,
+            codecs=self.codecs,
+            policies=self.policies,
+        )
+        self.l1: LocalTier = self._build_tier("l1", context, LocalTier)
+        self.l2: RemoteTier | None = (
+            self._build_tier("l2", context, RemoteTier) if "l2" in config.cache_tiers else None
+        )
+        settings = config.circuit_breaker
+        self.breaker = CircuitBreaker(
+            settings.failure_threshold,
+            settings.reset_timeout,
+            clock,
+            on_change=on_breaker_change,
+            probe_after=settings.probe_after,
+        )
+        self.guarded_l2: ObservedTier | None = (
+            ObservedTier(
+                self.l2, self.policies.pattern_of, self.breaker, settings.operation_timeout
+            )
+            if self.l2 is not None
+            else None
+        )
+        """The L2 the data path calls: guarded by the breaker, timed and traced."""
+        strategy_context = StrategyContext(l1=self.l1, l2=self.guarded_l2, clock=clock)
+        self.l1_ttl = strategy_context.l1_ttl
+        self.strategies: dict[str, Strategy] = self._build_strategies(strategy_context)
+        self.default_strategy = self._strategy_named(
+            config.default_strategy, path="strategies.default"
+        )
+        for name, policy in config.cache_policies.items():
+            if policy.strategy is not None:
+                self._strategy_named(policy.strategy, path=f"cache_policies.{name}.strategy")
+        self.index = self._build_index(clock)
+        self.guarded_index: InvalidationIndex = self.index
+        """What the data path calls: the index behind the L2 guard when it lives in L2."""
+        if self.guarded_l2 is not None and not isinstance(self.index, LocalIndex):
+            self.guarded_index = GuardedIndex(self.index, self.guarded_l2)
+        self.loading = LoaderSet(self._build_loaders(context), config.loading, clock)
+        self.recorders: list[MetricsRecorder] = []
+        names = config.monitoring.recorders
+        for index, name in enumerate(registry.names("metrics") if names is None else names):
+            recorder_cls = registry.get("metrics", name, path=f"monitoring.recorders[{index}]")
+            self.recorders.append(recorder_cls(None, context))
+
+    def _build_index(self, clock: Callable[[], float]) -> InvalidationIndex:
+        backend = self.config.invalidation.backend
+        if backend == "auto":
+            # Shared indexes when L2 can hold them, so every instance sees every tag.
+            shared = self.l2 is not None and "redis" in self.registry.tables["invalidator"]
+            backend = "redis" if shared else "local"
+        index_cls = self.registry.get("invalidator", backend, path="invalidation.backend")
+        try:
+            index: InvalidationIndex = index_cls(
+                None, IndexContext(config=self.config, clock=clock, l2=self.l2)
+            )
+        except ValueError as exc:
+            raise ConfigError(f"invalidation.backend: {exc}") from None
+        return index
+
+    def _build_loaders(self, context: TierContext) -> list[Loader]:
+        loaders: list[Loader] = []
+        for name, section in self.config.loaders.items():
+            loader_cls = self.registry.get("loader", name, path=f"loaders.{name}")
+            options = self.registry.options(loader_cls, section, path=f"loaders.{name}")
+            try:
+                loaders.append(loader_cls(options, context))
+            except ValueError as exc:
+                raise ConfigError(f"loaders.{name}: {exc}") from None
+        return loaders
+
+    def _build_tier(self, name: str, context: TierContext, role: type[Any]) -> Any:
+        section = dict(self.config.cache_tiers[name])
+        type_name = section.pop("type")
+        path = f"cache_tiers.{name}.type"
+        eviction = section.get("eviction")
+        if type_name == "memory" and eviction not in (None, "lru"):
+            # An eviction policy is a tier plugin named after it (``wtinylfu``).
+            type_name, path = eviction, f"cache_tiers.{name}.eviction"
+        tier_cls = self.registry.get("tier", type_name, path=path)
+        wanted = "get" if role is LocalTier else "get_many"
+        if role is LocalTier and inspect.iscoroutinefunction(getattr(tier_cls, "get", None)):
+            raise ConfigError(
+                f"cache_tiers.{name}.type: {type_name!r} is a remote tier; L1 needs a local one"
+            )
+        if role is RemoteTier and not inspect.iscoroutinefunction(getattr(tier_cls, wanted, None)):
+            raise ConfigError(
+                f"cache_tiers.{name}.type: {type_name!r} is a local tier; L2 needs a remote one"
+            )
+        options = self.registry.options(tier_cls, section, path=f"cache_tiers.{name}")
+        try:
+            return tier_cls(options, context)
+        except ValueError as exc:
+            raise ConfigError(f"cache_tiers.{name}: {exc}") from None
+
+    def _build_codecs(self) -> CodecSet:
+        compression = self.config.compression
+        level = compression.compression_level
+        readers: dict[int, Codec] = {}
+        for name, codec_cls in self.registry.tables["codec"].items():
+            codec_id = codec_cls.CODEC_ID
+            if not 0 < codec_id < 256 or codec_id in readers:
+                raise ConfigError(f"codec {name!r}: CODEC_ID {codec_id} is invalid or taken")
+            readers[codec_id] = codec_cls(level)
+        writer = None
+        if compression.enable:
+            writer_cls = self.registry.get(
+                "codec", compression.algorithm, path="compression.algorithm"
+            )
+            writer = readers[writer_cls.CODEC_ID]
+        return CodecSet(
+            writer,
+            readers,
+            threshold=compression.threshold_bytes,
+            max_size=compression.max_decompressed_bytes,
+            missing=KNOWN_CODEC_EXTRAS,
+        )
+
+    def _build_strategies(self, context: StrategyContext) -> dict[str, Strategy]:
+        sections = {k: v for k, v in self.config.strategies.items() if k != "default"}
+        for name in sections:
+            self.registry.get("strategy", name, path=f"strategies.{name}")
+        built: dict[str, Strategy] = {}
+        for name, strategy_cls in self.registry.tables["strategy"].items():
+            path = f"strategies.{name}"
+            options = self.registry.options(strategy_cls, sections.get(name), path=path)
+            try:
+                built[name] = strategy_cls(options, context)
+            except ValueError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
+        return built
+
+    def _strategy_named(self, name: str, *, path: str) -> Strategy:
+        if name not in self.strategies:
+            self.registry.get("strategy", name, path=path)  # raises naming the extra
+        return self.strategies[name]
+
+    def describe(self) -> dict[str, Any]:
+        """What was assembled: plugins, tiers, strategies, codecs, policies (for the CLI)."""
+        tables = self.registry.tables
+        compression = self.config.compression
+        return {
+            "plugins": self.registry.plugin_names,
+            "tiers": {
+                "l1": f"{self.l1.PLUGIN_NAME} ({self.l1.max_bytes // (1024 * 1024)} MB)",
+                "l2": self.l2.PLUGIN_NAME if self.l2 is not None else None,
+            },
+            "strategies": sorted(self.strategies),
+            "default_strategy": self.default_strategy.PLUGIN_NAME,
+            "codecs": sorted(tables["codec"]),
+            "compression": compression.algorithm if compression.enable else "off",
+            "invalidation": self.index.PLUGIN_NAME,
+            "loaders": [loader.PLUGIN_NAME for loader in self.loading.loaders],
+            "policies": {
+                p.name: {
+                    "match": self.policies.globs[p.name],
+                    "ttl": p.ttl,
+                    "strategy": p.strategy,
+                    "compress": p.compress,
+                }
+                for p in self.policies.policies
+            },
+        }

@@ -1,0 +1,328 @@
+"""Reads: L1 -> write-back buffer -> L2 (promoted to L1) -> loader (single-flight) -> miss.
+
+:class:`Reads` answers lookups from the tiers it is handed. A loaded or computed value is
+stored through the ``write`` callable (the writes' path), so its tags, dependencies and
+strategy are those of any write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from cache_core import serialization
+from cache_core.errors import CacheError, CorruptEntryError, TierUnavailableError
+from cache_core.key_rules import KeyRules
+from cache_core.l1_coherence import L1Coherence
+from cache_core.loaders import Loader, NotFound
+from cache_core.loading import LoaderSet, with_instance_lock
+from cache_core.stats import Stats
+from cache_core.strategies import Strategy, Write
+from cache_core.tiers.base import LocalTier, StoredValue
+from cache_core.tiers.observed import ObservedTier
+
+_perf = time.perf_counter_ns
+_decode = serialization.decode
+
+Found = tuple[bytes, str]
+"""A hit: the value's JSON bytes and the tier that answered (``l1``, ``l2``, ``loader``)."""
+
+WriteFn = Callable[[Strategy, list[Write], Sequence[str], Sequence[str]], Awaitable[None]]
+ResolveFn = Callable[[str, "float | str | None", "str | None"], tuple["float | None", Strategy]]
+
+
+class Reads:
+    """Lookups through the tiers; each handed in, none owned."""
+
+    def __init__(
+        self,
+        *,
+        l1: LocalTier,
+        coherence: L1Coherence,
+        l1_ttl: Callable[[float | None], float | None],
+        buffering: Sequence[Strategy],
+        l2: ObservedTier | None,
+        loading: LoaderSet,
+        stats: Stats,
+        rules: KeyRules,
+        write: WriteFn,
+        resolve: ResolveFn,
+        strategies: Mapping[str, Strategy],
+        lock_lease: float,
+    ) -> None:
+        self.l1 = l1
+        self.coherence = coherence
+        self.view: LocalTier = coherence.view
+        """What L1 hits are served from (see :class:`L1Coherence`); kept current by the
+        agent."""
+        self.l1_ttl = l1_ttl
+        self.buffering = list(buffering)
+        self.l2 = l2
+        self.loading = loading
+        self.stats = stats
+        self.rules = rules
+        self.write = write
+        self.resolve = resolve
+        self.strategies = strategies
+        self.lock_lease = lock_lease
+        self.inflight: dict[str, asyncio.Future[Found | None]] = {}
+
+    async def lookup_below_l1(self, key: str) -> Found | None:
+        """A lookup L1 could not answer: timed and counted."""
+        start = _perf()
+        found = await self.below_l1(key)
+        self.count_lookup(found)
+        self.stats.latency.observe(_perf() - start)
+        return found
+
+    def count_lookup(self, found: Found | None) -> None:
+        if found is None:
+            self.stats.misses += 1
+        elif found[1] == "l2":
+            self.stats.hits_l2 += 1
+        elif found[1] == "l1":
+            self.stats.l1_batch_hits += 1  # timed with the lookup, unlike l1_hit_calls
+        else:
+            self.stats.hits_loader += 1
+
+    def stale_if_error(self, key: str) -> Found | None:
+        """With L2 failing, L1's copy of ``key`` even while L1 is bypassed (change notices
+        stopped, as they do the moment L2 dies): possibly stale, better than an error.
+        L1 is still emptied once notices flow again."""
+        data = self.l1.get(key)
+        if data is None:
+            return None
+        self.stats.served_stale += 1
+        return data, "l1"
+
+    async def below_l1(self, key: str, *, load: bool = True) -> Found | None:
+        self.rules.check_key(key)
+        for strategy in self.buffering:
+            if not strategy.holds_writes():
+                continue
+            pending = strategy.pending(key)
+            if pending is not None:
+                self.view.set(key, pending[0], self.l1_ttl(pending[1]))
+                return pending[0], "l2"
+        if self.l2 is not None:
+            seq = self.coherence.seq
+            try:
+                stored = await self.l2.get(key)
+            except TierUnavailableError:
+                stale = self.stale_if_error(key)
+                if stale is None:
+                    raise
+                return stale
+            if stored is not None:
+                # A notice that arrived during the read may concern this very value.
+                if seq == self.coherence.seq:
+                    self.view.set(key, stored.data, self.l1_ttl(stored.ttl_remaining))
+                return stored.data, "l2"
+        if load and self.loading:
+            chosen = self.loading.find(key)
+            if chosen is not None and not self.loading.known_missing(key):
+                return await self.single_flight(key, lambda: self._load(key, *chosen))
+        return None
+
+    async def _load(self, key: str, loader: Loader, ids: dict[str, str]) -> Found | None:
+        """Call ``loader`` for ``key`` (once across instances sharing L2, by lock) and store
+        what it returns, written through so the instances waiting on the lock find it."""
+
+        async def load() -> Found | None:
+            try:
+                value = await self.loading.call(loader, key, ids)
+            except NotFound:
+                self.loading.remember_missing(key)
+                return None
+            data = self.rules.encode(value)
+            ttl, strategy = self.resolve(key, None, None)
+            if strategy.buffers:
+                strategy = self.strategies.get("write_through", strategy)
+            await self.write(strategy, [(key, data, ttl)], (), ())
+            return data, "loader"
+
+        def from_l2(stored: StoredValue) -> Found:
+            self.view.set(key, stored.data, self.l1_ttl(stored.ttl_remaining))
+            return stored.data, "l2"
+
+        if self.l2 is None:
+            return await load()
+        result: Found | None = await with_instance_lock(
+            self.l2, key, self.lock_lease, load, from_l2
+        )
+        return result
+
+    async def single_flight(
+        self, key: str, produce: Callable[[], Awaitable[Found | None]]
+    ) -> Found | None:
+        """``produce()`` once for all concurrent callers of ``key``. If the caller running
+        it is cancelled, a waiter that was not takes over rather than failing with it."""
+        while True:
+            waiting = self.inflight.get(key)
+            if waiting is None:
+                break
+            try:
+                return await asyncio.shield(waiting)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if waiting.cancelled() and task is not None and not task.cancelling():
+                    continue  # the leader was cancelled, not us: lead or wait anew
+                raise
+        future: asyncio.Future[Found | None] = asyncio.get_running_loop().create_future()
+        self.inflight[key] = future
+        try:
+            result = await produce()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: nobody may be waiting
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del self.inflight[key]
+
+    async def get_or_compute(
+        self,
+        key: str,
+        fn: Callable[[], Any],
+        *,
+        ttl: float | str | None = None,
+        strategy: str | None = None,
+        tags: Sequence[str] = (),
+        dependencies: Sequence[str] = (),
+    ) -> Any:
+        """The cached value of ``key``; on a miss, ``fn()`` (sync or async) computed once for
+        all concurrent callers, stored, and returned."""
+        data = self.view.get(key)
+        if data is not None:
+            self.stats.l1_hit_calls += 1  # counted, not timed (see Stats.l1_hit_calls)
+            return _decode(data)
+        found = await self.lookup_below_l1(key)
+        if found is not None:
+            return _decode(found[0])
+
+        async def compute() -> Found | None:
+            value = fn()
+            if inspect.isawaitable(value):
+                value = await value
+            data = self.rules.encode(value)
+            seconds, chosen = self.resolve(key, ttl, strategy)
+            await self.write(chosen, [(key, data, seconds)], tags, dependencies)
+            return data, "loader"
+
+        computed = await self.single_flight(key, compute)
+        return None if computed is None else serialization.decode(computed[0])
+
+    async def lookup_many(
+        self, keys: Sequence[str], failures: dict[str, CacheError] | None = None
+    ) -> dict[str, Found | None]:
+        """Each key's bytes and tier (None for a miss), L2 asked once for all L1 misses.
+
+        A key whose entry in L2 is unreadable is None and, with ``failures`` given, its error
+        is put there: one bad entry never costs the others their answer."""
+        self.rules.check_batch(len(keys), "keys")
+        self.rules.check_keys(keys)
+        start = _perf()
+        results: dict[str, Found | None] = {}
+        missing: list[str] = []
+        l1_get = self.view.get
+        for key in keys:
+            if key in results:  # a repeated key is looked up and counted once
+                continue
+            data = l1_get(key)
+            if data is not None:
+                results[key] = (data, "l1")
+            else:
+                results[key] = None
+                missing.append(key)
+        self.stats.l1_batch_hits += len(results) - len(missing)
+        buffering = [s for s in self.buffering if s.holds_writes()]
+        if missing and buffering:
+            still = []
+            for key in missing:
+                for strategy in buffering:
+                    pending = strategy.pending(key)
+                    if pending is not None:
+                        self.view.set(key, pending[0], self.l1_ttl(pending[1]))
+                        results[key] = (pending[0], "l2")
+                        break
+                else:
+                    still.append(key)
+            self.stats.hits_l2 += len(missing) - len(still)  # the buffer stands in for L2
+            missing = still
+        if missing and self.l2 is not None:
+            missing = await self._lookup_l2(missing, results, failures)
+        if missing and self.loading:
+            loadable = [key for key in missing if self.loading.find(key) is not None]
+            loaded = await asyncio.gather(*(self.below_l1(key) for key in loadable))
+            results.update(zip(loadable, loaded, strict=True))
+            for found in loaded:
+                self.count_lookup(found)
+            self.stats.misses += len(missing) - len(loadable)
+        else:
+            self.stats.misses += len(missing)
+        self.stats.latency.observe(_perf() - start)
+        return results
+
+    async def _lookup_l2(
+        self,
+        missing: list[str],
+        results: dict[str, Found | None],
+        failures: dict[str, CacheError] | None,
+    ) -> list[str]:
+        """Fill ``results`` from L2 for ``missing``; return the keys L2 does not hold."""
+        assert self.l2 is not None
+        seq = self.coherence.seq
+        try:
+            stored = await self.l2.get_many(missing)
+        except TierUnavailableError as exc:
+            # Stale-if-error: what L1 holds is answered. The rest is each key's error when
+            # the caller takes per-key errors and something was answered; else the call
+            # fails, as a single lookup would.
+            l1_get = self.l1.get
+            stale = {key: l1_get(key) for key in missing}
+            lost = [key for key, data in stale.items() if data is None]
+            answered = (
+                len(missing) - len(lost) + sum(found is not None for found in results.values())
+            )
+            if lost and (failures is None or not answered):
+                raise
+            for key, data in stale.items():
+                if data is not None:
+                    results[key] = (data, "l1")
+            if failures is not None:
+                failures.update(dict.fromkeys(lost, exc))
+            self.stats.l1_batch_hits += len(missing) - len(lost)
+            self.stats.served_stale += len(missing) - len(lost)
+            self.stats.misses += len(lost)
+            return []
+        promote = seq == self.coherence.seq
+        still = []
+        unreadable = 0
+        l1_set, l1_ttl = self.view.set, self.l1_ttl
+        for key, value in zip(missing, stored, strict=True):
+            if value is None:
+                still.append(key)
+            elif isinstance(value, CorruptEntryError):
+                unreadable += 1
+                if failures is not None:
+                    failures[key] = value
+            else:
+                if promote:
+                    l1_set(key, value.data, l1_ttl(value.ttl_remaining))
+                results[key] = (value.data, "l2")
+        self.stats.hits_l2 += len(missing) - len(still) - unreadable
+        self.stats.misses += unreadable
+        return still
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        """Each key's value (None for a miss)."""
+        found = await self.lookup_many(keys)
+        return {k: None if f is None else serialization.decode(f[0]) for k, f in found.items()}
