@@ -19,6 +19,7 @@ from cache_core import (
     UnknownEventError,
     UnknownNameError,
 )
+from cache_core.agent_view import AgentView
 
 TRIGGERS = {
     "user_profile_update": ["user:{user_id}:*"],
@@ -721,3 +722,8 @@ async def test_the_delete_kind_counts_the_deleted_key_and_its_dependents(
     assert await agent.delete("src") is True
     assert await agent.delete("never-cached") is False
     assert agent.get_stats()["invalidated_by_kind"]["delete"] == 2  # keys removed
+
+
+async def test_the_agent_is_what_plugins_are_handed(agent: CachingAgent) -> None:
+    view: AgentView = agent  # what hooks and recorders type against (mypy checks this line)
+    assert isinstance(view, AgentView)

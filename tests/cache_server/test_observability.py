@@ -235,7 +235,9 @@ async def test_stats_show_latency_percentiles_and_uptime(
     stats = await (await client.get("/stats")).json()
     assert 0 < stats["p50_latency_ms"] <= stats["p99_latency_ms"]
     assert stats["uptime_seconds"] > 0
-    assert "opentelemetry" in stats["plugins"] or "server" in stats["plugins"]
+    # The plugins that assembled this agent, by registered name: this config's L2 tier and
+    # default codec (gzip), and the server's, whose OpenTelemetry recorder feeds /metrics.
+    assert {"cache_core.builtins", "redis", "compression", "server"} <= set(stats["plugins"])
     assert stats["write_back_pending"] == 0
 
 
@@ -311,3 +313,14 @@ def test_durations_follow_explicit_bucket_rules() -> None:
     assert buckets[("get", "+Inf")] == 5
     point: Any = histogram.otlp(0, 1).data.data_points[0]
     assert (point.count, list(point.bucket_counts)) == (5, [2, 2, 1])
+
+
+async def test_the_l2_keys_gauge_is_the_agents_own_count(
+    aiohttp_client: Any, engine: Any, prefix: str
+) -> None:
+    client = await aiohttp_client(create_app(config_for(engine, prefix), env={}))
+    agent = client.server.app[AGENT]
+    await client.post("/cache/batch-set", json={"items": {"a": 1, "b": 2, "c": 3}})
+    assert value(await scrape(client), "cache_l2_keys") == 0  # as counted at start
+    assert (await agent.fetch_stats())["l2_size_keys"] == 3
+    assert value(await scrape(client), "cache_l2_keys") == 3

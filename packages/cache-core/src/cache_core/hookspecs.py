@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from cache_core.markers import hookspec
 
 if TYPE_CHECKING:
-    from cache_core.agent import CachingAgent
+    from cache_core.agent_view import AgentView
     from cache_core.codecs import Codec
     from cache_core.invalidation import InvalidationIndex
     from cache_core.loaders import Loader
@@ -87,7 +87,7 @@ def cache_register_loaders() -> Sequence[type[Loader]]:
 
 
 @hookspec
-def cache_agent_started(agent: CachingAgent) -> None:
+def cache_agent_started(agent: AgentView) -> None:
     """Called once after the agent has opened every tier, before it serves.
 
     Return nothing. A plugin may keep a reference to the agent (to read its stats, say).
@@ -95,7 +95,7 @@ def cache_agent_started(agent: CachingAgent) -> None:
 
 
 @hookspec
-def cache_agent_stopping(agent: CachingAgent) -> None:
+def cache_agent_stopping(agent: AgentView) -> None:
     """Called once when the agent begins to close, before its tiers are closed.
 
     Return nothing.

@@ -15,14 +15,14 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from cache_core.agent import CachingAgent
+    from cache_core.agent_view import AgentView
 
 
 @runtime_checkable
 class MetricsRecorder(Protocol):
     PLUGIN_NAME: ClassVar[str]
 
-    async def start(self, agent: CachingAgent) -> None: ...
+    async def start(self, agent: AgentView) -> None: ...
     async def close(self) -> None: ...
 
 

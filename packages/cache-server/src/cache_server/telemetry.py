@@ -60,7 +60,7 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from cache_core import CachingAgent
+    from cache_core.agent_view import AgentView
     from cache_core.tiers.base import TierContext
 
 log = logging.getLogger("cache_server.telemetry")
@@ -69,8 +69,6 @@ log = logging.getLogger("cache_server.telemetry")
 DURATION_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5
 )  # fmt: skip
-L2_COUNT_INTERVAL = 15.0
-"""Seconds between counts of L2 keys (a SCAN): too costly to run on every scrape."""
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SCOPE = "caching_agent"
 """The instrumentation scope (meter and tracer name)."""
@@ -217,10 +215,7 @@ class OpenTelemetryRecorder:
         self.meter_provider: MeterProvider | None = None
         self.tracer_provider: TracerProvider | None = None
         self.tracer: Tracer | None = None
-        self._agent: CachingAgent | None = None
-        self._l2_keys = 0
-        self._count_task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
+        self._agent: AgentView | None = None
         self._redis_instrumented = False
         self.l2_duration = Durations(
             "cache.l2.operation.duration", "L2 calls", ("cache.op", "outcome")
@@ -248,7 +243,7 @@ class OpenTelemetryRecorder:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def start(self, agent: CachingAgent) -> None:
+    async def start(self, agent: AgentView) -> None:
         self._agent = agent
         settings = agent.config.monitoring
         resource = Resource.create(
@@ -276,8 +271,6 @@ class OpenTelemetryRecorder:
             self.record_request = self._record_request
         if settings.tracing != "none":
             self._start_tracing(resource, settings.tracing, settings.otlp_endpoint)
-        if agent.l2 is not None:
-            self._count_task = asyncio.create_task(self._count_l2_keys(), name="l2-key-count")
         agent.observe(self)
 
     def _start_tracing(self, resource: Resource, kind: str, endpoint: str | None) -> None:
@@ -298,13 +291,6 @@ class OpenTelemetryRecorder:
             self._redis_instrumented = True
 
     async def close(self) -> None:
-        if self._count_task is not None:
-            # The event, not only cancel(): a cancellation landing inside the Redis client
-            # can be swallowed there, and the loop must end all the same.
-            self._stopping.set()
-            self._count_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._count_task, timeout=5)
         if self._redis_instrumented:
             from opentelemetry.instrumentation.redis import RedisInstrumentor
 
@@ -314,17 +300,6 @@ class OpenTelemetryRecorder:
             await asyncio.to_thread(self.tracer_provider.shutdown)
         if self.meter_provider is not None:
             await asyncio.to_thread(self.meter_provider.shutdown)
-
-    async def _count_l2_keys(self) -> None:
-        while not self._stopping.is_set():
-            agent = self._agent
-            if agent is not None and agent.l2 is not None:
-                try:
-                    self._l2_keys = await agent.l2.count()
-                except Exception as exc:  # a scrape must not fail because L2 is away
-                    log.warning("l2_count_failed", extra={"error": repr(exc)})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), L2_COUNT_INTERVAL)
 
     # -- instruments ------------------------------------------------------------------------
 
@@ -408,7 +383,10 @@ class OpenTelemetryRecorder:
         yield Observation(len(self._agent.l1))
 
     def _l2(self, _: CallbackOptions) -> Iterable[Observation]:
-        yield Observation(self._l2_keys)
+        # The agent's own periodic count (monitoring.l2_count_interval): a SCAN per scrape
+        # would cost too much, and a second counting loop would bypass the breaker.
+        assert self._agent is not None
+        yield Observation(self._agent.get_stats().get("l2_size_keys") or 0)
 
     def _pending(self, _: CallbackOptions) -> Iterable[Observation]:
         assert self._agent is not None
