@@ -171,12 +171,13 @@ async def test_cut_connections_serve_l1_once_the_breaker_opens_then_recover(
         assert all(took < OPERATION_TIMEOUT + 0.5 for took, _ in outcomes)
         assert agent.breaker.state == "open"
         assert await agent.get("hot") == {"v": 1}  # served from L1 while L2 is away
-        status, reasons = agent.health()
+        health = agent.health()
+        status, reasons = health["status"], health["reasons"]
         assert status == "degraded"
         assert len(reasons) == 2  # the breaker, and the change notices
         proxy.mode = "pass"
         deadline = time.monotonic() + 10
-        while agent.health()[0] != "ok":
+        while agent.health()["status"] != "ok":
             assert time.monotonic() < deadline, agent.health()
             with contextlib.suppress(TierUnavailableError):
                 await agent.get("other")
@@ -210,7 +211,7 @@ def in_use(agent: CachingAgent) -> int:
 
 async def until_healthy(agent: CachingAgent, probe_key: str = "probe", timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
-    while agent.health()[0] != "ok":
+    while agent.health()["status"] != "ok":
         assert time.monotonic() < deadline, agent.health()
         with contextlib.suppress(TierUnavailableError):
             await agent.get(probe_key)

@@ -110,7 +110,7 @@ async def test_the_embedded_engine_runs_with_the_configured_limit_and_policy(
         assert engine_config(agent, "maxmemory") == str(48 * MIB)
         assert engine_config(agent, "maxmemory-policy") == expected
         assert engine_config(agent, "maxmemory-samples") == "10"
-        assert agent.health_warnings() == []  # our own engine: nothing to tell the operator
+        assert "warnings" not in agent.health()  # our own engine: nothing to tell the operator
 
 
 async def test_the_embedded_engine_is_bounded_by_default(tmp_path: Path) -> None:
@@ -192,7 +192,7 @@ async def test_an_engine_with_nothing_it_may_evict_refuses_writes_as_full_and_ke
                 assert str(error).startswith("L2 is full"), error
                 assert "max_memory_mb" in str(error)
             assert agent.breaker.state == "closed"  # the engine answers: it is only full
-            assert agent.health() == ("ok", [])
+            assert (agent.health()["status"], agent.health()["reasons"]) == ("ok", [])
             assert await agent.get("absent") is None  # reads still go to L2
             # What frees memory still works: deletes, invalidations and the index with them.
             assert await agent.invalidate_by_tags(["t"]) == 1  # from L1 too, if L2 evicted it
@@ -248,9 +248,10 @@ async def test_a_server_without_a_limit_or_eviction_is_reported_once_and_in_heal
         assert record.maxmemory == 0  # type: ignore[attr-defined]
         assert record.maxmemory_policy == "noeviction"  # type: ignore[attr-defined]
         assert "volatile-lru" in record.fix  # type: ignore[attr-defined]
-        status, reasons = agent.health()
+        health = agent.health()
+        status, reasons = health["status"], health["reasons"]
         assert (status, reasons) == ("ok", [])  # it serves; the operator should fix it
-        (note,) = agent.health_warnings()
+        (note,) = agent.health().get("warnings", [])
         assert "maxmemory 0" in note and "noeviction" in note
         assert engine.client.config_get("maxmemory")["maxmemory"] == "0"  # never changed
         assert engine.client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
@@ -269,7 +270,7 @@ async def test_a_server_with_a_limit_and_eviction_is_not_reported(
         await agent.set("k", 1, tags=["t"])
         assert memory_records(caplog, "l2_memory_unsuited") == []
         assert memory_records(caplog, "l2_memory_unchecked") == []
-        assert agent.health_warnings() == []
+        assert agent.health().get("warnings", []) == []
         # Under a volatile policy no index key carries a TTL (none may be evicted).
         index_ttls = [server.client.pttl(k) for k in server.client.scan_iter(prefix + "\x1f*")]
         assert index_ttls
@@ -283,13 +284,13 @@ async def test_noeviction_is_reported_unless_the_config_asks_for_it(
     server = start_engine("--maxmemory", "64mb", "--maxmemory-policy", "noeviction")
     caplog.set_level(logging.INFO, logger=MEMORY_LOGGER)
     async with CachingAgent.from_config(external(server, prefix), env={}) as agent:
-        (note,) = agent.health_warnings()
+        (note,) = agent.health().get("warnings", [])
         assert "noeviction" in note and "maxmemory 0" not in note
     assert len(memory_records(caplog, "l2_memory_unsuited")) == 1
     caplog.clear()
     config = external(server, prefix, eviction_policy="noeviction")
     async with CachingAgent.from_config(config, env={}) as agent:
-        assert agent.health_warnings() == []
+        assert agent.health().get("warnings", []) == []
     assert memory_records(caplog, "l2_memory_unsuited") == []
 
 
@@ -302,11 +303,11 @@ async def test_a_server_that_refuses_config_is_logged_as_unchecked_and_serves(
         (record,) = memory_records(caplog, "l2_memory_unchecked")
         assert "CONFIG" in record.error  # type: ignore[attr-defined]
         assert memory_records(caplog, "l2_memory_unsuited") == []
-        assert agent.health_warnings() == []
+        assert agent.health().get("warnings", []) == []
         await agent.set("k", {"v": 1}, tags=["t"])
         agent.l1.clear()
         assert await agent.get("k") == {"v": 1}
-        assert agent.health() == ("ok", [])
+        assert (agent.health()["status"], agent.health()["reasons"]) == ("ok", [])
         # Its policy is unknown: the indexes are kept safe from a volatile one.
         ttls = {server.client.pttl(k) for k in server.client.scan_iter(prefix + "\x1f*")}
         assert ttls == {-1}

@@ -31,7 +31,7 @@ async def test_stats_and_patterns_with_a_non_utf8_name_under_the_prefix(
     b = await make_client(cfg)
     for client in (a, b):
         deadline = time.monotonic() + 5
-        while client.app[AGENT].health()[0] != "ok":  # notices flowing: L1 serves
+        while client.app[AGENT].health()["status"] != "ok":  # notices flowing: L1 serves
             assert time.monotonic() < deadline
             await asyncio.sleep(0.02)
     for i in range(3):

@@ -52,7 +52,7 @@ async def test_peers_that_get_the_pattern_as_a_notice_keep_answering(
     b = await make_client(cfg)
     for client in (a, b):
         wait = time.monotonic() + 5
-        while client.app[AGENT].health()[0] != "ok":  # notices flowing: L1 serves
+        while client.app[AGENT].health()["status"] != "ok":  # notices flowing: L1 serves
             assert time.monotonic() < wait
             await asyncio.sleep(0.02)
     for key in (STUCK, GONE):

@@ -39,7 +39,7 @@ async def l2_client(engine: Any, prefix: str, config_factory: Any, make_client: 
     client = await make_client(l2_config(engine, prefix, config_factory))
     agent = client.app[AGENT]
     deadline = time.monotonic() + 5
-    while agent.health()[0] != "ok":
+    while agent.health()["status"] != "ok":
         assert time.monotonic() < deadline
         await asyncio.sleep(0.02)
     return client
@@ -88,7 +88,7 @@ async def test_a_key_that_is_not_utf8_breaks_neither_stats_nor_patterns(
     b = await make_client(cfg)
     for client in (a, b):
         deadline = time.monotonic() + 5
-        while client.app[AGENT].health()[0] != "ok":
+        while client.app[AGENT].health()["status"] != "ok":
             assert time.monotonic() < deadline
             await asyncio.sleep(0.02)
     engine.client.eval(f"redis.call('SET', '{prefix}s:' .. string.char(255), 'x')", 0)

@@ -50,7 +50,7 @@ async def test_l1_answers_from_the_first_request_after_l2_dies(
     client = await make_client(fault_config(private_engine, prefix, config_factory))
     agent = client.app[AGENT]
     deadline = time.monotonic() + 5
-    while agent.health()[0] != "ok":  # notices flowing: L1 serves
+    while agent.health()["status"] != "ok":  # notices flowing: L1 serves
         assert time.monotonic() < deadline
         await asyncio.sleep(0.02)
     assert (await client.post("/cache", json={"key": "hot", "value": 1})).status == 200
@@ -62,7 +62,7 @@ async def test_l1_answers_from_the_first_request_after_l2_dies(
     # The lost-notice rule still holds: once L2 is back, L1 is emptied before it serves.
     private_engine.start()
     deadline = time.monotonic() + 10
-    while agent.health()[0] != "ok":
+    while agent.health()["status"] != "ok":
         assert time.monotonic() < deadline, agent.health()
         await client.get("/cache/probe")
         await asyncio.sleep(0.05)

@@ -26,6 +26,7 @@ from cache_core.assembly import Assembly
 from cache_core.breaker import BreakerState
 from cache_core.config import Config, load_config, name_env_source
 from cache_core.errors import CacheError, ConfigError
+from cache_core.health import health_document
 from cache_core.invalidator import Invalidator
 from cache_core.key_rules import KeyRules
 from cache_core.l1_coherence import SWEEP_CHUNK, L1Coherence
@@ -63,7 +64,7 @@ class CachingAgent:
         self.plugin_manager = plugin_manager
         self.clock = clock
         self.stats = Stats()
-        built = Assembly(config, registry, clock, on_breaker_change=lambda _: self._refresh())
+        built = Assembly(config, registry, clock, on_breaker_change=self._breaker_changed)
         self.assembly = built
         self.policies, self.categories, self.codecs = built.policies, built.categories, built.codecs
         self.l1, self.l2, self.breaker = built.l1, built.l2, built.breaker
@@ -174,8 +175,8 @@ class CachingAgent:
         """What was assembled: plugins, tiers, strategies, codecs, policies (for the CLI)."""
         return self.assembly.describe()
 
-    def _refresh(self) -> None:
-        self.coherence.refresh()
+    def _breaker_changed(self, _: object) -> None:
+        self.coherence.refresh()  # an open breaker lets L1 answer
 
     def _serve_from(self, view: LocalTier) -> None:
         self._l1 = self._reads.view = view
@@ -237,19 +238,10 @@ class CachingAgent:
     ) -> None:
         await self.close()
 
-    def health(self) -> tuple[str, list[str]]:
-        """``ok`` or ``degraded``, with the reasons."""
-        reasons = []
-        if self.breaker.state is not BreakerState.CLOSED:
-            reasons.append(f"L2 circuit {self.breaker.state}: {self.breaker.last_error}")
-        if not self.coherence.coherent:
-            reasons.append("L2 change notices are not flowing")
-        return ("degraded" if reasons else "ok"), reasons
-
-    def health_warnings(self) -> list[str]:
-        """What the operator should change about L2 (a server with no memory limit, or one
-        that refuses writes once full): shown on /health, never making it degraded."""
-        return self.guarded_l2.health_notes() if self.guarded_l2 is not None else []
+    def health(self) -> dict[str, Any]:
+        """``{"status": "ok" | "degraded", "reasons", "warnings"?, "tiers"}``: see
+        :mod:`cache_core.health`."""
+        return health_document(self.breaker, coherent=self.coherence.coherent, l2=self.guarded_l2)
 
     def observe(self, observer: OperationObserver) -> None:
         """Report L2 calls, loader calls and write-back flushes to ``observer`` from now on
@@ -261,20 +253,6 @@ class CachingAgent:
         for strategy in self.strategies.values():
             if strategy.buffers:
                 strategy.on_flush = observer.flush
-
-    # -- the checks callers and the server share ------------------------------------------
-
-    def check_key(self, key: object) -> str:
-        return self.rules.check_key(key)
-
-    def check_keys(self, keys: Sequence[object]) -> None:
-        self.rules.check_keys(keys)
-
-    def check_pattern(self, pattern: object) -> str:
-        return self.rules.check_pattern(pattern)
-
-    def check_caller_pattern(self, pattern: object) -> str:
-        return self.rules.check_caller_pattern(pattern)
 
     # -- reads (an L1 hit is answered here: it is the hot path, a call costs a tenth of it)
 
@@ -409,7 +387,6 @@ class CachingAgent:
         return await self._warm_up.report(keys, compute_strategy)
 
     def write_back_pending(self) -> int:
-        """Writes buffered for L2 and not yet flushed."""
         return self._report.write_back_pending()
 
     def get_stats(self) -> dict[str, Any]:

@@ -43,6 +43,6 @@ class AgentView(Protocol):
         """Writes buffered for L2 and not yet flushed."""
         ...
 
-    def health(self) -> tuple[str, list[str]]:
-        """``ok`` or ``degraded``, with the reasons."""
+    def health(self) -> dict[str, Any]:
+        """The health document: ``status`` (``ok`` or ``degraded``), ``reasons``, ..."""
         ...

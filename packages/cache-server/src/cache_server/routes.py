@@ -214,15 +214,5 @@ async def openapi(request: web.Request) -> web.Response:
 
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
-    agent = request.app[AGENT]
-    status, reasons = agent.health()
-    tiers: dict[str, Any] = {"l1": "ok"}
-    if agent.l2 is None:
-        tiers["l2"] = "not configured"
-    else:
-        tiers["l2"] = {**agent.l2.describe(), "breaker": agent.breaker.describe()}
-    # Warnings (only when there are any) are advice: they never make the status degraded.
-    warnings = {"warnings": notes} if (notes := agent.health_warnings()) else {}
     # The pid tells which worker answered when `serve --workers N` shares the port.
-    body = {"status": status, "reasons": reasons, **warnings, "tiers": tiers, "pid": os.getpid()}
-    return _json(body)
+    return _json({**request.app[AGENT].health(), "pid": os.getpid()})
