@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import theine
 from benchlib import bar_plot, table, write_results
 
 from cache_core.tiers.memory import MemoryTier
@@ -41,7 +40,10 @@ def load(name: str) -> array[int]:
     if lirs.exists():
         with gzip.open(lirs, "rt") as f:
             return array("q", (int(line) for line in f if line.strip() and line.strip() != "*"))
-    raw = lzma.decompress((TRACES / "cache2k" / f"{name}.trace.xz").read_bytes())
+    cache2k = TRACES / "cache2k" / f"{name}.trace.xz"
+    if not cache2k.exists():
+        raise SystemExit(f"hitratio: no trace {name!r}: neither {lirs} nor {cache2k} exists")
+    raw = lzma.decompress(cache2k.read_bytes())
     keys = array("i", raw)
     if sys.byteorder == "little":
         keys.byteswap()  # the files are big-endian
@@ -70,6 +72,9 @@ def replay_tier(tier: Any, keys: Sequence[int]) -> float:
 
 
 def replay_theine_once(size: int, keys: Sequence[int]) -> float:
+    # Imported here: a run without traces fails on that before it needs the bench group.
+    import theine
+
     cache = theine.Cache(size)
     get, put = cache.get, cache.set
     hits = 0
@@ -106,9 +111,16 @@ def sizes_for(name: str, keys: Sequence[int]) -> list[int]:
 
 
 def main(selected: list[str]) -> None:
+    chosen = selected or names()
+    if not chosen:
+        # An empty table under "All met." would read as a check that passed.
+        raise SystemExit(
+            f"hitratio: no traces in {TRACES / 'lirs'} (*.trace.gz) or {TRACES / 'cache2k'}"
+            " (*.trace.xz); set CACHING_AGENT_TRACES to the folder that holds them"
+        )
     rows = []
     misses = []
-    for name in selected or names():
+    for name in chosen:
         keys = load(name)
         plot: dict[str, dict[str, float]] = {}
         for size in sizes_for(name, keys):

@@ -12,6 +12,9 @@ def main() -> None:
         BENCH.glob("results-*.md"),
         key=lambda p: (ORDER.index(p.stem[8:]) if p.stem[8:] in ORDER else len(ORDER), p.stem),
     )
+    if not parts:
+        # An empty report would read as a bench run that found nothing wrong.
+        raise SystemExit(f"report: no results-*.md in {BENCH}; run the benchmarks first")
     text = "# Benchmark results\n\nWritten by `uv run nox -s bench`; each section by its script.\n"
     for part in parts:
         text += "\n" + part.read_text()

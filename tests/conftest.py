@@ -254,3 +254,35 @@ def _count_rounds(client: Any) -> list[int]:
 def count_rounds() -> Callable[[Any], list[int]]:
     """``rounds = count_rounds(client)``: round trips of a CoalescingClient, as they go."""
     return _count_rounds
+
+
+LOADER_SOURCE = """
+import asyncio
+
+CALLS = []
+DATA = {"1": {"name": "Ada"}, "2": {"name": "Grace"}}
+
+
+async def profile(key, ids):
+    CALLS.append(key)
+    await asyncio.sleep(0.05)  # long enough for every concurrent caller to pile up
+    return DATA.get(ids["user_id"])
+
+
+def plain(key, ids):
+    CALLS.append(key)
+    return {"key": key}
+"""
+
+
+@pytest.fixture
+def loader_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An importable module ``loader_source_<n>`` (its name in ``.NAME``) with loader
+    functions for ``loaders.python`` that record every key in ``CALLS``; shared by the
+    core's and the server's loader tests."""
+    name = f"loader_source_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(LOADER_SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module: Any = __import__(name)
+    module.NAME = name
+    return module

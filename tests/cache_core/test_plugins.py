@@ -3,8 +3,8 @@ plugins, the CACHING_AGENT_PLUGINS allow-list, typos in a plugin's Options."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from importlib.metadata import entry_points
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -340,16 +340,78 @@ def test_an_allow_list_of_unknown_names_loads_nothing() -> None:
     assert Registry.from_plugin_manager(pm).plugin_names == ["cache_core.builtins"]
 
 
-def test_the_allow_list_admits_the_named_entry_points() -> None:
-    installed = {ep.name for ep in entry_points(group=cache_core.NAME)}
-    if "compression" not in installed:
-        pytest.skip("the compression plugin package is not installed")
-    pm = make_plugin_manager(env={ALLOW_LIST_ENV: " compression ,"})
+ENTRY_POINT_PLUGIN = """
+from cache_core import hookimpl
+
+
+class Loader:
+    PLUGIN_NAME = "{name}_loader"
+    match = ["{name}:*"]
+
+    def __init__(self, options, context):
+        pass
+
+    async def start(self):
+        pass
+
+    async def close(self):
+        pass
+
+    async def load(self, key, ids):
+        return key
+
+
+@hookimpl
+def cache_register_loaders():
+    return [Loader]
+"""
+
+
+@pytest.fixture
+def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """``installed(*names)``: a distribution on sys.path, for this test only, whose
+    ``caching_agent`` entry points are ``names``, each registering a loader
+    ``<name>_loader``; so the allow-list is tested against entry points the test made,
+    not against whichever shipped packages happen to be installed."""
+
+    def install(*names: str) -> None:
+        tag = tmp_path.name.replace("-", "_")
+        info = tmp_path / f"caching_agent_test_plugins_{tag}-0.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: caching-agent-test-plugins-{tag}\nVersion: 0.0\n"
+        )
+        lines = [f"[{cache_core.NAME}]"]
+        for name in names:
+            module = f"caching_agent_test_plugin_{name}_{tag}"
+            (tmp_path / f"{module}.py").write_text(ENTRY_POINT_PLUGIN.format(name=name))
+            lines.append(f"{name} = {module}")
+        (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+
+    return install
+
+
+def test_the_allow_list_admits_the_named_entry_points(installed: Callable[..., None]) -> None:
+    installed("admitted", "left_out")
+    pm = make_plugin_manager(env={ALLOW_LIST_ENV: " admitted ,"})
     registry = Registry.from_plugin_manager(pm)
-    assert registry.plugin_names == ["cache_core.builtins", "compression"]
-    assert "gzip" in registry.names("codec")
-    agent = CachingAgent.from_config({}, env={ALLOW_LIST_ENV: "compression"})
-    assert agent.describe()["compression"] == "gzip"
+    assert registry.plugin_names == ["admitted", "cache_core.builtins"]
+    assert "admitted_loader" in registry.names("loader")
+    assert "left_out_loader" not in registry.names("loader")
+    config = {**NO_COMPRESSION, "loaders": {"admitted_loader": {}}}
+    agent = CachingAgent.from_config(config, env={ALLOW_LIST_ENV: "admitted"})
+    assert agent.describe()["loaders"] == ["admitted_loader"]
+    config = {**NO_COMPRESSION, "loaders": {"left_out_loader": {}}}
+    with pytest.raises(ConfigError, match="unknown loader plugin 'left_out_loader'"):
+        CachingAgent.from_config(config, env={ALLOW_LIST_ENV: "admitted"})
+
+
+def test_without_an_allow_list_every_entry_point_loads(installed: Callable[..., None]) -> None:
+    installed("admitted", "left_out")
+    registry = Registry.from_plugin_manager(make_plugin_manager(env={}))
+    assert {"admitted", "left_out"} <= set(registry.plugin_names)
+    assert {"admitted_loader", "left_out_loader"} <= set(registry.names("loader"))
 
 
 def test_test_plugins_load_whatever_the_allow_list_says() -> None:
@@ -403,3 +465,15 @@ def test_a_plugins_options_are_structured_from_its_section() -> None:
     config = {**NO_COMPRESSION, "strategies": {"write_back": {"batch_size": 7}}}
     agent = CachingAgent.from_config(config, env=NO_PLUGINS)
     assert agent.strategies["write_back"]._opts.batch_size == 7  # type: ignore[attr-defined]
+
+
+def test_write_through_takes_sync_true_and_refuses_sync_false() -> None:
+    shipped = {**NO_COMPRESSION, "strategies": {"write_through": {"sync": True}}}
+    CachingAgent.from_config(shipped, env=NO_PLUGINS)  # the product description's config
+    config = {**NO_COMPRESSION, "strategies": {"write_through": {"sync": False}}}
+    with pytest.raises(ConfigError) as info:
+        CachingAgent.from_config(config, env=NO_PLUGINS)
+    assert str(info.value) == (
+        "strategies.write_through: sync must be true (write_through writes L2 before the "
+        "write returns; strategy write_back is the one whose writes reach L2 later)"
+    )

@@ -14,14 +14,14 @@ import pytest
 from cache_core.config import load_config
 from cache_core.globs import byte_view, from_byte_view, glob_elements
 from cache_core.policies import PolicyTable
-from cache_core.templates import _PLACEHOLDER, Template
+from cache_core.templates import PLACEHOLDER, Template
 
 
 def naive_ids(text: str, key: str) -> dict[str, str] | None:
     """The reference: the template as one plain regex (a star is ``.*``, a placeholder
     ``[^:]+``), run by a backtracking engine; exponential, so only for short keys."""
     parts, pos = [], 0
-    for found in _PLACEHOLDER.finditer(text):
+    for found in PLACEHOLDER.finditer(text):
         parts.append(text[pos : found.start()])
         parts.append(f"(?P<{found.group(1)}>[^:]+)")
         pos = found.end()

@@ -120,13 +120,14 @@ async def test_the_embedded_engine_is_bounded_by_default(tmp_path: Path) -> None
 
 
 def test_serve_workers_start_the_engine_with_the_same_limit_and_policy(tmp_path: Path) -> None:
-    from cache_server.workers import _embedded_engine
+    from cache_plugins_redis.shared_engine import WorkersEngine
+    from cache_server.workers import shared_engine
 
     config = embedded(tmp_path, eviction_policy="lfu", max_memory_mb=64)
     agent = CachingAgent.from_config(config, env={})
-    engine = _embedded_engine(agent)  # what `serve --workers N` starts once, for all
-    assert engine is not None
-    args = engine.memory_args
+    engine = shared_engine(agent)  # what `serve --workers N` starts once, for all
+    assert isinstance(engine, WorkersEngine)
+    args = engine.engine.memory_args
     assert args[args.index("--maxmemory") + 1] == str(64 * MIB)
     assert args[args.index("--maxmemory-policy") + 1] == "volatile-lfu"
 

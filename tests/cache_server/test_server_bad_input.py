@@ -48,11 +48,8 @@ def case(
     kwargs: dict[str, Any] | None,
     status: int,
     code: str,
-    *,
-    bug: str | None = None,
 ) -> Any:
-    marks = [pytest.mark.xfail(strict=True, reason=f"BUG: {bug}")] if bug else []
-    return pytest.param(method, target, kwargs or {}, status, code, id=name, marks=marks)
+    return pytest.param(method, target, kwargs or {}, status, code, id=name)
 
 
 LONG_KEY = "k" * (MAX_KEY + 1)

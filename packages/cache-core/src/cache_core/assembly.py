@@ -18,7 +18,8 @@ from cache_core.categories import CategoryRules
 from cache_core.codecs import Codec
 from cache_core.config import Config
 from cache_core.errors import ConfigError
-from cache_core.frames import KNOWN_CODEC_EXTRAS, CodecSet
+from cache_core.extras import CODEC_ID_EXTRAS
+from cache_core.frames import CodecSet
 from cache_core.invalidation import IndexContext, InvalidationIndex, LocalIndex
 from cache_core.loaders import Loader
 from cache_core.loading import LoaderSet
@@ -163,7 +164,7 @@ class Assembly:
             readers,
             threshold=compression.threshold_bytes,
             max_size=compression.max_decompressed_bytes,
-            missing=KNOWN_CODEC_EXTRAS,
+            missing=CODEC_ID_EXTRAS,
         )
 
     def _build_strategies(self, context: StrategyContext) -> dict[str, Strategy]:

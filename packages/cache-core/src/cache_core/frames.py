@@ -29,6 +29,7 @@ from attrs import define
 
 from cache_core.codecs import Codec
 from cache_core.errors import CorruptEntryError
+from cache_core.extras import install_hint
 
 MAGIC = 0xCA
 VERSION = 2
@@ -44,9 +45,6 @@ _MAX_DECLARED = 2**32 - 1
 _MAX_EXPIRY = 2**64 - 1
 _RAW_HEADER = bytes((MAGIC, VERSION, RAW_CODEC_ID))
 _GC_PAUSE_BYTES = 32 * 1024
-
-# Codec ids of the codecs this project ships outside cache-core, and the extra each needs.
-KNOWN_CODEC_EXTRAS = {1: "compression", 2: "zstd", 3: "lz4"}
 
 
 def encode_frame(data: bytes, codec: Codec | None = None, expires_at_ms: int = NEVER) -> bytes:
@@ -98,7 +96,7 @@ def decode_frame(
     codec = codecs.get(codec_id)
     if codec is None:
         extra = (missing or {}).get(codec_id)
-        hint = f"; install caching-agent[{extra}]" if extra else ""
+        hint = f"; {install_hint(extra)}" if extra else ""
         raise CorruptEntryError(f"stored entry uses codec id {codec_id}, not installed{hint}")
     if len(frame) < header + 4:
         raise CorruptEntryError("stored entry is truncated")

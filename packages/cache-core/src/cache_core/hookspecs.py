@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from cache_core.invalidation import InvalidationIndex
     from cache_core.loaders import Loader
     from cache_core.metrics import MetricsRecorder
+    from cache_core.shared_engine import SharedEngine
     from cache_core.strategies import Strategy
     from cache_core.tiers.base import LocalTier, RemoteTier
 
@@ -83,6 +84,21 @@ def cache_register_loaders() -> Sequence[type[Loader]]:
 
     Return loader classes: what computes a missing value for warm-up and read-through.
     ``loaders.<name>`` in config.yaml enables one and holds its ``Options``.
+    """
+
+
+@hookspec(firstresult=True)
+def cache_shared_engine(agent: AgentView) -> SharedEngine | None:
+    """Called once by ``serve --workers N`` (N above 1), in the parent process, after the
+    config is checked and before any worker starts; ``agent`` is assembled, never started.
+    The first plugin answering other than None decides.
+
+    Return the engine the workers share, unstarted (a
+    :class:`~cache_core.shared_engine.SharedEngine`), when ``agent.l2`` is your tier and
+    its settings ask for a server the process starts itself (the Redis plugin's
+    ``redis.url: embedded``); else None. With no engine the workers reach L2 each as a
+    lone instance would: an L2 tier that starts a server of its own in each worker does
+    not share it.
     """
 
 

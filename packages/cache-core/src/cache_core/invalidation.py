@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from attrs import define
 
 from cache_core.errors import InvalidValueError, MissingContextError
+from cache_core.templates import PLACEHOLDER
 
 if TYPE_CHECKING:
     from cache_core.config import Config
@@ -51,6 +52,14 @@ class InvalidationIndex(Protocol):
     """Tags, dependencies and runtime event subscriptions, queried at invalidation time."""
 
     PLUGIN_NAME: ClassVar[str]
+
+    # A property so a wrapper (GuardedIndex) answers for the index it wraps; an index
+    # itself sets a class attribute.
+    @property
+    def shared(self) -> bool:
+        """Whether every instance using the same L2 sees this index (a tag set through one
+        is known to all): ``serve --workers N`` refuses an index that is not."""
+        ...
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
@@ -104,6 +113,7 @@ class LocalIndex:
     """In-process indexes; entries leave them on delete, overwrite, invalidation and expiry."""
 
     PLUGIN_NAME: ClassVar[str] = "local"
+    shared: ClassVar[bool] = False
     _PRUNE_EVERY = 1024
     _MAX_UNSETTLED = 10_000
 
@@ -254,9 +264,6 @@ class LocalIndex:
         return len(self._expiry)
 
 
-_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
 def fill(target: str, context: Mapping[str, Any], event: str) -> str:
     """``target`` with its placeholders replaced from ``context`` (glob characters escaped).
 
@@ -285,9 +292,9 @@ def fill(target: str, context: Mapping[str, Any], event: str) -> str:
         # A context value is data, never a pattern: escape what a glob would read.
         return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
-    return _FIELD.sub(value, target)
+    return PLACEHOLDER.sub(value, target)
 
 
 def widest(target: str) -> str:
     """``target`` as an event without context fills it: each placeholder a ``*``."""
-    return _FIELD.sub("*", target)
+    return PLACEHOLDER.sub("*", target)

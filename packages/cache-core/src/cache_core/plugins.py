@@ -25,6 +25,7 @@ import pluggy
 from cache_core import hookspecs
 from cache_core.config import make_converter, structure
 from cache_core.errors import ConfigError, PluginConflictError, PluginMissingError
+from cache_core.extras import PLUGIN_EXTRAS, install_hint
 from cache_core.markers import NAME
 
 DEFAULT_PLUGINS = ("cache_core.builtins",)
@@ -41,17 +42,6 @@ FAMILIES = {
     "invalidator": "cache_register_invalidators",
     "metrics": "cache_register_metrics",
     "loader": "cache_register_loaders",
-}
-
-# What to install for the plugins this project ships outside cache-core.
-KNOWN_EXTRAS: dict[tuple[str, str], str] = {
-    ("tier", "redis"): "redis",
-    ("codec", "gzip"): "compression",
-    ("codec", "zstd"): "zstd",
-    ("codec", "lz4"): "lz4",
-    ("invalidator", "redis"): "invalidation",
-    ("loader", "http"): "server",
-    ("metrics", "opentelemetry"): "server",
 }
 
 _OPTIONS_CONVERTER = make_converter()
@@ -132,10 +122,10 @@ class Registry:
             return self.tables[family][name]
         except KeyError:
             pass
-        extra = KNOWN_EXTRAS.get((family, name))
+        extra = PLUGIN_EXTRAS.get((family, name))
         if extra is not None:
             raise PluginMissingError(
-                f"{path}: {family} plugin {name!r} is not installed; install caching-agent[{extra}]"
+                f"{path}: {family} plugin {name!r} is not installed; {install_hint(extra)}"
             )
         known = ", ".join(self.names(family)) or "none installed"
         raise ConfigError(f"{path}: unknown {family} plugin {name!r} (installed: {known})")

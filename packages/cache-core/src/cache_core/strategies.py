@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 from typing import ClassVar, Protocol, runtime_checkable
 
-from attrs import define
+from attrs import Attribute, define, field
 
 from cache_core.errors import InvalidValueError, TierUnavailableError
 from cache_core.globs import matcher
@@ -128,12 +128,24 @@ class _Unbuffered:
                 l1.delete(key)  # too large for L1: never leave an older copy behind
 
 
+def _must_be_sync(_options: object, _attribute: Attribute[bool], value: bool) -> None:
+    # Giving ``sync: false`` a meaning (L2 written after the call returns) would be
+    # write_back without its buffer bound, retries or read-your-writes: refused instead.
+    if not value:
+        raise ValueError(
+            "sync must be true (write_through writes L2 before the write returns; "
+            "strategy write_back is the one whose writes reach L2 later)"
+        )
+
+
 class WriteThrough(_Unbuffered):
     PLUGIN_NAME: ClassVar[str] = "write_through"
 
     @define(frozen=True)
     class Options:
-        sync: bool = True
+        sync: bool = field(default=True, validator=_must_be_sync)
+        """Accepted because the product description's config spells ``sync: true``; only
+        true: a write-through write has reached L2 when it returns, by definition."""
 
     async def write(self, items: Sequence[Write]) -> None:
         l2 = self._ctx.l2

@@ -20,7 +20,9 @@ from functools import lru_cache
 
 from cache_core.globs import byte_view, from_byte_view, glob_elements
 
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+"""A ``{placeholder}``, its name in group 1: the one spelling of a placeholder in key
+templates, event targets and loader URLs, so each accepts the names the others do."""
 _BYTES = [chr(b) for b in range(256)]
 
 # What the regex of a template is made of, by how it can backtrack over the key:
@@ -47,10 +49,10 @@ class Template:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.placeholders = frozenset(_PLACEHOLDER.findall(text))
+        self.placeholders = frozenset(PLACEHOLDER.findall(text))
         tokens: list[tuple[str, str]] = []  # ("glob", text) or ("name", placeholder)
         pos = 0
-        for found in _PLACEHOLDER.finditer(text):
+        for found in PLACEHOLDER.finditer(text):
             if found.start() > pos:
                 tokens.append(("glob", text[pos : found.start()]))
             tokens.append(("name", found.group(1)))

@@ -111,6 +111,7 @@ class _Change:
 
 class RedisIndex:
     PLUGIN_NAME: ClassVar[str] = "redis"
+    shared: ClassVar[bool] = True
 
     def __init__(self, options: object, context: IndexContext) -> None:
         if not isinstance(context.l2, RedisTier):

@@ -152,7 +152,7 @@ def serve(
     listening += f" ({workers} workers)"
     try:
         return asyncio.run(supervise(agent, worker_args, workers, listening))
-    except CacheError as exc:  # the embedded engine would not start
+    except CacheError as exc:  # the engine the workers share would not start
         print(f"caching-agent: {exc}", file=sys.stderr)
         return EXIT_START
 

@@ -18,7 +18,6 @@ Connections are pooled and bounded by ``max_concurrency``; each GET by ``timeout
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -27,8 +26,7 @@ import aiohttp
 from attrs import define, field
 
 from cache_core import NotFound
-
-_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+from cache_core.templates import PLACEHOLDER
 
 
 class HttpLoader:
@@ -47,9 +45,9 @@ class HttpLoader:
             raise ValueError(f"url: expected http:// or https://, got {options.url!r}")
         if options.timeout <= 0 or options.max_concurrency <= 0:
             raise ValueError("timeout and max_concurrency must be greater than 0")
-        needed = set(_FIELD.findall(options.url)) - {"key"}
+        needed = set(PLACEHOLDER.findall(options.url)) - {"key"}
         for template in options.match:
-            missing = needed - set(_FIELD.findall(template))
+            missing = needed - set(PLACEHOLDER.findall(template))
             if missing:
                 raise ValueError(
                     f"url needs {', '.join(sorted(missing))}, which match template "
@@ -78,7 +76,7 @@ class HttpLoader:
 
     def url_for(self, key: str, ids: Mapping[str, str]) -> str:
         values = {**ids, "key": key}
-        return _FIELD.sub(lambda m: quote(str(values[m.group(1)]), safe=""), self._options.url)
+        return PLACEHOLDER.sub(lambda m: quote(str(values[m.group(1)]), safe=""), self._options.url)
 
     async def load(self, key: str, ids: Mapping[str, str]) -> Any:
         if self._session is None:

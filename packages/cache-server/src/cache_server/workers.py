@@ -2,10 +2,12 @@
 
 The kernel spreads connections over the workers (SO_REUSEPORT), and L2's change notices
 keep their L1 copies coherent, as for any instances sharing one L2. The parent serves
-nothing: it checks the config, starts the embedded engine once (``redis.url: embedded``)
-and hands its URL to the workers in ``REDIS_URL``, then watches them. SIGINT or SIGTERM
-stops every worker (each flushes its write-back buffer), then the engine; a worker that
-exits on its own makes the parent stop the others and exit non-zero.
+nothing: it checks the config, starts the engine the workers share once when a plugin
+offers one (the ``cache_shared_engine`` hook; the Redis plugin does for ``redis.url:
+embedded``), starts the workers with that engine's ``worker_env()`` in their environment,
+then watches them. SIGINT or SIGTERM stops every worker (each flushes its write-back
+buffer), then the engine; a worker that exits on its own makes the parent stop the others
+and exit non-zero.
 
 Workers are this same command (``serve`` with hidden ``--worker-of``/``--ready-fd``) run
 as subprocesses rather than multiprocessing children: a worker is then exactly the
@@ -25,8 +27,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from cache_core import CachingAgent
-from cache_core.invalidation import LocalIndex
+from cache_core import CacheError, CachingAgent
+from cache_core.shared_engine import SharedEngine
 
 WORKER_START_TIMEOUT = 60.0
 """Seconds from spawning the workers to all of them listening: a worker's start connects
@@ -57,7 +59,7 @@ def refusal(agent: CachingAgent, workers: int) -> str | None:
             f"--workers {workers}: L2 {agent.l2.PLUGIN_NAME!r} does not report other "
             "instances' changes, so the workers' L1 copies would go stale"
         )
-    if isinstance(agent.index, LocalIndex):
+    if not agent.index.shared:
         return (
             f"--workers {workers} needs the tag and dependency indexes in L2 "
             "(invalidation.backend: redis, from caching-agent[invalidation]): with local "
@@ -103,15 +105,19 @@ def announce_ready(fd: int) -> None:
         os.close(fd)
 
 
-def _embedded_engine(agent: CachingAgent) -> Any:
-    """The embedded engine the workers would each start, unstarted, or None."""
-    try:
-        from cache_plugins_redis.tier import RedisTier
-    except ImportError:  # without the Redis plugin there is no engine to share
+def shared_engine(agent: CachingAgent) -> SharedEngine | None:
+    """The engine the workers share, unstarted, as a plugin offers it, or None."""
+    engine: object = agent.plugin_manager.hook.cache_shared_engine(agent=agent)
+    if engine is None:
         return None
-    if not isinstance(agent.l2, RedisTier):
-        return None
-    return agent.l2.embedded_engine()  # with the tier's memory bounds (max_memory_mb)
+    if not isinstance(engine, SharedEngine):
+        # Named by its class: pluggy's answer does not say which plugin gave it.
+        kind = type(engine)
+        raise CacheError(
+            f"cache_shared_engine returned {kind.__module__}.{kind.__qualname__}, which "
+            "lacks start, stop or worker_env (cache_core.shared_engine.SharedEngine)"
+        )
+    return engine
 
 
 def _say(message: str) -> None:
@@ -133,11 +139,11 @@ async def supervise(
 ) -> int:
     """Run ``workers`` workers (``serve`` with ``worker_args``) until a signal or until one
     exits; the exit code. ``listening`` is printed once all of them listen."""
+    engine = shared_engine(agent)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
-    engine = _embedded_engine(agent)
     env = dict(os.environ)
     procs: list[asyncio.subprocess.Process] = []
     read_fd, write_fd = os.pipe()
@@ -148,8 +154,8 @@ async def supervise(
     code = 0
     try:
         if engine is not None:
-            await engine.start()  # an EngineError says why in one line; the caller prints it
-            env["REDIS_URL"] = engine.url
+            await engine.start()  # a CacheError says why in one line; the caller prints it
+            env.update(engine.worker_env())
         for _ in range(workers):
             if stopping.is_set():
                 break
