@@ -727,3 +727,13 @@ async def test_the_delete_kind_counts_the_deleted_key_and_its_dependents(
 async def test_the_agent_is_what_plugins_are_handed(agent: CachingAgent) -> None:
     view: AgentView = agent  # what hooks and recorders type against (mypy checks this line)
     assert isinstance(view, AgentView)
+
+
+@pytest.mark.parametrize("context", [[("user_id", 1)], {1: 2}, "user_id=1"])
+async def test_a_context_that_is_not_a_mapping_of_names_is_refused(
+    agent: CachingAgent, context: Any
+) -> None:
+    await agent.set("user:1:profile", 1)
+    with pytest.raises(InvalidValueError, match="context"):
+        await agent.invalidate_by_event("user_profile_update", context)
+    assert await agent.get("user:1:profile") == 1

@@ -506,7 +506,7 @@ def test_bad_ttls(raw: dict[str, Any], message: str) -> None:
     assert config_error(raw) == message
 
 
-@pytest.mark.parametrize("value", [-1, float("inf"), float("nan")])
+@pytest.mark.parametrize("value", [-1, 0.001, 0.5, float("inf"), float("nan")])
 def test_a_bad_l2_count_interval_is_a_config_error_naming_it(value: float) -> None:
     with pytest.raises(ConfigError, match=r"monitoring\.l2_count_interval"):
         load_config({"monitoring": {"l2_count_interval": value}}, env={})

@@ -117,3 +117,15 @@ async def test_a_subscription_filled_without_context_keeps_the_caller_wildcard_l
         return  # refused at registration: fine
     with pytest.raises(CacheError, match="wildcards"):
         await agent.invalidate_by_event("e")
+
+
+async def test_close_applies_thousands_queued_just_before_it(engine: Any, prefix: str) -> None:
+    """3,000 registrations left unawaited before close reach the shared index: close gives
+    the queue operation_timeout per thousand (one second was not enough for 3,000)."""
+    cfg = redis_config(engine, prefix)
+    cfg["circuit_breaker"]["operation_timeout"] = 1.0
+    async with CachingAgent.from_config(cfg, env={}) as agent:
+        for i in range(3000):
+            agent.invalidation_manager.register_event_subscription("e", f"k{i}")
+    assert agent.invalidation_manager.pending == 0
+    assert engine.client.scard(prefix + "\x1fevent:e") == 3000

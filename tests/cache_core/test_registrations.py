@@ -167,3 +167,22 @@ async def test_a_registration_after_close_is_refused_at_the_call(make_agent) -> 
     await agent.close()
     with pytest.raises(RuntimeError, match="closed"):
         agent.invalidation_manager.register_dependency("a", "b")
+
+
+async def test_the_queue_is_bounded(monkeypatch: Any) -> None:
+    monkeypatch.setattr("cache_core.registrations.MAX_PENDING", 3)
+    manager = manager_on(LocalIndex())  # not started: nothing is applied
+    for i in range(3):
+        manager.register_dependency(f"k{i}", "src")
+    with pytest.raises(InvalidValueError, match="3 registrations are queued"):
+        manager.register_dependency("k3", "src")
+    assert manager.pending == 3
+
+
+async def test_close_applies_thousands_queued_just_before_it(make_agent) -> None:
+    agent = await make_agent()
+    for i in range(3000):
+        agent.invalidation_manager.register_event_subscription("e", f"k{i}")
+    await agent.close()
+    assert agent.invalidation_manager.pending == 0
+    assert len(await agent.index.subscriptions("e")) == 3000

@@ -60,3 +60,19 @@ async def test_a_context_value_that_is_not_text_or_a_number_is_not_its_python_re
         assert (await got.json())["hit"] is False, f"{value!r} matched user:{shown}:* only"
     else:
         assert resp.status == 400
+
+
+async def test_a_context_field_no_target_uses_is_refused_and_changes_nothing(
+    client: Any,
+) -> None:
+    # A typo ("userid") must not widen the event to every user silently.
+    for key in ("user:1:profile", "user:2:profile"):
+        assert (await client.post("/cache", json={"key": key, "value": 1})).status == 200
+    body = {"event": "user_profile_update", "context": {"userid": 1}}
+    resp = await client.post("/invalidate", json=body)
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert error["code"] == "invalid_value"
+    assert "userid" in error["message"] and "user_id" in error["message"]
+    got = await client.post("/cache/batch-get", json={"keys": ["user:1:profile", "user:2:profile"]})
+    assert (await got.json())["hits"] == 2

@@ -361,3 +361,13 @@ async def test_batch_get_with_repeated_keys_counts_stats_like_its_response(clien
     body = await resp.json()
     stats = await stats_of(client)
     assert (stats["hits"], stats["misses"]) == (body["hits"], body["misses"])
+
+
+async def test_batch_get_logs_each_lookup_at_debug(client, caplog):
+    await client.post("/cache", json={"key": "user:1:profile", "value": 1})
+    with caplog.at_level("DEBUG", logger="cache_server.routes"):
+        body = {"keys": ["user:1:profile", "user:2:profile"]}
+        assert (await client.post("/cache/batch-get", json=body)).status == 200
+    events = [(r.getMessage(), getattr(r, "tier", None)) for r in caplog.records]
+    assert events == [("cache_hit", "l1"), ("cache_miss", None)]
+    assert all(r.key_pattern == "user:*" for r in caplog.records)

@@ -188,14 +188,6 @@ async def test_an_event_without_context_reaches_every_key_of_its_kind(seeded):
     assert await present(seeded) == ALL - removed
 
 
-async def test_context_narrows_an_event_and_a_missing_field_matches_any_segment(seeded):
-    # the context's content_id is not a field of user_profile_update: user_id still missing
-    count = await invalidate(seeded, {"event": "user_profile_update", "context": {"content_id": 7}})
-    removed = {key for key in SEEDED if key.startswith("user:")}
-    assert count == len(removed)
-    assert await present(seeded) == ALL - removed
-
-
 async def test_an_event_without_context_reaches_literal_targets_of_its_kind(seeded):
     # content_modification targets content:{content_id} and tag:content
     removed = {"content:7", "content:8", "content:9"}

@@ -147,8 +147,8 @@ class MonitoringSection:
     logs every lookup (``cache_hit``, ``cache_miss``); ``serve --log-level`` overrides it."""
     l2_count_interval: float = 30.0
     """Seconds between two background counts of L2's keys, the ``l2_size_keys`` that
-    ``get_stats()`` answers (each count is a SCAN of the prefix); 0: only at start and when
-    ``fetch_stats()`` (``GET /stats``) asks."""
+    ``get_stats()`` answers (each count is a SCAN of the prefix); at least 1; 0: only at
+    start and when ``fetch_stats()`` (``GET /stats``) asks."""
 
 
 @define(frozen=True)
@@ -553,10 +553,11 @@ def _check(config: Config) -> None:
         count = getattr(monitoring, name)
         if count < 0:
             raise ConfigError(f"monitoring.{name}: must be 0 or more, got {count}")
-    if not 0 <= monitoring.l2_count_interval < math.inf:
+    interval = monitoring.l2_count_interval
+    if not (interval == 0 or 1 <= interval < math.inf):
+        # Each count is a SCAN of the whole prefix: more often than a second costs the engine.
         raise ConfigError(
-            f"monitoring.l2_count_interval: expected 0 or more seconds, "
-            f"got {monitoring.l2_count_interval}"
+            f"monitoring.l2_count_interval: expected 0 (off) or at least 1 second, got {interval}"
         )
     server = config.server
     if not server.body_timeout > 0:  # NaN included

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cache_core.categories import CategoryRules
-from cache_core.errors import UnknownEventError
+from cache_core.errors import InvalidValueError, UnknownEventError
 from cache_core.globs import is_literal
 from cache_core.invalidation import TAG_PREFIX, InvalidationIndex, fill
 from cache_core.key_rules import KeyRules
@@ -21,6 +21,7 @@ from cache_core.loading import LoaderSet
 from cache_core.registrations import InvalidationManager
 from cache_core.stats import Stats
 from cache_core.strategies import Strategy
+from cache_core.templates import PLACEHOLDER
 from cache_core.tiers.base import LocalTier
 from cache_core.tiers.observed import ObservedTier
 
@@ -149,9 +150,11 @@ class Invalidator:
             raise UnknownEventError(
                 f"unknown event {event!r} (known: {', '.join(known) or 'none'})"
             )
+        templates = [*configured.get(event, []), *subscribed]
+        context = _checked_context(context, event, templates)
         targets = []
-        for target in [*configured.get(event, []), *subscribed]:
-            filled = fill(target, context or {}, event)
+        for target in templates:
+            filled = fill(target, context, event)
             if filled.startswith(TAG_PREFIX):
                 tag = scope + filled.removeprefix(TAG_PREFIX)
                 self.rules.check_names([tag], "tag")
@@ -223,3 +226,20 @@ class Invalidator:
         fresh = found - already
         self.stats.count_invalidated(kind, len(fresh))
         return fresh
+
+
+def _checked_context(context: object, event: str, templates: Sequence[str]) -> Mapping[str, Any]:
+    """``context`` as a mapping of field names every one of which some target uses: a
+    field none uses (a typo) would otherwise leave its placeholder to match everything."""
+    if context is None:
+        return {}
+    if not isinstance(context, Mapping) or not all(isinstance(k, str) for k in context):
+        raise InvalidValueError("context must be a mapping of field names to values")
+    fields = {name for template in templates for name in PLACEHOLDER.findall(template)}
+    unused = sorted(set(context) - fields)
+    if unused:
+        raise InvalidValueError(
+            f"context.{unused[0]}: no target of event {event!r} uses it "
+            f"(its fields: {', '.join(sorted(fields)) or 'none'})"
+        )
+    return context

@@ -19,13 +19,16 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any
 
-from cache_core.errors import InvalidKeyError, TierUnavailableError
+from cache_core.errors import InvalidKeyError, InvalidValueError, TierUnavailableError
 from cache_core.invalidation import TAG_PREFIX, InvalidationIndex, widest
 
 log = logging.getLogger("cache_core.registrations")
 
 RETRY_AFTER = 0.5
 """Seconds between two tries to apply the queue while the index cannot be reached."""
+
+MAX_PENDING = 10_000
+"""Registrations queued at most (while L2 is away they wait): one more is refused."""
 
 MAX_REFUSALS_KEPT = 1024
 """Refused registrations whose error is kept for an ``await`` that has not come yet."""
@@ -105,6 +108,11 @@ class InvalidationManager:
     def _enqueue(self, step: Step) -> Registration:
         if self._closed:
             raise RuntimeError("the agent is closed: a registration would never be applied")
+        if len(self._queue) >= MAX_PENDING:
+            raise InvalidValueError(
+                f"{MAX_PENDING} registrations are queued and not yet applied (is L2 away?); "
+                "await some before adding more"
+            )
         self._issued += 1
         self._queue.append((self._issued, step))
         self._kick()
@@ -177,8 +185,8 @@ class InvalidationManager:
         self._kick()
 
     async def close(self, timeout: float) -> None:
-        """Before the index closes: apply what is queued, within ``timeout``; what the
-        index could not take is logged as lost."""
+        """Before the index closes: apply what is queued, within ``timeout`` per thousand
+        registrations (at least ``timeout``); what the index could not take is logged."""
         self._open, self._closed = False, True
         task, self._task = self._task, None
         if task is not None:
@@ -187,7 +195,11 @@ class InvalidationManager:
                 await task
         if not self._queue:
             return
+        budget = timeout * max(1.0, len(self._queue) / 1000)
         try:
-            await asyncio.wait_for(self.land(), timeout)
+            await asyncio.wait_for(self.land(), budget)
         except (TierUnavailableError, TimeoutError) as exc:
-            log.error("registrations_lost", extra={"count": len(self._queue), "error": str(exc)})
+            log.error(
+                "registrations_lost",
+                extra={"count": len(self._queue), "error": str(exc) or type(exc).__name__},
+            )

@@ -112,8 +112,16 @@ async def batch_get(request: web.Request) -> web.Response:
     found = await request.app[AGENT].lookup_many([ns + key for key in req.keys], failures)
     parts = []
     hits = 0
+    debug = log.isEnabledFor(logging.DEBUG)
     for full_key, hit in found.items():
         key = full_key[len(ns) :]
+        if debug:  # every lookup is logged at debug, a batch's too
+            if hit is None:
+                log.debug("cache_miss", extra={"key_pattern": _pattern(request, key)})
+            else:
+                log.debug(
+                    "cache_hit", extra={"key_pattern": _pattern(request, key), "tier": hit[1]}
+                )
         if hit is not None:
             hits += 1
         parts.append(orjson.dumps(key) + b":" + (b"null" if hit is None else hit[0]))
