@@ -477,3 +477,48 @@ def test_write_through_takes_sync_true_and_refuses_sync_false() -> None:
         "strategies.write_through: sync must be true (write_through writes L2 before the "
         "write returns; strategy write_back is the one whose writes reach L2 later)"
     )
+
+
+def test_a_plugin_that_fails_to_import_blocks_only_a_config_that_uses_it(
+    installed: Callable[..., None], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    installed("broken", "fine")
+    (module,) = tmp_path.glob("caching_agent_test_plugin_broken_*.py")
+    module.write_text("raise ImportError(\"No module named 'missing_lib'\")\n")
+    env = {ALLOW_LIST_ENV: "broken,fine"}
+    with caplog.at_level("WARNING", logger="cache_core.plugins"):
+        agent = CachingAgent.from_config(
+            {**NO_COMPRESSION, "loaders": {"fine_loader": {}}}, env=env
+        )
+    assert agent.describe()["loaders"] == ["fine_loader"]
+    (warning,) = [r for r in caplog.records if r.getMessage() == "plugin_import_failed"]
+    assert warning.plugin == "broken" and "missing_lib" in warning.error  # type: ignore[attr-defined]
+    config = {**NO_COMPRESSION, "loaders": {"broken_loader": {}}}
+    with pytest.raises(ConfigError) as info:
+        CachingAgent.from_config(config, env=env)
+    message = str(info.value)
+    assert "unknown loader plugin 'broken_loader'" in message
+    assert "'broken'" in message and "missing_lib" in message  # why it may be missing
+
+
+def test_an_l2_tier_missing_a_method_is_refused_at_assembly_naming_it() -> None:
+    class HalfTier:
+        PLUGIN_NAME = "half"
+
+        def __init__(self, options: object, context: object) -> None:
+            self.default_ttl = None
+
+        async def get_many(self, keys: Any) -> Any: ...
+
+    class HalfPlugin:
+        @cache_core.hookimpl
+        def cache_register_tiers(self) -> list[type[Any]]:
+            return [HalfTier]
+
+    config = {**NO_COMPRESSION, "cache_tiers": {"l1": {"type": "memory"}, "l2": {"type": "half"}}}
+    with pytest.raises(ConfigError) as info:
+        CachingAgent.from_config(config, plugins=[HalfPlugin()], env={ALLOW_LIST_ENV: ""})
+    message = str(info.value)
+    assert message.startswith("cache_tiers.l2.type: 'half' (")
+    assert "HalfTier) lacks " in message and "delete_matching" in message
+    assert "of RemoteTier" in message

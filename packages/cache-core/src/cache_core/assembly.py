@@ -138,6 +138,13 @@ class Assembly:
             raise ConfigError(
                 f"cache_tiers.{name}.type: {type_name!r} is a local tier; L2 needs a remote one"
             )
+        missing = missing_methods(tier_cls, role)
+        if missing:
+            # At start, naming them: not an AttributeError at the first write.
+            raise ConfigError(
+                f"cache_tiers.{name}.type: {type_name!r} ({tier_cls.__module__}."
+                f"{tier_cls.__qualname__}) lacks {', '.join(missing)} of {role.__name__}"
+            )
         options = self.registry.options(tier_cls, section, path=f"cache_tiers.{name}")
         try:
             return tier_cls(options, context)
@@ -212,3 +219,16 @@ class Assembly:
                 for p in self.policies.policies
             },
         }
+
+
+def missing_methods(cls: type[Any], protocol: type[Any]) -> list[str]:
+    """The methods ``protocol`` (and the protocols it extends) declare that ``cls`` has
+    not: its attributes are set by the constructor, so only methods can be checked here."""
+    declared = {
+        name
+        for base in protocol.__mro__
+        if getattr(base, "_is_protocol", False) and base is not object
+        for name, member in vars(base).items()
+        if callable(member) and not name.startswith("_")
+    }
+    return sorted(name for name in declared if not callable(getattr(cls, name, None)))

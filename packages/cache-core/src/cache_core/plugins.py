@@ -14,6 +14,7 @@ code pass plugin objects explicitly::
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
@@ -46,6 +47,8 @@ FAMILIES = {
 
 _OPTIONS_CONVERTER = make_converter()
 
+log = logging.getLogger("cache_core.plugins")
+
 
 def make_plugin_manager(
     plugins: Iterable[object] = (),
@@ -59,17 +62,22 @@ def make_plugin_manager(
     for module in DEFAULT_PLUGINS:
         pm.register(importlib.import_module(module), name=module)
     if load_entry_points:
-        _load_entry_points(pm, os.environ if env is None else env)
+        failed = _load_entry_points(pm, os.environ if env is None else env)
+        # Read by Registry: a config naming what such a plugin would register says why.
+        pm.caching_agent_import_failures = failed  # type: ignore[attr-defined]
     for plugin in plugins:
         pm.register(plugin)
     return pm
 
 
-def _load_entry_points(pm: pluggy.PluginManager, env: Mapping[str, str]) -> None:
+def _load_entry_points(pm: pluggy.PluginManager, env: Mapping[str, str]) -> dict[str, str]:
+    """Register every allowed entry point; returns those that failed to import (name ->
+    why), each logged once: one blocks start only if the config uses it."""
     allowed_text = env.get(ALLOW_LIST_ENV)
     allowed = None
     if allowed_text is not None:
         allowed = {name.strip() for name in allowed_text.split(",") if name.strip()}
+    failed: dict[str, str] = {}
     for ep in entry_points(group=NAME):
         if allowed is not None and ep.name not in allowed:
             continue
@@ -78,8 +86,11 @@ def _load_entry_points(pm: pluggy.PluginManager, env: Mapping[str, str]) -> None
         try:
             plugin = ep.load()
         except ImportError as exc:
-            raise ConfigError(f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}") from None
+            failed[ep.name] = f"{ep.value}: {exc}"
+            log.warning("plugin_import_failed", extra={"plugin": ep.name, "error": str(exc)})
+            continue
         pm.register(plugin, name=ep.name)
+    return failed
 
 
 @attrs.define
@@ -88,6 +99,8 @@ class Registry:
 
     tables: dict[str, dict[str, type[Any]]]
     plugin_names: list[str]
+    import_failures: dict[str, str] = attrs.field(factory=dict)
+    """Installed plugins that failed to import (name -> why)."""
 
     @classmethod
     def from_plugin_manager(cls, pm: pluggy.PluginManager) -> Registry:
@@ -111,7 +124,8 @@ class Registry:
                     tables[family][name] = plugin_cls
                     owners[(family, name)] = owner
         names = sorted(name for name, _ in pm.list_name_plugin())
-        return cls(tables=tables, plugin_names=names)
+        failures = dict(getattr(pm, "caching_agent_import_failures", {}))
+        return cls(tables=tables, plugin_names=names, import_failures=failures)
 
     def names(self, family: str) -> list[str]:
         return sorted(self.tables[family])
@@ -128,7 +142,11 @@ class Registry:
                 f"{path}: {family} plugin {name!r} is not installed; {install_hint(extra)}"
             )
         known = ", ".join(self.names(family)) or "none installed"
-        raise ConfigError(f"{path}: unknown {family} plugin {name!r} (installed: {known})")
+        failed = "".join(
+            f"; plugin {plugin!r} failed to import ({why})"
+            for plugin, why in sorted(self.import_failures.items())
+        )
+        raise ConfigError(f"{path}: unknown {family} plugin {name!r} (installed: {known}){failed}")
 
     def options(self, plugin_cls: type[Any], raw: Any, *, path: str) -> Any:
         """Structure ``raw`` into ``plugin_cls.Options`` (None when it takes none)."""
