@@ -86,3 +86,8 @@ def test_codec_ids_hint_at_the_same_extras_as_codec_names() -> None:
         if key[0] == "codec"
     }
     assert by_name == CODEC_ID_EXTRAS
+
+
+def test_shipped_codec_ids_leave_128_to_255_to_third_parties() -> None:
+    assert CODEC_ID_EXTRAS  # the table is not empty: the check below can fail
+    assert all(0 < codec_id < 128 for codec_id in CODEC_ID_EXTRAS)

@@ -46,7 +46,9 @@ def cache_register_codecs() -> Sequence[type[Codec]]:
     """Called once when the plugin manager builds its registry.
 
     Return codec classes (compression of L2 frames). ``compression.algorithm`` names the
-    one that writes; every registered codec reads the frames carrying its ``CODEC_ID``.
+    one that writes; every registered codec reads the frames carrying its ``CODEC_ID``:
+    1-127 are this project's, 128-255 are reserved for third-party codecs (two codecs with
+    one id are refused at assembly).
     """
 
 
