@@ -100,8 +100,9 @@ async def measure(url: str) -> None:
             return await raw.mget([f"raw:{key}" for key in batches[int(i)]])
 
         async def tier_batch(i: str) -> Any:  # where the time goes: frames, no L1, no JSON
-            assert agent.l2 is not None
-            return await agent.l2.get_many(batches[int(i)])
+            # The tier as the data path calls it: the frames are opened and checked there.
+            assert agent.guarded_l2 is not None
+            return await agent.guarded_l2.get_many(batches[int(i)])
 
         async def raw_batch_decoded(i: str) -> Any:  # what a raw caller needs to get values
             found = await raw.mget([f"raw:{key}" for key in batches[int(i)]])

@@ -1,6 +1,7 @@
-"""One contract, four stores: the L1 tier (LRU, W-TinyLFU), the L2 tier, the tiered agent. Whatever
-stores values must agree on what a read returns after writes, overwrites, deletes, pattern
-invalidations and expiry; each store is driven through a small adapter in JSON values."""
+"""One contract, five stores: the L1 tier (LRU, W-TinyLFU), the L2 tier (as stored and as
+the data path calls it), the tiered agent. Whatever stores values must agree on what a
+read returns after writes, overwrites, deletes, pattern invalidations and expiry; each
+store is driven through a small adapter in JSON values."""
 
 from __future__ import annotations
 
@@ -53,27 +54,29 @@ class L1Store:
 
 
 class L2Store:
-    def __init__(self, agent: CachingAgent) -> None:
-        assert agent.l2 is not None
-        self.tier = agent.l2
+    """An L2 tier, as stored (``agent.l2``: opaque bytes in and out) or as the data path
+    calls it (``agent.guarded_l2``: framed and checked, entries with their TTL)."""
+
+    def __init__(self, tier: Any) -> None:
+        self.tier = tier
+
+    @staticmethod
+    def _value(found: Any) -> Any:
+        if isinstance(found, Exception):  # a corrupt entry, reported in its place
+            raise found
+        return decode(found if found is None or isinstance(found, bytes) else found.data)
 
     async def put(self, key: str, value: Any, ttl: float | None = None) -> None:
         await self.tier.set(key, encode(value), ttl)
 
     async def read(self, key: str) -> Any:
-        found = await self.tier.get(key)
-        return None if found is None else decode(found.data)
+        return self._value(await self.tier.get(key))
 
     async def read_many(self, keys: Sequence[str]) -> list[Any]:
-        out = []
-        for entry in await self.tier.get_many(keys):
-            if isinstance(entry, Exception):  # a corrupt entry, reported in its place
-                raise entry
-            out.append(None if entry is None else decode(entry.data))
-        return out
+        return [self._value(found) for found in await self.tier.get_many(keys)]
 
     async def remove(self, key: str) -> bool:
-        return await self.tier.delete([key]) == [key]
+        return bool(await self.tier.delete([key]) == [key])
 
     async def remove_matching(self, pattern: str) -> int:
         return len(await self.tier.delete_matching(pattern))
@@ -100,7 +103,7 @@ class AgentStore:
         return await self.agent.invalidate_pattern(pattern)
 
 
-@pytest.fixture(params=["l1", "l1-wtinylfu", "l2", "tiered"])
+@pytest.fixture(params=["l1", "l1-wtinylfu", "l2", "l2-guarded", "tiered"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     if request.param == "l1":
         yield L1Store(MemoryTier(MemoryTier.Options(max_size_mb=8, ttl=None)))
@@ -115,7 +118,12 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
         "cache_tiers": {"l1": {"max_size_mb": 8, "ttl": 60}, "l2": {"type": "redis"}},
     }
     async with CachingAgent.from_config(config, env={}) as agent:
-        yield L2Store(agent) if request.param == "l2" else AgentStore(agent)
+        if request.param == "l2":
+            yield L2Store(agent.l2)
+        elif request.param == "l2-guarded":
+            yield L2Store(agent.guarded_l2)
+        else:
+            yield AgentStore(agent)
 
 
 VALUES = [

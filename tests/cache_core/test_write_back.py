@@ -15,14 +15,15 @@ from attrs import define
 
 import cache_core
 from cache_core import CachingAgent, ConfigError, TierUnavailableError
+from cache_core.frames import decode_frame
 from cache_core.globs import compile_glob
 from cache_core.strategies import WriteBack
-from cache_core.tiers.base import StoredValue
 
 
 class DictTier:
-    """A dict-backed RemoteTier on the agent's clock. ``gate`` (when set) holds every
-    ``set_many`` until it is opened; ``fail_writes`` makes ``set_many`` raise."""
+    """A dict-backed RemoteTier on the agent's clock, storage only (it keeps the frames
+    core writes). ``gate`` (when set) holds every ``set_many`` until it is opened;
+    ``fail_writes`` makes ``set_many`` raise."""
 
     PLUGIN_NAME: ClassVar[str] = "dict"
 
@@ -60,14 +61,11 @@ class DictTier:
             return None
         return entry
 
-    async def get(self, key: str) -> StoredValue | None:
+    async def get(self, key: str) -> bytes | None:
         entry = self._live(key)
-        if entry is None:
-            return None
-        left = entry[1] - self._clock()
-        return StoredValue(entry[0], None if math.isinf(left) else left)
+        return None if entry is None else entry[0]
 
-    async def get_many(self, keys: Sequence[str]) -> list[StoredValue | None]:
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return [await self.get(key) for key in keys]
 
     # writes
@@ -110,7 +108,7 @@ class DictTier:
     # test helpers
     def value(self, key: str) -> Any:
         entry = self._live(key)
-        return None if entry is None else orjson.loads(entry[0])
+        return None if entry is None else orjson.loads(decode_frame(entry[0], {}, 2**32))
 
     def ttl(self, key: str) -> float | None:
         entry = self._live(key)
@@ -140,11 +138,15 @@ def two_tier_config(
 
 
 @pytest.fixture
-async def make_two_tier(make_agent):
+async def make_two_tier(make_agent, clock):
     async def make(**kwargs: Any) -> tuple[CachingAgent, DictTier, WriteBack]:
         agent = await make_agent(two_tier_config(**kwargs), plugins=(DictTierPlugin(),))
         l2 = agent.l2
         assert isinstance(l2, DictTier)
+        # Frames carry their expiry by the wall clock: here the fake one, so what an entry
+        # has left follows the test's clock as the tier's own TTL does.
+        assert agent.guarded_l2 is not None
+        agent.guarded_l2.wall_clock = clock
         write_back = agent.strategies["write_back"]
         assert isinstance(write_back, WriteBack)
         return agent, l2, write_back
@@ -410,8 +412,9 @@ async def test_write_through_writes_both_tiers(make_two_tier, clock) -> None:
 async def test_promotion_uses_the_remaining_ttl_capped_by_l1(
     make_two_tier, clock, l2_ttl: float | None, elapsed: float, l1_ttl: float
 ) -> None:
-    agent, l2, _ = await make_two_tier()
-    await l2.set("k", b'"v"', l2_ttl)
+    agent, _, _ = await make_two_tier()
+    assert agent.guarded_l2 is not None
+    await agent.guarded_l2.set("k", b'"v"', l2_ttl)
     clock.advance(elapsed)
     assert await agent.get("k") == "v"
     assert agent.l1.ttl_remaining("k") == pytest.approx(l1_ttl)
@@ -419,8 +422,9 @@ async def test_promotion_uses_the_remaining_ttl_capped_by_l1(
 
 
 async def test_a_promoted_entry_does_not_outlive_l2(make_two_tier, clock) -> None:
-    agent, l2, _ = await make_two_tier()
-    await l2.set("k", b"1", 100)
+    agent, _, _ = await make_two_tier()
+    assert agent.guarded_l2 is not None
+    await agent.guarded_l2.set("k", b"1", 100)
     clock.advance(80)
     assert await agent.get_many(["k"]) == {"k": 1}
     clock.advance(20)

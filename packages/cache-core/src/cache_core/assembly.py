@@ -28,7 +28,7 @@ from cache_core.plugins import Registry
 from cache_core.policies import PolicyTable
 from cache_core.strategies import Strategy, StrategyContext
 from cache_core.tiers.base import LocalTier, RemoteTier, TierContext
-from cache_core.tiers.observed import GuardedIndex, ObservedTier
+from cache_core.tiers.guarded import GuardedIndex, GuardedTier, compression_by_policy
 
 
 class Assembly:
@@ -46,13 +46,7 @@ class Assembly:
         self.policies = PolicyTable(config)
         self.categories = CategoryRules(config)
         self.codecs = self._build_codecs()
-        context = TierContext(
-            config=config,
-            registry=registry,
-            clock=clock,
-            codecs=self.codecs,
-            policies=self.policies,
-        )
+        context = TierContext(config=config, registry=registry, clock=clock)
         self.l1: LocalTier = self._build_tier("l1", context, LocalTier)
         self.l2: RemoteTier | None = (
             self._build_tier("l2", context, RemoteTier) if "l2" in config.cache_tiers else None
@@ -65,9 +59,14 @@ class Assembly:
             on_change=on_breaker_change,
             probe_after=settings.probe_after,
         )
-        self.guarded_l2: ObservedTier | None = (
-            ObservedTier(
-                self.l2, self.policies.pattern_of, self.breaker, settings.operation_timeout
+        self.guarded_l2: GuardedTier | None = (
+            GuardedTier(
+                self.l2,
+                self.breaker,
+                settings.operation_timeout,
+                self.codecs,
+                key_pattern=self.policies.pattern_of,
+                compresses=compression_by_policy(self.policies),
             )
             if self.l2 is not None
             else None

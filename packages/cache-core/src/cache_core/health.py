@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from cache_core.breaker import BreakerState, CircuitBreaker
-from cache_core.tiers.observed import ObservedTier
+from cache_core.tiers.guarded import GuardedTier
 
 
 def health_document(
-    breaker: CircuitBreaker, *, coherent: bool, l2: ObservedTier | None
+    breaker: CircuitBreaker, *, coherent: bool, l2: GuardedTier | None
 ) -> dict[str, Any]:
     reasons = []
     if breaker.state is not BreakerState.CLOSED:

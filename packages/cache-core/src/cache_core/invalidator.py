@@ -23,7 +23,7 @@ from cache_core.stats import Stats
 from cache_core.strategies import Strategy
 from cache_core.templates import PLACEHOLDER
 from cache_core.tiers.base import LocalTier
-from cache_core.tiers.observed import ObservedTier
+from cache_core.tiers.guarded import GuardedTier
 
 _perf = time.perf_counter_ns
 
@@ -38,7 +38,7 @@ class Invalidator:
         *,
         l1: LocalTier,
         buffering: Sequence[Strategy],
-        l2: ObservedTier | None,
+        l2: GuardedTier | None,
         index: InvalidationIndex,
         registrations: InvalidationManager,
         categories: CategoryRules,

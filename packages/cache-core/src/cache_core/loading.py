@@ -22,7 +22,8 @@ from cache_core.errors import LoaderError
 from cache_core.loaders import Loader, NotFound
 from cache_core.metrics import NullObserver, OperationObserver
 from cache_core.templates import Template
-from cache_core.tiers.base import RemoteTier, StoredValue
+from cache_core.tiers.base import StoredValue
+from cache_core.tiers.guarded import GuardedTier
 
 _NEGATIVE_MAX = 100_000
 _POLL_MIN = 0.005
@@ -123,7 +124,7 @@ class LoaderSet:
 
 
 async def with_instance_lock(
-    l2: RemoteTier,
+    l2: GuardedTier,
     key: str,
     lease: float,
     load: Callable[[], Awaitable[Any]],

@@ -22,7 +22,7 @@ from cache_core.loading import LoaderSet, with_instance_lock
 from cache_core.stats import Stats
 from cache_core.strategies import Strategy, Write
 from cache_core.tiers.base import LocalTier, StoredValue
-from cache_core.tiers.observed import ObservedTier
+from cache_core.tiers.guarded import GuardedTier
 
 _perf = time.perf_counter_ns
 _decode = serialization.decode
@@ -44,7 +44,7 @@ class Reads:
         coherence: L1Coherence,
         l1_ttl: Callable[[float | None], float | None],
         buffering: Sequence[Strategy],
-        l2: ObservedTier | None,
+        l2: GuardedTier | None,
         loading: LoaderSet,
         stats: Stats,
         rules: KeyRules,

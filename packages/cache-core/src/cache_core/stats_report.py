@@ -20,7 +20,7 @@ from cache_core.frames import CodecSet
 from cache_core.stats import Stats
 from cache_core.strategies import Strategy
 from cache_core.tiers.base import LocalTier
-from cache_core.tiers.observed import ObservedTier
+from cache_core.tiers.guarded import GuardedTier
 
 
 class StatsReport:
@@ -31,7 +31,7 @@ class StatsReport:
         *,
         stats: Stats,
         l1: LocalTier,
-        l2: ObservedTier | None,
+        l2: GuardedTier | None,
         buffering: Sequence[Strategy],
         codecs: CodecSet,
         alerts: AlertMonitor,

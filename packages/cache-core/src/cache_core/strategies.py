@@ -25,7 +25,8 @@ from attrs import Attribute, define, field
 
 from cache_core.errors import InvalidValueError, TierUnavailableError
 from cache_core.globs import matcher
-from cache_core.tiers.base import LocalTier, RemoteTier
+from cache_core.tiers.base import LocalTier
+from cache_core.tiers.guarded import GuardedTier
 
 log = logging.getLogger("cache_core.strategies")
 
@@ -46,7 +47,7 @@ class CacheStrategy(StrEnum):
 @define(frozen=True)
 class StrategyContext:
     l1: LocalTier
-    l2: RemoteTier | None
+    l2: GuardedTier | None
     clock: Callable[[], float]
 
     def l1_ttl(self, ttl: float | None) -> float | None:
@@ -402,7 +403,7 @@ class WriteBack:
             self.flushed_items += len(items)
             return len(items)
 
-    async def _send(self, l2: RemoteTier, items: list[Write]) -> None:
+    async def _send(self, l2: GuardedTier, items: list[Write]) -> None:
         """``items`` to L2 in one batch; should L2 refuse the batch for what one entry holds,
         each alone, dropping (and logging) those it refuses: one bad entry must never hold
         back the others, flush after flush."""

@@ -29,12 +29,13 @@ from typing import Any, TypeVar
 
 from redis.exceptions import OutOfMemoryError
 
-from cache_core.config import MIB
 from cache_core.errors import ConfigError, TierUnavailableError
 
 log = logging.getLogger("cache_plugins_redis.memory")
 
 T = TypeVar("T")
+
+MIB = 1024 * 1024
 
 POLICIES = {
     "lru": "volatile-lru",

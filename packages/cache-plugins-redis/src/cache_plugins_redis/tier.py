@@ -1,12 +1,12 @@
-"""The Redis/Valkey L2 tier: standalone, Sentinel or Cluster, framed values, shared by many
-instances whose L1 copies it keeps coherent.
+"""The Redis/Valkey L2 tier: standalone, Sentinel or Cluster, shared by many instances
+whose L1 copies it keeps coherent.
 
-Every key lives under ``redis.key_prefix``. Values are frames (cache_core.frames), TTL is
-the engine's own (PX) and rides in the frame too; every frame read is checked whole (its
-JSON included) before the agent promotes or splices it, since any client of the engine can
-plant one. Names found by SCAN stay bytes: another client may have written one that is
-not UTF-8. Reads asked for in one event-loop tick
-go out as one MGET; pipelines executed in one tick go out as one (autopipeline.py).
+Every key lives under ``redis.key_prefix``. Values are opaque bytes to the tier: core
+frames and compresses them before a write and checks every frame read back
+(cache_core.tiers.guarded); the tier stores them with the engine's own TTL (PX) and
+returns them as stored. Names found by SCAN stay bytes: another client may have written
+one that is not UTF-8. Reads asked for in one event-loop tick go out as one MGET;
+pipelines executed in one tick go out as one (autopipeline.py).
 Every write and delete also publishes a notice on ``<prefix>__coherence__`` (in the same
 round trip outside Cluster); other instances drop their L1 copies when it arrives, and an
 instance whose subscription drops stops serving L1 until it is subscribed again.
@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
@@ -40,10 +39,8 @@ from cache_core.errors import (
     InvalidValueError,
     TierUnavailableError,
 )
-from cache_core.frames import NEVER, CodecSet
 from cache_core.globs import matcher
-from cache_core.policies import PolicyTable
-from cache_core.tiers.base import CoherenceListener, StoredValue, TierContext
+from cache_core.tiers.base import CoherenceListener, TierContext
 from cache_plugins_redis.autopipeline import CoalescingClient, TickBatcher
 from cache_plugins_redis.coherence import SEP, CoherenceSubscriber, notice
 from cache_plugins_redis.engine import EMBEDDED, EmbeddedEngine
@@ -99,8 +96,6 @@ class RedisTier:
         self.step_timeout = context.config.circuit_breaker.operation_timeout
         """Seconds one round trip of a many-round-trip operation (a SCAN sweep, an index
         walk) may take: the whole may take longer, no single wait on the engine may."""
-        self._codecs: CodecSet = context.codecs
-        self._policies: PolicyTable = context.policies
         self.prefix = self._settings.key_prefix
         self._prefix_bytes = self.prefix.encode()
         self._index_start = (self.prefix + INDEX_MARK).encode()
@@ -114,7 +109,7 @@ class RedisTier:
         self.engine: EmbeddedEngine | None = None
         self._sentinel: Sentinel | None = None
         # Auto-pipelining: reads asked for in one event-loop tick go out as one call.
-        self._reads: TickBatcher[str, StoredValue | None] = TickBatcher(self._read, READ_CHUNK)
+        self._reads: TickBatcher[str, bytes | None] = TickBatcher(self._read, READ_CHUNK)
         self._announcing: dict[bytes, asyncio.Task[None]] = {}
         """Notices of sweeps that failed part-way, being retried."""
         if self._cluster and not self._settings.nodes:
@@ -315,86 +310,48 @@ class RedisTier:
 
     # -- data -----------------------------------------------------------------------------
 
-    def _frame(self, key: str, data: bytes, expires_at_ms: int) -> bytes:
-        policy = self._policies.match(key)
-        compress = policy.compress if policy else True
-        return self._codecs.encode(data, compress, expires_at_ms)
-
-    @staticmethod
-    def _ttl_left(pttl: int) -> float | None:
-        return None if pttl < 0 else pttl / 1000.0
-
-    async def get(self, key: str) -> StoredValue | None:
+    async def get(self, key: str) -> bytes | None:
         # Reads of one tick go out as one MGET.
         return await self._reads.submit(key)
 
-    async def get_many(self, keys: Sequence[str]) -> list[StoredValue | CorruptEntryError | None]:
-        # A corrupt entry is reported in its place: the others are still answered.
-        out: list[StoredValue | CorruptEntryError | None] = []
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        out: list[bytes | None] = []
         for start in range(0, len(keys), READ_CHUNK):
             out += await self._read(keys[start : start + READ_CHUNK])
         return out
 
-    async def _read(self, asked: Sequence[str]) -> list[StoredValue | CorruptEntryError | None]:
-        """Each key's entry (or why it is unreadable) in one MGET (a key asked twice is
-        read once)."""
+    async def _read(self, asked: Sequence[str]) -> list[bytes | None]:
+        """Each key's stored bytes in one MGET (a key asked twice is read once)."""
         keys = list(dict.fromkeys(asked))
         if not keys:
             return []
         names = [self.prefix + key for key in keys]
         if self._cluster:  # keys of one call may live on several nodes
-            frames = await self._client.mget_nonatomic(names)
+            stored: list[bytes | None] = await self._client.mget_nonatomic(names)
         else:
-            frames = await self._client.mget(names)
-        now_ms = time.time() * 1000
-        out: list[StoredValue | CorruptEntryError | None] = []
-        unknown: list[int] = []
-        read = self._codecs.read
-        for key, frame in zip(keys, frames, strict=True):
-            if frame is None:
-                out.append(None)
-                continue
-            try:
-                # Every frame checked whole (JSON included) before anyone promotes or
-                # splices it: anything can be planted in the engine.
-                data, expiry = read(frame)
-            except CorruptEntryError as exc:
-                log.error(
-                    "l2_corrupt_entry",
-                    extra={"key_pattern": self._policies.pattern_of(key), "error": str(exc)},
-                )
-                out.append(exc)
-                continue
-            if expiry == NEVER:
-                out.append(StoredValue(data, None))
-            elif expiry is None:  # a version 1 frame: the engine knows its TTL
-                unknown.append(len(out))
-                out.append(StoredValue(data, None))
-            else:
-                left = (expiry - now_ms) / 1000.0
-                # Past its expiry by the writer's clock: the engine drops it within the skew.
-                out.append(StoredValue(data, left) if left > 0 else None)
-        if unknown:
-            pipe = self._client.pipeline(transaction=False)
-            for i in unknown:
-                pipe.pttl(names[i])
-            for i, pttl in zip(unknown, await pipe.execute(), strict=True):
-                entry = out[i]
-                assert isinstance(entry, StoredValue)
-                out[i] = None if pttl == -2 else StoredValue(entry.data, self._ttl_left(pttl))
+            stored = await self._client.mget(names)
         if len(keys) == len(asked):
-            return out
-        found = dict(zip(keys, out, strict=True))
+            return stored
+        found = dict(zip(keys, stored, strict=True))
         return [found[key] for key in asked]
 
-    def _set_cmd(self, pipe: Any, key: str, data: bytes, ttl: float | None, now_ms: int) -> None:
+    async def ttls(self, keys: Sequence[str]) -> list[float | None]:
+        """Each key's TTL in seconds (None: none; 0: gone), in one pipeline of PTTLs."""
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.pttl(self.prefix + key)
+        return [
+            0.0 if pttl == -2 else None if pttl < 0 else pttl / 1000.0
+            for pttl in await pipe.execute()
+        ]
+
+    def _set_cmd(self, pipe: Any, key: str, data: bytes, ttl: float | None) -> None:
         px = None if ttl is None else max(1, round(ttl * 1000))
         if px is not None and px > MAX_PX:
             # The engine would refuse it ("invalid expire time"), which reads as L2 failing:
             # it is the request's error, so it is refused here, before anything is sent.
             raise InvalidValueError(f"ttl of {ttl} s is beyond what L2 can expire")
-        expires_at_ms = NEVER if px is None else now_ms + px
-        pipe.set(self.prefix + key, self._frame(key, data, expires_at_ms), px=px)
+        pipe.set(self.prefix + key, data, px=px)
 
     async def _publish(self, pipe: Any, notice: bytes) -> None:
         if not self._cluster:
@@ -406,16 +363,15 @@ class RedisTier:
 
     async def set(self, key: str, data: bytes, ttl: float | None) -> None:
         pipe = self._client.pipeline(transaction=False)
-        self._set_cmd(pipe, key, data, ttl, round(time.time() * 1000))
+        self._set_cmd(pipe, key, data, ttl)
         await self._publish(pipe, self._notice(b"k", key))
 
     async def set_many(self, items: Sequence[tuple[str, bytes, float | None]]) -> None:
         if not items:
             return
         pipe = self._client.pipeline(transaction=False)
-        now_ms = round(time.time() * 1000)
         for key, data, ttl in items:
-            self._set_cmd(pipe, key, data, ttl, now_ms)
+            self._set_cmd(pipe, key, data, ttl)
         await self._publish(pipe, self._notice(b"k", SEP.join(k for k, _, _ in items)))
 
     async def delete(self, keys: Sequence[str]) -> list[str]:

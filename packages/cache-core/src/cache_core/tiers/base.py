@@ -1,4 +1,11 @@
-"""What a tier is: the protocols the orchestrator calls and the context a tier is built with."""
+"""What a tier is: the protocols the orchestrator calls and the context a tier is built with.
+
+An L1 tier (:class:`LocalTier`) holds JSON bytes in process. An L2 tier (:class:`RemoteTier`)
+is storage only: it keeps the bytes core hands it and gives them back. Core frames them
+(header, codec, expiry) and compresses them before they reach the tier, and checks every
+frame read back (:class:`~cache_core.tiers.guarded.GuardedTier`), so a third-party L2 tier
+compresses, expires and refuses planted data exactly as the Redis tier does.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +14,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from attrs import define
 
-from cache_core.errors import CorruptEntryError
-
 if TYPE_CHECKING:
     from cache_core.config import Config
-    from cache_core.frames import CodecSet
     from cache_core.plugins import Registry
-    from cache_core.policies import PolicyTable
 
 
 @define(frozen=True, slots=True)
 class StoredValue:
-    """An entry read from a remote tier: its JSON bytes and how long it has left."""
+    """An entry as the guarded L2 tier answers a read: its JSON bytes (the frame opened and
+    checked) and how long it has left."""
 
     data: bytes
     ttl_remaining: float | None
@@ -27,14 +31,12 @@ class StoredValue:
 
 @define(frozen=True)
 class TierContext:
-    """What a tier gets besides its own options: the whole config, the registry, a clock,
-    the codecs that frame L2 values and the policies (whether a key's value compresses)."""
+    """What a tier gets besides its own options: the whole config, the registry and a clock.
+    (Framing and compression are core's: an L2 tier stores what it is given.)"""
 
     config: Config
     registry: Registry
     clock: Callable[[], float]
-    codecs: CodecSet
-    policies: PolicyTable
 
 
 @runtime_checkable
@@ -84,31 +86,59 @@ class CoherenceListener(Protocol):
 
 @runtime_checkable
 class RemoteTier(Protocol):
-    """A tier behind I/O (L2). Every method is a coroutine; batches are one round trip.
+    """An L2 tier: storage of opaque bytes under str keys, behind I/O. Every data method is
+    a coroutine; a batch is one round trip where the store allows.
 
-    ``get`` raises :class:`~cache_core.errors.CorruptEntryError` for an entry it cannot
-    read; ``get_many`` reports one in its place instead (an exception instance in the
-    list, the other keys answered), so one bad entry costs only its own key.
-    ``set_many`` items are ``(key, data, ttl)``. ``delete`` returns the keys that existed.
-    ``delete_matching`` removes every key matching a Redis glob and returns the keys it
-    removed. ``count`` is how many keys the tier holds for this agent.
+    Built as ``tier_cls(options, context)``: ``options`` is the tier's ``Options`` (attrs,
+    structured from ``cache_tiers.l2``), ``context`` a :class:`TierContext`.
+
+    What core does, so a tier must not: the agent calls the tier through
+    :class:`~cache_core.tiers.guarded.GuardedTier`, which frames and compresses each value
+    before ``set`` (a header with the format version, codec id and absolute expiry), opens
+    and checks each frame ``get`` returns (anything can be planted in a shared store: a
+    frame that is not ours is that key's :class:`~cache_core.errors.CorruptEntryError`),
+    times, traces and bounds every call and keeps the circuit breaker. A tier must not
+    decode, frame, compress or otherwise interpret the bytes: it stores them as given
+    and returns them byte for byte.
+
+    What a tier must do:
+
+    - ``set``/``set_many`` store ``data`` under ``key`` for ``ttl`` seconds (None: no
+      expiry), replacing what was there; ``set_many`` items are ``(key, data, ttl)``.
+      Honour the TTL: an entry past it is gone for ``get``, ``delete`` and ``count``
+      (expire it, or drop it when read; core also refuses a frame past its expiry).
+    - ``get`` returns the stored bytes or None; ``get_many`` one answer per key asked, in
+      order (a key asked twice answered twice).
+    - ``delete`` removes ``keys`` and returns those that existed. ``delete_matching``
+      removes every key matching a glob with Redis's semantics (use
+      :func:`cache_core.globs.matcher`, as L1 does, so both tiers agree) and returns them.
+      ``count`` is how many keys the tier holds for this agent.
+    - ``try_lock``/``unlock`` are leases every instance sharing the store sees.
+    - Failure: raise anything (``OSError``, the client library's errors) when the store
+      cannot answer; core turns it into a 503 and counts it against the breaker.
+      :class:`~cache_core.errors.CacheError` subclasses are the request's own fault
+      (never counted), :class:`~cache_core.errors.CorruptEntryError` says the store
+      answered with what cannot be read (never counted either).
     """
 
     PLUGIN_NAME: ClassVar[str]
     default_ttl: float | None
+    """TTL in seconds for entries written without one (None: none)."""
 
+    def __init__(self, options: Any, context: TierContext) -> None: ...
     async def start(self) -> None: ...
     async def close(self) -> None: ...
-    async def get(self, key: str) -> StoredValue | None: ...
-    async def get_many(
-        self, keys: Sequence[str]
-    ) -> list[StoredValue | CorruptEntryError | None]: ...
+    async def get(self, key: str) -> bytes | None: ...
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
     async def set(self, key: str, data: bytes, ttl: float | None) -> None: ...
     async def set_many(self, items: Sequence[tuple[str, bytes, float | None]]) -> None: ...
     async def delete(self, keys: Sequence[str]) -> list[str]: ...
     async def delete_matching(self, pattern: str) -> list[str]: ...
     async def count(self) -> int: ...
-    def describe(self) -> dict[str, Any]: ...
+    def describe(self) -> dict[str, Any]:
+        """What /stats and check-config show of the tier (where it stores, its settings)."""
+        ...
+
     def attach(self, listener: CoherenceListener) -> bool:
         """Called once, before ``start``: report other instances' changes to ``listener``.
         Return True when the tier will (L1 then serves only after ``listener.restored()``),
@@ -122,6 +152,19 @@ class RemoteTier(Protocol):
 
     async def unlock(self, name: str, token: str) -> None:
         """Release ``name`` if ``token`` still holds it (an expired lease is not stolen)."""
+        ...
+
+
+@runtime_checkable
+class TTLLookup(Protocol):
+    """What a :class:`RemoteTier` may also have (optional): the TTL it keeps for each key.
+
+    Core reads an entry's expiry from its frame, so this is asked only for frames of
+    format 1 (they carry none), which only the Redis tier of earlier releases wrote."""
+
+    async def ttls(self, keys: Sequence[str]) -> list[float | None]:
+        """Seconds each key has left, in order; None when it never expires, 0 when it is
+        gone."""
         ...
 
 
