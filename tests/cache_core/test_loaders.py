@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cache_core import CachingAgent, ConfigError
+from cache_core import CachingAgent, ConfigError, LoaderError
 
 
 def python_config(loader_source: Any, function: str = "profile", **extra: Any) -> dict[str, Any]:
@@ -107,3 +107,11 @@ async def test_warm_on_start_loads_the_configured_keys(loader_source: Any) -> No
     async with CachingAgent.from_config(config, env={}) as agent:
         assert sorted(loader_source.CALLS) == ["user:1:profile", "user:2:profile"]
         assert await agent.lookup("user:2:profile") == (b'{"name":"Grace"}', "l1")
+
+
+async def test_a_loader_past_loading_timeout_is_named_by_that_setting(loader_source: Any) -> None:
+    # profile sleeps 0.05 s: past a loading.timeout of 0.01 s
+    config = python_config(loader_source, loading={"timeout": 0.01})
+    async with CachingAgent.from_config(config, env={}) as agent:
+        with pytest.raises(LoaderError, match=r"longer than loading\.timeout \(0\.01 s\)"):
+            await agent.get("user:1:profile")

@@ -228,7 +228,9 @@ def test_an_unknown_eviction_policy_is_a_config_error_naming_the_field(
         CachingAgent.from_config(embedded(tmp_path, eviction_policy=value), env={})
 
 
-@pytest.mark.parametrize("value", [0, -1, 3.9, math.nan, math.inf, "big", True, None])
+@pytest.mark.parametrize(
+    "value", [0, -1, 3.9, math.nan, math.inf, "big", True, None, 4 * 1024 * 1024 + 1, 2**53 + 1]
+)
 def test_a_bad_max_memory_mb_is_a_config_error_naming_the_field(tmp_path: Path, value: Any) -> None:
     with pytest.raises(ConfigError, match=r"^cache_tiers\.l2\.max_memory_mb: "):
         CachingAgent.from_config(embedded(tmp_path, max_memory_mb=value), env={})

@@ -88,7 +88,8 @@ async def test_http_loader_fetches_and_reports_failures(aiohttp_client: Any, ups
     failures = body["failures"]
     assert failures["user:404:profile"]["code"] == "not_found"
     assert "500" in failures["user:boom:profile"]["message"]
-    assert "longer than" in failures["user:slow:profile"]["message"]
+    slow = failures["user:slow:profile"]["message"]
+    assert "longer than loaders.http.timeout (0.3 s)" in slow  # its own, not loading.timeout
     assert failures["x:1"]["code"] == "no_loader"
     got = await (await client.get("/cache/user:1:profile")).json()
     assert got == {

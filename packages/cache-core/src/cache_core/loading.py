@@ -93,9 +93,11 @@ class LoaderSet:
         name = loader.PLUGIN_NAME
         outcome = "error"
         start = time.perf_counter()
+        budget = asyncio.timeout(self.settings.timeout)
         try:
             with self.observer.span(f"loader.{name}", {"cache.loader": name}):
-                value = await asyncio.wait_for(loader.load(key, ids), self.settings.timeout)
+                async with budget:
+                    value = await loader.load(key, ids)
             if value is None:
                 raise NotFound(key)
             outcome = "ok"
@@ -103,11 +105,17 @@ class LoaderSet:
         except NotFound:
             outcome = "not_found"
             raise
-        except TimeoutError:
+        except TimeoutError as exc:
             self.failures += 1
+            if budget.expired():
+                raise LoaderError(
+                    f"loader {name!r} took longer than loading.timeout "
+                    f"({self.settings.timeout} s) for {key!r}"
+                ) from None
+            # The loader's own timeout (an HTTP loader's `timeout`), not loading.timeout.
             raise LoaderError(
-                f"loader {name!r} took longer than {self.settings.timeout} s for {key!r}"
-            ) from None
+                f"loader {name!r} timed out for {key!r}: {exc or 'its own timeout'}"
+            ) from exc
         except Exception as exc:
             self.failures += 1
             raise LoaderError(f"loader {name!r} failed for {key!r}: {exc}") from exc

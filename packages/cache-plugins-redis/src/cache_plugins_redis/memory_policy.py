@@ -50,6 +50,9 @@ DEFAULT_MAX_MEMORY_MB = 512.0
 memory of a machine that runs the service and its engine."""
 MIN_MAX_MEMORY_MB = 4.0
 """The engine takes about 1 MiB before it holds a key: below this a few writes fill it."""
+MAX_MAX_MEMORY_MB = 4.0 * 1024 * 1024
+"""4 TiB: past any machine this runs on (a larger figure would be no limit at all, and
+past 2**64 bytes not even a number the engine or /health's JSON can carry)."""
 MAXMEMORY_SAMPLES = 10
 """Keys the engine samples for each eviction (its default is 5): 10 comes close to true
 LRU/LFU order for a little more CPU per eviction."""
@@ -73,10 +76,12 @@ class MemoryPolicy:
                 "cache_tiers.l2.eviction_policy: expected one of "
                 f"{', '.join(POLICIES)}, got {eviction_policy!r}{hint}"
             )
-        if not (math.isfinite(max_memory_mb) and max_memory_mb >= MIN_MAX_MEMORY_MB):
+        if not (
+            math.isfinite(max_memory_mb) and MIN_MAX_MEMORY_MB <= max_memory_mb <= MAX_MAX_MEMORY_MB
+        ):
             raise ConfigError(
-                "cache_tiers.l2.max_memory_mb: expected a number of MiB of at least "
-                f"{MIN_MAX_MEMORY_MB:g}, got {max_memory_mb!r}"
+                "cache_tiers.l2.max_memory_mb: expected a number of MiB from "
+                f"{MIN_MAX_MEMORY_MB:g} to {MAX_MAX_MEMORY_MB:g}, got {max_memory_mb!r}"
             )
         self.name = eviction_policy
         self.engine_policy = POLICIES[eviction_policy]

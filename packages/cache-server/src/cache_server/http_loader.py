@@ -82,9 +82,15 @@ class HttpLoader:
         if self._session is None:
             raise RuntimeError("the http loader is not started")
         url = self.url_for(key, ids)
-        async with self._slots, self._session.get(url) as resp:
-            if resp.status == 404:
-                raise NotFound(key)
-            if resp.status != 200:
-                raise RuntimeError(f"GET {url} answered {resp.status}")
-            return await resp.json(content_type=None)
+        try:
+            async with self._slots, self._session.get(url) as resp:
+                if resp.status == 404:
+                    raise NotFound(key)
+                if resp.status != 200:
+                    raise RuntimeError(f"GET {url} answered {resp.status}")
+                return await resp.json(content_type=None)
+        except TimeoutError:
+            # Named here: the caller's message would otherwise name loading.timeout.
+            raise TimeoutError(
+                f"GET {url} took longer than loaders.http.timeout ({self._options.timeout} s)"
+            ) from None
