@@ -36,7 +36,7 @@ from cache_core.reads import Found, Reads
 from cache_core.registrations import InvalidationManager
 from cache_core.stats import Stats
 from cache_core.stats_report import StatsReport
-from cache_core.strategies import CacheStrategy
+from cache_core.strategies import CacheStrategy, buffers_of
 from cache_core.tiers.base import LocalTier
 from cache_core.warmup import WarmUp, WarmUpReport
 from cache_core.writes import Writes
@@ -68,8 +68,7 @@ class CachingAgent:
         self.assembly = built
         self.policies, self.categories, self.codecs = built.policies, built.categories, built.codecs
         self.l1, self.l2, self.breaker = built.l1, built.l2, built.breaker
-        self.guarded_l2 = built.guarded_l2
-        """L2 as the data path calls it: breaker, timeout, observation (None: L1 alone)."""
+        self.guarded_l2 = built.guarded_l2  # as the data path calls it (None: L1 alone)
         self.strategies, self.default_strategy = built.strategies, built.default_strategy
         self.index, self.guarded_index = built.index, built.guarded_index
         self.loading, self.recorders = built.loading, built.recorders
@@ -85,7 +84,7 @@ class CachingAgent:
         self._l1: LocalTier = self.coherence.view
         self.coherence.on_view_change = self._serve_from
 
-        buffering = [s for s in self.strategies.values() if s.buffers]
+        buffering = self.buffers = buffers_of(self.strategies.values())
         self.invalidation_manager = InvalidationManager(
             self.guarded_index,
             check_key=self.rules.check_key,
@@ -112,6 +111,7 @@ class CachingAgent:
             policies=self.policies,
             strategies=self.strategies,
             default_strategy=self.default_strategy,
+            buffers=buffering,
             index=self.guarded_index,
             registrations=self.invalidation_manager,
             categories=self.categories,
@@ -250,9 +250,8 @@ class CachingAgent:
         if self.guarded_l2 is not None:
             self.guarded_l2.observer = observer
         self.loading.observer = observer
-        for strategy in self.strategies.values():
-            if strategy.buffers:
-                strategy.on_flush = observer.flush
+        for buffer in self.buffers:
+            buffer.on_flush = observer.flush
 
     # -- reads (an L1 hit is answered here: it is the hot path, a call costs a tenth of it)
 
@@ -386,7 +385,7 @@ class CachingAgent:
         Lookups made here do not count as hits or misses."""
         return await self._warm_up.report(keys, compute_strategy)
 
-    def write_back_pending(self) -> int:
+    def write_back_pending(self) -> int:  # writes held for L2, not flushed yet
         return self._report.write_back_pending()
 
     def get_stats(self) -> dict[str, Any]:

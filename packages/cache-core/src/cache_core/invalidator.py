@@ -20,7 +20,7 @@ from cache_core.l1_coherence import sweep
 from cache_core.loading import LoaderSet
 from cache_core.registrations import InvalidationManager
 from cache_core.stats import Stats
-from cache_core.strategies import Strategy
+from cache_core.strategies import WriteBuffer
 from cache_core.templates import PLACEHOLDER
 from cache_core.tiers.base import LocalTier
 from cache_core.tiers.guarded import GuardedTier
@@ -37,7 +37,7 @@ class Invalidator:
         self,
         *,
         l1: LocalTier,
-        buffering: Sequence[Strategy],
+        buffering: Sequence[WriteBuffer],
         l2: GuardedTier | None,
         index: InvalidationIndex,
         registrations: InvalidationManager,

@@ -20,7 +20,7 @@ from cache_core.l1_coherence import L1Coherence
 from cache_core.loaders import Loader, NotFound
 from cache_core.loading import LoaderSet, with_instance_lock
 from cache_core.stats import Stats
-from cache_core.strategies import Strategy, Write
+from cache_core.strategies import Strategy, Write, WriteBuffer
 from cache_core.tiers.base import LocalTier, StoredValue
 from cache_core.tiers.guarded import GuardedTier
 
@@ -43,7 +43,7 @@ class Reads:
         l1: LocalTier,
         coherence: L1Coherence,
         l1_ttl: Callable[[float | None], float | None],
-        buffering: Sequence[Strategy],
+        buffering: Sequence[WriteBuffer],
         l2: GuardedTier | None,
         loading: LoaderSet,
         stats: Stats,
@@ -60,6 +60,7 @@ class Reads:
         agent."""
         self.l1_ttl = l1_ttl
         self.buffering = list(buffering)
+        self._buffer_ids = {id(buffer) for buffer in buffering}
         self.l2 = l2
         self.loading = loading
         self.stats = stats
@@ -139,7 +140,8 @@ class Reads:
                 return None
             data = self.rules.encode(value)
             ttl, strategy = self.resolve(key, None, None)
-            if strategy.buffers:
+            if id(strategy) in self._buffer_ids:
+                # Written through: instances waiting on the load lock look for it in L2.
                 strategy = self.strategies.get("write_through", strategy)
             await self.write(strategy, [(key, data, ttl)], (), ())
             return data, "loader"

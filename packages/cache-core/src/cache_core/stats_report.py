@@ -18,7 +18,7 @@ from cache_core.config import MonitoringSection
 from cache_core.errors import CorruptEntryError, TierUnavailableError
 from cache_core.frames import CodecSet
 from cache_core.stats import Stats
-from cache_core.strategies import Strategy
+from cache_core.strategies import WriteBuffer
 from cache_core.tiers.base import LocalTier
 from cache_core.tiers.guarded import GuardedTier
 
@@ -32,7 +32,7 @@ class StatsReport:
         stats: Stats,
         l1: LocalTier,
         l2: GuardedTier | None,
-        buffering: Sequence[Strategy],
+        buffering: Sequence[WriteBuffer],
         codecs: CodecSet,
         alerts: AlertMonitor,
         plugin_names: list[str],
@@ -80,7 +80,7 @@ class StatsReport:
 
     def write_back_pending(self) -> int:
         """Writes buffered for L2 and not yet flushed."""
-        return sum(int(str(s.describe().get("pending", 0))) for s in self.buffering)
+        return sum(buffer.held_keys() for buffer in self.buffering)
 
     def get(self) -> dict[str, Any]:
         """The description's statistics plus per-tier hits, L1 entries and write-back state,

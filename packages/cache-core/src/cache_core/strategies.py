@@ -60,41 +60,63 @@ class StrategyContext:
 
 @runtime_checkable
 class Strategy(Protocol):
-    """A write strategy; built with its ``Options`` and a :class:`StrategyContext`.
-
-    ``pending``/``discard``/``discard_matching`` concern writes a strategy holds back from
-    L2 (only write_back holds any); ``pending`` returns the bytes and remaining TTL.
-    """
+    """A write strategy; built as ``cls(options, context)`` (its ``Options``, a
+    :class:`StrategyContext`). ``write`` stores ``items`` as the strategy says: when it
+    returns, what the strategy promises has happened (write_through: L2 and L1 hold them)."""
 
     PLUGIN_NAME: ClassVar[str]
-    buffers: ClassVar[bool]
-    on_flush: Callable[[float, int, bool], None] | None
-    """Told (seconds, items, ok) after each flush to L2 (strategies that buffer)."""
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
+    async def write(self, items: Sequence[Write]) -> None: ...
+    def describe(self) -> dict[str, object]: ...
+
+
+@runtime_checkable
+class WriteBuffer(Protocol):
+    """What a strategy that holds writes back from L2 offers besides :class:`Strategy`
+    (write_back): the agent reads through it, and deletes and invalidations drop from it,
+    so a held write is never lost to a read nor resurrected by a flush."""
+
+    on_flush: Callable[[float, int, bool], None] | None
+    """Told (seconds, items, ok) after each flush to L2."""
+
     async def admit(self, items: Sequence[Write]) -> None:
-        """Strategies that buffer: before anything of a write is indexed or written, raise
-        if the buffer cannot take ``items`` (full, or could never hold them), so a refused
-        write changes nothing."""
+        """Before anything of a write is indexed or written, raise if the buffer cannot
+        take ``items`` (full, or could never hold them), so a refused write changes
+        nothing."""
         ...
 
-    async def write(self, items: Sequence[Write]) -> None: ...
-    def pending(self, key: str) -> tuple[bytes, float | None] | None: ...
+    def pending(self, key: str) -> tuple[bytes, float | None] | None:
+        """The bytes and remaining TTL of ``key``'s held write, or None."""
+        ...
+
     def holds_writes(self) -> bool:
         """Whether any write is held back (buffered or being flushed): when not, no
         ``pending`` call can find one, and lookups skip asking."""
         ...
 
-    async def discard(self, keys: Iterable[str]) -> list[str]: ...
-    async def discard_matching(self, pattern: str) -> list[str]: ...
-    def describe(self) -> dict[str, object]: ...
+    async def discard(self, keys: Iterable[str]) -> list[str]:
+        """Drop the held writes of ``keys`` (waiting for a flush in flight); returns the
+        keys that had one."""
+        ...
+
+    async def discard_matching(self, pattern: str) -> list[str]:
+        """:meth:`discard` of every held key matching the glob ``pattern``."""
+        ...
+
+    def held_keys(self) -> int:
+        """Keys whose write is held back: buffered, or in a flush not landed yet."""
+        ...
+
+
+def buffers_of(strategies: Iterable[Strategy]) -> list[WriteBuffer]:
+    """The strategies that hold writes back (checked once, at assembly: an isinstance
+    check of a protocol costs too much for every write)."""
+    return [s for s in strategies if isinstance(s, WriteBuffer)]
 
 
 class _Unbuffered:
-    buffers: ClassVar[bool] = False
-    on_flush: Callable[[float, int, bool], None] | None = None
-
     def __init__(self, options: object, context: StrategyContext) -> None:
         self._ctx = context
 
@@ -103,21 +125,6 @@ class _Unbuffered:
 
     async def close(self) -> None:
         return None
-
-    async def admit(self, items: Sequence[Write]) -> None:
-        return None
-
-    def pending(self, key: str) -> tuple[bytes, float | None] | None:
-        return None
-
-    def holds_writes(self) -> bool:
-        return False
-
-    async def discard(self, keys: Iterable[str]) -> list[str]:
-        return []
-
-    async def discard_matching(self, pattern: str) -> list[str]:
-        return []
 
     def describe(self) -> dict[str, object]:
         return {}
@@ -173,7 +180,6 @@ class WriteAround(_Unbuffered):
 
 class WriteBack:
     PLUGIN_NAME: ClassVar[str] = "write_back"
-    buffers: ClassVar[bool] = True
 
     @define(frozen=True)
     class Options:
@@ -437,14 +443,17 @@ class WriteBack:
 
     def describe(self) -> dict[str, object]:
         return {
-            # A flush that has not landed yet has not flushed its writes either.
-            "pending": len(self._buffer.keys() | self._in_flight.keys()),
+            "pending": self.held_keys(),
             "pending_bytes": self._held_bytes,
             "flushes": self.flushes,
             "flushed_items": self.flushed_items,
             "flush_errors": self.flush_errors,
             "dropped": self.dropped,
         }
+
+    def held_keys(self) -> int:
+        # A flush that has not landed yet has not flushed its writes either.
+        return len(self._buffer.keys() | self._in_flight.keys())
 
     @property
     def pending_count(self) -> int:

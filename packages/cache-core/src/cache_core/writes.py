@@ -21,7 +21,7 @@ from cache_core.loading import LoaderSet
 from cache_core.policies import Policy, PolicyTable
 from cache_core.registrations import InvalidationManager
 from cache_core.stats import Stats
-from cache_core.strategies import CacheStrategy, Strategy, Write
+from cache_core.strategies import CacheStrategy, Strategy, Write, WriteBuffer
 from cache_core.tiers.base import LocalTier
 
 _perf = time.perf_counter_ns
@@ -43,6 +43,7 @@ class Writes:
         policies: PolicyTable,
         strategies: Mapping[str, Strategy],
         default_strategy: Strategy,
+        buffers: Sequence[WriteBuffer],
         index: InvalidationIndex,
         registrations: InvalidationManager,
         categories: CategoryRules,
@@ -59,7 +60,10 @@ class Writes:
         self.policies = policies
         self.strategies = strategies
         self.default_strategy = default_strategy
-        self.buffering = [s for s in strategies.values() if s.buffers]
+        self.buffering = list(buffers)
+        self._buffer_of = {id(b): b for b in buffers}
+        """A strategy's :class:`WriteBuffer` side, by identity (a dict lookup per write,
+        not a protocol check)."""
         self.index = index
         self.registrations = registrations
         self.categories = categories
@@ -146,8 +150,9 @@ class Writes:
         dependencies: Sequence[str],
     ) -> None:
         keys = [key for key, _, _ in writes]
-        if strategy.buffers:
-            await strategy.admit(writes)  # a write the buffer refuses must change nothing
+        buffer = self._buffer_of.get(id(strategy))
+        if buffer is not None:
+            await buffer.admit(writes)  # a write the buffer refuses must change nothing
         self.loading.forget_missing(keys)
         if not self.has_l2:
             # L1 is the store: a value it can never hold is refused, not silently dropped.
@@ -163,7 +168,7 @@ class Writes:
         # A buffered (or in-flight) older write from another strategy must not land after
         # this one.
         for other in self.buffering:
-            if other is not strategy and any(other.pending(k) is not None for k in keys):
+            if other is not buffer and any(other.pending(k) is not None for k in keys):
                 await other.discard(keys)
         # Indexed first: should the write fail half-way, its tags still reach what it cached.
         categorize = self.categories.tags_for if self.categories else None
@@ -177,7 +182,7 @@ class Writes:
         except TierUnavailableError:
             # With L2 away, write-back still takes plain writes (the point of buffering);
             # one carrying tags or dependencies is refused: its invalidation could not work.
-            if not strategy.buffers or dependencies or any(tags for _, _, tags in entries):
+            if buffer is None or dependencies or any(tags for _, _, tags in entries):
                 raise
             dependents = set()
         await strategy.write(writes)
