@@ -145,7 +145,6 @@ class CountingStrategy:
     """A third-party write strategy: L1 only, counting what it writes."""
 
     PLUGIN_NAME: ClassVar[str] = "counting"
-    buffers: ClassVar[bool] = False
 
     def __init__(self, options: object, context: Any) -> None:
         self._ctx = context
@@ -161,15 +160,6 @@ class CountingStrategy:
         for key, data, ttl in items:
             self._ctx.l1.set(key, data, ttl)
             self.written.append(key)
-
-    def pending(self, key: str) -> None:
-        return None
-
-    async def discard(self, keys: Any) -> list[str]:
-        return []
-
-    async def discard_matching(self, pattern: str) -> list[str]:
-        return []
 
     def describe(self) -> dict[str, object]:
         return {}
