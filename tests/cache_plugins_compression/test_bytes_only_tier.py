@@ -175,3 +175,14 @@ async def test_a_write_that_carries_its_policy_is_not_matched_again(
     }
     found = await guarded.get_many(["raw:carried", "plain", "matched"])
     assert [getattr(entry, "data", None) for entry in found] == [data] * 3
+
+
+async def test_with_every_plugin_installed_auto_picks_an_index_this_tier_can_hold() -> None:
+    # The Redis index is installed too; `auto` must not pick it for an L2 it cannot live
+    # in (it used to: "'redis' needs cache_tiers.l2.type: redis", a setting nobody wrote).
+    config = {"cache_tiers": {"l1": {"max_size_mb": 1}, "l2": {"type": "bytes_only"}}}
+    async with CachingAgent.from_config(config, plugins=[Plugins()]) as built:
+        assert "redis" in built.registry.names("invalidator")
+        assert built.describe()["invalidation"] == "local"
+        await built.set("k", 1, tags=["t"])
+        assert await built.invalidate_by_tags(["t"]) == 1

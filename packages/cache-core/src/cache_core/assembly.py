@@ -96,9 +96,16 @@ class Assembly:
     def _build_index(self, clock: Callable[[], float]) -> InvalidationIndex:
         backend = self.config.invalidation.backend
         if backend == "auto":
-            # Shared indexes when L2 can hold them, so every instance sees every tag.
-            shared = self.l2 is not None and "redis" in self.registry.tables["invalidator"]
-            backend = "redis" if shared else "local"
+            # An index L2 can hold when one is installed (every instance sees every tag),
+            # asked of each index, not assumed of a name; else this process's own.
+            backend = next(
+                (
+                    name
+                    for name, cls in sorted(self.registry.tables["invalidator"].items())
+                    if self.l2 is not None and getattr(cls, "lives_in", _never)(self.l2)
+                ),
+                "local",
+            )
         index_cls = self.registry.get("invalidator", backend, path="invalidation.backend")
         try:
             index: InvalidationIndex = index_cls(
@@ -231,3 +238,8 @@ def missing_methods(cls: type[Any], protocol: type[Any]) -> list[str]:
         if callable(member) and not name.startswith("_")
     }
     return sorted(name for name in declared if not callable(getattr(cls, name, None)))
+
+
+def _never(l2: object) -> bool:
+    """An index class without ``lives_in`` keeps nothing in L2: ``auto`` never picks it."""
+    return False

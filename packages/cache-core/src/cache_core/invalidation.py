@@ -61,6 +61,10 @@ class InvalidationIndex(Protocol):
         is known to all): ``serve --workers N`` refuses an index that is not."""
         ...
 
+    # Optional, so not declared here: ``lives_in(l2) -> bool``, a classmethod saying
+    # whether the index can keep its sets in that L2 tier; ``invalidation.backend: auto``
+    # picks the first installed index that can, else ``local``.
+
     async def start(self) -> None: ...
     async def close(self) -> None: ...
     async def record(

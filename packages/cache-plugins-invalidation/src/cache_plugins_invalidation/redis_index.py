@@ -113,6 +113,11 @@ class RedisIndex:
     PLUGIN_NAME: ClassVar[str] = "redis"
     shared: ClassVar[bool] = True
 
+    @classmethod
+    def lives_in(cls, l2: object) -> bool:
+        """Whether this index can keep its sets in ``l2`` (``invalidation.backend: auto``)."""
+        return isinstance(l2, RedisTier)
+
     def __init__(self, options: object, context: IndexContext) -> None:
         if not isinstance(context.l2, RedisTier):
             raise ValueError("'redis' needs cache_tiers.l2.type: redis")
