@@ -327,3 +327,20 @@ async def test_get_stats_answers_without_await_from_the_last_count(
         assert agent.get_stats()["l2_size_keys"] == 0  # not counted since
         assert (await agent.fetch_stats())["l2_size_keys"] == 2
         assert agent.get_stats()["l2_size_keys"] == 2
+
+
+async def test_a_process_local_index_on_a_shared_l2_is_said_at_start(
+    engine: Any, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    def warnings_at_start() -> list[Any]:
+        return [r for r in caplog.records if r.getMessage() == "invalidation_index_not_shared"]
+
+    with caplog.at_level("WARNING", logger="cache_core.agent"):
+        cfg = config_for(engine, prefix, invalidation={"backend": "local"})
+        async with CachingAgent.from_config(cfg, env={}):
+            (warning,) = warnings_at_start()
+            assert warning.index == "local"
+        caplog.clear()
+        async with CachingAgent.from_config(config_for(engine, prefix), env={}) as agent:
+            assert agent.index.shared
+            assert warnings_at_start() == []

@@ -22,7 +22,7 @@ import pluggy
 
 from cache_core import serialization
 from cache_core.alerts import AlertMonitor
-from cache_core.assembly import Assembly
+from cache_core.assembly import Assembly, warn_if_unshared
 from cache_core.breaker import BreakerState
 from cache_core.config import Config, load_config, name_env_source
 from cache_core.errors import CacheError, ConfigError
@@ -171,8 +171,7 @@ class CachingAgent:
         except ConfigError as exc:
             raise type(exc)(name_env_source(str(exc), config.env_sources)) from None
 
-    def describe(self) -> dict[str, Any]:
-        """What was assembled: plugins, tiers, strategies, codecs, policies (for the CLI)."""
+    def describe(self) -> dict[str, Any]:  # what was assembled (for the CLI)
         return self.assembly.describe()
 
     def _breaker_changed(self, _: object) -> None:
@@ -190,6 +189,7 @@ class CachingAgent:
             await self.l2.start()
         else:
             log.warning("l1_only", extra={"detail": "no L2 tier configured: L1 alone serves"})
+        warn_if_unshared(self.index, self.shares_l2)
         await self.index.start()
         await self.invalidation_manager.start()
         for strategy in self.strategies.values():

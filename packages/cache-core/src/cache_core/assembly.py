@@ -9,6 +9,7 @@ observation). Every error is a :class:`ConfigError` naming the field.
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,8 @@ from cache_core.policies import PolicyTable
 from cache_core.strategies import Strategy, StrategyContext
 from cache_core.tiers.base import LocalTier, RemoteTier, TierContext
 from cache_core.tiers.guarded import GuardedIndex, GuardedTier, compression_by_policy
+
+log = logging.getLogger("cache_core.agent")
 
 
 class Assembly:
@@ -243,3 +246,17 @@ def missing_methods(cls: type[Any], protocol: type[Any]) -> list[str]:
 def _never(l2: object) -> bool:
     """An index class without ``lives_in`` keeps nothing in L2: ``auto`` never picks it."""
     return False
+
+
+def warn_if_unshared(index: InvalidationIndex, shares_l2: bool) -> None:
+    """Instances sharing one L2 with a process-local index miss each other's tags,
+    dependencies and subscriptions: said once at start, not found out by a stale read."""
+    if shares_l2 and not index.shared:
+        log.warning(
+            "invalidation_index_not_shared",
+            extra={
+                "index": index.PLUGIN_NAME,
+                "detail": "L2 is shared, but tags, dependencies and subscriptions are "
+                "kept in this process: other instances will not see them",
+            },
+        )
