@@ -27,7 +27,7 @@ from cache_core.loading import LoaderSet
 from cache_core.metrics import MetricsRecorder
 from cache_core.plugins import Registry
 from cache_core.policies import PolicyTable
-from cache_core.strategies import Strategy, StrategyContext
+from cache_core.strategies import Strategy, StrategyContext, WriteBuffer
 from cache_core.tiers.base import LocalTier, RemoteTier, TierContext
 from cache_core.tiers.guarded import GuardedIndex, GuardedTier, compression_by_policy
 
@@ -110,12 +110,18 @@ class Assembly:
                 "local",
             )
         index_cls = self.registry.get("invalidator", backend, path="invalidation.backend")
+        _check_members(index_cls, InvalidationIndex, "invalidation.backend")
         try:
             index: InvalidationIndex = index_cls(
                 None, IndexContext(config=self.config, clock=clock, l2=self.l2)
             )
         except ValueError as exc:
             raise ConfigError(f"invalidation.backend: {exc}") from None
+        if not hasattr(index, "shared"):
+            raise ConfigError(
+                f"invalidation.backend: {backend!r} lacks shared of InvalidationIndex "
+                "(whether every instance on the same L2 sees it)"
+            )
         return index
 
     def _build_loaders(self, context: TierContext) -> list[Loader]:
@@ -147,13 +153,7 @@ class Assembly:
             raise ConfigError(
                 f"cache_tiers.{name}.type: {type_name!r} is a local tier; L2 needs a remote one"
             )
-        missing = missing_methods(tier_cls, role)
-        if missing:
-            # At start, naming them: not an AttributeError at the first write.
-            raise ConfigError(
-                f"cache_tiers.{name}.type: {type_name!r} ({tier_cls.__module__}."
-                f"{tier_cls.__qualname__}) lacks {', '.join(missing)} of {role.__name__}"
-            )
+        _check_members(tier_cls, role, f"cache_tiers.{name}.type", type_name)
         options = self.registry.options(tier_cls, section, path=f"cache_tiers.{name}")
         try:
             return tier_cls(options, context)
@@ -190,11 +190,19 @@ class Assembly:
         built: dict[str, Strategy] = {}
         for name, strategy_cls in self.registry.tables["strategy"].items():
             path = f"strategies.{name}"
+            _check_members(strategy_cls, Strategy, path)
+            # Half a write buffer would be taken for none: its held writes then outlive
+            # deletes and go unread. Any member of one makes a strategy owe them all.
+            buffer_names = {*missing_methods(object, WriteBuffer), "buffers"}  # all of them
+            if buffer_names & set(dir(strategy_cls)):
+                _check_members(strategy_cls, WriteBuffer, path)
             options = self.registry.options(strategy_cls, sections.get(name), path=path)
             try:
                 built[name] = strategy_cls(options, context)
             except ValueError as exc:
                 raise ConfigError(f"{path}: {exc}") from None
+            if buffer_names & set(dir(strategy_cls)) and not hasattr(built[name], "on_flush"):
+                raise ConfigError(f"{path}: {name!r} lacks on_flush of WriteBuffer")
         return built
 
     def _strategy_named(self, name: str, *, path: str) -> Strategy:
@@ -238,9 +246,20 @@ def missing_methods(cls: type[Any], protocol: type[Any]) -> list[str]:
         for base in protocol.__mro__
         if getattr(base, "_is_protocol", False) and base is not object
         for name, member in vars(base).items()
-        if callable(member) and not name.startswith("_")
+        if callable(member) and _is_member(name)
     }
     return sorted(name for name in declared if not callable(getattr(cls, name, None)))
+
+
+_PROTOCOL_MACHINERY = {"__init__", "__init_subclass__", "__subclasshook__", "__class_getitem__"}
+
+
+def _is_member(name: str) -> bool:
+    """Public methods, and the dunders a protocol declares (``__len__``, ``__contains__``),
+    not typing's own."""
+    if name.startswith("__") and name.endswith("__"):
+        return name not in _PROTOCOL_MACHINERY
+    return not name.startswith("_")
 
 
 def _never(l2: object) -> bool:
@@ -259,4 +278,15 @@ def warn_if_unshared(index: InvalidationIndex, shares_l2: bool) -> None:
                 "detail": "L2 is shared, but tags, dependencies and subscriptions are "
                 "kept in this process: other instances will not see them",
             },
+        )
+
+
+def _check_members(cls: type[Any], protocol: type[Any], path: str, name: str = "") -> None:
+    """At assembly, naming them: not an AttributeError at the first call."""
+    missing = missing_methods(cls, protocol)
+    if missing:
+        shown = name or getattr(cls, "PLUGIN_NAME", cls.__name__)
+        raise ConfigError(
+            f"{path}: {shown!r} ({cls.__module__}.{cls.__qualname__}) lacks "
+            f"{', '.join(missing)} of {protocol.__name__}"
         )

@@ -136,16 +136,16 @@ class Registry:
             return self.tables[family][name]
         except KeyError:
             pass
-        extra = PLUGIN_EXTRAS.get((family, name))
-        if extra is not None:
-            raise PluginMissingError(
-                f"{path}: {family} plugin {name!r} is not installed; {install_hint(extra)}"
-            )
-        known = ", ".join(self.names(family)) or "none installed"
         failed = "".join(
             f"; plugin {plugin!r} failed to import ({why})"
             for plugin, why in sorted(self.import_failures.items())
         )
+        extra = PLUGIN_EXTRAS.get((family, name))
+        if extra is not None:
+            raise PluginMissingError(
+                f"{path}: {family} plugin {name!r} is not installed; {install_hint(extra)}{failed}"
+            )
+        known = ", ".join(self.names(family)) or "none installed"
         raise ConfigError(f"{path}: unknown {family} plugin {name!r} (installed: {known}){failed}")
 
     def options(self, plugin_cls: type[Any], raw: Any, *, path: str) -> Any:
