@@ -163,7 +163,7 @@ class HeldWrites:
     async def admit(self, items: Sequence[Write]) -> None: ...
 
     async def write(self, items: Sequence[Write]) -> None:
-        for key, data, ttl in items:
+        for key, data, ttl, _ in items:
             self._ctx.l1.set(key, data, ttl)
             self.held[key] = (data, ttl)
 

@@ -157,7 +157,7 @@ class CountingStrategy:
         return None
 
     async def write(self, items: Any) -> None:
-        for key, data, ttl in items:
+        for key, data, ttl, _compress in items:
             self._ctx.l1.set(key, data, ttl)
             self.written.append(key)
 

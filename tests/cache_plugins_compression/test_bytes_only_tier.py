@@ -186,3 +186,27 @@ async def test_with_every_plugin_installed_auto_picks_an_index_this_tier_can_hol
         assert built.describe()["invalidation"] == "local"
         await built.set("k", 1, tags=["t"])
         assert await built.invalidate_by_tags(["t"]) == 1
+
+
+@pytest.mark.parametrize("strategy", ["write_through", "write_around", "write_back"])
+async def test_a_write_matches_its_policy_once(
+    agent: CachingAgent, monkeypatch: pytest.MonkeyPatch, strategy: str
+) -> None:
+    # TTL, strategy and compression come from one match, carried with the write to L2
+    # (the guard used to match the key again to decide on compression).
+    calls: list[str] = []
+    match = agent.policies.match
+
+    def counted(key: str) -> Any:
+        calls.append(key)
+        return match(key)
+
+    monkeypatch.setattr(agent.policies, "match", counted)
+    await agent.set("raw:large", LARGE, strategy=strategy)
+    await agent.set_many({"large": LARGE, "raw:other": LARGE}, strategy=strategy)
+    for buffer in agent.buffers:
+        await buffer.flush()  # type: ignore[attr-defined]
+    assert sorted(calls) == ["large", "raw:large", "raw:other"]
+    stored = {key: data for key, (data, _) in tier(agent).stored.items()}
+    assert stored["raw:large"][:3] == bytes((MAGIC, VERSION, RAW_CODEC_ID))
+    assert stored["large"][:3] == bytes((MAGIC, VERSION, GzipCodec.CODEC_ID))

@@ -120,8 +120,10 @@ async def test_a_flush_drops_the_entry_l2_refuses_and_lands_the_others(
     agent = l2_client.app[AGENT]
     write_back = agent.strategies["write_back"]
     assert isinstance(write_back, WriteBack)
-    await write_back.write([("good1", b"1", 60.0), ("bad", b"2", math.inf), ("good2", b"3", None)])
-    write_back._buffer["bad"] = (b"2", time.monotonic() + 1e300)  # past any edge check
+    await write_back.write(
+        [("good1", b"1", 60.0, True), ("bad", b"2", math.inf, True), ("good2", b"3", None, True)]
+    )
+    write_back._buffer["bad"] = (b"2", time.monotonic() + 1e300, True)  # past any edge check
     await write_back.flush()
     assert engine.client.get(f"{prefix}good1") is not None
     assert engine.client.get(f"{prefix}good2") is not None
@@ -129,7 +131,7 @@ async def test_a_flush_drops_the_entry_l2_refuses_and_lands_the_others(
     assert agent.write_back_pending() == 0
     assert write_back.dropped == 1
     assert agent.breaker.state == "closed"
-    await write_back.write([("later", b"4", 60.0)])
+    await write_back.write([("later", b"4", 60.0, True)])
     assert await write_back.flush() == 1
     assert engine.client.get(f"{prefix}later") is not None
 

@@ -31,7 +31,9 @@ Found = tuple[bytes, str]
 """A hit: the value's JSON bytes and the tier that answered (``l1``, ``l2``, ``loader``)."""
 
 WriteFn = Callable[[Strategy, list[Write], Sequence[str], Sequence[str]], Awaitable[None]]
-ResolveFn = Callable[[str, "float | str | None", "str | None"], tuple["float | None", Strategy]]
+ResolveFn = Callable[
+    [str, "float | str | None", "str | None"], tuple["float | None", Strategy, bool]
+]
 
 
 class Reads:
@@ -139,11 +141,11 @@ class Reads:
                 self.loading.remember_missing(key)
                 return None
             data = self.rules.encode(value)
-            ttl, strategy = self.resolve(key, None, None)
+            ttl, strategy, compress = self.resolve(key, None, None)
             if id(strategy) in self._buffer_ids:
                 # Written through: instances waiting on the load lock look for it in L2.
                 strategy = self.strategies.get("write_through", strategy)
-            await self.write(strategy, [(key, data, ttl)], (), ())
+            await self.write(strategy, [(key, data, ttl, compress)], (), ())
             return data, "loader"
 
         def from_l2(stored: StoredValue) -> Found:
@@ -215,8 +217,8 @@ class Reads:
             if inspect.isawaitable(value):
                 value = await value
             data = self.rules.encode(value)
-            seconds, chosen = self.resolve(key, ttl, strategy)
-            await self.write(chosen, [(key, data, seconds)], tags, dependencies)
+            seconds, chosen, compress = self.resolve(key, ttl, strategy)
+            await self.write(chosen, [(key, data, seconds, compress)], tags, dependencies)
             return data, "loader"
 
         computed = await self.single_flight(key, compute)

@@ -34,8 +34,9 @@ FLUSH_RETRY_AFTER = 0.25
 """Seconds after a failed flush before a write may start another (the periodic flush
 retries meanwhile)."""
 
-Write = tuple[str, bytes, float | None]
-"""One write: key, JSON bytes, TTL in seconds (None: no expiry)."""
+Write = tuple[str, bytes, float | None, bool]
+"""One write: key, JSON bytes, TTL in seconds (None: no expiry), and whether L2 may
+compress it (its policy's ``compress``, matched once when the write was resolved)."""
 
 
 class CacheStrategy(StrEnum):
@@ -131,7 +132,7 @@ class _Unbuffered:
 
     def _write_l1(self, items: Sequence[Write]) -> None:
         l1, l1_ttl = self._ctx.l1, self._ctx.l1_ttl
-        for key, data, ttl in items:
+        for key, data, ttl, _ in items:
             if not l1.set(key, data, l1_ttl(ttl)):
                 l1.delete(key)  # too large for L1: never leave an older copy behind
 
@@ -174,8 +175,8 @@ class WriteAround(_Unbuffered):
             self._write_l1(items)
             return
         await l2.set_many(items)
-        for key, _, _ in items:
-            self._ctx.l1.delete(key)
+        for item in items:
+            self._ctx.l1.delete(item[0])
 
 
 class WriteBack:
@@ -205,11 +206,12 @@ class WriteBack:
         """Until when (context clock) writes leave a failed flush to the periodic one."""
         self._ctx = context
         # key -> (data, absolute expiry on the context clock); insertion order = write order.
-        self._buffer: dict[str, tuple[bytes, float]] = {}
+        self._buffer: dict[str, tuple[bytes, float, bool]] = {}
+        """Key -> (JSON bytes, expiry on the context clock, whether it may compress)."""
         self._flush_lock = asyncio.Lock()
         # The batch a flush is sending, readable until it has landed, and the keys deleted
         # meanwhile (neither served from it nor put back by a failed flush).
-        self._in_flight: dict[str, tuple[bytes, float]] = {}
+        self._in_flight: dict[str, tuple[bytes, float, bool]] = {}
         self._dropped_in_flight: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -256,12 +258,12 @@ class WriteBack:
             self._check_bound(items)  # again: others may have filled it since admit()
         l1_ttl = ctx.l1_ttl
         now = ctx.clock()
-        for key, data, ttl in items:
+        for key, data, ttl, compress in items:
             if not ctx.l1.set(key, data, l1_ttl(ttl)):
                 ctx.l1.delete(key)
             if ctx.l2 is not None:
                 self._pop(key)  # re-insert: a rewrite moves to the back
-                self._buffer[key] = (data, math.inf if ttl is None else now + ttl)
+                self._buffer[key] = (data, math.inf if ttl is None else now + ttl, compress)
                 self._buffered_bytes += len(data)
         if retry and (
             len(self._buffer) >= self._opts.batch_size
@@ -276,7 +278,7 @@ class WriteBack:
         """How many writes and bytes buffering ``items`` adds (rewrites replace theirs)."""
         fresh = 0
         grown = 0
-        for key, data, _ in items:
+        for key, data, _, _ in items:
             held = self._buffer.get(key)
             if held is None:
                 fresh += 1
@@ -287,7 +289,7 @@ class WriteBack:
 
     def _check_alone(self, items: Sequence[Write]) -> None:
         """A write the buffer could never hold, even empty, is the request's error."""
-        size = sum(len(data) for _, data, _ in items)
+        size = sum(len(item[1]) for item in items)
         if len(items) > self._opts.max_pending or size > self._max_bytes:
             raise InvalidValueError(
                 f"{len(items)} writes of {size} bytes in one call can never be buffered for "
@@ -377,10 +379,10 @@ class WriteBack:
             self._dropped_in_flight = set()
             now = self._ctx.clock()
             items: list[Write] = []
-            for key, (data, expires_at) in batch.items():
+            for key, (data, expires_at, compress) in batch.items():
                 left = expires_at - now
                 if left > 0:
-                    items.append((key, data, None if math.isinf(left) else left))
+                    items.append((key, data, None if math.isinf(left) else left, compress))
             start = time.perf_counter()
             try:
                 if items:
@@ -400,7 +402,7 @@ class WriteBack:
                 gone = self._dropped_in_flight
                 kept = {k: v for k, v in batch.items() if k not in self._buffer and k not in gone}
                 self._buffer = {**kept, **self._buffer}
-                self._buffered_bytes += sum(len(data) for data, _ in kept.values())
+                self._buffered_bytes += sum(len(entry[0]) for entry in kept.values())
                 raise
             self._in_flight = {}
             self._in_flight_bytes = 0

@@ -75,8 +75,11 @@ class Writes:
 
     def resolve(
         self, key: str, ttl: float | str | None, strategy: str | None
-    ) -> tuple[float | None, Strategy]:
+    ) -> tuple[float | None, Strategy, bool]:
+        """The write's TTL, strategy and whether L2 may compress it: from the request,
+        else the key's first matching policy (matched here, once), else the defaults."""
         policy: Policy | None = self.policies.match(key)
+        compress = policy.compress if policy is not None else True
         if ttl is not None:
             seconds: float | None = self.policies.ttl_seconds(ttl)
         elif policy is not None and policy.ttl is not None:
@@ -85,12 +88,12 @@ class Writes:
             seconds = self.default_ttl
         name = strategy or (policy.strategy if policy is not None else None)
         if name is None:
-            return seconds, self.default_strategy
+            return seconds, self.default_strategy, compress
         chosen = self.strategies.get(str(name))
         if chosen is None:
             known = ", ".join(sorted(self.strategies))
             raise UnknownNameError(f"unknown strategy {name!r} (known: {known})")
-        return seconds, chosen
+        return seconds, chosen, compress
 
     async def set(
         self,
@@ -115,8 +118,8 @@ class Writes:
         # Encoded, the value is not needed again: a multi-MiB one must not wait out the L2
         # round trip beside its bytes (when the caller lets go of it too).
         del value
-        seconds, chosen = self.resolve(key, ttl, strategy)
-        await self.write(chosen, [(key, data, seconds)], tags, dependencies)
+        seconds, chosen, compress = self.resolve(key, ttl, strategy)
+        await self.write(chosen, [(key, data, seconds, compress)], tags, dependencies)
         self.stats.latency.observe(_perf() - start)
         return chosen.PLUGIN_NAME
 
@@ -135,8 +138,9 @@ class Writes:
         for key, value in items.items():
             self.rules.check_key(key)
             data = self.rules.encode(value)
-            seconds, chosen = self.resolve(key, ttl, strategy)
-            groups.setdefault(chosen.PLUGIN_NAME, (chosen, []))[1].append((key, data, seconds))
+            seconds, chosen, compress = self.resolve(key, ttl, strategy)
+            write = (key, data, seconds, compress)
+            groups.setdefault(chosen.PLUGIN_NAME, (chosen, []))[1].append(write)
         for chosen, writes in groups.values():
             await self.write(chosen, writes, tags, ())
         self.stats.latency.observe(_perf() - start)
@@ -149,14 +153,14 @@ class Writes:
         tags: Sequence[str],
         dependencies: Sequence[str],
     ) -> None:
-        keys = [key for key, _, _ in writes]
+        keys = [write[0] for write in writes]
         buffer = self._buffer_of.get(id(strategy))
         if buffer is not None:
             await buffer.admit(writes)  # a write the buffer refuses must change nothing
         self.loading.forget_missing(keys)
         if not self.has_l2:
             # L1 is the store: a value it can never hold is refused, not silently dropped.
-            for key, data, _ in writes:
+            for key, data, _, _ in writes:
                 if not self.l1.fits(key, data):
                     raise InvalidValueError(
                         f"value for {key!r} is larger than the whole L1 "
@@ -173,7 +177,8 @@ class Writes:
         # Indexed first: should the write fail half-way, its tags still reach what it cached.
         categorize = self.categories.tags_for if self.categories else None
         entries = [
-            (key, ttl, [*tags, *categorize(key)] if categorize else tags) for key, _, ttl in writes
+            (key, ttl, [*tags, *categorize(key)] if categorize else tags)
+            for key, _, ttl, _ in writes
         ]
         try:
             if self.registrations.pending:
