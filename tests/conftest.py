@@ -286,3 +286,21 @@ def loader_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     module: Any = __import__(name)
     module.NAME = name
     return module
+
+
+SEED_STATS_FIELDS: dict[str, type] = {
+    "hits": int,
+    "misses": int,
+    "sets": int,
+    "deletes": int,
+    "hit_rate": float,
+    "avg_latency_ms": float,
+    "l1_size_bytes": int,
+    "l2_size_keys": int,
+}
+
+
+@pytest.fixture
+def seed_stats_fields() -> dict[str, type]:
+    """The statistics the product description shows, and the type of each."""
+    return dict(SEED_STATS_FIELDS)

@@ -290,9 +290,9 @@ async def test_health(client):
 # -- stats ---------------------------------------------------------------------------------
 
 
-async def test_stats_of_a_fresh_agent_has_the_seed_fields_all_zero(client):
+async def test_stats_of_a_fresh_agent_has_the_seed_fields_all_zero(client, seed_stats_fields):
     stats = await stats_of(client)
-    for name, kind in SEED_STATS_FIELDS.items():
+    for name, kind in seed_stats_fields.items():
         assert name in stats, name
         assert type(stats[name]) is kind, (name, stats[name])
         assert stats[name] == 0, name

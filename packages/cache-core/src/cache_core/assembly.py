@@ -193,15 +193,15 @@ class Assembly:
             _check_members(strategy_cls, Strategy, path)
             # Half a write buffer would be taken for none: its held writes then outlive
             # deletes and go unread. Any member of one makes a strategy owe them all.
-            buffer_names = {*missing_methods(object, WriteBuffer), "buffers"}  # all of them
-            if buffer_names & set(dir(strategy_cls)):
+            owes_buffer = bool(_BUFFER_NAMES & set(dir(strategy_cls)))
+            if owes_buffer:
                 _check_members(strategy_cls, WriteBuffer, path)
             options = self.registry.options(strategy_cls, sections.get(name), path=path)
             try:
                 built[name] = strategy_cls(options, context)
             except ValueError as exc:
                 raise ConfigError(f"{path}: {exc}") from None
-            if buffer_names & set(dir(strategy_cls)) and not hasattr(built[name], "on_flush"):
+            if owes_buffer and not hasattr(built[name], "on_flush"):
                 raise ConfigError(f"{path}: {name!r} lacks on_flush of WriteBuffer")
         return built
 
@@ -290,3 +290,7 @@ def _check_members(cls: type[Any], protocol: type[Any], path: str, name: str = "
             f"{path}: {shown!r} ({cls.__module__}.{cls.__qualname__}) lacks "
             f"{', '.join(missing)} of {protocol.__name__}"
         )
+
+
+_BUFFER_NAMES = {*missing_methods(object, WriteBuffer), "buffers"}
+"""Every method of :class:`WriteBuffer` (object has none), and the old ``buffers`` flag."""
