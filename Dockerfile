@@ -20,7 +20,7 @@ ENV UV_PYTHON_DOWNLOADS=never \
     UV_LINK_MODE=copy \
     UV_PROJECT_ENVIRONMENT=/app/.venv
 # The extras config.yaml needs: the HTTP server, the Redis tier with its embedded engine,
-# gzip compression, the invalidation index.
+# gzip compression, tag, event and dependency invalidation.
 ARG EXTRAS="server redis compression invalidation"
 WORKDIR /src
 # Dependencies first, from the lock alone, so a change of the source reuses this layer.

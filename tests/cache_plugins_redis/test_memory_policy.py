@@ -19,8 +19,8 @@ import pytest
 
 from cache_core import CachingAgent, ConfigError, TierUnavailableError
 from cache_core.config import MIB
-from cache_plugins_invalidation import redis_index
-from cache_plugins_invalidation.redis_index import RedisIndex
+from cache_plugins_redis import index as redis_index
+from cache_plugins_redis.index import RedisIndex
 
 MEMORY_LOGGER = "cache_plugins_redis"
 

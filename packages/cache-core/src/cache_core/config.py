@@ -98,7 +98,7 @@ class InvalidationSection:
     """Key templates of the categories that dependency_rules name (``{id}`` placeholders)."""
     backend: str = "auto"
     """Where tags, dependencies and subscriptions are indexed: ``local`` (this process),
-    ``redis`` (shared by every instance; caching-agent[invalidation]) or ``auto`` (an
+    ``redis`` (shared by every instance; caching-agent[redis]) or ``auto`` (an
     installed index that can live in the L2 tier, as redis in a Redis L2; else local)."""
 
 

@@ -31,7 +31,7 @@ SHIPPED = (
     Shipped("codec", "gzip", "compression", codec_id=1),
     Shipped("codec", "zstd", "zstd", codec_id=2),
     Shipped("codec", "lz4", "lz4", codec_id=3),
-    Shipped("invalidator", "redis", "invalidation"),
+    Shipped("invalidator", "redis", "redis"),
     Shipped("loader", "http", "server"),
     Shipped("metrics", "opentelemetry", "server"),
 )

@@ -1,4 +1,5 @@
-"""Registers the Redis/Valkey L2 tier with the Caching Agent."""
+"""Registers the Redis/Valkey L2 tier and the invalidation index kept in Redis with the
+Caching Agent."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from cache_core import hookimpl
+from cache_plugins_redis.index import RedisIndex
 from cache_plugins_redis.shared_engine import for_agent_l2
 from cache_plugins_redis.tier import RedisTier
 
@@ -17,6 +19,11 @@ if TYPE_CHECKING:
 @hookimpl
 def cache_register_tiers() -> Sequence[type[Any]]:
     return [RedisTier]
+
+
+@hookimpl
+def cache_register_invalidators() -> Sequence[type[Any]]:
+    return [RedisIndex]
 
 
 @hookimpl

@@ -4,7 +4,7 @@ server of your own, and what a full engine's refusal of a write means.
 The embedded engine runs with ``--maxmemory`` (``cache_tiers.l2.max_memory_mb``) and a
 ``volatile-*`` policy, which evicts only keys that carry a TTL. Every cache entry carries
 one (a write without a TTL gets ``limits.max_ttl`` while a policy evicts), and the
-invalidation indexes carry none while the engine evicts (cache_plugins_invalidation), so
+invalidation indexes carry none while the engine evicts (cache_plugins_redis.index), so
 the engine may evict an entry but never the tag, dependency or subscription index that
 reaches it. Under ``allkeys-*`` it could drop a tag's set and keep the tag's entries,
 which invalidating the tag would then no longer find: stale reads, silently. Load locks

@@ -62,7 +62,7 @@ def refusal(agent: CachingAgent, workers: int) -> str | None:
     if not agent.index.shared:
         return (
             f"--workers {workers} needs the tag and dependency indexes in L2 "
-            "(invalidation.backend: redis, from caching-agent[invalidation]): with local "
+            "(invalidation.backend: redis, from caching-agent[redis]): with local "
             "indexes a tag set through one worker is unknown to the others"
         )
     if agent.config.monitoring.prometheus_port is not None:

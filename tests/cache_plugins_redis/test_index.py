@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from cache_core import CachingAgent, UnknownNameError
-from cache_plugins_invalidation.redis_index import RedisIndex
+from cache_plugins_redis.index import RedisIndex
 from cache_server import create_app
 from cache_server.keys import AGENT
 

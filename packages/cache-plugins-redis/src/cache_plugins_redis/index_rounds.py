@@ -1,4 +1,4 @@
-"""The round trips of the Redis index (redis_index.py): the single-key scripts that change
+"""The round trips of the Redis index (index.py): the single-key scripts that change
 its sorted sets, the changes of one pipeline, and a round that can be sent again.
 
 Only single-key scripts and plain commands in non-transactional pipelines, so it all works on
@@ -88,7 +88,7 @@ class Round:
     """The commands of one round trip, kept so the round can be sent again: the script
     goes by its SHA, by its text only after the engine answered NOSCRIPT (it lost its
     script cache: a restart, a failover, SCRIPT FLUSH). With ``persist``, sets are left
-    with no TTL and ``worklist`` is never trimmed (the sweep's: see redis_index.py)."""
+    with no TTL and ``worklist`` is never trimmed (the sweep's: see index.py)."""
 
     def __init__(self, persist: bool = False, worklist: str | None = None) -> None:
         self._ops: list[Callable[[Any, bool], object]] = []

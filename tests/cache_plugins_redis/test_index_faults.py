@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from cache_core import CachingAgent, CorruptEntryError, TierUnavailableError
-from cache_plugins_invalidation.redis_index import RedisIndex
+from cache_plugins_redis.index import RedisIndex
 
 BACKENDS = ["redis", "local"]
 OPERATION_TIMEOUT = 0.3

@@ -51,7 +51,7 @@ from attrs import define
 from redis.exceptions import NoScriptError
 
 from cache_core.invalidation import IndexContext
-from cache_plugins_invalidation.rounds import (
+from cache_plugins_redis.index_rounds import (
     DROP_EXPIRED,
     DROP_EXPIRED_SHA,
     INF,
@@ -62,7 +62,7 @@ from cache_plugins_invalidation.rounds import (
 from cache_plugins_redis.memory_policy import L2FullError
 from cache_plugins_redis.tier import INDEX_MARK, RedisTier
 
-log = logging.getLogger("cache_plugins_invalidation.redis_index")
+log = logging.getLogger("cache_plugins_redis.index")
 
 _CHUNK = 1000
 _SMALL = 16
