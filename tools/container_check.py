@@ -43,6 +43,7 @@ import yaml
 
 from cache_core.config import load_config, read_config_file
 from cache_plugins_redis.engine import EmbeddedEngine
+from cache_plugins_redis.settings import RedisSettings
 from cache_server.cli import _parser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -328,14 +329,13 @@ def check_compose_file() -> dict[str, Any]:
             shlex.split(command) if isinstance(command, str) else command, "compose's command"
         )
     # What that environment makes of the shipped config: Redis at `redis`, no engine.
-    config = load_config(read_config_file(ROOT / "config.yaml"), env=env)
+    config = load_config(read_config_file(ROOT / "config.yaml"), env=env).section(RedisSettings)
     expect(
-        config.redis.url is None and config.redis.host == "redis",
-        f"with {env} the shipped config's redis is url={config.redis.url!r} "
-        f"host={config.redis.host!r}",
+        config.url is None and config.host == "redis",
+        f"with {env} the shipped config's redis is url={config.url!r} host={config.host!r}",
     )
     expect(
-        EmbeddedEngine.for_settings(config.redis) is None,
+        EmbeddedEngine.for_settings(config) is None,
         f"with {env} the agent would still start its embedded engine",
     )
     return dict(spec)

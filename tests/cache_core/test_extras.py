@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
+from cache_core.config import CORE_SECTIONS
 from cache_core.extras import CODEC_ID_EXTRAS, PLUGIN_EXTRAS, SHIPPED
 from cache_core.plugins import FAMILIES, Registry, make_plugin_manager
+from cache_core.settings import field_names
 
 ROOT = Path(__file__).resolve().parents[2]
 _REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -29,13 +31,20 @@ def _registered_by(module_name: str) -> dict[tuple[str, str], type[Any]]:
     """What the plugin module registers, cache-core's built-ins left out."""
     builtins = Registry.from_plugin_manager(make_plugin_manager(load_entry_points=False))
     pm = make_plugin_manager([importlib.import_module(module_name)], load_entry_points=False)
-    tables = Registry.from_plugin_manager(pm).tables
-    return {
+    registry = Registry.from_plugin_manager(pm)
+    found = {
         (family, name): cls
         for family in FAMILIES
-        for name, cls in tables[family].items()
+        for name, cls in registry.tables[family].items()
         if name not in builtins.tables[family]
     }
+    # Config a plugin owns: a section of its own whole, or its fields of one of core's.
+    for cls in registry.settings:
+        if cls.SECTION in CORE_SECTIONS:
+            found.update({("settings", f"{cls.SECTION}.{f}"): cls for f in field_names(cls)})
+        else:
+            found[("settings", cls.SECTION)] = cls
+    return found
 
 
 def _shipped_plugins() -> dict[tuple[str, str], tuple[str, type[Any]]]:

@@ -9,14 +9,15 @@ import pytest
 
 from cache_core.config import load_config
 from cache_plugins_redis.engine import EmbeddedEngine
+from cache_plugins_redis.settings import RedisSettings
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config.yaml"
 
 
 def test_the_shipped_config_starts_the_embedded_engine() -> None:
-    config = load_config(SHIPPED, env={})
-    assert config.redis.url == "embedded"
-    assert EmbeddedEngine.for_settings(config.redis) is not None
+    config = load_config(SHIPPED, env={}).section(RedisSettings)
+    assert config.url == "embedded"
+    assert EmbeddedEngine.for_settings(config) is not None
 
 
 @pytest.mark.parametrize(
@@ -30,13 +31,15 @@ def test_the_shipped_config_starts_the_embedded_engine() -> None:
 def test_redis_host_or_port_wins_over_url_embedded(
     env: dict[str, str], host: str, port: int
 ) -> None:
-    config = load_config(SHIPPED, env=env)
-    assert config.redis.url is None
-    assert (config.redis.host, config.redis.port) == (host, port)
-    assert EmbeddedEngine.for_settings(config.redis) is None
+    config = load_config(SHIPPED, env=env).section(RedisSettings)
+    assert config.url is None
+    assert (config.host, config.port) == (host, port)
+    assert EmbeddedEngine.for_settings(config) is None
 
 
 def test_redis_url_wins_over_redis_host() -> None:
-    config = load_config(SHIPPED, env={"REDIS_URL": "redis://cache:6390/1", "REDIS_HOST": "redis"})
-    assert config.redis.url == "redis://cache:6390/1"
-    assert EmbeddedEngine.for_settings(config.redis) is None
+    config = load_config(
+        SHIPPED, env={"REDIS_URL": "redis://cache:6390/1", "REDIS_HOST": "redis"}
+    ).section(RedisSettings)
+    assert config.url == "redis://cache:6390/1"
+    assert EmbeddedEngine.for_settings(config) is None

@@ -21,6 +21,7 @@ from cache_core import CachingAgent, ConfigError, TierUnavailableError
 from cache_core.config import MIB
 from cache_plugins_redis import index as redis_index
 from cache_plugins_redis.index import RedisIndex
+from cache_plugins_redis.settings import RedisSettings
 
 MEMORY_LOGGER = "cache_plugins_redis"
 
@@ -145,7 +146,7 @@ async def test_a_full_embedded_engine_evicts_entries_keeps_writes_working_and_ev
             client = agent.l2.client  # type: ignore[union-attr]
             stats = await client.info("stats")
             assert stats["evicted_keys"] > 0
-            prefix = agent.config.redis.key_prefix
+            prefix = agent.config.section(RedisSettings).key_prefix
             survivors = {f"k{i}" for i in range(written) if await client.exists(prefix + f"k{i}")}
             assert 0 < len(survivors) < written
             # Every index key is there, none of them evictable: no TTL on any.

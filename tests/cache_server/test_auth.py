@@ -130,8 +130,9 @@ def test_bad_token_config_is_refused(server: dict[str, Any], message: str) -> No
 def test_cache_api_token_env_sets_the_token() -> None:
     app = create_app({"compression": {"enable": False}}, env={"CACHE_API_TOKEN": ADMIN})
     from cache_server.keys import AGENT
+    from cache_server.settings import ServerSettings
 
-    assert app[AGENT].config.server.auth_token == ADMIN
+    assert app[AGENT].config.section(ServerSettings).auth_token == ADMIN
 
 
 # -- issue 13, item 11: the scheme's case, and token bytes that are not text ------------

@@ -17,7 +17,7 @@ from typing import Any
 from cache_core.breaker import CircuitBreaker
 from cache_core.categories import CategoryRules
 from cache_core.codecs import Codec
-from cache_core.config import Config
+from cache_core.config import CORE_SECTIONS, Config
 from cache_core.errors import ConfigError
 from cache_core.extras import CODEC_ID_EXTRAS
 from cache_core.frames import CodecSet
@@ -27,6 +27,7 @@ from cache_core.loading import LoaderSet
 from cache_core.metrics import MetricsRecorder
 from cache_core.plugins import Registry
 from cache_core.policies import PolicyTable
+from cache_core.settings import check_claims
 from cache_core.strategies import Strategy, StrategyContext, WriteBuffer
 from cache_core.tiers.base import LocalTier, RemoteTier, TierContext
 from cache_core.tiers.guarded import GuardedIndex, GuardedTier, compression_by_policy
@@ -46,6 +47,9 @@ class Assembly:
     ) -> None:
         self.config = config
         self.registry = registry
+        check_claims(config.unclaimed, CORE_SECTIONS, registry.settings)
+        for settings_cls in registry.settings:
+            config.section(settings_cls)  # a wrong value fails now, naming its field
         self.policies = PolicyTable(config)
         self.categories = CategoryRules(config)
         self.codecs = self._build_codecs()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,58 +25,11 @@ from cattrs.errors import ForbiddenExtraKeysError
 from cattrs.gen import make_dict_structure_fn
 
 from cache_core.errors import ConfigError
+from cache_core.settings import apply_env, field_names, parse_env
 
 T = TypeVar("T")
 
 MIB = 1024 * 1024
-
-
-@define(frozen=True)
-class AgentSection:
-    name: str = "caching_agent"
-    version: str = "1.0.0"
-    port: int = 8015
-    host: str = "0.0.0.0"
-
-
-@define(frozen=True)
-class RedisNode:
-    host: str
-    port: int = 6379
-
-
-@define(frozen=True)
-class SentinelSection:
-    master_name: str
-    nodes: list[RedisNode]
-    password: str | None = None
-
-
-@define(frozen=True)
-class RedisSection:
-    """Where L2 lives. ``url`` wins over host/port; ``embedded`` starts a private engine."""
-
-    url: str | None = None
-    host: str = "localhost"
-    port: int = 6379
-    db: int = 0
-    username: str | None = None
-    password: str | None = None
-    max_connections: int = 50
-    socket_timeout: float = 5.0
-    connect_timeout: float = 2.0
-    health_check_interval: float = 15.0
-    retry_attempts: int = 3
-    key_prefix: str = "ca:"
-    cluster_mode: bool = False
-    nodes: list[RedisNode] = field(factory=list)
-    sentinel: SentinelSection | None = None
-    data_dir: str = ".caching-agent/engine"
-    """Where the embedded engine (``url: embedded``) keeps its data, so it survives restarts."""
-    ssl_ca_certs: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    ssl_check_hostname: bool = True
 
 
 @define(frozen=True)
@@ -130,21 +84,8 @@ class MonitoringSection:
     """Timed operations the window must hold before its p99 latency is judged (0: any).
     Below 100 the p99 is the slowest operation itself, so one slow call (a cold connection,
     a loader) would raise the alert; from 100 on it takes at least two in a hundred."""
-    prometheus_enabled: bool = True
-    """Serve GET /metrics (Prometheus text) on the app's own port."""
-    prometheus_port: int | None = None
-    """Also serve /metrics on this port."""
     recorders: list[str] | None = None
     """Metrics plugins to start; None: every one installed."""
-    otlp_endpoint: str | None = None
-    """Send metrics (and traces, when tracing is otlp) to this OTLP/HTTP collector."""
-    tracing: str = "none"
-    """Trace exporter: none, console or otlp."""
-    log_format: str = "auto"
-    """json (JSON lines), text (key=value) or auto (text on a terminal, else json)."""
-    log_level: str = "info"
-    """debug, info, warning or error: the least severe event logged. At debug the server
-    logs every lookup (``cache_hit``, ``cache_miss``); ``serve --log-level`` overrides it."""
     l2_count_interval: float = 30.0
     """Seconds between two background counts of L2's keys, the ``l2_size_keys`` that
     ``get_stats()`` answers (each count is a SCAN of the prefix); at least 1; 0: only at
@@ -191,28 +132,6 @@ class LoadingSection:
 
 
 @define(frozen=True)
-class ClientToken:
-    """A bearer token a client presents, and the namespace its keys live in (None: none)."""
-
-    token: str
-    namespace: str | None = None
-
-
-@define(frozen=True)
-class ServerSection:
-    """Who may call the HTTP API, and how long a request body may take to arrive. With no
-    token configured, anyone on the network may call it."""
-
-    body_timeout: float = 10.0
-    """Seconds a request body may take to arrive in full; a slower one is a 408."""
-
-    auth_token: str | None = None
-    """One bearer token for every route but /health (env CACHE_API_TOKEN)."""
-    tokens: list[ClientToken] = field(factory=list)
-    """Tokens with namespaces: a client sees, writes and invalidates only its own keys."""
-
-
-@define(frozen=True)
 class CircuitBreakerSection:
     """When to stop waiting on L2 (see cache_core.breaker)."""
 
@@ -230,8 +149,9 @@ class CircuitBreakerSection:
 
 @define(frozen=True)
 class Config:
-    agent: AgentSection = field(factory=AgentSection)
-    redis: RedisSection = field(factory=RedisSection)
+    """Core's sections, structured; what plugins own is kept raw until a plugin asks for it
+    with :meth:`section` (see :mod:`cache_core.settings`)."""
+
     cache_tiers: dict[str, dict[str, Any]] = field(factory=lambda: {"l1": {"type": "memory"}})
     strategies: dict[str, Any] = field(factory=lambda: {"default": "write_through"})
     cache_policies: dict[str, PolicySection] = field(factory=dict)
@@ -243,29 +163,60 @@ class Config:
     loaders: dict[str, dict[str, Any]] = field(factory=dict)
     loading: LoadingSection = field(factory=LoadingSection)
     circuit_breaker: CircuitBreakerSection = field(factory=CircuitBreakerSection)
-    server: ServerSection = field(factory=ServerSection)
     limits: LimitsSection = field(factory=LimitsSection)
     env_sources: dict[str, str] = field(factory=dict, init=False, eq=False, repr=False)
     """Dotted field -> the environment variable that set it (for error messages)."""
+    unclaimed: dict[str, Any] = field(factory=dict, init=False, eq=False, repr=False)
+    """What core does not own, raw: plugins' sections, and plugins' fields of core's
+    sections (``monitoring.log_level``), by section."""
+    env: Mapping[str, str] = field(factory=dict, init=False, eq=False, repr=False)
+    """The environment the config was read with: plugins' overrides apply from it."""
+    _sections: dict[type, Any] = field(factory=dict, init=False, eq=False, repr=False)
 
     @property
     def default_strategy(self) -> str:
         return str(self.strategies.get("default", "write_through"))
 
+    def section(self, cls: type[T]) -> T:
+        """The plugin settings ``cls`` (:mod:`cache_core.settings`) from its section, with
+        its environment overrides; structured once. Raises :class:`ConfigError` naming
+        the field (and the variable that set it)."""
+        try:
+            return self._sections[cls]  # type: ignore[no-any-return]
+        except KeyError:
+            pass
+        name: str = cls.SECTION  # type: ignore[attr-defined]
+        value = self.unclaimed.get(name)
+        mine = field_names(cls)
+        raw = {k: v for k, v in value.items() if k in mine} if isinstance(value, dict) else value
+        sources: dict[str, str] = {}
+        if raw is None or isinstance(raw, dict):
+            raw = _deep_copy(raw or {})
+            sources = apply_env(cls, raw, self.env, name)
+        try:
+            built = structure(raw, cls, name)
+            check = getattr(built, "check", None)
+            if check is not None:
+                check()
+        except ConfigError as exc:
+            raise ConfigError(name_env_source(str(exc), sources)) from None
+        self._sections[cls] = built
+        return built
 
-DEFAULT_TIER_TYPES = {"l1": "memory", "l2": "redis"}
-LOG_LEVELS = ("debug", "info", "warning", "error")
-"""What ``monitoring.log_level`` (and ``serve --log-level``) accept, least severe first."""
 
-# Environment variables of the seed, and where each lands in config.yaml.
+CORE_SECTIONS: dict[str, set[str]] = {
+    name: field_names(kind) if attrs.has(kind) else set()
+    for name, kind in typing.get_type_hints(Config).items()
+    if name in {f.name for f in attrs.fields(Config) if f.init}
+}
+"""Core's sections and, for those it models, their fields: every other key belongs to a
+plugin. (A section core holds as a mapping, ``cache_tiers``, is core's whole.)"""
+
+# Environment variables of the seed core reads, and where each lands in config.yaml
+# (plugins declare theirs: cache_core.settings).
 ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
-    "REDIS_URL": ("redis", "url"),
-    "REDIS_HOST": ("redis", "host"),
-    "REDIS_PORT": ("redis", "port"),
-    "REDIS_PASSWORD": ("redis", "password"),
     "CACHE_L1_SIZE_MB": ("cache_tiers", "l1", "max_size_mb"),
     "CACHE_DEFAULT_STRATEGY": ("strategies", "default"),
-    "CACHE_API_TOKEN": ("server", "auth_token"),
 }
 
 
@@ -412,7 +363,7 @@ def structure(data: Any, cls: type[T], path: str, converter: cattrs.Converter = 
 
 
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
-    """Write the seed's environment overrides into ``raw``; return {dotted path: variable}."""
+    """Write core's environment overrides into ``raw``; return {dotted path: variable}."""
     applied: dict[str, str] = {}
     for var, path in ENV_OVERRIDES.items():
         if var not in env:
@@ -425,24 +376,28 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
             if not isinstance(child, dict):
                 raise ConfigError(f"{'.'.join(path[:-1])}: expected a mapping to apply {var}")
             node = child
-        # Parse like YAML so REDIS_PORT=6380 is a number and REDIS_PASSWORD=null is null.
-        text = env[var]
-        try:
-            node[path[-1]] = yaml.safe_load(text) if text.strip() else text
-        except yaml.YAMLError:
-            node[path[-1]] = text
-        if (
-            var in ("REDIS_PASSWORD", "REDIS_HOST", "REDIS_URL", "CACHE_API_TOKEN")
-            and node[path[-1]] is not None
-        ):
-            node[path[-1]] = text  # these are strings whatever they look like
+        node[path[-1]] = parse_env(object, path[-1], env[var])
         applied[".".join(path)] = var
-    if ("REDIS_HOST" in env or "REDIS_PORT" in env) and "REDIS_URL" not in env:
-        # Naming a host means that server, not the url (e.g. `embedded`) in the file.
-        redis = raw.get("redis")
-        if isinstance(redis, dict):
-            redis["url"] = None
     return applied
+
+
+def _split(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``raw`` as (what core structures, what plugins own): sections core does not know
+    go to plugins whole, and fields core does not model of a section it does, one by one."""
+    core: dict[str, Any] = {}
+    unclaimed: dict[str, Any] = {}
+    for name, value in raw.items():
+        fields = CORE_SECTIONS.get(name)
+        if fields is None:
+            unclaimed[name] = value
+        elif fields and isinstance(value, dict):
+            core[name] = {k: v for k, v in value.items() if k in fields}
+            rest = {k: v for k, v in value.items() if k not in fields}
+            if rest:
+                unclaimed[name] = rest
+        else:
+            core[name] = value
+    return core, unclaimed
 
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -483,10 +438,14 @@ def load_config(
         raw = _deep_copy(source)
     else:
         raw = read_config_file(source)
-    applied = _apply_env(raw, os.environ if env is None else env)
+    env = dict(os.environ if env is None else env)
+    applied = _apply_env(raw, env)
+    core, unclaimed = _split(raw)
     try:
-        config = structure(raw, Config, "")
+        config = structure(core, Config, "")
         object.__setattr__(config, "env_sources", applied)
+        object.__setattr__(config, "unclaimed", unclaimed)
+        object.__setattr__(config, "env", env)
         _check(config)
     except ConfigError as exc:
         raise ConfigError(name_env_source(str(exc), applied)) from None
@@ -512,8 +471,6 @@ def _deep_copy(value: Any) -> Any:
 def _check(config: Config) -> None:
     """Rules that span fields or bound values; plugin-dependent rules live in assembly."""
     positive = {
-        "agent.port": config.agent.port,
-        "redis.max_connections": config.redis.max_connections,
         "limits.max_key_length": config.limits.max_key_length,
         "limits.max_value_bytes": config.limits.max_value_bytes,
         "limits.max_batch_size": config.limits.max_batch_size,
@@ -528,27 +485,9 @@ def _check(config: Config) -> None:
     for name, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{name}: must be greater than 0, got {value}")
-    if not 0 < config.agent.port < 65536:
-        raise ConfigError(f"agent.port: must be a TCP port (1-65535), got {config.agent.port}")
-    if config.redis.socket_timeout <= 0 or config.redis.connect_timeout <= 0:
-        raise ConfigError("redis.socket_timeout and redis.connect_timeout: must be greater than 0")
     monitoring = config.monitoring
     if monitoring.alert_window <= 0 or monitoring.alert_interval <= 0:
         raise ConfigError("monitoring.alert_window and alert_interval: must be greater than 0")
-    if monitoring.tracing not in ("none", "console", "otlp"):
-        raise ConfigError(
-            f"monitoring.tracing: expected none, console or otlp, got {monitoring.tracing!r}"
-        )
-    if monitoring.tracing == "otlp" and not monitoring.otlp_endpoint:
-        raise ConfigError("monitoring.tracing: otlp needs monitoring.otlp_endpoint")
-    if monitoring.log_format not in ("auto", "json", "text"):
-        raise ConfigError(
-            f"monitoring.log_format: expected auto, json or text, got {monitoring.log_format!r}"
-        )
-    if monitoring.log_level not in LOG_LEVELS:
-        raise ConfigError(
-            f"monitoring.log_level: expected {', '.join(LOG_LEVELS)}, got {monitoring.log_level!r}"
-        )
     for name in ("alert_min_lookups", "alert_min_latency_samples"):
         count = getattr(monitoring, name)
         if count < 0:
@@ -559,21 +498,6 @@ def _check(config: Config) -> None:
         raise ConfigError(
             f"monitoring.l2_count_interval: expected 0 (off) or at least 1 second, got {interval}"
         )
-    server = config.server
-    if not server.body_timeout > 0:  # NaN included
-        raise ConfigError(f"server.body_timeout: must be greater than 0, got {server.body_timeout}")
-    all_tokens = [t.token for t in server.tokens] + (
-        [server.auth_token] if server.auth_token is not None else []
-    )
-    if any(len(token) < 16 for token in all_tokens):
-        raise ConfigError("server: every token must be at least 16 characters long")
-    if len(set(all_tokens)) != len(all_tokens):
-        raise ConfigError("server: the same token is configured twice")
-    for index, client in enumerate(server.tokens):
-        if client.namespace is not None and (
-            not client.namespace or not client.namespace.isprintable()
-        ):
-            raise ConfigError(f"server.tokens[{index}].namespace: expected printable text")
     breaker = config.circuit_breaker
     if breaker.failure_threshold <= 0 or breaker.reset_timeout <= 0 or breaker.probe_after <= 0:
         raise ConfigError(
@@ -620,7 +544,12 @@ def _check(config: Config) -> None:
             raise ConfigError(f"cache_tiers: unknown tier {name!r} (known: l1, l2)")
         if not isinstance(section, dict):
             raise ConfigError(f"cache_tiers.{name}: expected a mapping, got {_describe(section)}")
-        section.setdefault("type", DEFAULT_TIER_TYPES[name])
+        if name == "l1":
+            section.setdefault("type", "memory")
+        if "type" not in section:
+            raise ConfigError(
+                f"cache_tiers.{name}.type: required field missing (an L2 tier plugin)"
+            )
         if not isinstance(section["type"], str):
             raise ConfigError(f"cache_tiers.{name}.type: expected a tier plugin name")
     if not isinstance(config.strategies.get("default", "write_through"), str):

@@ -34,6 +34,22 @@ SHIPPED = (
     Shipped("invalidator", "redis", "redis"),
     Shipped("loader", "http", "server"),
     Shipped("metrics", "opentelemetry", "server"),
+    # Config sections (and fields of core's) a shipped plugin owns (cache_core.settings):
+    # ignored, with a warning naming the extra, while it is not installed.
+    Shipped("settings", "redis", "redis"),
+    Shipped("settings", "agent", "server"),
+    Shipped("settings", "server", "server"),
+    *(
+        Shipped("settings", f"monitoring.{name}", "server")
+        for name in (
+            "prometheus_enabled",
+            "prometheus_port",
+            "otlp_endpoint",
+            "tracing",
+            "log_format",
+            "log_level",
+        )
+    ),
 )
 
 PLUGIN_EXTRAS: dict[tuple[str, str], str] = {(p.family, p.name): p.extra for p in SHIPPED}

@@ -89,6 +89,20 @@ def cache_register_loaders() -> Sequence[type[Loader]]:
     """
 
 
+@hookspec
+def cache_register_settings() -> Sequence[type]:
+    """Called once when the plugin manager builds its registry.
+
+    Return settings classes: the config.yaml sections (or fields of a section shared with
+    core or other plugins) your plugin owns. Each is an attrs class with ``SECTION`` (the
+    top-level section's name) and, optionally, ``ENV`` (environment variable -> field);
+    see :mod:`cache_core.settings`. Read one with ``config.section(YourSettings)``
+    (structured once, errors naming ``section.field``). A key of config.yaml that neither
+    core nor a registered class owns is refused as an unknown field; a field two classes
+    claim is a conflict.
+    """
+
+
 @hookspec(firstresult=True)
 def cache_shared_engine(agent: AgentView) -> SharedEngine | None:
     """Called once by ``serve --workers N`` (N above 1), in the parent process, after the

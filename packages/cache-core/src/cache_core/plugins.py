@@ -18,16 +18,17 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import pluggy
 
 from cache_core import hookspecs
-from cache_core.config import make_converter, structure
+from cache_core.config import CORE_SECTIONS, make_converter, structure
 from cache_core.errors import ConfigError, PluginConflictError, PluginMissingError
 from cache_core.extras import PLUGIN_EXTRAS, install_hint
 from cache_core.markers import NAME
+from cache_core.settings import collect
 
 DEFAULT_PLUGINS = ("cache_core.builtins",)
 """Modules of cache-core registered on every plugin manager, whatever is installed."""
@@ -66,7 +67,8 @@ def make_plugin_manager(
         # Read by Registry: a config naming what such a plugin would register says why.
         pm.caching_agent_import_failures = failed  # type: ignore[attr-defined]
     for plugin in plugins:
-        pm.register(plugin)
+        if not pm.is_registered(plugin):  # also an installed entry point (the server's own)
+            pm.register(plugin)
     return pm
 
 
@@ -101,6 +103,8 @@ class Registry:
     plugin_names: list[str]
     import_failures: dict[str, str] = attrs.field(factory=dict)
     """Installed plugins that failed to import (name -> why)."""
+    settings: list[type] = attrs.field(factory=list)
+    """The config sections plugins own (cache_core.settings)."""
 
     @classmethod
     def from_plugin_manager(cls, pm: pluggy.PluginManager) -> Registry:
@@ -125,7 +129,15 @@ class Registry:
                     owners[(family, name)] = owner
         names = sorted(name for name, _ in pm.list_name_plugin())
         failures = dict(getattr(pm, "caching_agent_import_failures", {}))
-        return cls(tables=tables, plugin_names=names, import_failures=failures)
+        settings = collect(
+            (
+                (pm.get_name(impl.plugin) or repr(impl.plugin), settings_cls)
+                for impl in pm.hook.cache_register_settings.get_hookimpls()
+                for settings_cls in cast("Iterable[type]", impl.function() or ())
+            ),
+            CORE_SECTIONS,
+        )
+        return cls(tables=tables, plugin_names=names, import_failures=failures, settings=settings)
 
     def names(self, family: str) -> list[str]:
         return sorted(self.tables[family])

@@ -22,9 +22,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from cache_core.config import RedisSection
 from cache_core.errors import TierUnavailableError
 from cache_plugins_redis.memory_policy import DEFAULT_MAX_MEMORY_MB, MemoryPolicy
+from cache_plugins_redis.settings import RedisSettings
 
 log = logging.getLogger("cache_plugins_redis.engine")
 
@@ -92,7 +92,7 @@ class EmbeddedEngine:
 
     @classmethod
     def for_settings(
-        cls, settings: RedisSection, memory: MemoryPolicy | None = None
+        cls, settings: RedisSettings, memory: MemoryPolicy | None = None
     ) -> EmbeddedEngine | None:
         """The engine ``settings`` ask for (not started), bounded as ``memory`` says, or
         None: ``url: embedded`` means one standalone engine; Cluster and Sentinel name

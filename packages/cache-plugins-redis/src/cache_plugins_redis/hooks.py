@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from cache_core import hookimpl
 from cache_plugins_redis.index import RedisIndex
+from cache_plugins_redis.settings import RedisSettings
 from cache_plugins_redis.shared_engine import for_agent_l2
 from cache_plugins_redis.tier import RedisTier
 
@@ -19,6 +20,11 @@ if TYPE_CHECKING:
 @hookimpl
 def cache_register_tiers() -> Sequence[type[Any]]:
     return [RedisTier]
+
+
+@hookimpl
+def cache_register_settings() -> Sequence[type[Any]]:
+    return [RedisSettings]
 
 
 @hookimpl

@@ -32,7 +32,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from cache_core.config import RedisSection
 from cache_core.errors import (
     ConfigError,
     CorruptEntryError,
@@ -45,6 +44,7 @@ from cache_plugins_redis.autopipeline import CoalescingClient, TickBatcher
 from cache_plugins_redis.coherence import SEP, CoherenceSubscriber, notice
 from cache_plugins_redis.engine import EMBEDDED, EmbeddedEngine
 from cache_plugins_redis.memory_policy import DEFAULT_MAX_MEMORY_MB, MemoryPolicy
+from cache_plugins_redis.settings import RedisSettings
 
 log = logging.getLogger("cache_plugins_redis.tier")
 
@@ -92,7 +92,7 @@ class RedisTier:
         self.memory = MemoryPolicy(options.eviction_policy, options.max_memory_mb)
         self.default_ttl = self.memory.default_ttl(options.ttl, context.config.limits.max_ttl)
         self.health_notes = self.memory.health_notes
-        self._settings: RedisSection = context.config.redis
+        self._settings = context.config.section(RedisSettings)
         self.step_timeout = context.config.circuit_breaker.operation_timeout
         """Seconds one round trip of a many-round-trip operation (a SCAN sweep, an index
         walk) may take: the whole may take longer, no single wait on the engine may."""

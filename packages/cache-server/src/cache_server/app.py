@@ -13,6 +13,7 @@ from cache_server.auth import Authenticator
 from cache_server.keys import AGENT, CONFIG, TELEMETRY
 from cache_server.middleware import add_routes
 from cache_server.routes import get_value, l1_hits, metrics, routes
+from cache_server.settings import SERVER_SETTINGS, AgentSettings, ExportSettings, ServerSettings
 from cache_server.telemetry import OpenTelemetryRecorder
 
 
@@ -24,8 +25,10 @@ def create_app(
 ) -> web.Application:
     """An application serving the cache API; the agent is assembled now (a bad config
     raises :class:`~cache_core.ConfigError` here) and opened and closed with the app."""
-    agent = CachingAgent.from_config(config, plugins=plugins, env=env)
-    authenticator = Authenticator(agent.config.server)
+    # The server's own sections are claimed even when CACHING_AGENT_PLUGINS leaves its
+    # entry point out: it is what reads them.
+    agent = CachingAgent.from_config(config, plugins=(*plugins, SERVER_SETTINGS), env=env)
+    authenticator = Authenticator(agent.config.section(ServerSettings))
     telemetry = next((r for r in agent.recorders if isinstance(r, OpenTelemetryRecorder)), None)
     app = web.Application(client_max_size=agent.config.limits.max_request_bytes)
     app[AGENT] = agent
@@ -38,10 +41,10 @@ def create_app(
         telemetry,
         at_once={get_value: l1_hits(agent)},
         max_body=agent.config.limits.max_request_bytes,
-        body_timeout=agent.config.server.body_timeout,
+        body_timeout=agent.config.section(ServerSettings).body_timeout,
     )
     app.cleanup_ctx.append(_agent_lifetime)
-    if agent.config.monitoring.prometheus_port is not None:
+    if agent.config.section(ExportSettings).prometheus_port is not None:
         app.cleanup_ctx.append(_metrics_port)
     return app
 
@@ -64,7 +67,9 @@ async def _metrics_port(app: web.Application) -> AsyncIterator[None]:
     runner = web.AppRunner(side, access_log=None)
     await runner.setup()
     config = app[AGENT].config
-    site = web.TCPSite(runner, config.agent.host, config.monitoring.prometheus_port)
+    site = web.TCPSite(
+        runner, config.section(AgentSettings).host, config.section(ExportSettings).prometheus_port
+    )
     await site.start()
     try:
         yield

@@ -16,9 +16,9 @@ import re
 
 from aiohttp import web
 
-from cache_core.config import ServerSection
 from cache_core.errors import ConfigError
 from cache_server.errors import error_response
+from cache_server.settings import ServerSettings
 
 NAMESPACE = web.RequestKey("namespace", str)
 """The request's key prefix: ``"<namespace>/"``, or ``""`` for an unconfined client."""
@@ -31,7 +31,7 @@ _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 class Authenticator:
-    def __init__(self, settings: ServerSection) -> None:
+    def __init__(self, settings: ServerSettings) -> None:
         self._tokens: list[tuple[bytes, str]] = []
         if settings.auth_token is not None:
             self._tokens.append((settings.auth_token.encode(), ""))

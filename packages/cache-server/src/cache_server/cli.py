@@ -15,12 +15,12 @@ from typing import Any
 from aiohttp import web
 
 from cache_core import CacheError, CachingAgent, ConfigError
-from cache_core.config import LOG_LEVELS
 from cache_server import logs
 from cache_server.allocator import tune_allocator
 from cache_server.app import create_app
 from cache_server.keys import AGENT
 from cache_server.server import serve_app
+from cache_server.settings import LOG_LEVELS, AgentSettings, ExportSettings
 from cache_server.workers import (
     SHUTDOWN_TIMEOUT,
     announce_ready,
@@ -125,13 +125,15 @@ def serve(
     except ConfigError as exc:
         return _fail(str(exc))
     agent = app[AGENT]
-    log_level = log_level or agent.config.monitoring.log_level
-    logs.configure(agent.config.monitoring.log_format, log_level)
+    export = agent.config.section(ExportSettings)
+    log_level = log_level or export.log_level
+    logs.configure(export.log_format, log_level)
     why = refusal(agent, workers)
     if why is not None:
         return _fail(why)
-    host = host or agent.config.agent.host
-    port = port or agent.config.agent.port
+    listen = agent.config.section(AgentSettings)
+    host = host or listen.host
+    port = port or listen.port
     print(f"config: {source or 'built-in defaults'}")
     for line in _summary(agent):
         print(line)
@@ -174,7 +176,7 @@ def serve_worker(
         app = create_app(_config_source(path))
     except ConfigError as exc:
         return _fail(str(exc))
-    monitoring = app[AGENT].config.monitoring
+    monitoring = app[AGENT].config.section(ExportSettings)
     logs.configure(monitoring.log_format, log_level or monitoring.log_level)
     return _run(app, host, port, lambda: announce_ready(ready_fd), reuse_port=True)
 

@@ -78,7 +78,7 @@ LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
-"""``monitoring.log_level`` / ``serve --log-level`` names (cache_core.config.LOG_LEVELS)."""
+"""``monitoring.log_level`` / ``serve --log-level`` names (cache_server.settings.LOG_LEVELS)."""
 
 
 def configure(log_format: str, level: str | int = logging.INFO) -> None:

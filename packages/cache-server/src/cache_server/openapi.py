@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from cache_core import Config
+from cache_server.settings import AgentSettings, ServerSettings
 
 JSON_VALUE: dict[str, Any] = {
     "description": "Any JSON value",
@@ -81,7 +82,7 @@ def openapi_document(config: Config) -> dict[str, Any]:
         **common,
         "408": _error(
             f"The body did not arrive in full within server.body_timeout "
-            f"({config.server.body_timeout:g} s); the connection closes"
+            f"({config.section(ServerSettings).body_timeout:g} s); the connection closes"
         ),
         "415": _error(
             "The body is not application/json (UTF-8), or has a Content-Encoding other than "
@@ -307,7 +308,7 @@ def openapi_document(config: Config) -> dict[str, Any]:
     }
     return {
         "openapi": "3.0.3",
-        "info": {"title": "Caching Agent", "version": config.agent.version},
+        "info": {"title": "Caching Agent", "version": config.section(AgentSettings).version},
         "paths": paths,
         "components": {
             "schemas": {

@@ -26,6 +26,7 @@ from cache_server.models import (
     parse_body,
 )
 from cache_server.openapi import openapi_document
+from cache_server.settings import ExportSettings
 from cache_server.telemetry import PROMETHEUS_CONTENT_TYPE
 
 log = logging.getLogger("cache_server.routes")
@@ -208,7 +209,10 @@ async def warm_up(request: web.Request) -> web.Response:
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     telemetry = request.app[TELEMETRY]
-    if telemetry is None or not request.app[AGENT].config.monitoring.prometheus_enabled:
+    if (
+        telemetry is None
+        or not request.app[AGENT].config.section(ExportSettings).prometheus_enabled
+    ):
         raise RequestError("not_found", "metrics are not enabled on this server", status=404)
     return web.Response(
         body=telemetry.prometheus_text(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE}

@@ -59,6 +59,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from cache_server.settings import AgentSettings, ExportSettings
+
 if TYPE_CHECKING:
     from cache_core.agent_view import AgentView
     from cache_core.tiers.base import TierContext
@@ -245,9 +247,10 @@ class OpenTelemetryRecorder:
 
     async def start(self, agent: AgentView) -> None:
         self._agent = agent
-        settings = agent.config.monitoring
+        settings = agent.config.section(ExportSettings)
+        service = agent.config.section(AgentSettings)
         resource = Resource.create(
-            {"service.name": agent.config.agent.name, "service.version": agent.config.agent.version}
+            {"service.name": service.name, "service.version": service.version}
         )
         readers: list[MetricReader] = [
             PrometheusMetricReader(registry=self.registry, disable_target_info=True)

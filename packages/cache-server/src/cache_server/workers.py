@@ -29,6 +29,7 @@ from typing import Any
 
 from cache_core import CacheError, CachingAgent
 from cache_core.shared_engine import SharedEngine
+from cache_server.settings import ExportSettings
 
 WORKER_START_TIMEOUT = 60.0
 """Seconds from spawning the workers to all of them listening: a worker's start connects
@@ -65,7 +66,7 @@ def refusal(agent: CachingAgent, workers: int) -> str | None:
             "(invalidation.backend: redis, from caching-agent[redis]): with local "
             "indexes a tag set through one worker is unknown to the others"
         )
-    if agent.config.monitoring.prometheus_port is not None:
+    if agent.config.section(ExportSettings).prometheus_port is not None:
         return (
             f"--workers {workers}: monitoring.prometheus_port cannot be served by several "
             "workers (each keeps its own metrics); unset it or run one worker"
