@@ -103,7 +103,7 @@ class Registry:
     plugin_names: list[str]
     import_failures: dict[str, str] = attrs.field(factory=dict)
     """Installed plugins that failed to import (name -> why)."""
-    settings: list[type] = attrs.field(factory=list)
+    settings: list[Any] = attrs.field(factory=list)
     """The config sections plugins own (cache_core.settings)."""
 
     @classmethod

@@ -80,14 +80,14 @@ def apply_env(
     return applied
 
 
-def collect(classes: Iterable[tuple[str, type[Any]]], core: Mapping[str, set[str]]) -> list[type]:
+def collect(classes: Iterable[tuple[str, Any]], core: Mapping[str, set[str]]) -> list[Any]:
     """The settings classes plugins registered ((owner, class) pairs), checked: each an
     attrs class naming its section, no field claimed twice (by two plugins, or by a
     plugin and core)."""
     owners: dict[tuple[str, str], str] = {
         (section, name): "cache-core" for section, names in core.items() for name in names
     }
-    found: list[type] = []
+    found: list[Any] = []
     for owner, cls in classes:
         section = getattr(cls, "SECTION", None)
         if not attrs.has(cls) or not isinstance(section, str) or not section:
