@@ -4,17 +4,23 @@ each started from the engine binary when a test first asks for it, on loopback o
 from __future__ import annotations
 
 import contextlib
+import copy
+import importlib.util
 import os
 import random
 import signal
 import socket
+import sqlite3
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import pytest
 
 if TYPE_CHECKING:
@@ -304,3 +310,123 @@ SEED_STATS_FIELDS: dict[str, type] = {
 def seed_stats_fields() -> dict[str, type]:
     """The statistics the product description shows, and the type of each."""
     return dict(SEED_STATS_FIELDS)
+
+
+THIRD_PARTY = Path(__file__).parent / "third_party"
+
+
+def _third_party(name: str) -> ModuleType:
+    """A plugin module of tests/third_party, loaded by its path: ``--import-mode=importlib``
+    puts no test directory on sys.path, and no test may depend on what is installed.
+    Kept in sys.modules so the type hints of its attrs classes resolve."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, THIRD_PARTY / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def sqlite_tier() -> ModuleType:
+    """The third-party-style SQLite L2 tier plugin (tests/third_party/sqlite_tier.py): pass
+    it as ``plugins=[sqlite_tier]``; ``cache_tiers.l2.type: sqlite``."""
+    return _third_party("sqlite_tier")
+
+
+@attrs.define
+class L2Backend:
+    """An L2 tier an agent under test runs on, and the test's own view of its store."""
+
+    name: str
+    l2: dict[str, Any]
+    """``cache_tiers.l2``."""
+    sections: dict[str, Any]
+    """The tier's own top-level sections of config.yaml."""
+    plugins: tuple[object, ...]
+    """What to pass to ``from_config`` besides what is installed (a plugin of tests/)."""
+    alone: str
+    """``CACHING_AGENT_PLUGINS`` admitting no installed plugin but the tier's own."""
+    stored: Callable[[str], bytes | None]
+    """The bytes the store holds under a key, read past the tier."""
+    plant: Callable[[str, bytes], None]
+    """Writes bytes under a key past the tier (never expiring), as any client could."""
+
+    def config(self, **sections: Any) -> dict[str, Any]:
+        """A config on this L2 (L1 of 4 MB before it); top-level ``sections`` added."""
+        tiers = {"l1": {"max_size_mb": 4}, "l2": dict(self.l2)}
+        return {"cache_tiers": tiers, **copy.deepcopy(self.sections), **sections}
+
+    def agent(self, config: Any, *plugins: object, alone: bool = False) -> Any:
+        """An agent of ``config`` (not started) with every installed plugin, or with none
+        but the tier's own when ``alone``, and ``plugins``."""
+        from cache_core import CachingAgent
+
+        env = {ALLOW_LIST: self.alone} if alone else {}
+        return CachingAgent.from_config(config, plugins=[*self.plugins, *plugins], env=env)
+
+
+ALLOW_LIST = "CACHING_AGENT_PLUGINS"
+
+
+def _redis_backend(engine: Engine, prefix: str) -> L2Backend:
+    def stored(key: str) -> bytes | None:
+        data: bytes | None = engine.client.get(prefix + key)  # type: ignore[assignment]
+        return data
+
+    def plant(key: str, data: bytes) -> None:
+        engine.client.set(prefix + key, data)
+
+    return L2Backend(
+        name="redis",
+        l2={"type": "redis"},
+        sections={"redis": {"url": engine.url, "key_prefix": prefix}},
+        plugins=(),
+        alone="redis",
+        stored=stored,
+        plant=plant,
+    )
+
+
+def _sqlite_backend(plugin: ModuleType, path: Path) -> L2Backend:
+    def stored(key: str) -> bytes | None:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            row = db.execute("SELECT data FROM entries WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def plant(key: str, data: bytes) -> None:
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
+            db.executescript(plugin.SCHEMA)  # the tier may not have started yet
+            db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, NULL)", (key, data))
+
+    return L2Backend(
+        name="sqlite",
+        l2={"type": "sqlite"},
+        sections={"sqlite": {"path": str(path)}},
+        plugins=(plugin,),
+        alone="",
+        stored=stored,
+        plant=plant,
+    )
+
+
+@pytest.fixture
+def make_l2(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], L2Backend]:
+    """``make_l2(name)``: the L2 backend ``redis`` (the shipped tier on the session's
+    engine, under this test's prefix) or ``sqlite`` (the third-party tier of tests/, on a
+    file of this test's own)."""
+
+    def make(name: str) -> L2Backend:
+        if name == "redis":
+            engine = request.getfixturevalue("engine")
+            return _redis_backend(engine, request.getfixturevalue("prefix"))
+        return _sqlite_backend(request.getfixturevalue("sqlite_tier"), tmp_path / "l2.sqlite")
+
+    return make
+
+
+@pytest.fixture(params=["redis", "sqlite"])
+def l2_backend(request: pytest.FixtureRequest, make_l2: Callable[[str], L2Backend]) -> L2Backend:
+    """Each L2 tier in turn: the shipped Redis tier and the third-party SQLite tier."""
+    return make_l2(request.param)

@@ -1,7 +1,8 @@
 """One contract, five stores: the L1 tier (LRU, W-TinyLFU), the L2 tier (as stored and as
-the data path calls it), the tiered agent. Whatever stores values must agree on what a
-read returns after writes, overwrites, deletes, pattern invalidations and expiry; each
-store is driven through a small adapter in JSON values."""
+the data path calls it), the tiered agent; the last three on the Redis tier and on a
+third-party one (tests/third_party/sqlite_tier.py). Whatever stores values must agree on
+what a read returns after writes, overwrites, deletes, pattern invalidations and expiry;
+each store is driven through a small adapter in JSON values."""
 
 from __future__ import annotations
 
@@ -103,24 +104,36 @@ class AgentStore:
         return await self.agent.invalidate_pattern(pattern)
 
 
-@pytest.fixture(params=["l1", "l1-wtinylfu", "l2", "l2-guarded", "tiered"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+@pytest.fixture(
+    params=[
+        "l1",
+        "l1-wtinylfu",
+        "l2",
+        "l2-guarded",
+        "tiered",
+        "l2-sqlite",
+        "l2-sqlite-guarded",
+        "tiered-sqlite",
+    ]
+)
+async def store(request: pytest.FixtureRequest, make_l2: Any) -> AsyncIterator[Store]:
+    """Stores by kind; the L2 ones on the shipped Redis tier, or (``-sqlite``) on the
+    third-party SQLite tier of tests/third_party."""
     if request.param == "l1":
         yield L1Store(MemoryTier(MemoryTier.Options(max_size_mb=8, ttl=None)))
         return
     if request.param == "l1-wtinylfu":
         yield L1Store(WTinyLfuTier(WTinyLfuTier.Options(max_size_mb=8, ttl=None)))
         return
-    engine = request.getfixturevalue("engine")
-    prefix = request.getfixturevalue("prefix")
-    config = {
-        "redis": {"url": engine.url, "key_prefix": prefix},
-        "cache_tiers": {"l1": {"max_size_mb": 8, "ttl": 60}, "l2": {"type": "redis"}},
-    }
-    async with CachingAgent.from_config(config, env={}) as agent:
-        if request.param == "l2":
+    backend = make_l2("sqlite" if "-sqlite" in request.param else "redis")
+    kind = request.param.replace("-sqlite", "")
+    config = backend.config()
+    config["cache_tiers"]["l1"] = {"max_size_mb": 8, "ttl": 60}
+    async with backend.agent(config) as agent:
+        assert agent.describe()["tiers"]["l2"] == backend.name
+        if kind == "l2":
             yield L2Store(agent.l2)
-        elif request.param == "l2-guarded":
+        elif kind == "l2-guarded":
             yield L2Store(agent.guarded_l2)
         else:
             yield AgentStore(agent)

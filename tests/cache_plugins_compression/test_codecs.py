@@ -1,4 +1,6 @@
-"""Codecs through the agent and a real engine: ratio, switching algorithms, bounded reads."""
+"""Codecs through the agent and a real store: ratio, switching algorithms, bounded reads;
+each on the Redis tier and on a third-party L2 tier (``l2_backend``), which store the
+frames core compressed byte for byte alike."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cache_core import CachingAgent, CorruptEntryError, hookimpl
+from cache_core import CorruptEntryError, hookimpl
 from cache_core.frames import COMPRESSED_HEADER_SIZE, MAGIC, VERSION, encode_frame
 from cache_plugins_compression.gzip_codec import GzipCodec
 from cache_plugins_compression.lz4_codec import Lz4Codec
@@ -39,23 +41,20 @@ def learning_path(size: int = 4096) -> dict[str, Any]:
     return {"user": 123, "steps": steps}
 
 
-def config(engine: Any, prefix: str, algorithm: str, **compression: Any) -> dict[str, Any]:
-    return {
-        "redis": {"url": engine.url, "key_prefix": prefix},
-        "cache_tiers": {"l1": {"max_size_mb": 4}, "l2": {"type": "redis"}},
-        "compression": {"algorithm": algorithm, **compression},
-    }
+def config(l2: Any, algorithm: str, **compression: Any) -> dict[str, Any]:
+    config: dict[str, Any] = l2.config(compression={"algorithm": algorithm, **compression})
+    return config
 
 
 @pytest.mark.parametrize(("algorithm", "codec_id"), CODECS)
 async def test_4kb_json_is_stored_under_1_5kb_and_reads_back(
-    engine: Any, prefix: str, algorithm: str, codec_id: int
+    l2_backend: Any, algorithm: str, codec_id: int
 ) -> None:
     value = learning_path()
     assert len(json.dumps(value, separators=(",", ":"))) >= 4096
-    async with CachingAgent.from_config(config(engine, prefix, algorithm), env={}) as agent:
+    async with l2_backend.agent(config(l2_backend, algorithm)) as agent:
         await agent.set("user:123:learning_path", value)
-        stored = engine.client.get(prefix + "user:123:learning_path")
+        stored = l2_backend.stored("user:123:learning_path")
         assert stored[:3] == bytes((MAGIC, VERSION, codec_id))
         assert len(stored) < 1536
         agent.l1.clear()
@@ -68,26 +67,24 @@ async def test_4kb_json_is_stored_under_1_5kb_and_reads_back(
 
 
 @pytest.mark.parametrize("writer", ["gzip", "zstd", "lz4"])
-async def test_entries_read_back_after_the_algorithm_changes(
-    engine: Any, prefix: str, writer: str
-) -> None:
+async def test_entries_read_back_after_the_algorithm_changes(l2_backend: Any, writer: str) -> None:
     value = learning_path()
-    async with CachingAgent.from_config(config(engine, prefix, writer), env={}) as agent:
+    async with l2_backend.agent(config(l2_backend, writer)) as agent:
         await agent.set("content:1", value)
     for reader in ("gzip", "zstd", "lz4"):
-        async with CachingAgent.from_config(config(engine, prefix, reader), env={}) as agent:
+        async with l2_backend.agent(config(l2_backend, reader)) as agent:
             assert await agent.lookup("content:1") == (
                 json.dumps(value, separators=(",", ":")).encode(),
                 "l2",
             )
 
 
-async def test_values_at_or_below_the_threshold_are_stored_raw(engine: Any, prefix: str) -> None:
-    async with CachingAgent.from_config(config(engine, prefix, "gzip"), env={}) as agent:
+async def test_values_at_or_below_the_threshold_are_stored_raw(l2_backend: Any) -> None:
+    async with l2_backend.agent(config(l2_backend, "gzip")) as agent:
         await agent.set("small", "x" * 1000)  # 1002 bytes of JSON: under 1024
         await agent.set("large", "x" * 1100)
-        assert engine.client.get(prefix + "small")[2] == 0
-        assert engine.client.get(prefix + "large")[2] == 1
+        assert l2_backend.stored("small")[2] == 0
+        assert l2_backend.stored("large")[2] == 1
 
 
 @pytest.mark.parametrize("codec_cls", [GzipCodec, ZstdCodec, Lz4Codec])
@@ -97,22 +94,20 @@ def test_compression_that_does_not_shrink_is_skipped(codec_cls: Any) -> None:
     assert frame == bytes((MAGIC, VERSION, 0)) + bytes(8) + noise  # never expires
 
 
-async def test_policy_without_compress_stores_raw(engine: Any, prefix: str) -> None:
-    cfg = config(engine, prefix, "gzip")
+async def test_policy_without_compress_stores_raw(l2_backend: Any) -> None:
+    cfg = config(l2_backend, "gzip")
     cfg["cache_policies"] = {"model_inference": {"match": ["model:*"], "compress": False}}
-    async with CachingAgent.from_config(cfg, env={}) as agent:
+    async with l2_backend.agent(cfg) as agent:
         await agent.set("model:m:1", learning_path())
         await agent.set("user:1:path", learning_path())
-        assert engine.client.get(prefix + "model:m:1")[2] == 0
-        assert engine.client.get(prefix + "user:1:path")[2] == 1
+        assert l2_backend.stored("model:m:1")[2] == 0
+        assert l2_backend.stored("user:1:path")[2] == 1
 
 
-async def test_compression_disabled_stores_raw(engine: Any, prefix: str) -> None:
-    async with CachingAgent.from_config(
-        config(engine, prefix, "gzip", enable=False), env={}
-    ) as agent:
+async def test_compression_disabled_stores_raw(l2_backend: Any) -> None:
+    async with l2_backend.agent(config(l2_backend, "gzip", enable=False)) as agent:
         await agent.set("content:1", learning_path())
-        assert engine.client.get(prefix + "content:1")[2] == 0
+        assert l2_backend.stored("content:1")[2] == 0
 
 
 @functools.cache
@@ -124,12 +119,12 @@ def gzip_of_zeros(zeros: int) -> bytes:
     return b"".join(parts)
 
 
-def plant_gzip_bomb(engine: Any, key: str, zeros: int, declared: int, version: int) -> int:
+def plant_gzip_bomb(l2: Any, key: str, zeros: int, declared: int, version: int) -> int:
     """A gzip frame of ``zeros`` zero bytes that declares ``declared`` bytes."""
     payload = gzip_of_zeros(zeros)
     expiry = bytes(8) if version == VERSION else b""  # version 1 frames have none
     header = bytes((MAGIC, version, 1)) + expiry + declared.to_bytes(4, "big")
-    engine.client.set(key, header + payload)
+    l2.plant(key, header + payload)
     return len(payload)
 
 
@@ -145,11 +140,11 @@ def plant_gzip_bomb(engine: Any, key: str, zeros: int, declared: int, version: i
     ids=["honest-1GB", "lying-small", "lying-zero", "v1-honest-1GB", "v1-lying-small"],
 )
 async def test_a_gzip_bomb_is_refused_without_inflating(
-    engine: Any, prefix: str, declared: int, message: str, version: int
+    l2_backend: Any, declared: int, message: str, version: int
 ) -> None:
-    packed = plant_gzip_bomb(engine, prefix + "bomb", 1024 * MIB, declared, version)  # 1 GB
+    packed = plant_gzip_bomb(l2_backend, "bomb", 1024 * MIB, declared, version)  # 1 GB
     assert packed < 4 * MIB
-    async with CachingAgent.from_config(config(engine, prefix, "gzip"), env={}) as agent:
+    async with l2_backend.agent(config(l2_backend, "gzip")) as agent:
         tracemalloc.start()
         try:
             with pytest.raises(CorruptEntryError, match=message):
@@ -187,13 +182,12 @@ class GzipOnly:
         return [GzipCodec]
 
 
-async def test_a_frame_of_an_uninstalled_codec_names_the_extra(engine: Any, prefix: str) -> None:
-    async with CachingAgent.from_config(config(engine, prefix, "zstd"), env={}) as agent:
+async def test_a_frame_of_an_uninstalled_codec_names_the_extra(l2_backend: Any) -> None:
+    async with l2_backend.agent(config(l2_backend, "zstd")) as agent:
         await agent.set("content:z", learning_path())
-    cfg = config(engine, prefix, "gzip")
-    # Only the redis tier and gzip: as if caching-agent[zstd] were not installed.
-    env = {"CACHING_AGENT_PLUGINS": "redis"}
-    async with CachingAgent.from_config(cfg, env=env, plugins=[GzipOnly()]) as agent:
+    # Only the L2 tier and gzip: as if caching-agent[zstd] were not installed.
+    cfg = config(l2_backend, "gzip")
+    async with l2_backend.agent(cfg, GzipOnly(), alone=True) as agent:
         with pytest.raises(CorruptEntryError, match=r"caching-agent\[zstd\]"):
             await agent.get("content:z")
 

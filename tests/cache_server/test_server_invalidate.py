@@ -1,4 +1,5 @@
-"""POST /invalidate by pattern, tags, event (context placeholders) and all combined."""
+"""POST /invalidate by pattern, tags, event (context placeholders) and all combined; on
+L1 alone and on an L2 below it (the Redis tier, and a third-party one from tests/)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,18 @@ SEEDED: dict[str, dict[str, Any]] = {
     "content:9": {"value": {"title": "Calculus"}, "tags": ["content", "featured"]},
     "session:abc": {"value": {"ok": True}, "tags": ["session"]},
 }
+
+
+@pytest.fixture(params=["l1", "redis", "sqlite"])
+async def client(request, make_client, config_factory, make_l2):
+    """The app on L1 alone, or with an L2 whose copies invalidation must reach as well:
+    a key left there is found again by the batch read that checks what is present."""
+    if request.param == "l1":
+        return await make_client()
+    backend = make_l2(request.param)
+    tiers = {**config_factory()["cache_tiers"], "l2": backend.l2}
+    cfg = config_factory(cache_tiers=tiers, **backend.sections)
+    return await make_client(cfg, plugins=backend.plugins)
 
 
 @pytest.fixture
