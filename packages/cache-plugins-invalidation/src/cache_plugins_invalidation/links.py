@@ -14,32 +14,32 @@ from typing import Any, ClassVar
 
 from cache_core.errors import TierUnavailableError
 from cache_core.links import EventTargets, LinksContext
-from cache_plugins_invalidation.cascade import Cascade, KeySet
+from cache_plugins_invalidation.cascade import Cascade
 from cache_plugins_invalidation.categories import CategoryRules
 from cache_plugins_invalidation.events import Events
 from cache_plugins_invalidation.registrations import InvalidationManager
 
 
-class InvalidationLinks:
-    """Tags, dependencies, category rules and events, over one index."""
+class InvalidationLinks(Cascade):
+    """Tags, dependencies, category rules and events, over one index: the cascade (its
+    ``remove``, ``cascade`` and ``invalidate_tags`` are core's calls as they stand, one
+    coroutine less per removal), plus the links of writes and the events."""
 
     PLUGIN_NAME: ClassVar[str] = "invalidation"
 
     def __init__(self, options: object, context: LinksContext) -> None:
         config = context.config
-        self.index = context.index
-        self.categories = CategoryRules(config)
-        self.registrations = InvalidationManager(
+        registrations = InvalidationManager(
             context.index,
             check_key=context.check_key,
             check_pattern=context.check_caller_pattern,
             check_names=context.check_names,
         )
-        self._cascade = Cascade(
+        super().__init__(
             index=context.index,
             purge=context.purge,
-            registrations=self.registrations,
-            categories=self.categories,
+            registrations=registrations,
+            categories=CategoryRules(config),
         )
         self._events = Events(
             config.invalidation.event_triggers,
@@ -71,7 +71,7 @@ class InvalidationLinks:
         keys = [key for key, _ in entries]
         if self.categories:
             # Before the write: the written keys may be of a dependent category too.
-            await self._cascade.invalidate_tags(sorted(self.categories.targets(set(keys))), set())
+            await self.invalidate_tags(sorted(self.categories.targets(set(keys))), set())
         categorize = self.categories.tags_for if self.categories else None
         linked = [
             (key, ttl, [*tags, *categorize(key)] if categorize else tags) for key, ttl in entries
@@ -95,16 +95,7 @@ class InvalidationLinks:
                 await settling
         if dependents:
             # The written keys stay, even where a dependency cycle leads back to them.
-            await self._cascade.remove(dependents, spare=frozenset(keys))
-
-    async def remove(self, keys: KeySet) -> KeySet:
-        return await self._cascade.remove(keys)
-
-    async def cascade(self, removed: KeySet) -> KeySet:
-        return await self._cascade.cascade(removed)
-
-    async def invalidate_tags(self, tags: Sequence[str]) -> KeySet:
-        return await self._cascade.invalidate_tags(tags)
+            await self.remove(dependents, spare=frozenset(keys))
 
     async def event_targets(
         self, event: str, context: Mapping[str, Any] | None, scope: str
