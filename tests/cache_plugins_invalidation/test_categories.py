@@ -1,6 +1,6 @@
 """Category rules with the in-process index: a key of a source category leaving the cache
 (deleted, overwritten, invalidated) takes the dependent categories' keys with the same ids,
-and a rule naming an unknown category fails at start naming it; the plugin core builds."""
+and a rule naming an unknown category fails at start naming it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,6 @@ import pytest
 
 import cache_plugins_invalidation.hooks
 from cache_core import CachingAgent, ConfigError
-from cache_core.links import Links
-from cache_plugins_invalidation.links import InvalidationLinks
-from cache_plugins_invalidation.local_index import LocalIndex
 
 CATEGORIES = {
     "user_profile": "user:{user_id}:profile",
@@ -49,13 +46,3 @@ def test_a_rule_naming_an_unknown_category_fails_at_start(base_config, no_plugin
     assert str(info.value).startswith(
         "invalidation.dependency_rules.user_profile: unknown category 'nope'"
     )
-
-
-async def test_the_plugin_is_what_core_calls(make_agent) -> None:
-    agent: CachingAgent = await make_agent()
-    links: Links | None = agent.links  # mypy checks InvalidationLinks against the protocol
-    assert isinstance(links, InvalidationLinks)
-    checked: Links = links
-    assert isinstance(checked, Links)
-    assert isinstance(agent.index, LocalIndex)
-    assert agent.invalidation_manager is links.registrations
