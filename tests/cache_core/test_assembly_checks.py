@@ -8,22 +8,23 @@ from typing import Any, ClassVar
 
 import pytest
 
+import cache_plugins_invalidation.hooks
 from cache_core import CachingAgent, hookimpl
 from cache_core.errors import ConfigError, PluginMissingError
 from cache_core.globs import matcher
-from cache_core.invalidation import LocalIndex
 from cache_core.plugins import Registry, make_plugin_manager
 from cache_core.strategies import StrategyContext, Write
 from cache_core.tiers.base import CoherenceListener
 from cache_core.tiers.memory import MemoryTier
+from cache_plugins_invalidation.local_index import LocalIndex
 
 NO_PLUGINS = {"CACHING_AGENT_PLUGINS": ""}
 L1 = {"type": "memory", "max_size_mb": 4, "ttl": 300}
 
 
-def _build(config: dict[str, Any], plugin: object) -> CachingAgent | ConfigError:
+def _build(config: dict[str, Any], *plugins: object) -> CachingAgent | ConfigError:
     try:
-        return CachingAgent.from_config(config, plugins=[plugin], env=NO_PLUGINS)
+        return CachingAgent.from_config(config, plugins=plugins, env=NO_PLUGINS)
     except ConfigError as exc:
         return exc
 
@@ -134,7 +135,7 @@ async def test_a_third_party_index_without_shared_is_refused_or_starts() -> None
         "compression": {"enable": False},
         "invalidation": {"backend": "third_party"},
     }
-    agent = _build(config, TierAndIndex())
+    agent = _build(config, TierAndIndex(), cache_plugins_invalidation.hooks)  # indexes tags
     if isinstance(agent, ConfigError):  # refused at assembly, naming what it lacks: fine too
         assert "shared" in str(agent)
         return

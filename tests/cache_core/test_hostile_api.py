@@ -100,6 +100,7 @@ async def test_a_write_the_buffer_could_never_hold_is_a_400_that_changes_nothing
         with pytest.raises(InvalidValueError, match="can never be buffered"):
             await agent.set("k", "x" * 600_000, strategy="write_back", tags=["b"])
         assert agent.write_back_pending() == 0
+        assert agent.index is not None
         assert await agent.index.keys_for_tags(["b"]) == set()
         assert await agent.index.keys_for_tags(["a"]) == {"k"}
         assert await agent.get("k") == "old"

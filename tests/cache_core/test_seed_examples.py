@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from cache_core import CacheStrategy, CachingAgent, EventTrigger
+from cache_core import CacheStrategy, CachingAgent
+from cache_plugins_invalidation import EventTrigger
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -278,6 +279,7 @@ async def test_event_subscription_and_event_without_context(agent: CachingAgent)
     assert await agent.get("content:789") == {"title": "Algebra"}
     # The shipped config's own user_profile_update target (user:{user_id}:*) reaches the
     # key too, so the subscription is checked where it is kept.
+    assert agent.guarded_index is not None
     subscribed = await agent.guarded_index.subscriptions(EventTrigger.USER_PROFILE_UPDATE)
     assert "user:123:profile" in subscribed
 

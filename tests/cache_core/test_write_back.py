@@ -14,6 +14,7 @@ import pytest
 from attrs import define
 
 import cache_core
+import cache_plugins_invalidation.hooks
 from cache_core import CachingAgent, ConfigError, TierUnavailableError
 from cache_core.frames import decode_frame
 from cache_core.globs import compile_glob
@@ -140,7 +141,9 @@ def two_tier_config(
 @pytest.fixture
 async def make_two_tier(make_agent, clock):
     async def make(**kwargs: Any) -> tuple[CachingAgent, DictTier, WriteBack]:
-        agent = await make_agent(two_tier_config(**kwargs), plugins=(DictTierPlugin(),))
+        # Some writes carry tags: the invalidation plugin indexes them.
+        plugins = (DictTierPlugin(), cache_plugins_invalidation.hooks)
+        agent = await make_agent(two_tier_config(**kwargs), plugins=plugins)
         l2 = agent.l2
         assert isinstance(l2, DictTier)
         # Frames carry their expiry by the wall clock: here the fake one, so what an entry

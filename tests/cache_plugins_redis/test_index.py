@@ -342,5 +342,5 @@ async def test_a_process_local_index_on_a_shared_l2_is_said_at_start(
             assert warning.index == "local"
         caplog.clear()
         async with CachingAgent.from_config(config_for(engine, prefix), env={}) as agent:
-            assert agent.index.shared
+            assert agent.index is not None and agent.index.shared
             assert warnings_at_start() == []

@@ -181,6 +181,7 @@ async def test_index_lookups_answer_within_the_budget_while_the_engine_is_stoppe
         await agent.set("x", 1, tags=["t"])
         await agent.set("y", 2, dependencies=["x"])
         index = agent.index
+        assert index is not None
         calls: dict[str, Any] = {
             "delete": lambda: agent.delete("x"),
             "invalidate_by_tags": lambda: agent.invalidate_by_tags(["t"]),

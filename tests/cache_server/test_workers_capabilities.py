@@ -21,7 +21,7 @@ from attrs import define
 
 import cache_core
 from cache_core import CacheError, CachingAgent
-from cache_core.invalidation import LocalIndex
+from cache_plugins_invalidation.local_index import LocalIndex
 from cache_server.workers import refusal, shared_engine, supervise
 
 

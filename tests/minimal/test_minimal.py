@@ -72,3 +72,25 @@ def test_missing_l2_tier_fails_naming_the_extra(tmp_path: Path) -> None:
     result = check_config(tmp_path, text)
     assert result.returncode == 2
     assert "caching-agent[redis]" in result.stderr.strip().splitlines()[0]
+
+
+async def test_tags_are_refused_naming_the_extra(aiohttp_client) -> None:
+    client = await aiohttp_client(create_app(L1_ONLY, env={}))
+    resp = await client.post("/cache", json={"key": "k", "value": 1, "tags": ["t"]})
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert error["code"] == "not_installed"
+    assert "caching-agent[invalidation]" in error["message"]
+    assert (await (await client.get("/cache/k")).json())["hit"] is False
+    resp = await client.post("/invalidate", json={"pattern": "k*"})
+    assert resp.status == 200  # patterns are core's
+
+
+def test_event_triggers_fail_at_start_naming_the_extra(tmp_path: Path) -> None:
+    text = "compression:\n  enable: false\ninvalidation:\n  event_triggers:\n    e: ['k:*']\n"
+    result = check_config(tmp_path, text)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "invalidation.event_triggers" in lines[0]
+    assert "caching-agent[invalidation]" in lines[0]

@@ -10,17 +10,16 @@ from cache_core.errors import (
     InvalidValueError,
     LoaderError,
     MissingContextError,
+    NotInstalledError,
     PluginConflictError,
     PluginMissingError,
     TierUnavailableError,
     UnknownEventError,
     UnknownNameError,
 )
-from cache_core.invalidation import EventTrigger
 from cache_core.loaders import NotFound
 from cache_core.logs import get_logger, logger
 from cache_core.markers import NAME, hookimpl, hookspec
-from cache_core.registrations import InvalidationManager, Registration
 from cache_core.strategies import CacheStrategy
 from cache_core.tiers.memory import MemoryTier
 
@@ -32,17 +31,15 @@ __all__ = [
     "Config",
     "ConfigError",
     "CorruptEntryError",
-    "EventTrigger",
     "InvalidKeyError",
     "InvalidValueError",
-    "InvalidationManager",
     "LoaderError",
     "MemoryTier",
     "MissingContextError",
     "NotFound",
+    "NotInstalledError",
     "PluginConflictError",
     "PluginMissingError",
-    "Registration",
     "TierUnavailableError",
     "UnknownEventError",
     "UnknownNameError",

@@ -5,9 +5,9 @@ L1's) -> loader (single-flight per key) -> miss. :class:`CachingAgent` assembles
 plugins once (:mod:`cache_core.assembly`) and hands each job what it needs: key rules
 (:mod:`~cache_core.key_rules`), L1's coherence (:mod:`~cache_core.l1_coherence`), reads
 (:mod:`~cache_core.reads`), writes (:mod:`~cache_core.writes`), removal and invalidation
-(:mod:`~cache_core.invalidator`), runtime registrations (:mod:`~cache_core.registrations`),
-warm-up (:mod:`~cache_core.warmup`) and statistics (:mod:`~cache_core.stats_report`).
-After that every call goes straight to the objects they built.
+(:mod:`~cache_core.invalidator`; tags, dependencies and events through the Links plugin,
+:mod:`~cache_core.links`), warm-up (:mod:`~cache_core.warmup`) and statistics
+(:mod:`~cache_core.stats_report`). After that every call goes straight to the objects they built.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from cache_core.health import health_document
 from cache_core.invalidator import Invalidator
 from cache_core.key_rules import KeyRules
 from cache_core.l1_coherence import SWEEP_CHUNK, L1Coherence
+from cache_core.links import Registrations, Unregistered
 from cache_core.metrics import NullObserver, OperationObserver
 from cache_core.plugins import Registry, make_plugin_manager
 from cache_core.reads import Found, Reads
-from cache_core.registrations import InvalidationManager
 from cache_core.stats import Stats
 from cache_core.stats_report import StatsReport
 from cache_core.strategies import CacheStrategy, buffers_of
@@ -41,7 +41,7 @@ from cache_core.tiers.base import LocalTier
 from cache_core.warmup import WarmUp, WarmUpReport
 from cache_core.writes import Writes
 
-__all__ = ["SWEEP_CHUNK", "CachingAgent", "Found", "InvalidationManager", "WarmUpReport"]
+__all__ = ["SWEEP_CHUNK", "CachingAgent", "Found", "WarmUpReport"]
 
 log = logging.getLogger("cache_core.agent")
 
@@ -66,7 +66,7 @@ class CachingAgent:
         self.stats = Stats()
         built = Assembly(config, registry, clock, on_breaker_change=self._breaker_changed)
         self.assembly = built
-        self.policies, self.categories, self.codecs = built.policies, built.categories, built.codecs
+        self.policies, self.codecs = built.policies, built.codecs
         self.l1, self.l2, self.breaker = built.l1, built.l2, built.breaker
         self.guarded_l2 = built.guarded_l2  # as the data path calls it (None: L1 alone)
         self.strategies, self.default_strategy = built.strategies, built.default_strategy
@@ -85,23 +85,19 @@ class CachingAgent:
         self.coherence.on_view_change = self._serve_from
 
         buffering = self.buffers = buffers_of(self.strategies.values())
-        self.invalidation_manager = InvalidationManager(
-            self.guarded_index,
-            check_key=self.rules.check_key,
-            check_pattern=self.rules.check_caller_pattern,
-            check_names=self.rules.check_names,
-        )
         self._invalidator = Invalidator(
             l1=self.l1,
             buffering=buffering,
             l2=self.guarded_l2,
-            index=self.guarded_index,
-            registrations=self.invalidation_manager,
-            categories=self.categories,
-            event_triggers=config.invalidation.event_triggers,
             loading=self.loading,
             stats=self.stats,
             rules=self.rules,
+        )
+        self.links = self._invalidator.links = built.build_links(
+            self._invalidator.purge, self.rules
+        )
+        self.invalidation_manager: Registrations = (
+            Unregistered() if self.links is None else self.links.registrations
         )
         backing = self.l2 if self.l2 is not None else self.l1
         self._writes = Writes(
@@ -112,14 +108,10 @@ class CachingAgent:
             strategies=self.strategies,
             default_strategy=self.default_strategy,
             buffers=buffering,
-            index=self.guarded_index,
-            registrations=self.invalidation_manager,
-            categories=self.categories,
+            links=self.links,
             loading=self.loading,
             stats=self.stats,
             rules=self.rules,
-            remove=self._invalidator.remove,
-            invalidate_tags=self._invalidator.invalidate_tags,
         )
         self._reads = Reads(
             l1=self.l1,
@@ -190,8 +182,10 @@ class CachingAgent:
         else:
             log.warning("l1_only", extra={"detail": "no L2 tier configured: L1 alone serves"})
         warn_if_unshared(self.index, self.shares_l2)
-        await self.index.start()
-        await self.invalidation_manager.start()
+        if self.index is not None:
+            await self.index.start()
+        if self.links is not None:
+            await self.links.start()
         for strategy in self.strategies.values():
             await strategy.start()
         await self.loading.start()
@@ -221,8 +215,10 @@ class CachingAgent:
             await self.loading.close()
             for recorder in self.recorders:
                 await recorder.close()
-            await self.invalidation_manager.close(self.config.circuit_breaker.operation_timeout)
-            await self.index.close()
+            if self.links is not None:
+                await self.links.close(self.config.circuit_breaker.operation_timeout)
+            if self.index is not None:
+                await self.index.close()
             if self.l2 is not None:
                 await self.l2.close()
 

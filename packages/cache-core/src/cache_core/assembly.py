@@ -1,9 +1,10 @@
 """Assembly: config.yaml and the installed plugins made into the objects the agent runs.
 
 :class:`Assembly` builds each plugin (tiers, codecs, strategies, the invalidation index,
-loaders, metrics recorders) from the registry, structures its ``Options`` from its config
-section, and wraps L2 and an index kept in L2 in the guard (breaker, timeout,
-observation). Every error is a :class:`ConfigError` naming the field.
+loaders, metrics recorders, and tag, event and dependency invalidation when a Links plugin
+is installed) from the registry, structures its ``Options`` from its config section, and
+wraps L2 and a shared index in the guard (breaker, timeout, observation). Every error is a
+:class:`ConfigError` naming the field.
 """
 
 from __future__ import annotations
@@ -11,17 +12,18 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cache_core.breaker import CircuitBreaker
-from cache_core.categories import CategoryRules
 from cache_core.codecs import Codec
 from cache_core.config import CORE_SECTIONS, Config
-from cache_core.errors import ConfigError
+from cache_core.errors import ConfigError, PluginMissingError
 from cache_core.extras import CODEC_ID_EXTRAS
 from cache_core.frames import CodecSet
-from cache_core.invalidation import IndexContext, InvalidationIndex, LocalIndex
+from cache_core.invalidation import IndexContext, InvalidationIndex
+from cache_core.key_rules import KeyRules
+from cache_core.links import NOT_INSTALLED, Links, LinksContext
 from cache_core.loaders import Loader
 from cache_core.loading import LoaderSet
 from cache_core.metrics import MetricsRecorder
@@ -51,7 +53,6 @@ class Assembly:
         for settings_cls in registry.settings:
             config.section(settings_cls)  # a wrong value fails now, naming its field
         self.policies = PolicyTable(config)
-        self.categories = CategoryRules(config)
         self.codecs = self._build_codecs()
         context = TierContext(config=config, registry=registry, clock=clock)
         self.l1: LocalTier = self._build_tier("l1", context, LocalTier)
@@ -88,17 +89,72 @@ class Assembly:
         for name, policy in config.cache_policies.items():
             if policy.strategy is not None:
                 self._strategy_named(policy.strategy, path=f"cache_policies.{name}.strategy")
-        self.index = self._build_index(clock)
-        self.guarded_index: InvalidationIndex = self.index
-        """What the data path calls: the index behind the L2 guard when it lives in L2."""
-        if self.guarded_l2 is not None and not isinstance(self.index, LocalIndex):
-            self.guarded_index = GuardedIndex(self.index, self.guarded_l2)
+        self.links_cls = self._links_class()
+        self.index: InvalidationIndex | None = None
+        """None without a Links plugin: nothing is indexed then."""
+        self.guarded_index: InvalidationIndex | None = None
+        """What the Links plugin calls: the index behind the L2 guard when it is shared (kept
+        outside the process, as in Redis)."""
+        if self.links_cls is None:
+            self._check_unlinked()
+        else:
+            self.index = self.guarded_index = self._build_index(clock)
+            if self.guarded_l2 is not None and self.index.shared:
+                self.guarded_index = GuardedIndex(self.index, self.guarded_l2)
         self.loading = LoaderSet(self._build_loaders(context), config.loading, clock)
         self.recorders: list[MetricsRecorder] = []
         names = config.monitoring.recorders
         for index, name in enumerate(registry.names("metrics") if names is None else names):
             recorder_cls = registry.get("metrics", name, path=f"monitoring.recorders[{index}]")
             self.recorders.append(recorder_cls(None, context))
+
+    def _links_class(self) -> type[Any] | None:
+        table = self.registry.tables["links"]
+        if len(table) > 1:
+            raise ConfigError(
+                f"invalidation: {', '.join(sorted(table))} each register tag, event and "
+                "dependency invalidation; one may load (see CACHING_AGENT_PLUGINS)"
+            )
+        for links_cls in table.values():
+            _check_members(links_cls, Links, "invalidation")
+            return links_cls
+        return None
+
+    def _check_unlinked(self) -> None:
+        """Without a Links plugin, a config that asks for what it does fails at start, as a
+        missing codec does: ignored, rules would silently leave dependents stale."""
+        invalidation = self.config.invalidation
+        for name in ("event_triggers", "dependency_rules", "categories"):
+            if getattr(invalidation, name):
+                raise PluginMissingError(f"invalidation.{name}: {NOT_INSTALLED}")
+        backend = invalidation.backend
+        if backend not in ("auto", "local"):  # those two need no index without one
+            self.registry.get("invalidator", backend, path="invalidation.backend")
+            raise PluginMissingError(
+                f"invalidation.backend: {backend!r} indexes tags, dependencies and events: "
+                f"{NOT_INSTALLED}"
+            )
+
+    def build_links(
+        self, purge: Callable[[set[str]], Awaitable[set[str]]], rules: KeyRules
+    ) -> Links | None:
+        """The Links plugin, removing through ``purge`` (None when none is installed)."""
+        if self.links_cls is None or self.guarded_index is None:
+            return None
+        context = LinksContext(
+            config=self.config,
+            index=self.guarded_index,
+            purge=purge,
+            check_key=rules.check_key,
+            check_pattern=rules.check_pattern,
+            check_caller_pattern=rules.check_caller_pattern,
+            check_names=rules.check_names,
+        )
+        try:
+            links: Links = self.links_cls(None, context)
+        except ValueError as exc:
+            raise ConfigError(f"invalidation: {exc}") from None
+        return links
 
     def _build_index(self, clock: Callable[[], float]) -> InvalidationIndex:
         backend = self.config.invalidation.backend
@@ -228,7 +284,9 @@ class Assembly:
             "default_strategy": self.default_strategy.PLUGIN_NAME,
             "codecs": sorted(tables["codec"]),
             "compression": compression.algorithm if compression.enable else "off",
-            "invalidation": self.index.PLUGIN_NAME,
+            "invalidation": (
+                self.index.PLUGIN_NAME if self.index is not None else "none (TTL and patterns)"
+            ),
             "loaders": [loader.PLUGIN_NAME for loader in self.loading.loaders],
             "policies": {
                 p.name: {
@@ -271,10 +329,10 @@ def _never(l2: object) -> bool:
     return False
 
 
-def warn_if_unshared(index: InvalidationIndex, shares_l2: bool) -> None:
+def warn_if_unshared(index: InvalidationIndex | None, shares_l2: bool) -> None:
     """Instances sharing one L2 with a process-local index miss each other's tags,
     dependencies and subscriptions: said once at start, not found out by a stale read."""
-    if shares_l2 and not index.shared:
+    if shares_l2 and index is not None and not index.shared:
         log.warning(
             "invalidation_index_not_shared",
             extra={

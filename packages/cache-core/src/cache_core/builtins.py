@@ -1,5 +1,5 @@
 """cache-core's own plugins: the L1 memory tiers (LRU, W-TinyLFU), the three strategies,
-the local index, the ``python`` loader.
+the ``python`` loader.
 
 Registered on every plugin manager (``plugins.DEFAULT_PLUGINS``), through the same hooks a
 third-party plugin implements.
@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cache_core.invalidation import LocalIndex
 from cache_core.markers import hookimpl
 from cache_core.python_loader import PythonLoader
 from cache_core.strategies import WriteAround, WriteBack, WriteThrough
@@ -26,11 +25,6 @@ def cache_register_tiers() -> Sequence[type[Any]]:
 @hookimpl
 def cache_register_strategies() -> Sequence[type[Any]]:
     return [WriteThrough, WriteBack, WriteAround]
-
-
-@hookimpl
-def cache_register_invalidators() -> Sequence[type[Any]]:
-    return [LocalIndex]
 
 
 @hookimpl

@@ -21,6 +21,13 @@ class PluginMissingError(ConfigError):
     code = "plugin_missing"
 
 
+class NotInstalledError(CacheError):
+    """A call needs a plugin package that is not installed (tags, dependencies or events
+    without caching-agent[invalidation]); the message names the extra. Nothing changed."""
+
+    code = "not_installed"
+
+
 class PluginConflictError(CacheError):
     """Two plugins registered the same name in one family."""
 

@@ -32,6 +32,8 @@ SHIPPED = (
     Shipped("codec", "zstd", "zstd", codec_id=2),
     Shipped("codec", "lz4", "lz4", codec_id=3),
     Shipped("invalidator", "redis", "redis"),
+    Shipped("invalidator", "local", "invalidation"),
+    Shipped("links", "invalidation", "invalidation"),
     Shipped("loader", "http", "server"),
     Shipped("metrics", "opentelemetry", "server"),
     # Config sections (and fields of core's) a shipped plugin owns (cache_core.settings):
@@ -57,6 +59,11 @@ PLUGIN_EXTRAS: dict[tuple[str, str], str] = {(p.family, p.name): p.extra for p i
 
 CODEC_ID_EXTRAS: dict[int, str] = {p.codec_id: p.extra for p in SHIPPED if p.codec_id is not None}
 """Codec id -> the extra that reads frames written with it."""
+
+
+LINKS_EXTRA: str = next(p.extra for p in SHIPPED if p.family == "links")
+"""The extra that installs tag, event and dependency invalidation: the refusal of a call
+that needs it names it."""
 
 
 def install_hint(extra: str) -> str:

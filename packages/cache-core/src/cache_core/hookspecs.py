@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from cache_core.agent_view import AgentView
     from cache_core.codecs import Codec
     from cache_core.invalidation import InvalidationIndex
+    from cache_core.links import Links
     from cache_core.loaders import Loader
     from cache_core.metrics import MetricsRecorder
     from cache_core.shared_engine import SharedEngine
@@ -66,8 +67,22 @@ def cache_register_strategies() -> Sequence[type[Strategy]]:
 def cache_register_invalidators() -> Sequence[type[InvalidationIndex]]:
     """Called once when the plugin manager builds its registry.
 
-    Return invalidation-index classes: where tags, key dependencies and runtime event
-    subscriptions are kept. ``invalidation.backend`` names the one in use.
+    Return invalidation-index classes: where the :class:`~cache_core.links.Links` plugin
+    keeps tags, key dependencies and runtime event subscriptions. ``invalidation.backend``
+    names the one in use; none is built without a Links plugin.
+    """
+
+
+@hookspec
+def cache_register_links() -> Sequence[type[Links]]:
+    """Called once when the plugin manager builds its registry.
+
+    Return the class of tag, event and dependency invalidation (a
+    :class:`~cache_core.links.Links`; cache-plugins-invalidation's is ``invalidation``).
+    At most one may be registered in all: the agent builds it at assembly as
+    ``cls(None, LinksContext)`` and calls it on every write and removal. With none, core
+    keeps TTL, deletes and patterns, and refuses tags, dependencies and events naming
+    caching-agent[invalidation].
     """
 
 

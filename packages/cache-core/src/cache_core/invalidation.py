@@ -1,41 +1,23 @@
-"""Where tags, key dependencies and event subscriptions are indexed, and how events expand.
+"""The invalidation index: where tags, key dependencies and event subscriptions are kept.
 
-The orchestrator records every write's tags and dependencies in an
-:class:`InvalidationIndex` and asks it which keys a tag, a deleted key or an event reaches.
-cache-core ships :class:`LocalIndex` (in-process: right for one instance); the
-invalidation plugin adds an index kept in Redis so every instance shares it.
-
-An event's targets are key globs, literal keys or ``tag:NAME``, each may hold
-``{placeholders}`` filled from the event's context (``user:{user_id}:*``).
+The :class:`~cache_core.links.Links` plugin (tag, event and dependency invalidation)
+records every write's tags and dependencies in an :class:`InvalidationIndex` and asks it
+which keys a tag, a deleted key or an event reaches. The protocol is core's, beside the
+tier protocols: cache-plugins-invalidation ships an in-process index (``local``: right for
+one instance), cache-plugins-redis one kept in Redis that every instance shares. Without a
+Links plugin no index is built: there is nothing to index.
 """
 
 from __future__ import annotations
 
-import math
-import re
-import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 from attrs import define
-
-from cache_core.errors import InvalidValueError, MissingContextError
-from cache_core.templates import PLACEHOLDER
 
 if TYPE_CHECKING:
     from cache_core.config import Config
     from cache_core.tiers.base import RemoteTier
-
-TAG_PREFIX = "tag:"
-
-
-class EventTrigger(StrEnum):
-    """The seed's events; any name configured under ``invalidation.event_triggers`` works."""
-
-    USER_PROFILE_UPDATE = "user_profile_update"
-    CONTENT_MODIFICATION = "content_modification"
-    MASTERY_UPDATE = "mastery_update"
 
 
 @define(frozen=True)
@@ -63,7 +45,8 @@ class InvalidationIndex(Protocol):
 
     # Optional, so not declared here: ``lives_in(l2) -> bool``, a classmethod saying
     # whether the index can keep its sets in that L2 tier; ``invalidation.backend: auto``
-    # picks the first installed index that can, else ``local``.
+    # picks the first installed index that can, else ``local``. An index that is shared is
+    # called through L2's guard (breaker, timeout), as L2 is.
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
@@ -111,194 +94,3 @@ class InvalidationIndex(Protocol):
     async def subscribe(self, event: str, target: str) -> None: ...
     async def subscriptions(self, event: str) -> list[str]: ...
     async def events(self) -> list[str]: ...
-
-
-class LocalIndex:
-    """In-process indexes; entries leave them on delete, overwrite, invalidation and expiry."""
-
-    PLUGIN_NAME: ClassVar[str] = "local"
-    shared: ClassVar[bool] = False
-    _PRUNE_EVERY = 1024
-    _MAX_UNSETTLED = 10_000
-
-    def __init__(self, options: object = None, context: Any = None) -> None:
-        self._clock: Callable[[], float] = context.clock if context is not None else time.monotonic
-        self._tags: dict[str, set[str]] = {}
-        self._key_tags: dict[str, set[str]] = {}
-        self._dependents: dict[str, set[str]] = {}
-        self._key_deps: dict[str, set[str]] = {}
-        self._expiry: dict[str, float] = {}
-        self._unsettled: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
-        """Per key, the tags and dependencies of the last write recorded and not settled:
-        a settle narrows only to those, so an overlapping later write never loses its
-        links to an earlier one's settle (and a write that failed leaves the next to
-        settle, its links a superset meanwhile)."""
-        self._subscriptions: dict[str, list[str]] = {}
-        self._registered: dict[str, set[str]] = {}
-        self._writes = 0
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    async def record(
-        self,
-        entries: Sequence[tuple[str, float | None, Sequence[str]]],
-        dependencies: Sequence[str],
-    ) -> set[str]:
-        dependents: set[str] = set()
-        for key, ttl, tags in entries:
-            dependents |= self._dependents.get(key, set()) | self._registered.get(key, set())
-            if len(self._unsettled) >= self._MAX_UNSETTLED:
-                # Failed writes never settle; forgetting them only leaves the union in place.
-                self._unsettled.clear()
-            self._unsettled[key] = (frozenset(tags), frozenset(dependencies))
-            if not tags and not dependencies:
-                continue
-            if tags:
-                self._key_tags.setdefault(key, set()).update(tags)
-                for tag in tags:
-                    self._tags.setdefault(tag, set()).add(key)
-            if dependencies:
-                self._key_deps.setdefault(key, set()).update(dependencies)
-                for dep in dependencies:
-                    self._dependents.setdefault(dep, set()).add(key)
-            expires = math.inf if ttl is None else self._clock() + ttl
-            self._expiry[key] = max(expires, self._expiry.get(key, expires))
-            self._writes += 1
-            if self._writes % self._PRUNE_EVERY == 0:
-                self._prune_expired()
-        return dependents - {key for key, _, _ in entries}
-
-    def settle(
-        self,
-        entries: Sequence[tuple[str, float | None, Sequence[str]]],
-        dependencies: Sequence[str],
-    ) -> None:
-        for key, ttl, tags in entries:
-            if self._unsettled.get(key) != (frozenset(tags), frozenset(dependencies)):
-                continue  # a later write recorded other links: its settle decides
-            del self._unsettled[key]
-            if key not in self._expiry:
-                continue  # never indexed, or forgotten since
-            if not tags and not dependencies:
-                self._unlink(key)
-                continue
-            self._narrow(key, self._key_tags, self._tags, set(tags))
-            self._narrow(key, self._key_deps, self._dependents, set(dependencies))
-            self._expiry[key] = math.inf if ttl is None else self._clock() + ttl
-
-    @staticmethod
-    def _narrow(
-        key: str, links: dict[str, set[str]], index: dict[str, set[str]], keep: set[str]
-    ) -> None:
-        """``key`` left in ``index`` under the names of ``keep`` only."""
-        held = links.pop(key, set())
-        for name in held - keep:
-            members = index.get(name)
-            if members is not None:
-                members.discard(key)
-                if not members:
-                    del index[name]
-        if held & keep:
-            links[key] = held & keep
-
-    def _unlink(self, key: str) -> None:
-        self._unsettled.pop(key, None)
-        for tag in self._key_tags.pop(key, ()):
-            members = self._tags.get(tag)
-            if members is not None:
-                members.discard(key)
-                if not members:
-                    del self._tags[tag]
-        for dep in self._key_deps.pop(key, ()):
-            dependents = self._dependents.get(dep)
-            if dependents is not None:
-                dependents.discard(key)
-                if not dependents:
-                    del self._dependents[dep]
-        self._expiry.pop(key, None)
-
-    def _prune_expired(self) -> None:
-        now = self._clock()
-        for key in [k for k, at in self._expiry.items() if at <= now]:
-            self._unlink(key)
-
-    async def forget(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            self._unlink(key)
-
-    async def keys_for_tags(self, tags: Iterable[str]) -> set[str]:
-        found: set[str] = set()
-        for tag in tags:
-            found |= self._tags.get(tag, set())
-        return found
-
-    async def dependents(self, keys: Iterable[str]) -> set[str]:
-        seen = set(keys)
-        frontier = list(seen)
-        found: set[str] = set()
-        while frontier:
-            key = frontier.pop()
-            for dependent in (*self._dependents.get(key, ()), *self._registered.get(key, ())):
-                if dependent not in seen:
-                    seen.add(dependent)
-                    found.add(dependent)
-                    frontier.append(dependent)
-        return found
-
-    async def add_dependency(self, key: str, dependency: str) -> None:
-        self._registered.setdefault(dependency, set()).add(key)
-
-    async def subscribe(self, event: str, target: str) -> None:
-        targets = self._subscriptions.setdefault(event, [])
-        if target not in targets:
-            targets.append(target)
-
-    async def subscriptions(self, event: str) -> list[str]:
-        return list(self._subscriptions.get(event, []))
-
-    async def events(self) -> list[str]:
-        return sorted(self._subscriptions)
-
-    def tracked_keys(self) -> int:
-        """How many keys carry a tag or a dependency (to show the index stays bounded)."""
-        return len(self._expiry)
-
-
-def fill(target: str, context: Mapping[str, Any], event: str) -> str:
-    """``target`` with its placeholders replaced from ``context`` (glob characters escaped).
-
-    An event without a field is a statement that something of that kind changed: in a
-    key glob a missing placeholder matches any segment (``user:{user_id}:*`` is
-    ``user:*:*``). A tag is matched by name only, so a tag target cannot widen that way:
-    its fields are required."""
-    is_tag = target.startswith(TAG_PREFIX)
-
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in context:
-            if is_tag:
-                raise MissingContextError(
-                    f"event {event!r} needs context field {name!r} for its target {target!r} "
-                    "(a tag is matched by name, never by pattern)"
-                )
-            return "*"
-        given = context[name]
-        if isinstance(given, bool) or not isinstance(given, str | int | float):
-            # Python's spelling of null or true is no key segment anyone wrote.
-            raise InvalidValueError(
-                f"context.{name}: expected a string or a number, got {type(given).__name__}"
-            )
-        text = str(given)
-        # A context value is data, never a pattern: escape what a glob would read.
-        return re.sub(r"([*?\[\]\\])", r"\\\1", text)
-
-    return PLACEHOLDER.sub(value, target)
-
-
-def widest(target: str) -> str:
-    """``target`` as an event without context fills it: each placeholder a ``*``."""
-    return PLACEHOLDER.sub("*", target)

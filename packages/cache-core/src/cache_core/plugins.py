@@ -42,6 +42,7 @@ FAMILIES = {
     "codec": "cache_register_codecs",
     "strategy": "cache_register_strategies",
     "invalidator": "cache_register_invalidators",
+    "links": "cache_register_links",
     "metrics": "cache_register_metrics",
     "loader": "cache_register_loaders",
 }

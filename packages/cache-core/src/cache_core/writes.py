@@ -1,34 +1,27 @@
-"""Writes: validated, resolved to a TTL and a strategy, indexed, written, then settled.
+"""Writes: validated, resolved to a TTL and a strategy, and written through it.
 
-A write is indexed before it is written (should it fail half-way, its tags still reach
-what it cached) and settled after (only then may the index drop the old value's links).
-Overwriting a key invalidates its dependents; writing a key of a dependent category
-invalidates by category first.
+With a :class:`~cache_core.links.Links` plugin each write goes through its ``write``,
+which indexes the write's tags and dependencies around it and invalidates what depended on
+the old values; without one, a write carrying tags or dependencies is refused naming the
+extra, before anything changes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cache_core.categories import CategoryRules
-from cache_core.errors import InvalidValueError, TierUnavailableError, UnknownNameError
-from cache_core.invalidation import InvalidationIndex
+from cache_core.errors import InvalidValueError, UnknownNameError
 from cache_core.key_rules import KeyRules
+from cache_core.links import Links, not_installed
 from cache_core.loading import LoaderSet
 from cache_core.policies import Policy, PolicyTable
-from cache_core.registrations import InvalidationManager
 from cache_core.stats import Stats
 from cache_core.strategies import CacheStrategy, Strategy, Write, WriteBuffer
 from cache_core.tiers.base import LocalTier
 
 _perf = time.perf_counter_ns
-
-KeySet = set[str]  # spelled once here: inside the class, `set` is Writes.set
-
-RemoveFn = Callable[..., Awaitable[KeySet]]
 
 
 class Writes:
@@ -44,14 +37,10 @@ class Writes:
         strategies: Mapping[str, Strategy],
         default_strategy: Strategy,
         buffers: Sequence[WriteBuffer],
-        index: InvalidationIndex,
-        registrations: InvalidationManager,
-        categories: CategoryRules,
+        links: Links | None,
         loading: LoaderSet,
         stats: Stats,
         rules: KeyRules,
-        remove: RemoveFn,
-        invalidate_tags: RemoveFn,
     ) -> None:
         self.l1 = l1
         self.has_l2 = has_l2
@@ -64,14 +53,10 @@ class Writes:
         self._buffer_of = {id(b): b for b in buffers}
         """A strategy's :class:`WriteBuffer` side, by identity (a dict lookup per write,
         not a protocol check)."""
-        self.index = index
-        self.registrations = registrations
-        self.categories = categories
+        self.links = links
         self.loading = loading
         self.stats = stats
         self.rules = rules
-        self.remove = remove
-        self.invalidate_tags = invalidate_tags
 
     def resolve(
         self, key: str, ttl: float | str | None, strategy: str | None
@@ -153,6 +138,8 @@ class Writes:
         tags: Sequence[str],
         dependencies: Sequence[str],
     ) -> None:
+        if self.links is None and (tags or dependencies):
+            raise not_installed("tags" if tags else "dependencies")
         keys = [write[0] for write in writes]
         buffer = self._buffer_of.get(id(strategy))
         if buffer is not None:
@@ -166,40 +153,21 @@ class Writes:
                         f"value for {key!r} is larger than the whole L1 "
                         f"({self.l1.max_bytes} bytes) and there is no L2"
                     )
-        if self.categories:
-            # Before the write: the written keys may be of a dependent category too.
-            await self.invalidate_tags(sorted(self.categories.targets(set(keys))), set())
         # A buffered (or in-flight) older write from another strategy must not land after
         # this one.
         for other in self.buffering:
             if other is not buffer and any(other.pending(k) is not None for k in keys):
                 await other.discard(keys)
-        # Indexed first: should the write fail half-way, its tags still reach what it cached.
-        categorize = self.categories.tags_for if self.categories else None
-        entries = [
-            (key, ttl, [*tags, *categorize(key)] if categorize else tags)
-            for key, _, ttl, _ in writes
-        ]
-        try:
-            if self.registrations.pending:
-                await self.registrations.land()  # a registration may name these keys
-            dependents = await self.index.record(entries, dependencies)
-        except TierUnavailableError:
-            # With L2 away, write-back still takes plain writes (the point of buffering);
-            # one carrying tags or dependencies is refused: its invalidation could not work.
-            if buffer is None or dependencies or any(tags for _, _, tags in entries):
-                raise
-            dependents = set()
-        await strategy.write(writes)
-        # Landed: only now may the index drop the links the old value needed. Should that
-        # fail, both values' links stay, which invalidates too much, never too little.
-        settling = self.index.settle(entries, dependencies)
-        if settling is not None:
-            with contextlib.suppress(TierUnavailableError):
-                await settling
-        self.stats.sets += len(writes)
-        by_strategy = self.stats.sets_by_strategy
-        by_strategy[strategy.PLUGIN_NAME] = by_strategy.get(strategy.PLUGIN_NAME, 0) + len(writes)
-        if dependents:
-            # The written keys stay, even where a dependency cycle leads back to them.
-            await self.remove(dependents, cascade=True, spare=frozenset(keys))
+
+        async def land() -> None:
+            await strategy.write(writes)
+            self.stats.sets += len(writes)
+            by_strategy = self.stats.sets_by_strategy
+            name = strategy.PLUGIN_NAME
+            by_strategy[name] = by_strategy.get(name, 0) + len(writes)
+
+        if self.links is None:
+            await land()
+            return
+        entries = [(key, ttl) for key, _, ttl, _ in writes]
+        await self.links.write(entries, tags, dependencies, land, buffered=buffer is not None)

@@ -13,6 +13,7 @@ from cache_core import (
     InvalidKeyError,
     InvalidValueError,
     LoaderError,
+    NotInstalledError,
     TierUnavailableError,
     UnknownNameError,
 )
@@ -33,6 +34,9 @@ STATUS_BY_ERROR: list[tuple[type[CacheError], int]] = [
     (InvalidKeyError, 400),
     (InvalidValueError, 400),
     (UnknownNameError, 400),
+    # Like an unknown strategy or event, the request names what this deployment lacks; 400,
+    # not 501: a 5xx would be retried and alerted on, and it can never succeed here.
+    (NotInstalledError, 400),
     (TierUnavailableError, 503),
     (CorruptEntryError, 502),
     (LoaderError, 502),

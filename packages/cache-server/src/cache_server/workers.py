@@ -60,7 +60,7 @@ def refusal(agent: CachingAgent, workers: int) -> str | None:
             f"--workers {workers}: L2 {agent.l2.PLUGIN_NAME!r} does not report other "
             "instances' changes, so the workers' L1 copies would go stale"
         )
-    if not agent.index.shared:
+    if agent.index is not None and not agent.index.shared:  # None: nothing is indexed
         return (
             f"--workers {workers} needs the tag and dependency indexes in L2 "
             "(invalidation.backend: redis, from caching-agent[redis]): with local "

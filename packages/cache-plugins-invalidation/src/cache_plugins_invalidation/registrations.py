@@ -20,9 +20,10 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any
 
 from cache_core.errors import InvalidKeyError, InvalidValueError, TierUnavailableError
-from cache_core.invalidation import TAG_PREFIX, InvalidationIndex, widest
+from cache_core.invalidation import InvalidationIndex
+from cache_plugins_invalidation.events import TAG_PREFIX, widest
 
-log = logging.getLogger("cache_core.registrations")
+log = logging.getLogger("cache_plugins_invalidation.registrations")
 
 RETRY_AFTER = 0.5
 """Seconds between two tries to apply the queue while the index cannot be reached."""

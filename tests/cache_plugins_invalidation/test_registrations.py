@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
+import cache_plugins_invalidation.hooks
 from cache_core import (
     CachingAgent,
-    EventTrigger,
     InvalidKeyError,
     InvalidValueError,
     TierUnavailableError,
 )
-from cache_core.invalidation import LocalIndex
-from cache_core.registrations import InvalidationManager
+from cache_plugins_invalidation import EventTrigger, InvalidationManager
+from cache_plugins_invalidation.local_index import LocalIndex
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 
@@ -82,7 +82,9 @@ async def test_bad_input_raises_at_the_call_and_queues_nothing(make_agent) -> No
 
 
 async def test_registrations_made_before_start_apply_at_start(base_config, no_plugins_env) -> None:
-    agent = CachingAgent.from_config(base_config(), env=no_plugins_env)
+    agent = CachingAgent.from_config(
+        base_config(), plugins=[cache_plugins_invalidation.hooks], env=no_plugins_env
+    )
     agent.invalidation_manager.register_dependency("dep", "src")
     async with agent:
         await agent.set("dep", 1)
@@ -127,7 +129,7 @@ async def test_a_registration_l2_cannot_take_now_stays_queued_in_order() -> None
 
 
 async def test_the_background_retries_a_refused_registration(monkeypatch: Any) -> None:
-    monkeypatch.setattr("cache_core.registrations.RETRY_AFTER", 0.01)
+    monkeypatch.setattr("cache_plugins_invalidation.registrations.RETRY_AFTER", 0.01)
     index = FlakyIndex(refusals=3)
     manager = manager_on(index)
     await manager.start()
@@ -170,7 +172,7 @@ async def test_a_registration_after_close_is_refused_at_the_call(make_agent) -> 
 
 
 async def test_the_queue_is_bounded(monkeypatch: Any) -> None:
-    monkeypatch.setattr("cache_core.registrations.MAX_PENDING", 3)
+    monkeypatch.setattr("cache_plugins_invalidation.registrations.MAX_PENDING", 3)
     manager = manager_on(LocalIndex())  # not started: nothing is applied
     for i in range(3):
         manager.register_dependency(f"k{i}", "src")

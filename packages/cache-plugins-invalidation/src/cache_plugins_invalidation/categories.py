@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from cache_core.config import Config
 
 CATEGORY_TAG = "\x1ecat:"
-"""Starts the tags the agent puts on keys of dependent categories; no caller's tag can hold
+"""Starts the tags this plugin puts on keys of dependent categories; no caller's tag can hold
 the control character, so they never collide."""
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from cache_core import CacheError, CachingAgent
+from cache_plugins_invalidation import InvalidationManager
 
 OPERATION_TIMEOUT = 0.3
 
@@ -127,5 +128,7 @@ async def test_close_applies_thousands_queued_just_before_it(engine: Any, prefix
     async with CachingAgent.from_config(cfg, env={}) as agent:
         for i in range(3000):
             agent.invalidation_manager.register_event_subscription("e", f"k{i}")
-    assert agent.invalidation_manager.pending == 0
+    manager = agent.invalidation_manager
+    assert isinstance(manager, InvalidationManager)
+    assert manager.pending == 0
     assert engine.client.scard(prefix + "\x1fevent:e") == 3000

@@ -1,0 +1,144 @@
+"""What ties one key to others: tag, event and dependency invalidation, as a plugin supplies it.
+
+cache-core removes keys (deletes, patterns) and expires them (TTL) by itself. Everything
+that reaches further, the tags a write carries, the keys it depends on, the category rules,
+the configured event triggers and runtime subscriptions, and the cascade from a removed key
+to what depends on it, is a :class:`Links` plugin's (cache-plugins-invalidation ships
+one, registered through ``cache_register_links``). It keeps what it knows in the
+:class:`~cache_core.invalidation.InvalidationIndex` that ``invalidation.backend`` names.
+
+Without one, each call that would need it is refused with :class:`NotInstalledError`
+naming the extra to install, before anything changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from attrs import frozen
+
+from cache_core.errors import NotInstalledError
+from cache_core.extras import LINKS_EXTRA, install_hint
+
+if TYPE_CHECKING:
+    from cache_core.config import Config
+    from cache_core.invalidation import InvalidationIndex
+
+KeySet = set[str]
+
+
+@frozen
+class LinksContext:
+    """What a :class:`Links` plugin is built with: narrow callables of the agent, never the
+    agent itself."""
+
+    config: Config
+    index: InvalidationIndex
+    """The index ``invalidation.backend`` names, behind L2's guard when it lives in L2."""
+    purge: Callable[[KeySet], Awaitable[KeySet]]
+    """Remove exactly these keys from L1, the write buffers and L2 (no cascade); returns
+    the ones that were held somewhere."""
+    check_key: Callable[[object], str]
+    check_pattern: Callable[[object], str]
+    """A pattern the agent derived (an event's filled target): a valid glob."""
+    check_caller_pattern: Callable[[object], str]
+    """A pattern a caller gave: within ``limits.max_pattern_*`` too."""
+    check_names: Callable[[Sequence[str], str], None]
+    """Tag or event names (``what`` names them in the error)."""
+
+
+@frozen
+class EventTargets:
+    """What one event reaches, validated: tag names and key globs (or literal keys)."""
+
+    tags: list[str]
+    patterns: list[str]
+
+
+@runtime_checkable
+class Registrations(Protocol):
+    """``agent.invalidation_manager``: runtime registrations, each returned awaitable (await
+    it to wait until the index holds it); bad input raises at the call."""
+
+    def register_dependency(self, dependent: str, source: str) -> Awaitable[None]: ...
+    def register_event_subscription(self, event: str, key_or_pattern: str) -> Awaitable[None]: ...
+
+
+@runtime_checkable
+class Links(Protocol):
+    """Tag, event and dependency invalidation. Built once as ``cls(None, LinksContext)``;
+    at most one is registered. Every removal it makes goes through ``context.purge``."""
+
+    PLUGIN_NAME: ClassVar[str]
+    registrations: Registrations
+
+    async def start(self) -> None:
+        """After the index has started: apply what was registered before."""
+        ...
+
+    async def close(self, timeout: float) -> None:
+        """Before the index closes: apply what is queued, within ``timeout``."""
+        ...
+
+    async def write(
+        self,
+        entries: Sequence[tuple[str, float | None]],
+        tags: Sequence[str],
+        dependencies: Sequence[str],
+        land: Callable[[], Awaitable[None]],
+        *,
+        buffered: bool,
+    ) -> None:
+        """Around one write of ``entries`` (key, TTL), each carrying ``tags`` and depending on
+        ``dependencies`` (checked already): index them, call ``land()`` (the write itself)
+        once, then settle the index and remove what depended on the keys' old values (the
+        written keys spared). ``buffered``: a write-back write, which may land while the
+        index is away when it carries no links. Should ``land()`` raise, nothing after it
+        runs."""
+        ...
+
+    async def remove(self, keys: KeySet) -> KeySet:
+        """Remove ``keys`` and everything they reach (their dependents, transitively and
+        cycle-safe, and by category rules); returns what was held somewhere."""
+        ...
+
+    async def cascade(self, removed: KeySet) -> KeySet:
+        """``removed`` were just removed (by a pattern): remove what they reach; returns
+        ``removed`` and everything else removed."""
+        ...
+
+    async def invalidate_tags(self, tags: Sequence[str]) -> KeySet:
+        """Remove every key carrying any of ``tags`` (names checked already), and what they
+        reach."""
+        ...
+
+    async def event_targets(
+        self, event: str, context: Mapping[str, Any] | None, scope: str
+    ) -> EventTargets:
+        """What ``event`` reaches (configured triggers and runtime subscriptions, placeholders
+        filled from ``context``), ``scope`` put before each; raises on bad input (an unknown
+        event, a context field no target uses) before anything is removed."""
+        ...
+
+
+NOT_INSTALLED = (
+    f"tag, event and dependency invalidation is not installed; {install_hint(LINKS_EXTRA)}"
+)
+
+
+def not_installed(what: str) -> NotInstalledError:
+    """The refusal of ``what`` (a call's tags, dependencies, event...) without a Links
+    plugin: one line naming the extra."""
+    return NotInstalledError(f"{what}: {NOT_INSTALLED}")
+
+
+class Unregistered:
+    """``agent.invalidation_manager`` without a :class:`Links` plugin: each registration is
+    refused, naming the extra."""
+
+    def register_dependency(self, dependent: str, source: str) -> Awaitable[None]:
+        raise not_installed("register_dependency")
+
+    def register_event_subscription(self, event: str, key_or_pattern: str) -> Awaitable[None]:
+        raise not_installed("register_event_subscription")

@@ -1,0 +1,88 @@
+"""The cascade: a removed key takes what depends on it along.
+
+Dependents are the keys that declared a dependency on a removed one when written, or were
+registered as depending on it (``register_dependency``), transitively and cycle-safe; and,
+by category rules, the keys of each dependent category with the same ids. Every removal
+goes through core's ``purge`` (L1, the write buffers, L2), then leaves the index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cache_core.invalidation import InvalidationIndex
+    from cache_plugins_invalidation.categories import CategoryRules
+    from cache_plugins_invalidation.registrations import InvalidationManager
+
+KeySet = set[str]
+
+
+class Cascade:
+    """Removes keys with everything they reach."""
+
+    def __init__(
+        self,
+        *,
+        index: InvalidationIndex,
+        purge: Callable[[KeySet], Awaitable[KeySet]],
+        registrations: InvalidationManager,
+        categories: CategoryRules,
+    ) -> None:
+        self.index = index
+        self.purge = purge
+        self.registrations = registrations
+        self.categories = categories
+
+    async def remove(
+        self,
+        keys: KeySet,
+        visited: KeySet | None = None,
+        spare: frozenset[str] = frozenset(),
+    ) -> KeySet:
+        """Remove ``keys`` and their dependents (by key and by category), except ``spare``.
+        Returns the keys that were actually held somewhere."""
+        keys = (keys | await self.dependents(keys)) - spare
+        removed = await self.purge(keys)
+        await self.index.forget(keys)
+        if self.categories:
+            tags = sorted(self.categories.targets(keys))
+            removed |= await self.invalidate_tags(tags, visited, spare)
+        return removed
+
+    async def cascade(self, removed: KeySet) -> KeySet:
+        """``removed`` left the cache already (a pattern swept them): their dependents go
+        too. Returns ``removed`` and what else was removed."""
+        removed = set(removed)
+        dependents = await self.dependents(removed)
+        await self.index.forget(removed)
+        if dependents:
+            removed |= await self.remove(dependents)
+        if self.categories:
+            tags = sorted(self.categories.targets(removed))
+            removed |= await self.invalidate_tags(tags)
+        return removed
+
+    async def invalidate_tags(
+        self,
+        tags: Sequence[str],
+        visited: KeySet | None = None,
+        spare: frozenset[str] = frozenset(),
+    ) -> KeySet:
+        """Remove every key carrying any of ``tags``, each tag once per request (``visited``),
+        so category rules that loop end."""
+        visited = set() if visited is None else visited
+        fresh = [tag for tag in tags if tag not in visited]
+        if not fresh:
+            return set()
+        visited.update(fresh)
+        keys = await self.index.keys_for_tags(fresh)
+        if not keys:
+            return set()
+        return await self.remove(keys, visited, spare)
+
+    async def dependents(self, keys: KeySet) -> KeySet:
+        if self.registrations.pending:
+            await self.registrations.land()  # a registration may name these keys
+        return await self.index.dependents(keys)

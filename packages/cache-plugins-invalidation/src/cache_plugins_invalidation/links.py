@@ -1,0 +1,103 @@
+"""cache-plugins-invalidation's :class:`~cache_core.links.Links`: what core calls for tags,
+dependencies, categories and events.
+
+It reads ``invalidation.event_triggers``, ``dependency_rules`` and ``categories`` (core
+only carries them), keeps what it learns in the index core built for it, and removes keys
+only through core's ``purge``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from cache_core.errors import TierUnavailableError
+from cache_core.links import EventTargets, LinksContext
+from cache_plugins_invalidation.cascade import Cascade
+from cache_plugins_invalidation.categories import CategoryRules
+from cache_plugins_invalidation.events import Events
+from cache_plugins_invalidation.registrations import InvalidationManager
+
+
+class InvalidationLinks(Cascade):
+    """Tags, dependencies, category rules and events, over one index: the cascade (its
+    ``remove``, ``cascade`` and ``invalidate_tags`` are core's calls as they stand, one
+    coroutine less per removal), plus the links of writes and the events."""
+
+    PLUGIN_NAME: ClassVar[str] = "invalidation"
+
+    def __init__(self, options: object, context: LinksContext) -> None:
+        config = context.config
+        registrations = InvalidationManager(
+            context.index,
+            check_key=context.check_key,
+            check_pattern=context.check_caller_pattern,
+            check_names=context.check_names,
+        )
+        super().__init__(
+            index=context.index,
+            purge=context.purge,
+            registrations=registrations,
+            categories=CategoryRules(config),
+        )
+        self._events = Events(
+            config.invalidation.event_triggers,
+            context.index,
+            self.registrations,
+            check_pattern=context.check_pattern,
+            check_names=context.check_names,
+        )
+
+    async def start(self) -> None:
+        await self.registrations.start()
+
+    async def close(self, timeout: float) -> None:
+        await self.registrations.close(timeout)
+
+    async def write(
+        self,
+        entries: Sequence[tuple[str, float | None]],
+        tags: Sequence[str],
+        dependencies: Sequence[str],
+        land: Callable[[], Awaitable[None]],
+        *,
+        buffered: bool,
+    ) -> None:
+        """Indexed before it lands (should the write fail half-way, its tags still reach
+        what it cached), settled after (only then may the index drop the old value's
+        links). Overwriting a key invalidates its dependents; writing a key of a dependent
+        category invalidates by category first."""
+        keys = [key for key, _ in entries]
+        if self.categories:
+            # Before the write: the written keys may be of a dependent category too.
+            await self.invalidate_tags(sorted(self.categories.targets(set(keys))), set())
+        categorize = self.categories.tags_for if self.categories else None
+        linked = [
+            (key, ttl, [*tags, *categorize(key)] if categorize else tags) for key, ttl in entries
+        ]
+        try:
+            if self.registrations.pending:
+                await self.registrations.land()  # a registration may name these keys
+            dependents = await self.index.record(linked, dependencies)
+        except TierUnavailableError:
+            # With L2 away, write-back still takes plain writes (the point of buffering);
+            # one carrying tags or dependencies is refused: its invalidation could not work.
+            if not buffered or dependencies or any(tags for _, _, tags in linked):
+                raise
+            dependents = set()
+        await land()
+        # Landed: only now may the index drop the links the old value needed. Should that
+        # fail, both values' links stay, which invalidates too much, never too little.
+        settling = self.index.settle(linked, dependencies)
+        if settling is not None:
+            with contextlib.suppress(TierUnavailableError):
+                await settling
+        if dependents:
+            # The written keys stay, even where a dependency cycle leads back to them.
+            await self.remove(dependents, spare=frozenset(keys))
+
+    async def event_targets(
+        self, event: str, context: Mapping[str, Any] | None, scope: str
+    ) -> EventTargets:
+        return await self._events.targets(event, context, scope)
