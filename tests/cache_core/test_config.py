@@ -170,7 +170,8 @@ def test_the_seed_config_yaml_loads(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(SEED_CONFIG_YAML, encoding="utf-8")
     config = load_config(path, env={})
-    assert set(config.unclaimed) == {"agent", "redis"}  # the plugins' own sections
+    # The plugins' own sections, and the invalidation plugin's fields of core's section.
+    assert set(config.unclaimed) == {"agent", "redis", "invalidation"}
     assert config.cache_tiers["l1"] == {"type": "memory", "max_size_mb": 100, "ttl": 60}
     assert config.cache_tiers["l2"]["type"] == "redis"
     assert config.strategies["write_back"] == {"batch_size": 100, "flush_interval": 5}
@@ -179,15 +180,7 @@ def test_the_seed_config_yaml_loads(tmp_path: Path) -> None:
     assert config.cache_policies["model_inference"].ttl == 86400
     assert config.cache_policies["model_inference"].strategy == "write_back"
     assert config.cache_policies["analytics_data"].compress is True
-    assert config.invalidation.event_triggers == {
-        "user_profile_update": [],
-        "content_modification": [],
-        "mastery_update": [],
-    }
-    assert config.invalidation.dependency_rules["user_profile"] == [
-        "personalized_content",
-        "recommendations",
-    ]
+    assert config.invalidation.methods == ["ttl", "event_based", "dependency_tracking"]
     assert config.monitoring.alert_on_high_latency == 10.0
     assert config.key_patterns["model"] == "model:{model_name}:{input_hash}"
     assert config.ttl_presets == {
@@ -290,10 +283,11 @@ def test_keys_no_plugin_owns_are_refused_at_assembly(raw: dict[str, Any], messag
     assert assembly_error({**raw, **NO_COMPRESSION}) == message
 
 
-def test_settings_of_a_shipped_plugin_not_installed_are_ignored_with_a_warning(
+def test_the_servers_settings_are_ignored_with_a_warning_without_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    raw = {"redis": {"hots": "x"}, "monitoring": {"log_level": "debug"}, **NO_COMPRESSION}
+    # They shape only serving: a config.yaml works for the Python API without cache-server.
+    raw = {"agent": {"port": 1}, "monitoring": {"log_level": "debug"}, **NO_COMPRESSION}
     with caplog.at_level("WARNING", logger="cache_core.settings"):
         CachingAgent.from_config(raw, env=NO_PLUGINS)
     ignored = sorted(
@@ -302,9 +296,16 @@ def test_settings_of_a_shipped_plugin_not_installed_are_ignored_with_a_warning(
         if r.getMessage() == "settings_ignored"
     )
     assert ignored == [
+        ("agent", "read by a plugin: install caching-agent[server]"),
         ("monitoring.log_level", "read by a plugin: install caching-agent[server]"),
-        ("redis", "read by a plugin: install caching-agent[redis]"),
     ]
+
+
+def test_other_shipped_plugins_settings_are_refused_naming_the_extra_without_it() -> None:
+    # Ignored, they would silently not hold (the server a user meant, a dependency rule).
+    assert assembly_error({"redis": {"host": "x"}, **NO_COMPRESSION}) == (
+        "redis: read by a plugin that is not installed; install caching-agent[redis]"
+    )
 
 
 def test_unknown_tier_option_is_refused_at_assembly() -> None:
@@ -405,28 +406,6 @@ def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
 
 
 # -- invalidation and policies -------------------------------------------------------------
-
-
-def test_event_triggers_list_becomes_a_mapping() -> None:
-    config = load_config({"invalidation": {"event_triggers": ["a", "b"]}}, env={})
-    assert config.invalidation.event_triggers == {"a": [], "b": []}
-
-
-def test_event_triggers_mapping_is_kept() -> None:
-    triggers = {"user_profile_update": ["user:{user_id}:*", "tag:profile"]}
-    config = load_config({"invalidation": {"event_triggers": triggers}}, env={})
-    assert config.invalidation.event_triggers == triggers
-
-
-@pytest.mark.parametrize(
-    ("triggers", "message"),
-    [
-        ("x", "invalidation.event_triggers: expected a mapping, got 'x'"),
-        ({"a": "x"}, "invalidation.event_triggers.a: expected a list, got 'x'"),
-    ],
-)
-def test_bad_event_triggers(triggers: Any, message: str) -> None:
-    assert config_error({"invalidation": {"event_triggers": triggers}}) == message
 
 
 def test_unknown_ttl_preset_in_a_policy() -> None:

@@ -123,11 +123,8 @@ class Assembly:
     def _check_unlinked(self) -> None:
         """Without a Links plugin, a config that asks for what it does fails at start, as a
         missing codec does: ignored, rules would silently leave dependents stale."""
-        invalidation = self.config.invalidation
-        for name in ("event_triggers", "dependency_rules", "categories"):
-            if getattr(invalidation, name):
-                raise PluginMissingError(f"invalidation.{name}: {NOT_INSTALLED}")
-        backend = invalidation.backend
+        # Its settings (event_triggers...) are refused as any uninstalled plugin's are.
+        backend = self.config.invalidation.backend
         if backend not in ("auto", "local"):  # those two need no index without one
             self.registry.get("invalidator", backend, path="invalidation.backend")
             raise PluginMissingError(

@@ -44,12 +44,10 @@ class PolicySection:
 
 @define(frozen=True)
 class InvalidationSection:
+    """Core's fields; the events, dependency rules and categories belong to the plugin
+    that reads them (caching-agent[invalidation])."""
+
     methods: list[str] = field(factory=lambda: ["ttl", "event_based", "dependency_tracking"])
-    # The seed's list form is normalised to the mapping form: event -> targets.
-    event_triggers: dict[str, list[str]] = field(factory=dict)
-    dependency_rules: dict[str, list[str]] = field(factory=dict)
-    categories: dict[str, str] = field(factory=dict)
-    """Key templates of the categories that dependency_rules name (``{id}`` placeholders)."""
     backend: str = "auto"
     """Where tags, dependencies and subscriptions are indexed: ``local`` (this process),
     ``redis`` (shared by every instance; caching-agent[redis]) or ``auto`` (an
@@ -193,6 +191,9 @@ class Config:
         if raw is None or isinstance(raw, dict):
             raw = _deep_copy(raw or {})
             sources = apply_env(cls, raw, self.env, name)
+            prepare = getattr(cls, "prepare", None)
+            if prepare is not None:
+                prepare(raw)
         try:
             built = structure(raw, cls, name)
             check = getattr(built, "check", None)
@@ -298,19 +299,6 @@ def make_converter() -> cattrs.Converter:
 
     conv.register_structure_hook(int | str | None, ttl_or_preset)
 
-    def invalidation(value: Any, _: Any) -> InvalidationSection:
-        if not isinstance(value, Mapping):
-            raise ValueError(f"expected a mapping, got {_describe(value)}")
-        # The seed lists event names; the mapping form adds what each event invalidates.
-        if isinstance(value, Mapping) and isinstance(value.get("event_triggers"), list):
-            names = value["event_triggers"]
-            value = {**value, "event_triggers": {name: [] for name in names}}
-        return base_invalidation(value, InvalidationSection)
-
-    base_invalidation = make_dict_structure_fn(
-        InvalidationSection, conv, _cattrs_forbid_extra_keys=True
-    )
-    conv.register_structure_hook(InvalidationSection, invalidation)
     return conv
 
 

@@ -37,8 +37,12 @@ SHIPPED = (
     Shipped("loader", "http", "server"),
     Shipped("metrics", "opentelemetry", "server"),
     # Config sections (and fields of core's) a shipped plugin owns (cache_core.settings):
-    # ignored, with a warning naming the extra, while it is not installed.
+    # refused naming the extra while it is not installed (the server's: ignored).
     Shipped("settings", "redis", "redis"),
+    *(
+        Shipped("settings", f"invalidation.{name}", "invalidation")
+        for name in ("event_triggers", "dependency_rules", "categories")
+    ),
     Shipped("settings", "agent", "server"),
     Shipped("settings", "server", "server"),
     *(
@@ -64,6 +68,11 @@ CODEC_ID_EXTRAS: dict[int, str] = {p.codec_id: p.extra for p in SHIPPED if p.cod
 LINKS_EXTRA: str = next(p.extra for p in SHIPPED if p.family == "links")
 """The extra that installs tag, event and dependency invalidation: the refusal of a call
 that needs it names it."""
+
+
+SERVING_EXTRA = "server"
+"""Its settings (where to listen, tokens, export, logs) shape only serving: without it they
+are ignored with a warning, so a config.yaml serves the Python API too."""
 
 
 def install_hint(extra: str) -> str:

@@ -14,14 +14,17 @@ A plugin registers settings classes (``cache_register_settings``): attrs classes
 
     settings = context.config.section(SqliteSettings)  # in the tier's constructor
 
-The class may also define ``env_applied(cls, section, variables)`` (a classmethod that
-adjusts the raw section once ``variables`` were applied) and ``check(self)`` (rules
-across fields; raises :class:`~cache_core.errors.ConfigError` naming them).
+The class may also define classmethods ``env_applied(cls, section, variables)`` (adjusts
+the raw section once ``variables`` were applied) and ``prepare(cls, section)`` (spells out
+a shorthand before structuring), and ``check(self)`` (rules across fields; raises
+:class:`~cache_core.errors.ConfigError` naming them).
 
 Core structures what it owns when the config is read and keeps the rest raw; at assembly
 every key of config.yaml must be claimed by core or a registered settings class, or it is
 an unknown field (a typo names its path, as before). The settings of a shipped plugin that
-is not installed are ignored with one warning naming its extra.
+is not installed are refused naming its extra, as a missing codec is (ignored, a rule
+would silently not hold), except the server's, which only shape serving: ignored with one
+warning.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ from typing import Any, TypeVar
 import attrs
 import yaml
 
-from cache_core.errors import ConfigError, PluginConflictError
-from cache_core.extras import PLUGIN_EXTRAS, install_hint
+from cache_core.errors import ConfigError, PluginConflictError, PluginMissingError
+from cache_core.extras import PLUGIN_EXTRAS, SERVING_EXTRA, install_hint
 
 T = TypeVar("T")
 
@@ -129,6 +132,10 @@ def check_claims(
             if extra is None:
                 refused.append(name)
                 continue
+            if extra != SERVING_EXTRA:
+                raise PluginMissingError(
+                    f"{dotted}: read by a plugin that is not installed; {install_hint(extra)}"
+                )
             log.warning(
                 "settings_ignored",
                 extra={"setting": dotted, "detail": f"read by a plugin: {install_hint(extra)}"},

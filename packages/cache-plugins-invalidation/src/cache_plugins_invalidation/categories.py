@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from cache_core.errors import ConfigError
 from cache_core.templates import Template
+from cache_plugins_invalidation.settings import InvalidationSettings
 
 if TYPE_CHECKING:
     from cache_core.config import Config
@@ -41,14 +42,15 @@ class CategoryRules:
     """
 
     def __init__(self, config: Config) -> None:
+        settings = config.section(InvalidationSettings)
         texts: dict[str, list[str]] = {
-            name: [template] for name, template in config.invalidation.categories.items()
+            name: [template] for name, template in settings.categories.items()
         }
         for name, policy in config.cache_policies.items():
             texts.setdefault(name, list(policy.match))
         self._sources: list[tuple[Template, list[str]]] = []
         dependent_names: set[str] = set()
-        for source, dependents in config.invalidation.dependency_rules.items():
+        for source, dependents in settings.dependency_rules.items():
             path = f"invalidation.dependency_rules.{source}"
             for name in (source, *dependents):
                 if not texts.get(name):

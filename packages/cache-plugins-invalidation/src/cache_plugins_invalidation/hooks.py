@@ -9,6 +9,7 @@ from typing import Any
 from cache_core import hookimpl
 from cache_plugins_invalidation.links import InvalidationLinks
 from cache_plugins_invalidation.local_index import LocalIndex
+from cache_plugins_invalidation.settings import InvalidationSettings
 
 
 @hookimpl
@@ -19,3 +20,8 @@ def cache_register_links() -> Sequence[type[Any]]:
 @hookimpl
 def cache_register_invalidators() -> Sequence[type[Any]]:
     return [LocalIndex]
+
+
+@hookimpl
+def cache_register_settings() -> Sequence[type[Any]]:
+    return [InvalidationSettings]

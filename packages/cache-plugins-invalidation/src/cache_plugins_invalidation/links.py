@@ -1,9 +1,9 @@
 """cache-plugins-invalidation's :class:`~cache_core.links.Links`: what core calls for tags,
 dependencies, categories and events.
 
-It reads ``invalidation.event_triggers``, ``dependency_rules`` and ``categories`` (core
-only carries them), keeps what it learns in the index core built for it, and removes keys
-only through core's ``purge``.
+It reads ``invalidation.event_triggers``, ``dependency_rules`` and ``categories`` (its own
+fields of that section: settings.py), keeps what it learns in the index core built for
+it, and removes keys only through core's ``purge``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from cache_plugins_invalidation.cascade import Cascade
 from cache_plugins_invalidation.categories import CategoryRules
 from cache_plugins_invalidation.events import Events
 from cache_plugins_invalidation.registrations import InvalidationManager
+from cache_plugins_invalidation.settings import InvalidationSettings
 
 
 class InvalidationLinks(Cascade):
@@ -42,7 +43,7 @@ class InvalidationLinks(Cascade):
             categories=CategoryRules(config),
         )
         self._events = Events(
-            config.invalidation.event_triggers,
+            config.section(InvalidationSettings).event_triggers,
             context.index,
             self.registrations,
             check_pattern=context.check_pattern,
