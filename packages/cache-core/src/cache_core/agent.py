@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any, Self
 
@@ -30,6 +31,7 @@ from cache_core.health import health_document
 from cache_core.invalidator import Invalidator
 from cache_core.key_rules import KeyRules
 from cache_core.l1_coherence import SWEEP_CHUNK, L1Coherence
+from cache_core.lifecycle import Step, open_in_order
 from cache_core.links import Registrations, Unregistered
 from cache_core.metrics import NullObserver, OperationObserver
 from cache_core.plugins import Registry, make_plugin_manager
@@ -177,21 +179,10 @@ class CachingAgent:
     async def start(self) -> None:
         if self._started:
             return
-        if self.l2 is not None:
-            await self.l2.start()
-        else:
+        if self.l2 is None:
             log.warning("l1_only", extra={"detail": "no L2 tier configured: L1 alone serves"})
         warn_if_unshared(self.index, self.shares_l2)
-        if self.index is not None:
-            await self.index.start()
-        if self.links is not None:
-            await self.links.start()
-        for strategy in self.strategies.values():
-            await strategy.start()
-        await self.loading.start()
-        for recorder in self.recorders:
-            await recorder.start(self)
-        await self._report.start()
+        await open_in_order(self._parts(), undo_first=self.coherence.close)
         self._started = True
         if self.config.loading.warm_on_start:
             report = await self.warm_up_report(self.config.loading.warm_on_start)
@@ -200,6 +191,19 @@ class CachingAgent:
                 extra={"warmed": report.warmed, "failed": len(report.failures)},
             )
         self.plugin_manager.hook.cache_agent_started(agent=self)
+
+    def _parts(self) -> list[tuple[Step, Step]]:
+        """What start opens, in order, each with how it closes."""
+        timeout = self.config.circuit_breaker.operation_timeout
+        parts: list[tuple[Step, Step]] = [(self.l2.start, self.l2.close)] if self.l2 else []
+        if self.index is not None:
+            parts.append((self.index.start, self.index.close))
+        if (links := self.links) is not None:
+            parts.append((links.start, lambda: links.close(timeout)))
+        parts += [(strategy.start, strategy.close) for strategy in self.strategies.values()]
+        parts.append((self.loading.start, self.loading.close))
+        parts += [(partial(r.start, self), r.close) for r in self.recorders]
+        return [*parts, (self._report.start, self._report.close)]
 
     async def close(self) -> None:
         if not self._started:
