@@ -15,13 +15,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
+
+from cache_core import CachingAgent
 
 if TYPE_CHECKING:
     import redis
@@ -361,7 +363,6 @@ class L2Backend:
     def agent(self, config: Any, *plugins: object, alone: bool = False) -> Any:
         """An agent of ``config`` (not started) with every installed plugin, or with none
         but the tier's own when ``alone``, and ``plugins``."""
-        from cache_core import CachingAgent
 
         env = {ALLOW_LIST: self.alone} if alone else {}
         return CachingAgent.from_config(config, plugins=[*self.plugins, *plugins], env=env)
@@ -430,3 +431,89 @@ def make_l2(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], L
 def l2_backend(request: pytest.FixtureRequest, make_l2: Callable[[str], L2Backend]) -> L2Backend:
     """Each L2 tier in turn: the shipped Redis tier and the third-party SQLite tier."""
     return make_l2(request.param)
+
+
+# -- agents on a fake clock (tests/cache_core, tests/cache_plugins_invalidation) ----------
+
+NO_PLUGINS_ENV = {"CACHING_AGENT_PLUGINS": ""}
+
+BASE_CONFIG: dict[str, Any] = {
+    "cache_tiers": {"l1": {"type": "memory", "max_size_mb": 4, "ttl": 300}},
+    "compression": {"enable": False},
+}
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def no_plugins_env() -> dict[str, str]:
+    return dict(NO_PLUGINS_ENV)
+
+
+@pytest.fixture
+def base_config() -> Callable[..., dict[str, Any]]:
+    """``base_config(**sections)``: a fresh L1-only config, top-level sections replaced."""
+
+    def make(**sections: Any) -> dict[str, Any]:
+        cfg = copy.deepcopy(BASE_CONFIG)
+        cfg.update(copy.deepcopy(sections))
+        return cfg
+
+    return make
+
+
+MakeAgent = Callable[..., Awaitable[CachingAgent]]
+
+
+@pytest.fixture
+def agent_plugins() -> tuple[object, ...]:
+    """The plugins every ``make_agent`` agent of a test folder gets (a folder's conftest
+    overrides this: tests/cache_plugins_invalidation registers its plugin)."""
+    return ()
+
+
+@pytest.fixture
+async def make_agent(
+    clock: FakeClock, agent_plugins: tuple[object, ...]
+) -> AsyncIterator[MakeAgent]:
+    """``await make_agent(config=None, plugins=(), env=None)``: a started agent on the fake
+    clock, with no installed plugin but ``agent_plugins`` and ``plugins`` (so none of the
+    caller's REDIS_* / CACHE_* variables leaks in either; compression is off, gzip being a
+    plugin's), closed at teardown unless the test closed it."""
+    agents: list[CachingAgent] = []
+
+    async def make(
+        config: Mapping[str, Any] | None = None,
+        plugins: tuple[object, ...] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> CachingAgent:
+        cfg = copy.deepcopy(BASE_CONFIG) if config is None else config
+        agent = CachingAgent.from_config(
+            cfg,
+            plugins=(*agent_plugins, *plugins),
+            env=NO_PLUGINS_ENV if env is None else env,
+            clock=clock,
+        )
+        await agent.start()
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        await agent.close()
