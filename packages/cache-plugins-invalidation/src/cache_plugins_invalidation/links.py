@@ -8,6 +8,7 @@ it, and removes keys only through core's ``purge``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -77,17 +78,21 @@ class InvalidationLinks(Cascade):
         linked = [
             (key, ttl, [*tags, *categorize(key)] if categorize else tags) for key, ttl in entries
         ]
-        try:
-            if self.registrations.pending:
+        plain = not dependencies and not any(tags for _, _, tags in linked)
+        if self.registrations.pending:
+            try:
                 await self.registrations.land()  # a registration may name these keys
+            except TierUnavailableError:
+                # With L2 away, write-back still takes plain writes (the point of buffering).
+                if not (buffered and plain):
+                    raise
+        if plain:
+            dependents = await self._write_plain(linked, land, buffered=buffered)
+        else:
+            # New links are indexed before the write lands: should it fail half-way, its
+            # tags still reach what it cached.
             dependents = await self.index.record(linked, dependencies)
-        except TierUnavailableError:
-            # With L2 away, write-back still takes plain writes (the point of buffering);
-            # one carrying tags or dependencies is refused: its invalidation could not work.
-            if not buffered or dependencies or any(tags for _, _, tags in linked):
-                raise
-            dependents = set()
-        await land()
+            await land()
         # Landed: only now may the index drop the links the old value needed. Should that
         # fail, both values' links stay, which invalidates too much, never too little.
         settling = self.index.settle(linked, dependencies)
@@ -97,6 +102,27 @@ class InvalidationLinks(Cascade):
         if dependents:
             # The written keys stay, even where a dependency cycle leads back to them.
             await self.remove(dependents, spare=frozenset(keys))
+
+    async def _write_plain(
+        self,
+        linked: list[tuple[str, float | None, Sequence[str]]],
+        land: Callable[[], Awaitable[None]],
+        *,
+        buffered: bool,
+    ) -> set[str]:
+        """A write with no link to index first: the lookup of its old links and dependents
+        and the write itself go out together (one round trip, auto-pipelined)."""
+        found, landed = await asyncio.gather(
+            self.index.record(linked, ()), land(), return_exceptions=True
+        )
+        if isinstance(landed, BaseException):
+            raise landed
+        if isinstance(found, BaseException):
+            # With L2 away, write-back still takes plain writes (the point of buffering).
+            if buffered and isinstance(found, TierUnavailableError):
+                return set()
+            raise found
+        return found
 
     async def event_targets(
         self, event: str, context: Mapping[str, Any] | None, scope: str
