@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from cache_core import CacheStrategy, CachingAgent
+from cache_core.frames import HEADER_SIZE
 from cache_plugins_invalidation import EventTrigger
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,7 +137,6 @@ logger.error("cache_error", error=str(e))
 RAW_CODEC_ID = 0
 GZIP_CODEC_ID = 1
 CODEC_BYTE = 2  # magic, version, codec id: see cache_core.frames
-HEADER_SIZE = 11
 WRITE_BACK_DEADLINE = 15.0  # flush_interval is 5 s in the shipped config
 
 

@@ -91,7 +91,7 @@ async def test_values_at_or_below_the_threshold_are_stored_raw(l2_backend: Any) 
 def test_compression_that_does_not_shrink_is_skipped(codec_cls: Any) -> None:
     noise = os.urandom(4000)
     frame = encode_frame(noise, codec_cls(6))
-    assert frame == bytes((MAGIC, VERSION, 0)) + bytes(8) + noise  # never expires
+    assert frame == bytes((MAGIC, VERSION, 0)) + bytes(16) + noise  # never expires, unstamped
 
 
 async def test_policy_without_compress_stores_raw(l2_backend: Any) -> None:
@@ -122,8 +122,9 @@ def gzip_of_zeros(zeros: int) -> bytes:
 def plant_gzip_bomb(l2: Any, key: str, zeros: int, declared: int, version: int) -> int:
     """A gzip frame of ``zeros`` zero bytes that declares ``declared`` bytes."""
     payload = gzip_of_zeros(zeros)
-    expiry = bytes(8) if version == VERSION else b""  # version 1 frames have none
-    header = bytes((MAGIC, version, 1)) + expiry + declared.to_bytes(4, "big")
+    # An expiry from version 2, a stamp from version 3 (8 bytes each; 0: never, none).
+    fields = bytes(8 * (version - 1))
+    header = bytes((MAGIC, version, 1)) + fields + declared.to_bytes(4, "big")
     l2.plant(key, header + payload)
     return len(payload)
 

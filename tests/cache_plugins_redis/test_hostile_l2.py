@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 
 from cache_core import CachingAgent, CorruptEntryError, TierUnavailableError
-from cache_core.frames import MAGIC, NEVER, RAW_CODEC_ID, VERSION, check_json
+from cache_core.frames import RAW_CODEC_ID, check_json, header
 from cache_core.tiers.guarded import GuardedTier
 from cache_plugins_compression.gzip_codec import GzipCodec
 from cache_plugins_redis.tier import RedisTier
 
-_HEADER = bytes((MAGIC, VERSION, RAW_CODEC_ID)) + NEVER.to_bytes(8, "big")
+_HEADER = header(RAW_CODEC_ID)  # the current format, never expires
 
 BAD_FRAMES = {
     # The header of the current version cut after the codec id: no expiry, no payload.
@@ -35,8 +35,7 @@ BAD_FRAMES = {
     "v1_bad_json": b"\xca\x01\x00" + b'{"v":',
     "v1_two_values": b"\xca\x01\x00" + b"1 2",
     # Compressed, its declared size right, and what it inflates to is not JSON.
-    "gzip_not_json": bytes((MAGIC, VERSION, GzipCodec.CODEC_ID))
-    + NEVER.to_bytes(8, "big")
+    "gzip_not_json": header(GzipCodec.CODEC_ID)
     + len(b"{not json" * 300).to_bytes(4, "big")
     + GzipCodec().compress(b"{not json" * 300),
 }

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from cache_core import CachingAgent, CorruptEntryError
-from cache_core.frames import HEADER_SIZE, MAGIC, VERSION
+from cache_core.frames import EXPIRY_AT, HEADER_SIZE, MAGIC, STAMP_AT, VERSION, header
 
 
 def agent_for(config: dict[str, Any], **kwargs: Any) -> CachingAgent:
@@ -29,7 +29,7 @@ async def test_write_through_stores_a_frame_under_the_prefix_with_px(
         assert raw[HEADER_SIZE:] == b'{"name":"Ada"}'
         assert 118_000 < engine.client.pttl(prefix + "user:1:profile") <= 120_000
         # The frame carries the same expiry, so a read needs no PTTL.
-        expires_at_ms = int.from_bytes(raw[3:HEADER_SIZE], "big")
+        expires_at_ms = int.from_bytes(raw[EXPIRY_AT:STAMP_AT], "big")
         assert 118_000 < expires_at_ms - time.time() * 1000 <= 120_001  # ms rounding
         assert agent.l1.get("user:1:profile") == b'{"name":"Ada"}'
 
@@ -264,7 +264,7 @@ async def test_an_entry_past_its_frame_expiry_is_a_miss(
     l2_config: dict[str, Any], engine: Any, prefix: str
 ) -> None:
     past = round(time.time() * 1000) - 1000  # the writer's clock says it has expired
-    frame = bytes((MAGIC, VERSION, 0)) + past.to_bytes(8, "big") + b"1"
+    frame = header(expires_at_ms=past) + b"1"
     engine.client.set(prefix + "stale", frame, px=60_000)
     async with agent_for(l2_config) as agent:
         assert await agent.get("stale") is None

@@ -1,10 +1,22 @@
-"""The L2 frame: a header (magic, format version, codec id, and from version 2 the
-entry's expiry), then the payload; a compressed payload is preceded by its uncompressed
-size (4 bytes, big-endian).
+"""The L2 frame: a header (magic, format version, codec id, from version 2 the entry's
+expiry, from version 3 the write's stamp), then the payload; a compressed payload is
+preceded by its uncompressed size (4 bytes, big-endian).
 
-Version 2 carries the absolute expiry (Unix milliseconds by the writer's clock, 0: never)
-beside the engine's own PX, so a read is a plain GET or MGET: no PTTL per key. Version 1
-frames (no expiry) stay readable; their remaining TTL is asked of the engine.
+Format 3, written today (19 header bytes, integers big-endian)::
+
+    0       magic 0xCA
+    1       format version (3)
+    2       codec id (0: not compressed)
+    3..10   expiry: Unix milliseconds by the writer's clock, 0: never
+    11..18  stamp: the write's version (a :class:`HybridClock` reading), 0: none
+
+The expiry rides beside the engine's own PX, so a read is a plain GET or MGET: no PTTL per
+key. The stamp orders writes of one key by when each was made (a write_back write: when it
+was accepted, not when it was flushed): a tier with a conditional set
+(:class:`~cache_core.tiers.base.ConditionalSet`) keeps whichever is newer, whatever the
+order they reach it in. Later formats keep both fields where they are. Frames of formats 1
+(3-byte header, no expiry: its remaining TTL is asked of the engine) and 2 (11 bytes, no
+stamp: older than any stamped write) stay readable.
 
 Readers dispatch on the codec id, so changing ``compression.algorithm`` never strands
 stored entries; anything without the header (a pickle planted in Redis, a stray string) is
@@ -22,7 +34,8 @@ those bytes into answers unparsed (a frame cut short, or one whose payload is
 from __future__ import annotations
 
 import gc
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 import orjson
 from attrs import define
@@ -32,31 +45,55 @@ from cache_core.errors import CorruptEntryError
 from cache_core.extras import install_hint
 
 MAGIC = 0xCA
-VERSION = 2
-"""The version written; 1 and 2 are read."""
+VERSION = 3
+"""The version written; 1, 2 and 3 are read."""
 RAW_CODEC_ID = 0
-HEADER_SIZE = 11
-"""Magic, version, codec id, expiry (8 bytes)."""
+EXPIRY_AT = 3
+STAMP_AT = 11
+HEADER_SIZE = 19
+"""Magic, version, codec id, expiry (8 bytes), stamp (8 bytes)."""
 COMPRESSED_HEADER_SIZE = HEADER_SIZE + 4
+V2_HEADER_SIZE = 11
 V1_HEADER_SIZE = 3
 NEVER = 0
 """The expiry of an entry that never expires."""
+UNSTAMPED = 0
+"""The stamp of a frame that carries none (formats 1 and 2): older than any write's."""
+MAX_AHEAD_NS = 60 * 10**9
+"""How far ahead of a writer's clock a stored stamp may be and still win (ns): a stamp
+beyond it comes from a clock gone wrong, and must neither freeze a key nor drag every
+instance's clock along with it."""
 _MAX_DECLARED = 2**32 - 1
-_MAX_EXPIRY = 2**64 - 1
+_MAX_U64 = 2**64 - 1
 _RAW_HEADER = bytes((MAGIC, VERSION, RAW_CODEC_ID))
 _GC_PAUSE_BYTES = 32 * 1024
 
 
-def encode_frame(data: bytes, codec: Codec | None = None, expires_at_ms: int = NEVER) -> bytes:
-    """Frame ``data`` expiring at ``expires_at_ms`` (Unix ms, 0: never); compressed with
-    ``codec`` only when that makes it smaller."""
-    expiry = min(max(expires_at_ms, 0), _MAX_EXPIRY).to_bytes(8, "big")
+def header(
+    codec_id: int = RAW_CODEC_ID, expires_at_ms: int = NEVER, stamp: int = UNSTAMPED
+) -> bytes:
+    """The header of a frame of the current format (a compressed payload's declared size
+    is not part of it)."""
+    expiry = min(max(expires_at_ms, 0), _MAX_U64).to_bytes(8, "big")
+    return (
+        bytes((MAGIC, VERSION, codec_id)) + expiry + min(max(stamp, 0), _MAX_U64).to_bytes(8, "big")
+    )
+
+
+def encode_frame(
+    data: bytes, codec: Codec | None = None, expires_at_ms: int = NEVER, stamp: int = UNSTAMPED
+) -> bytes:
+    """Frame ``data`` expiring at ``expires_at_ms`` (Unix ms, 0: never), written with
+    ``stamp``; compressed with ``codec`` only when that makes it smaller."""
     if codec is not None and len(data) <= _MAX_DECLARED:
         packed = codec.compress(data)
         if len(packed) + 4 < len(data):
-            header = bytes((MAGIC, VERSION, codec.CODEC_ID)) + expiry + len(data).to_bytes(4, "big")
-            return header + packed
-    return bytes((MAGIC, VERSION, RAW_CODEC_ID)) + expiry + data
+            declared = len(data).to_bytes(4, "big")
+            return header(codec.CODEC_ID, expires_at_ms, stamp) + declared + packed
+    return header(RAW_CODEC_ID, expires_at_ms, stamp) + data
+
+
+_HEADER_SIZES = {1: V1_HEADER_SIZE, 2: V2_HEADER_SIZE, VERSION: HEADER_SIZE}
 
 
 def _header_size(frame: bytes) -> int:
@@ -65,19 +102,63 @@ def _header_size(frame: bytes) -> int:
         return HEADER_SIZE
     if len(frame) < V1_HEADER_SIZE or frame[0] != MAGIC:
         raise CorruptEntryError("stored entry is not a caching-agent frame")
-    if frame[1] == 1:
-        return V1_HEADER_SIZE
-    if frame[1] == VERSION:
+    size = _HEADER_SIZES.get(frame[1])
+    if size is None:
+        raise CorruptEntryError(f"stored entry has unknown frame version {frame[1]}")
+    if len(frame) < size:
         raise CorruptEntryError("stored entry is truncated")
-    raise CorruptEntryError(f"stored entry has unknown frame version {frame[1]}")
+    return size
 
 
 def frame_expiry(frame: bytes) -> int | None:
     """When ``frame`` expires (Unix ms, 0: never), or None for a version 1 frame, which
     does not say. Call on a frame :func:`decode_frame` accepted."""
-    if frame[1] == VERSION:
-        return int.from_bytes(frame[3:HEADER_SIZE], "big")
+    if frame[1] >= 2:
+        return int.from_bytes(frame[EXPIRY_AT:STAMP_AT], "big")
     return None
+
+
+def frame_stamp(frame: bytes) -> int:
+    """The stamp of the write that stored ``frame``; :data:`UNSTAMPED` for a frame of an
+    earlier format, or for anything that is not a frame (so any write replaces those).
+    For a tier that compares stamps (:class:`~cache_core.tiers.base.ConditionalSet`):
+    it reads only the header, never the payload."""
+    if len(frame) < HEADER_SIZE or frame[0] != MAGIC or frame[1] < VERSION:
+        return UNSTAMPED
+    return int.from_bytes(frame[STAMP_AT:HEADER_SIZE], "big")
+
+
+class HybridClock:
+    """Stamps writes: a hybrid logical clock folded into one integer, the wall clock in
+    Unix nanoseconds, or one past the last stamp when the wall clock has not moved past it
+    (two writes of one instance never share a stamp, and a later one is always newer).
+
+    :meth:`observe` takes in a stamp that beat one of ours (a write refused as older): the
+    next stamp is newer than it, so a clock running behind another instance's loses one
+    race, not every one. Stamps of different instances compare by their wall clocks: keep
+    them in step (NTP); two writes made closer together than the skew may be ordered
+    either way."""
+
+    def __init__(self, now_ns: Callable[[], int] = time.time_ns) -> None:
+        self.now_ns = now_ns
+        self.last = UNSTAMPED
+
+    def stamp(self) -> int:
+        now = self.now_ns()
+        last = self.last
+        # After the wall clock stepped back by more than MAX_AHEAD_NS, follow it: the last
+        # stamp is then as far from the truth as a stamp from the future would be.
+        stamp = now if now > last or last - now > MAX_AHEAD_NS else last + 1
+        self.last = stamp
+        return stamp
+
+    def horizon(self) -> int:
+        """The newest stamp a stored frame may carry and still win over ours."""
+        return self.now_ns() + MAX_AHEAD_NS
+
+    def observe(self, stamp: int) -> None:
+        if self.last < stamp <= self.horizon():
+            self.last = stamp
 
 
 def decode_frame(
@@ -176,9 +257,15 @@ class CodecSet:
         if writer is not None:
             self.counters[writer.PLUGIN_NAME] = CodecCounters()
 
-    def encode(self, data: bytes, compress: bool = True, expires_at_ms: int = NEVER) -> bytes:
+    def encode(
+        self,
+        data: bytes,
+        compress: bool = True,
+        expires_at_ms: int = NEVER,
+        stamp: int = UNSTAMPED,
+    ) -> bytes:
         codec = self.writer if compress and len(data) > self.threshold else None
-        frame = encode_frame(data, codec, expires_at_ms)
+        frame = encode_frame(data, codec, expires_at_ms, stamp)
         raw = frame[2] == RAW_CODEC_ID or self.writer is None
         counters = self.counters["none" if raw or self.writer is None else self.writer.PLUGIN_NAME]
         counters.frames += 1
@@ -197,7 +284,7 @@ class CodecSet:
         if HEADER_SIZE <= len(frame) <= self._raw_limit and frame.startswith(_RAW_HEADER):
             # The common frame (current format, not compressed): read in place.
             data = frame[HEADER_SIZE:]
-            expiry: int | None = int.from_bytes(frame[3:HEADER_SIZE], "big")
+            expiry: int | None = int.from_bytes(frame[EXPIRY_AT:STAMP_AT], "big")
         else:
             data = self.decode(frame)
             expiry = frame_expiry(frame)
