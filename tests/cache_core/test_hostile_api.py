@@ -51,13 +51,13 @@ async def test_a_flush_cut_short_puts_its_batch_back(
     """Before, a shutdown during a flush lost the batch in flight, and said nothing."""
     async with CachingAgent.from_config(config(engine, prefix), env={}) as agent:
         assert agent.l2 is not None
-        real = agent.l2.set_many
+        real = agent.l2.set_unless_newer  # type: ignore[attr-defined]
 
-        async def slow(items: Any) -> None:
+        async def slow(items: Any, horizon: int) -> Any:
             await asyncio.sleep(0.5)
-            await real(items)
+            return await real(items, horizon)
 
-        monkeypatch.setattr(agent.l2, "set_many", slow)
+        monkeypatch.setattr(agent.l2, "set_unless_newer", slow)
         await agent.set("k1", "v1", strategy="write_back")
         write_back = agent.strategies["write_back"]
         assert isinstance(write_back, WriteBack)

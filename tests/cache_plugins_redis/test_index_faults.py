@@ -39,6 +39,7 @@ def refuse_l2_writes(monkeypatch: pytest.MonkeyPatch, agent: CachingAgent) -> No
 
     monkeypatch.setattr(agent.l2, "set", refuse)
     monkeypatch.setattr(agent.l2, "set_many", refuse)
+    monkeypatch.setattr(agent.l2, "set_unless_newer", refuse)  # the one core writes with
 
 
 def index_keys(engine: Any, prefix: str) -> list[bytes]:

@@ -123,7 +123,8 @@ async def test_a_flush_drops_the_entry_l2_refuses_and_lands_the_others(
     await write_back.write(
         [("good1", b"1", 60.0, True), ("bad", b"2", math.inf, True), ("good2", b"3", None, True)]
     )
-    write_back._buffer["bad"] = (b"2", time.monotonic() + 1e300, True)  # past any edge check
+    stamp = write_back._buffer["bad"][3]
+    write_back._buffer["bad"] = (b"2", time.monotonic() + 1e300, True, stamp)  # past any check
     await write_back.flush()
     assert engine.client.get(f"{prefix}good1") is not None
     assert engine.client.get(f"{prefix}good2") is not None

@@ -78,7 +78,8 @@ class CachingAgent:
         self.rules = KeyRules(config.limits)
 
         self.coherence = L1Coherence(self.l1, lambda: self.breaker.state is BreakerState.OPEN)
-        self.shares_l2 = self.l2 is not None and self.l2.attach(self.coherence)
+        # Through the guard: it also reports this instance's writes L2 refused as older.
+        self.shares_l2 = self.guarded_l2 is not None and self.guarded_l2.attach(self.coherence)
         """True when L2 reports other instances' changes: several instances (or ``serve
         --workers``) on that L2 keep their L1 copies coherent."""
         if self.shares_l2:

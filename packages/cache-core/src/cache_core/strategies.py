@@ -26,7 +26,7 @@ from attrs import Attribute, define, field
 from cache_core.errors import InvalidValueError, TierUnavailableError
 from cache_core.globs import matcher
 from cache_core.tiers.base import LocalTier
-from cache_core.tiers.guarded import GuardedTier
+from cache_core.tiers.guarded import GuardedTier, Stamped
 
 log = logging.getLogger("cache_core.strategies")
 
@@ -159,10 +159,10 @@ class WriteThrough(_Unbuffered):
     async def write(self, items: Sequence[Write]) -> None:
         l2 = self._ctx.l2
         if l2 is not None:
-            if len(items) == 1:
-                await l2.set(*items[0])
-            else:
-                await l2.set_many(items)
+            refused = await l2.set(*items[0]) if len(items) == 1 else await l2.set_many(items)
+            if refused:  # L2 kept newer values of these keys: L1 must not take ours
+                newer = set(refused)
+                items = [item for item in items if item[0] not in newer]
         self._write_l1(items)
 
 
@@ -206,12 +206,14 @@ class WriteBack:
         """Until when (context clock) writes leave a failed flush to the periodic one."""
         self._ctx = context
         # key -> (data, absolute expiry on the context clock); insertion order = write order.
-        self._buffer: dict[str, tuple[bytes, float, bool]] = {}
-        """Key -> (JSON bytes, expiry on the context clock, whether it may compress)."""
+        self._buffer: dict[str, tuple[bytes, float, bool, int]] = {}
+        """Key -> (JSON bytes, expiry on the context clock, whether it may compress, its
+        stamp: the write's version, taken when it was accepted, so that L2 keeps a newer
+        write another instance made before the flush)."""
         self._flush_lock = asyncio.Lock()
         # The batch a flush is sending, readable until it has landed, and the keys deleted
         # meanwhile (neither served from it nor put back by a failed flush).
-        self._in_flight: dict[str, tuple[bytes, float, bool]] = {}
+        self._in_flight: dict[str, tuple[bytes, float, bool, int]] = {}
         self._dropped_in_flight: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -258,12 +260,14 @@ class WriteBack:
             self._check_bound(items)  # again: others may have filled it since admit()
         l1_ttl = ctx.l1_ttl
         now = ctx.clock()
+        stamp = ctx.l2.stamp() if ctx.l2 is not None else 0
         for key, data, ttl, compress in items:
             if not ctx.l1.set(key, data, l1_ttl(ttl)):
                 ctx.l1.delete(key)
             if ctx.l2 is not None:
                 self._pop(key)  # re-insert: a rewrite moves to the back
-                self._buffer[key] = (data, math.inf if ttl is None else now + ttl, compress)
+                expires_at = math.inf if ttl is None else now + ttl
+                self._buffer[key] = (data, expires_at, compress, stamp)
                 self._buffered_bytes += len(data)
         if retry and (
             len(self._buffer) >= self._opts.batch_size
@@ -378,11 +382,12 @@ class WriteBack:
             self._in_flight = batch
             self._dropped_in_flight = set()
             now = self._ctx.clock()
-            items: list[Write] = []
-            for key, (data, expires_at, compress) in batch.items():
+            items: list[Stamped] = []
+            for key, (data, expires_at, compress, stamp) in batch.items():
                 left = expires_at - now
                 if left > 0:
-                    items.append((key, data, None if math.isinf(left) else left, compress))
+                    ttl = None if math.isinf(left) else left
+                    items.append((key, data, ttl, compress, stamp))
             start = time.perf_counter()
             try:
                 if items:
@@ -411,7 +416,7 @@ class WriteBack:
             self.flushed_items += len(items)
             return len(items)
 
-    async def _send(self, l2: GuardedTier, items: list[Write]) -> None:
+    async def _send(self, l2: GuardedTier, items: list[Stamped]) -> None:
         """``items`` to L2 in one batch; should L2 refuse the batch for what one entry holds,
         each alone, dropping (and logging) those it refuses: one bad entry must never hold
         back the others, flush after flush."""

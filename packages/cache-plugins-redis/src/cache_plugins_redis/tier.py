@@ -10,12 +10,21 @@ pipelines executed in one tick go out as one (autopipeline.py).
 Every write and delete also publishes a notice on ``<prefix>__coherence__`` (in the same
 round trip outside Cluster); other instances drop their L1 copies when it arrives, and an
 instance whose subscription drops stops serving L1 until it is subscribed again.
+
+Core writes through :meth:`RedisTier.set_unless_newer` (the tier is a
+:class:`~cache_core.tiers.base.ConditionalSet`): a script per key compares the stamp in the
+stored frame's header with the new frame's and sets only where the stored one is older,
+so a late write_back flush never puts an older value over a newer one. The scripts ride in
+the write's one pipeline, beside its notice; the script is loaded at start and sent whole
+again to an engine that forgot it (NOSCRIPT: a SCRIPT FLUSH, a restart, a failover). Each
+script touches one key, so Cluster runs it on that key's node.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import uuid
@@ -29,7 +38,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cache_core.errors import (
@@ -53,6 +62,37 @@ T = TypeVar("T")
 _UNLOCK = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 )
+SET_UNLESS_NEWER = """
+local function before(a, b)
+  for i = 1, 8 do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return false
+end
+local stored = redis.pcall('GETRANGE', KEYS[1], 0, 18)
+if type(stored) == 'string' and #stored == 19 and string.byte(stored, 1) == 202
+    and string.byte(stored, 2) >= 3 then
+  local kept = string.sub(stored, 12, 19)
+  if not before(kept, string.sub(ARGV[1], 12, 19)) and not before(ARGV[3], kept) then
+    return kept
+  end
+end
+if ARGV[2] == '' then
+  redis.call('SET', KEYS[1], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"""
+"""KEYS[1]: the entry; ARGV: its new frame, PX in ms ('' for none), the horizon (8 bytes).
+Stores the frame unless the stored one (of format 3 or later: magic 0xCA at byte 0, its
+format at 1) carries a stamp (bytes 11-18, big-endian, compared byte by byte: Lua's
+numbers cannot hold 64 bits, its string order follows the locale) at least the new one's
+and at most the horizon; returns 1 when it stored, else the stamp that stays. GETRANGE
+reads the header alone, never a large value; under pcall, so another client's key of
+another type is replaced, as SET replaces it."""
+SET_UNLESS_NEWER_SHA = hashlib.sha1(SET_UNLESS_NEWER.encode()).hexdigest()
 MAX_PX = 2**53
 """Milliseconds of TTL the tier sends at most: far beyond any limits.max_ttl, well inside
 what the engine accepts (its clock plus the TTL must fit in 63 bits)."""
@@ -211,6 +251,8 @@ class RedisTier:
             pubsub_url = url
         try:
             await self._client.ping()
+            # Loaded once (on every primary of a Cluster), so writes send only its SHA.
+            await self._client.script_load(SET_UNLESS_NEWER)
         except Exception as exc:
             where = self.describe()["backend"]
             await self.close()
@@ -345,13 +387,17 @@ class RedisTier:
             for pttl in await pipe.execute()
         ]
 
-    def _set_cmd(self, pipe: Any, key: str, data: bytes, ttl: float | None) -> None:
+    @staticmethod
+    def _px(ttl: float | None) -> int | None:
         px = None if ttl is None else max(1, round(ttl * 1000))
         if px is not None and px > MAX_PX:
             # The engine would refuse it ("invalid expire time"), which reads as L2 failing:
             # it is the request's error, so it is refused here, before anything is sent.
             raise InvalidValueError(f"ttl of {ttl} s is beyond what L2 can expire")
-        pipe.set(self.prefix + key, data, px=px)
+        return px
+
+    def _set_cmd(self, pipe: Any, key: str, data: bytes, ttl: float | None) -> None:
+        pipe.set(self.prefix + key, data, px=self._px(ttl))
 
     async def _publish(self, pipe: Any, notice: bytes) -> None:
         if not self._cluster:
@@ -373,6 +419,56 @@ class RedisTier:
         for key, data, ttl in items:
             self._set_cmd(pipe, key, data, ttl)
         await self._publish(pipe, self._notice(b"k", SEP.join(k for k, _, _ in items)))
+
+    async def set_unless_newer(
+        self, items: Sequence[tuple[str, bytes, float | None, int]], horizon: int
+    ) -> list[int | None]:
+        """``items`` stored where the stored stamp is older, in one pipeline with their
+        notice; for each, None when stored, else the stamp that stays.
+
+        The notice names every key of the unit, refused ones too: naming only those set
+        would take a notice per key from inside the scripts (a batch of N: N messages to
+        every instance) or a second round trip, and a notice of a refused key costs the
+        other instances no more than a read of the newer value they may hold."""
+        if not items:
+            return []
+        limit = min(horizon, 2**64 - 1).to_bytes(8, "big")
+        calls = [
+            (self.prefix + key, data, b"" if (px := self._px(ttl)) is None else px, limit)
+            for key, data, ttl, _ in items
+        ]
+        notice = self._notice(b"k", SEP.join(item[0] for item in items))
+        with self.memory.refusals():
+            replies = await self._evaluate(calls, notice, "EVALSHA", SET_UNLESS_NEWER_SHA)
+            unloaded = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if unloaded:
+                # The engine forgot the script: EVAL sends it whole, and the engine keeps
+                # it for the EVALSHAs after. The notice again: the values it announced
+                # land only now.
+                again = [calls[i] for i in unloaded]
+                sent = await self._evaluate(again, notice, "EVAL", SET_UNLESS_NEWER)
+                for i, reply in zip(unloaded, sent, strict=True):
+                    replies[i] = reply
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+        return [None if reply == 1 else int.from_bytes(reply, "big") for reply in replies]
+
+    async def _evaluate(
+        self, calls: Sequence[tuple[str, bytes, bytes | int, bytes]], notice: bytes, *script: str
+    ) -> list[Any]:
+        """The script (``EVALSHA sha`` or ``EVAL body``) for each call, and ``notice``, in
+        one pipeline (the notice after it, outside it in Cluster); each script's reply
+        (an error in place)."""
+        pipe = self._client.pipeline(transaction=False)
+        for name, data, px, limit in calls:
+            pipe.execute_command(*script, 1, name, data, px, limit)
+        if not self._cluster:
+            pipe.publish(self.channel, notice)
+        replies: list[Any] = (await pipe.execute(raise_on_error=False))[: len(calls)]
+        if self._cluster:
+            await self._client.publish(self.channel, notice)
+        return replies
 
     async def delete(self, keys: Sequence[str]) -> list[str]:
         if not keys:

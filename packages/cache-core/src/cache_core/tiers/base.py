@@ -94,7 +94,8 @@ class RemoteTier(Protocol):
 
     What core does, so a tier must not: the agent calls the tier through
     :class:`~cache_core.tiers.guarded.GuardedTier`, which frames and compresses each value
-    before ``set`` (a header with the format version, codec id and absolute expiry), opens
+    before ``set`` (a header with the format version, codec id, absolute expiry and the
+    write's stamp), opens
     and checks each frame ``get`` returns (anything can be planted in a shared store: a
     frame that is not ours is that key's :class:`~cache_core.errors.CorruptEntryError`),
     times, traces and bounds every call and keeps the circuit breaker. A tier must not
@@ -105,6 +106,10 @@ class RemoteTier(Protocol):
 
     - ``set``/``set_many`` store ``data`` under ``key`` for ``ttl`` seconds (None: no
       expiry), replacing what was there; ``set_many`` items are ``(key, data, ttl)``.
+      That is last writer wins: a tier with only these may have a write_back flush put
+      an instance's older value over a newer one another instance wrote meanwhile. A
+      tier that can compare before it stores offers :class:`ConditionalSet` too, and
+      then core writes through it alone: no write ever replaces a newer one.
       Honour the TTL: an entry past it is gone for ``get``, ``delete`` and ``count``
       (expire it, or drop it when read; core also refuses a frame past its expiry).
     - ``get`` returns the stored bytes or None; ``get_many`` one answer per key asked, in
@@ -152,6 +157,28 @@ class RemoteTier(Protocol):
 
     async def unlock(self, name: str, token: str) -> None:
         """Release ``name`` if ``token`` still holds it (an expired lease is not stolen)."""
+        ...
+
+
+@runtime_checkable
+class ConditionalSet(Protocol):
+    """What a :class:`RemoteTier` may also have (optional): a set that never replaces a
+    newer value. Every frame core writes carries the stamp its write was given when it was
+    made (:func:`cache_core.frames.frame_stamp` reads it from a stored frame; frames of
+    earlier formats, and anything that is not a frame, carry none and are always
+    replaced). With it, every write core makes (write_through, write_around, a write_back
+    flush) goes through here, so the value of the newest write stays whatever order
+    writes reach the store in; without it, last writer wins (see ``set``)."""
+
+    async def set_unless_newer(
+        self, items: Sequence[tuple[str, bytes, float | None, int]], horizon: int
+    ) -> list[int | None]:
+        """For each ``(key, data, ttl, stamp)``: store it as ``set`` does, unless the frame
+        stored under ``key`` has a stamp of at least ``stamp`` (equal: the first to land
+        stays) and at most ``horizon`` (a stamp beyond it comes from a clock gone wrong
+        and does not count). Each check and store is one step no other write comes
+        between. One answer an item, in order: None when stored, else the stamp that
+        stayed. Raise as ``set`` does; a failed call may have stored any of the items."""
         ...
 
 

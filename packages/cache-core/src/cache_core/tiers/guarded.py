@@ -3,11 +3,19 @@
 else an L2 read or write needs:
 
 - framing and compression: each value is framed (cache_core.frames: format version, codec
-  id, absolute expiry) and compressed above ``compression.threshold_bytes`` unless its
-  policy says not to, before the tier sees it; each frame read back is opened whatever
-  codec wrote it and checked whole (header, lengths, exactly one JSON value) before
-  anyone promotes or splices it, since anything can be planted in a shared store. A bad
-  frame is that key's :class:`~cache_core.errors.CorruptEntryError` (in place in a batch);
+  id, absolute expiry, the write's stamp) and compressed above
+  ``compression.threshold_bytes`` unless its policy says not to, before the tier sees
+  it; each frame read back is opened whatever codec wrote it and checked whole (header,
+  lengths, exactly one JSON value) before anyone promotes or splices it, since anything
+  can be planted in a shared store. A bad frame is that key's
+  :class:`~cache_core.errors.CorruptEntryError` (in place in a batch);
+- versions: each write is stamped (:class:`~cache_core.frames.HybridClock`) when it is
+  made, a write_back write when it was accepted (its strategy asks :meth:`GuardedTier.stamp`
+  and hands the stamp back at flush). Through a tier with a conditional set
+  (:class:`~cache_core.tiers.base.ConditionalSet`) a write lands only where the stored
+  value is older; one refused leaves the newer value in place and is reported to the
+  coherence listener as a change of its key, so this instance drops its L1 copy (and a
+  write that watches for notices does not install one) and reads the newer value next;
 - observation: every call timed and traced through the agent's
   :class:`~cache_core.metrics.OperationObserver`;
 - bounds: each call under ``circuit_breaker.operation_timeout``, behind the
@@ -33,11 +41,12 @@ from cache_core.errors import (
     InvalidValueError,
     TierUnavailableError,
 )
-from cache_core.frames import NEVER, CodecSet
+from cache_core.frames import NEVER, CodecSet, HybridClock
 from cache_core.invalidation import InvalidationIndex
 from cache_core.metrics import NullObserver, OperationObserver
 from cache_core.tiers.base import (
     CoherenceListener,
+    ConditionalSet,
     HealthNotes,
     RemoteTier,
     StoredValue,
@@ -53,9 +62,13 @@ T = TypeVar("T")
 
 Read = StoredValue | CorruptEntryError | None
 """One key's answer to a batch read: its entry, why it is unreadable, or a miss."""
-Item = tuple[str, bytes, float | None] | tuple[str, bytes, float | None, bool]
-"""One write: key, JSON bytes, TTL in seconds (None: none), and whether it compresses
-when its policy was matched already (absent: matched here)."""
+Stamped = tuple[str, bytes, float | None, bool, int]
+"""A write stamped when it was made (a write_back write, sent later): key, JSON bytes, TTL,
+whether it compresses and its stamp (:meth:`GuardedTier.stamp`)."""
+Item = tuple[str, bytes, float | None] | tuple[str, bytes, float | None, bool] | Stamped
+"""One write: key, JSON bytes, TTL in seconds (None: none), whether it compresses when its
+policy was matched already (absent: matched here), and its stamp when it was made earlier
+(absent: stamped here, now)."""
 
 
 def _no_verdict() -> None:
@@ -84,7 +97,8 @@ class GuardedTier:
     ``codecs`` frame and open values; ``key_pattern`` labels a key for traces and logs;
     ``compresses`` says whether a key's value compresses, for writes that do not say (a
     write whose policy was matched already passes ``compress``). ``wall_clock`` (Unix
-    seconds) dates frames: their expiry is absolute, shared by every instance."""
+    seconds) dates frames: their expiry is absolute, shared by every instance; ``clock``
+    stamps writes."""
 
     PLUGIN_NAME: ClassVar[str] = "guarded"
 
@@ -109,6 +123,12 @@ class GuardedTier:
         self._pattern = key_pattern
         self._compresses = compresses
         self._ttls = inner.ttls if isinstance(inner, TTLLookup) else None
+        self.clock = HybridClock()
+        self._conditional = inner if isinstance(inner, ConditionalSet) else None
+        self.listener: CoherenceListener | None = None
+        """Told of keys whose write was refused as older (see :meth:`attach`)."""
+        self.superseded = 0
+        """Writes refused because L2 held a newer value of their key."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -131,7 +151,15 @@ class GuardedTier:
         return self.inner.health_notes() if isinstance(self.inner, HealthNotes) else []
 
     def attach(self, listener: CoherenceListener) -> bool:
+        """The tier's ``attach``; ``listener`` is also told of this instance's writes that
+        L2 refused as older, as changes of their keys."""
+        self.listener = listener
         return self.inner.attach(listener)
+
+    def stamp(self) -> int:
+        """A stamp for a write made now and sent later (write_back): pass it as the last
+        field of its :data:`Stamped` item."""
+        return self.clock.stamp()
 
     async def try_lock(self, name: str, lease: float) -> str | None:
         return await self.guarded("try_lock", {}, self.inner.try_lock(name, lease))
@@ -280,39 +308,78 @@ class GuardedTier:
     # -- writes: framed inside the guarded call, so an open breaker costs no compression --
 
     async def set(
-        self, key: str, data: bytes, ttl: float | None, compress: bool | None = None
-    ) -> None:
+        self,
+        key: str,
+        data: bytes,
+        ttl: float | None,
+        compress: bool | None = None,
+        stamp: int | None = None,
+    ) -> list[str]:
         """Store ``data`` (JSON bytes) for ``ttl`` seconds; ``compress`` as the write's
-        policy says (None: matched here from the key). ``set(*item)`` takes an :data:`Item`."""
+        policy says (None: matched here from the key); ``stamp`` when the write was made
+        earlier (None: now). ``set(*item)`` takes an :data:`Item`. Returns ``[key]`` when
+        L2 kept a newer value instead (the listener was told), else ``[]``."""
         attributes = {"cache.key_pattern": self._pattern(key)}
-        await self.guarded("set", attributes, self._set(key, data, ttl, compress))
+        return await self.guarded("set", attributes, self._set(key, data, ttl, compress, stamp))
 
-    async def set_many(self, items: Sequence[Item]) -> None:
-        """:meth:`set` for each ``(key, data, ttl)`` or ``(key, data, ttl, compress)``."""
-        await self.guarded("set_many", {"cache.batch": len(items)}, self._set_many(items))
+    async def set_many(self, items: Sequence[Item]) -> list[str]:
+        """:meth:`set` for each :data:`Item`; the keys of those L2 refused as older."""
+        return await self.guarded("set_many", {"cache.batch": len(items)}, self._set_many(items))
 
-    async def _set(self, key: str, data: bytes, ttl: float | None, compress: bool | None) -> None:
+    async def _set(
+        self, key: str, data: bytes, ttl: float | None, compress: bool | None, stamp: int | None
+    ) -> list[str]:
         if compress is None:
             compress = self._compresses(key)
+        if stamp is None:
+            stamp = self.clock.stamp()
         expires_at_ms = _expiry(round(self.wall_clock() * 1000), ttl)
-        await self.inner.set(key, self.codecs.encode(data, compress, expires_at_ms), ttl)
+        frame = self.codecs.encode(data, compress, expires_at_ms, stamp)
+        conditional = self._conditional
+        if conditional is None:
+            await self.inner.set(key, frame, ttl)
+            return []
+        kept = await conditional.set_unless_newer([(key, frame, ttl, stamp)], self.clock.horizon())
+        return [] if kept[0] is None else self._superseded([key], kept)
 
-    async def _set_many(self, items: Sequence[Item]) -> None:
+    async def _set_many(self, items: Sequence[Item]) -> list[str]:
         now_ms = round(self.wall_clock() * 1000)
         encode = self.codecs.encode
         compresses = self._compresses
-        framed: list[tuple[str, bytes, float | None]] = []
+        stamp_now = self.clock.stamp
+        framed: list[tuple[str, bytes, float | None, int]] = []
         append = framed.append
         for item in items:
             if len(item) == 3:
                 key, data, ttl = item
                 compress = compresses(key)
-            else:
+                stamp = stamp_now()
+            elif len(item) == 4:
                 key, data, ttl, compress = item
+                stamp = stamp_now()
+            else:
+                key, data, ttl, compress, stamp = item
             # Inline (not _expiry): a flush frames thousands of entries in one call.
             expires_at_ms = NEVER if ttl is None else now_ms + max(1, round(ttl * 1000))
-            append((key, encode(data, compress, expires_at_ms), ttl))
-        await self.inner.set_many(framed)
+            append((key, encode(data, compress, expires_at_ms, stamp), ttl, stamp))
+        conditional = self._conditional
+        if conditional is None:
+            await self.inner.set_many([(key, frame, ttl) for key, frame, ttl, _ in framed])
+            return []
+        kept = await conditional.set_unless_newer(framed, self.clock.horizon())
+        if all(stamp is None for stamp in kept):
+            return []
+        return self._superseded([item[0] for item in framed], kept)
+
+    def _superseded(self, keys: Sequence[str], kept: Sequence[int | None]) -> list[str]:
+        """The keys whose write L2 refused, holding a newer value (its stamp in ``kept``)."""
+        refused = [key for key, stamp in zip(keys, kept, strict=True) if stamp is not None]
+        self.superseded += len(refused)
+        self.clock.observe(max(stamp for stamp in kept if stamp is not None))
+        if self.listener is not None:
+            # As another instance's change notice would: our L1 copy is older than L2's.
+            self.listener.keys_changed(refused)
+        return refused
 
     async def delete(self, keys: Sequence[str]) -> list[str]:
         return await self.guarded("delete", {"cache.batch": len(keys)}, self.inner.delete(keys))

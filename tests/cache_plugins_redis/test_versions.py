@@ -1,0 +1,213 @@
+"""No lost update: every frame carries the stamp (the version) its write was given when it
+was made, and the Redis tier sets a value only where the stored frame's stamp is older, in
+one script per key inside the write's pipeline. A write_back flush never overwrites a value
+another instance wrote after it, nor does a write_through; an instance whose write was
+refused drops its L1 copy, so its next read fetches the newer value."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from cache_core import CachingAgent
+from cache_core.frames import HEADER_SIZE, MAGIC, MAX_AHEAD_NS, RAW_CODEC_ID, HybridClock, header
+from cache_core.strategies import WriteBack
+from cache_plugins_redis.tier import SET_UNLESS_NEWER_SHA
+
+KEYS = [f"lost:{i}" for i in range(20)]
+
+
+def agent_for(config: dict[str, Any]) -> CachingAgent:
+    return CachingAgent.from_config(config, env={})
+
+
+def write_back_of(agent: CachingAgent) -> WriteBack:
+    strategy = agent.strategies["write_back"]
+    assert isinstance(strategy, WriteBack)
+    return strategy
+
+
+def payload(engine: Any, prefix: str, key: str) -> bytes:
+    """The JSON of ``key``'s stored frame (an uncompressed one), read past the agent."""
+    frame: bytes = engine.client.get(prefix + key)
+    return frame[HEADER_SIZE:]
+
+
+async def eventually(agent: CachingAgent, expected: dict[str, Any], timeout: float = 2) -> None:
+    """``agent`` reads ``expected`` within ``timeout`` (change notices travel meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while (found := await agent.get_many(list(expected))) != expected:
+        assert time.monotonic() < deadline, f"read {found}"
+        await asyncio.sleep(0.005)
+
+
+async def after_ticks(ticks: int, work: Any) -> Any:
+    for _ in range(ticks):
+        await asyncio.sleep(0)
+    return await work
+
+
+async def test_a_flush_never_overwrites_a_newer_write_of_another_instance(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    """The issue's measured case: A writes with write_back, then B with write_through (it
+    returns); A's flush used to put A's older values back over B's, 20 keys of 20."""
+    async with agent_for(l2_config) as a, agent_for(l2_config) as b:
+        for key in KEYS:
+            assert await a.set(key, "old", strategy="write_back") == "write_back"
+        for key in KEYS:
+            assert await b.set(key, "new", strategy="write_through") == "write_through"
+        assert await write_back_of(a).flush() == len(KEYS)
+        assert {key: payload(engine, prefix, key) for key in KEYS} == dict.fromkeys(KEYS, b'"new"')
+        newest = dict.fromkeys(KEYS, "new")
+        await eventually(a, newest)
+        await eventually(b, newest)
+
+
+async def test_a_write_through_racing_a_flush_wins_whichever_lands_first(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    """B's write_through is made after A's write_back: sent in the same tick as A's flush
+    (each first in turn, on their own connections), the two units reach the engine in
+    either order, and B's value stays either way."""
+    async with agent_for(l2_config) as a, agent_for(l2_config) as b:
+        for round_ in range(6):
+            for key in KEYS:
+                await a.set(key, f"a{round_}", strategy="write_back")
+            newer = {key: f"b{round_}" for key in KEYS}
+            flush = write_back_of(a).flush()
+            writes = [b.set(key, value, strategy="write_through") for key, value in newer.items()]
+            # Either side held back for a few ticks, by turns: its unit is sent after the
+            # other's, while the other's may still be on its way.
+            if round_ % 2:
+                await asyncio.gather(flush, *(after_ticks(round_, w) for w in writes))
+            else:
+                await asyncio.gather(*writes, after_ticks(round_, flush))
+            stored = {key: payload(engine, prefix, key) for key in KEYS}
+            assert stored == {key: f'"{value}"'.encode() for key, value in newer.items()}
+            await eventually(a, newer)
+            await eventually(b, newer)
+
+
+async def test_a_write_through_older_than_the_stored_value_is_refused_and_left_out_of_l1(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    """B's clock runs behind A's: B's write, stamped older than the one stored, is
+    refused; B keeps no L1 copy of its value and reads A's. B's clock takes in A's stamp,
+    so its next write wins."""
+    async with agent_for(l2_config) as a, agent_for(l2_config) as b:
+        assert b.guarded_l2 is not None
+        b.guarded_l2.clock = HybridClock(lambda: time.time_ns() - 5 * 10**9)
+        await a.set("k", "a")
+        assert await b.set("k", "b") == "write_through"
+        assert payload(engine, prefix, "k") == b'"a"'
+        assert "k" not in b.l1
+        assert await b.lookup("k") == (b'"a"', "l2")
+        assert b.guarded_l2.superseded == 1
+        await b.set("k", "b2")
+        assert payload(engine, prefix, "k") == b'"b2"'
+        await eventually(a, {"k": "b2"})
+        assert await b.lookup("k") == (b'"b2"', "l1")
+
+
+async def test_a_flush_refused_as_older_drops_the_l1_copy(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    """Another writer's newer frame arrives with no notice (a client of its own): the
+    flush leaves it, and this instance's L1 no longer serves its own older value."""
+    async with agent_for(l2_config) as a:
+        await a.set("k", "mine", strategy="write_back")
+        assert await a.lookup("k") == (b'"mine"', "l1")
+        engine.client.set(prefix + "k", header(stamp=time.time_ns() + 10**9) + b'"theirs"')
+        assert await write_back_of(a).flush() == 1
+        assert payload(engine, prefix, "k") == b'"theirs"'
+        assert "k" not in a.l1
+        assert await a.get("k") == "theirs"
+
+
+async def test_compressed_values_are_compared_alike(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    config = {**l2_config, "compression": {"threshold_bytes": 64}}
+    old = {"items": [f"old {i}" for i in range(100)]}
+    new = {"items": [f"new {i}" for i in range(100)]}
+    async with agent_for(config) as a, agent_for(config) as b:
+        await a.set("big", old, strategy="write_back")
+        await b.set("big", new)
+        await write_back_of(a).flush()
+        stored = engine.client.get(prefix + "big")
+        assert stored[2] != RAW_CODEC_ID  # compressed
+        a.l1.clear()
+        assert await a.get("big") == new
+
+
+async def test_writes_still_compare_after_the_engine_forgot_the_script(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    """SCRIPT FLUSH (as a restart or a failover to a fresh replica would): the first write
+    after it gets NOSCRIPT, sends the script whole, and the engine has it again."""
+    async with agent_for(l2_config) as a, agent_for(l2_config) as b:
+        for key in KEYS:
+            await a.set(key, "old", strategy="write_back")
+        engine.client.script_flush()
+        await b.set_many(dict.fromkeys(KEYS, "new"))
+        assert engine.client.script_exists(SET_UNLESS_NEWER_SHA) == [True]
+        engine.client.script_flush()
+        assert await write_back_of(a).flush() == len(KEYS)
+        assert {key: payload(engine, prefix, key) for key in KEYS} == dict.fromkeys(KEYS, b'"new"')
+        newest = dict.fromkeys(KEYS, "new")
+        await eventually(a, newest)
+        await eventually(b, newest)
+        await b.set("after", 1)  # by its SHA again
+        assert payload(engine, prefix, "after") == b"1"
+
+
+async def test_what_carries_no_stamp_or_one_from_far_ahead_is_replaced(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    planted = {
+        "v1": bytes((MAGIC, 1, 0)) + b'"v1"',
+        "v2": bytes((MAGIC, 2, 0)) + bytes(8) + b'"v2"',
+        "foreign": b"not a frame",
+        "far_ahead": header(stamp=time.time_ns() + 2 * MAX_AHEAD_NS) + b'"clock gone wrong"',
+    }
+    for key, frame in planted.items():
+        engine.client.set(prefix + key, frame)
+    engine.client.rpush(prefix + "a_list", b"x")  # another type: SET replaces it too
+    async with agent_for(l2_config) as a:
+        keys = [*planted, "a_list"]
+        await a.set_many(dict.fromkeys(keys, "ours"))
+        assert {key: payload(engine, prefix, key) for key in keys} == dict.fromkeys(keys, b'"ours"')
+        assert a.guarded_l2 is not None and a.guarded_l2.superseded == 0
+
+
+def cluster_config(nodes: list[Any], prefix: str) -> dict[str, Any]:
+    return {
+        "redis": {
+            "cluster_mode": True,
+            "nodes": [{"host": "127.0.0.1", "port": n.port} for n in nodes],
+            "key_prefix": prefix,
+        },
+        "cache_tiers": {"l1": {"max_size_mb": 1}, "l2": {"type": "redis"}},
+        "strategies": {"write_back": {"batch_size": 1000, "flush_interval": 60}},
+    }
+
+
+async def test_no_lost_update_across_the_slots_of_a_cluster(
+    cluster: list[Any], prefix: str
+) -> None:
+    """Each key's script runs on its own node; one node forgot the script."""
+    config = cluster_config(cluster, prefix)
+    async with agent_for(config) as a, agent_for(config) as b:
+        for key in KEYS:
+            await a.set(key, "old", strategy="write_back")
+        await b.set_many(dict.fromkeys(KEYS, "new"))
+        cluster[0].client.script_flush()
+        assert await write_back_of(a).flush() == len(KEYS)
+        held = [n.client.dbsize() for n in cluster]
+        assert all(count > 0 for count in held), held
+        newest = dict.fromkeys(KEYS, "new")
+        await eventually(a, newest)
+        a.l1.clear()
+        assert await a.get_many(KEYS) == newest
