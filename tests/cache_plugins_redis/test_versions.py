@@ -140,6 +140,10 @@ async def test_compressed_values_are_compared_alike(
         assert stored[2] != RAW_CODEC_ID  # compressed
         a.l1.clear()
         assert await a.get("big") == new
+        newer = {"items": [f"newer {i}" for i in range(100)]}
+        await a.set("big", newer)  # and a newer compressed value replaces it
+        b.l1.clear()
+        assert await b.get("big") == newer
 
 
 async def test_writes_still_compare_after_the_engine_forgot_the_script(

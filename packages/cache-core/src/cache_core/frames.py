@@ -75,9 +75,8 @@ def header(
     """The header of a frame of the current format (a compressed payload's declared size
     is not part of it)."""
     expiry = min(max(expires_at_ms, 0), _MAX_U64).to_bytes(8, "big")
-    return (
-        bytes((MAGIC, VERSION, codec_id)) + expiry + min(max(stamp, 0), _MAX_U64).to_bytes(8, "big")
-    )
+    written = min(max(stamp, 0), _MAX_U64).to_bytes(8, "big")
+    return bytes((MAGIC, VERSION, codec_id)) + expiry + written
 
 
 def encode_frame(
