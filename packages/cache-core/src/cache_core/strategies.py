@@ -50,6 +50,10 @@ class StrategyContext:
     l1: LocalTier
     l2: GuardedTier | None
     clock: Callable[[], float]
+    changes: Callable[[], int] = lambda: 0
+    """How many change notices from other instances have arrived: a write whose L2 round
+    trip saw it move must not install its value in L1 (another instance's newer value may
+    have landed in L2 in between, and its notice already gone by)."""
 
     def l1_ttl(self, ttl: float | None) -> float | None:
         """L1's TTL for an entry: capped by L1's own TTL only when L2 backs it."""
@@ -158,12 +162,19 @@ class WriteThrough(_Unbuffered):
 
     async def write(self, items: Sequence[Write]) -> None:
         l2 = self._ctx.l2
-        if l2 is not None:
-            if len(items) == 1:
-                await l2.set(*items[0])
-            else:
-                await l2.set_many(items)
-        self._write_l1(items)
+        if l2 is None:
+            self._write_l1(items)
+            return
+        seen = self._ctx.changes()
+        if len(items) == 1:
+            await l2.set(*items[0])
+        else:
+            await l2.set_many(items)
+        if self._ctx.changes() == seen:
+            self._write_l1(items)
+        else:  # L2 may hold another instance's newer value: the next read fetches it
+            for item in items:
+                self._ctx.l1.delete(item[0])
 
 
 class WriteAround(_Unbuffered):
