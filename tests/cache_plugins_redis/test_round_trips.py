@@ -50,6 +50,8 @@ async def test_l2_reads_and_writes_take_the_round_trips_they_did(
         assert await rounds_of(sends, agent.set("k", large, strategy="write_around")) == 1
         assert await rounds_of(sends, agent.set("t", large)) == 1  # write_through
         assert await rounds_of(sends, agent.set_many({"a": 1, "b": large})) == 1
+        # write_back puts nothing on the wire in the request: its index travels with the flush
+        assert await rounds_of(sends, agent.set("wb", 1, strategy="write_back")) == 0
         assert await rounds_of(sends, agent.get("k")) == 1  # not in L1: write_around
         agent.l1.clear()
         assert await rounds_of(sends, agent.get_many(["a", "b", "k", "none"])) == 1

@@ -31,7 +31,7 @@ from cache_core.metrics import MetricsRecorder
 from cache_core.plugins import Registry
 from cache_core.policies import PolicyTable
 from cache_core.settings import check_claims
-from cache_core.strategies import Strategy, StrategyContext, WriteBuffer
+from cache_core.strategies import Strategy, StrategyContext, WriteBuffer, buffers_of
 from cache_core.tiers.base import LocalTier, RemoteTier, TierContext
 from cache_core.tiers.guarded import GuardedIndex, GuardedTier, compression_by_policy
 
@@ -159,6 +159,8 @@ class Assembly:
             links: Links = self.links_cls(None, context)
         except ValueError as exc:
             raise ConfigError(f"invalidation: {exc}") from None
+        for buffer in buffers_of(self.strategies.values()):
+            buffer.on_landed = links.landed  # what a write-back write deferred to its flush
         return links
 
     def _build_index(self, clock: Callable[[], float]) -> InvalidationIndex:

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from enum import StrEnum
 from typing import ClassVar, Protocol, runtime_checkable
 
@@ -85,6 +85,9 @@ class WriteBuffer(Protocol):
 
     on_flush: Callable[[float, int, bool], None] | None
     """Told (seconds, items, ok) after each flush to L2."""
+    on_landed: Callable[[Sequence[tuple[str, float | None]]], Awaitable[None]] | None
+    """Awaited with (key, TTL left) of what each flush landed, once its lock is released:
+    the invalidation index settles writes it deferred to the flush."""
 
     async def admit(self, items: Sequence[Write]) -> None:
         """Before anything of a write is indexed or written, raise if the buffer cannot
@@ -233,6 +236,8 @@ class WriteBack:
         """Buffered writes L2 refused for what they held (logged, not retried)."""
         self.on_flush: Callable[[float, int, bool], None] | None = None
         """Told (seconds, items, ok) after each flush that sent anything."""
+        self.on_landed: Callable[[Sequence[tuple[str, float | None]]], Awaitable[None]] | None
+        self.on_landed = None
 
     async def start(self) -> None:
         if self._ctx.l2 is not None and self._task is None:
@@ -420,7 +425,12 @@ class WriteBack:
             self._report(start, len(items), ok=True)
             self.flushes += 1
             self.flushed_items += len(items)
-            return len(items)
+            gone = self._dropped_in_flight
+        if self.on_landed is not None and items:
+            # Outside the lock: settling may remove dependents, which drops their buffered
+            # writes, which waits for a flush in flight.
+            await self.on_landed([(key, ttl) for key, _, ttl, _ in items if key not in gone])
+        return len(items)
 
     async def _send(self, l2: GuardedTier, items: list[Write]) -> None:
         """``items`` to L2 in one batch; should L2 refuse the batch for what one entry holds,

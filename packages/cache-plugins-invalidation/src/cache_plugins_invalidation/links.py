@@ -21,6 +21,8 @@ from cache_plugins_invalidation.events import Events
 from cache_plugins_invalidation.registrations import InvalidationManager
 from cache_plugins_invalidation.settings import InvalidationSettings
 
+_NONE = object()
+
 
 class InvalidationLinks(Cascade):
     """Tags, dependencies, category rules and events, over one index: the cascade (its
@@ -31,6 +33,11 @@ class InvalidationLinks(Cascade):
 
     def __init__(self, options: object, context: LinksContext) -> None:
         config = context.config
+        self._deferred: dict[str, float | None] = {}
+        """Write-back writes without links, not indexed yet: settled once their flush lands
+        (:meth:`landed`)."""
+        self._unsettled: dict[str, float | None] = {}
+        """Landed, but L2 went away before the index settled them: the next flush does."""
         registrations = InvalidationManager(
             context.index,
             check_key=context.check_key,
@@ -86,6 +93,13 @@ class InvalidationLinks(Cascade):
                 # With L2 away, write-back still takes plain writes (the point of buffering).
                 if not (buffered and plain):
                     raise
+        if plain and buffered:
+            # Nothing on the wire now: the index sees to it when the flush has landed.
+            await land()
+            self._deferred.update(entries)
+            return
+        for key in keys:
+            self._deferred.pop(key, None)  # indexed now, old links and dependents with it
         if plain:
             dependents = await self._write_plain(linked, land, buffered=buffered)
         else:
@@ -102,6 +116,44 @@ class InvalidationLinks(Cascade):
         if dependents:
             # The written keys stay, even where a dependency cycle leads back to them.
             await self.remove(dependents, spare=frozenset(keys))
+
+    async def landed(self, entries: Sequence[tuple[str, float | None]]) -> None:
+        due = {key: ttl for key, ttl in entries if self._deferred.pop(key, _NONE) is not _NONE}
+        due = {**self._unsettled, **due}
+        self._unsettled = {}
+        if not due:
+            return
+        linked: list[tuple[str, float | None, Sequence[str]]] = [(k, t, ()) for k, t in due.items()]
+        try:
+            dependents = await self.index.record(linked, ())
+            settling = self.index.settle(linked, ())
+            if settling is not None:
+                await settling
+        except TierUnavailableError:
+            # L2 went away after the flush landed: the next flush settles these too.
+            self._unsettled = {**due, **self._unsettled}
+            raise
+        if dependents:
+            await self.remove(dependents, spare=frozenset(due))
+
+    async def remove(
+        self,
+        keys: set[str],
+        visited: set[str] | None = None,
+        spare: frozenset[str] = frozenset(),
+    ) -> set[str]:
+        self._forget_deferred(keys)
+        return await super().remove(keys, visited, spare)
+
+    async def cascade(self, removed: set[str]) -> set[str]:
+        self._forget_deferred(removed)
+        return await super().cascade(removed)
+
+    def _forget_deferred(self, keys: set[str]) -> None:
+        """Removed keys' buffered writes are dropped: nothing of theirs lands to settle."""
+        if self._deferred:
+            for key in keys:
+                self._deferred.pop(key, None)
 
     async def _write_plain(
         self,
