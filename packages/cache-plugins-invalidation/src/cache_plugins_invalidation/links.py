@@ -8,7 +8,6 @@ it, and removes keys only through core's ``purge``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -100,13 +99,12 @@ class InvalidationLinks(Cascade):
             return
         for key in keys:
             self._deferred.pop(key, None)  # indexed now, old links and dependents with it
-        if plain:
-            dependents = await self._write_plain(linked, land, buffered=buffered)
-        else:
-            # New links are indexed before the write lands: should it fail half-way, its
-            # tags still reach what it cached.
-            dependents = await self.index.record(linked, dependencies)
-            await land()
+        # Indexed before the write lands: should it fail half-way, its new tags still reach
+        # what it cached, and what depends on its old value is known. (Sent with the write,
+        # the lookup could time out on a frozen engine while the SET waits in the socket
+        # and applies on resume, leaving those dependents behind.)
+        dependents = await self.index.record(linked, dependencies)
+        await land()
         # Landed: only now may the index drop the links the old value needed. Should that
         # fail, both values' links stay, which invalidates too much, never too little.
         settling = self.index.settle(linked, dependencies)
@@ -154,27 +152,6 @@ class InvalidationLinks(Cascade):
         if self._deferred:
             for key in keys:
                 self._deferred.pop(key, None)
-
-    async def _write_plain(
-        self,
-        linked: list[tuple[str, float | None, Sequence[str]]],
-        land: Callable[[], Awaitable[None]],
-        *,
-        buffered: bool,
-    ) -> set[str]:
-        """A write with no link to index first: the lookup of its old links and dependents
-        and the write itself go out together (one round trip, auto-pipelined)."""
-        found, landed = await asyncio.gather(
-            self.index.record(linked, ()), land(), return_exceptions=True
-        )
-        if isinstance(landed, BaseException):
-            raise landed
-        if isinstance(found, BaseException):
-            # With L2 away, write-back still takes plain writes (the point of buffering).
-            if buffered and isinstance(found, TierUnavailableError):
-                return set()
-            raise found
-        return found
 
     async def event_targets(
         self, event: str, context: Mapping[str, Any] | None, scope: str
