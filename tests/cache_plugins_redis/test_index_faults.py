@@ -203,6 +203,29 @@ async def test_index_lookups_answer_within_the_budget_while_the_engine_is_stoppe
         assert await agent.get("y") is None
 
 
+async def test_a_write_refused_while_the_engine_is_stopped_never_half_applies(
+    private_engine: Any, prefix: str
+) -> None:
+    """The index's lookup of an overwrite's dependents comes before the write: a write that
+    times out on a frozen engine must not land once it resumes with its old value's
+    dependents left behind (sent together, the SET would wait in the socket and apply)."""
+    cfg = config_for(
+        private_engine,
+        prefix,
+        circuit_breaker={"operation_timeout": OPERATION_TIMEOUT, "failure_threshold": 100},
+    )
+    async with CachingAgent.from_config(cfg, env={}) as agent:
+        await agent.set("source", 1)
+        await agent.set("dependent", 2, dependencies=["source"])
+        with stopped(private_engine, 4.0):
+            with pytest.raises((TierUnavailableError, TimeoutError)):
+                await agent.set("source", 3)
+        await asyncio.sleep(0.2)  # whatever was sent has run by now
+        agent.l1.clear()
+        source, dependent = await agent.get("source"), await agent.get("dependent")
+        assert (source, dependent) in [(1, 2), (3, None)]
+
+
 async def test_settling_costs_no_round_trip_when_nothing_changed(
     engine: Any, prefix: str, count_rounds: Any
 ) -> None:

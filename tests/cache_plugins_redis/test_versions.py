@@ -215,3 +215,18 @@ async def test_no_lost_update_across_the_slots_of_a_cluster(
         await eventually(a, newest)
         a.l1.clear()
         assert await a.get_many(KEYS) == newest
+
+
+async def test_a_flush_refused_as_older_leaves_the_newer_values_tags_alone(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    """A's write_back write is indexed when its flush lands; one L2 refused did not land,
+    so B's newer value keeps its tag, and invalidating the tag still removes it."""
+    async with agent_for(l2_config) as a, agent_for(l2_config) as b:
+        await a.set("k", "old", strategy="write_back")
+        await b.set("k", "new", strategy="write_through", tags=["t"])
+        assert await write_back_of(a).flush() == 1
+        assert payload(engine, prefix, "k") == b'"new"'
+        assert await a.invalidate_by_tags(["t"]) == 1
+        assert engine.client.get(prefix + "k") is None
+        await eventually(b, {"k": None})

@@ -24,13 +24,12 @@ import pluggy
 from cache_core import serialization
 from cache_core.alerts import AlertMonitor
 from cache_core.assembly import Assembly, warn_if_unshared
-from cache_core.breaker import BreakerState
 from cache_core.config import Config, load_config, name_env_source
 from cache_core.errors import CacheError, ConfigError
 from cache_core.health import health_document
 from cache_core.invalidator import Invalidator
 from cache_core.key_rules import KeyRules
-from cache_core.l1_coherence import SWEEP_CHUNK, L1Coherence
+from cache_core.l1_coherence import SWEEP_CHUNK
 from cache_core.lifecycle import Step, open_in_order
 from cache_core.links import Registrations, Unregistered
 from cache_core.metrics import NullObserver, OperationObserver
@@ -77,7 +76,7 @@ class CachingAgent:
         self.observer: OperationObserver = NullObserver()
         self.rules = KeyRules(config.limits)
 
-        self.coherence = L1Coherence(self.l1, lambda: self.breaker.state is BreakerState.OPEN)
+        self.coherence = built.coherence
         # Through the guard: it also reports this instance's writes L2 refused as older.
         self.shares_l2 = self.guarded_l2 is not None and self.guarded_l2.attach(self.coherence)
         """True when L2 reports other instances' changes: several instances (or ``serve

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from cache_core.breaker import CircuitBreaker
+from cache_core.breaker import BreakerState, CircuitBreaker
 from cache_core.codecs import Codec
 from cache_core.config import CORE_SECTIONS, Config
 from cache_core.errors import ConfigError, PluginMissingError
@@ -23,6 +23,7 @@ from cache_core.extras import CODEC_ID_EXTRAS
 from cache_core.frames import CodecSet
 from cache_core.invalidation import IndexContext, InvalidationIndex
 from cache_core.key_rules import KeyRules
+from cache_core.l1_coherence import L1Coherence
 from cache_core.links import NOT_INSTALLED, Links, LinksContext
 from cache_core.loaders import Loader
 from cache_core.loading import LoaderSet
@@ -30,7 +31,7 @@ from cache_core.metrics import MetricsRecorder
 from cache_core.plugins import Registry
 from cache_core.policies import PolicyTable
 from cache_core.settings import check_claims
-from cache_core.strategies import Strategy, StrategyContext, WriteBuffer
+from cache_core.strategies import Strategy, StrategyContext, WriteBuffer, buffers_of
 from cache_core.tiers.base import LocalTier, RemoteTier, TierContext
 from cache_core.tiers.guarded import GuardedIndex, GuardedTier, compression_by_policy
 
@@ -80,7 +81,14 @@ class Assembly:
             else None
         )
         """The L2 the data path calls: guarded by the breaker, timed and traced."""
-        strategy_context = StrategyContext(l1=self.l1, l2=self.guarded_l2, clock=clock)
+        self.coherence = L1Coherence(self.l1, lambda: self.breaker.state is BreakerState.OPEN)
+        """What other instances' change notices do to L1 (and how many have arrived)."""
+        strategy_context = StrategyContext(
+            l1=self.l1,
+            l2=self.guarded_l2,
+            clock=clock,
+            changes=lambda: self.coherence.seq,
+        )
         self.l1_ttl = strategy_context.l1_ttl
         self.strategies: dict[str, Strategy] = self._build_strategies(strategy_context)
         self.default_strategy = self._strategy_named(
@@ -151,6 +159,8 @@ class Assembly:
             links: Links = self.links_cls(None, context)
         except ValueError as exc:
             raise ConfigError(f"invalidation: {exc}") from None
+        for buffer in buffers_of(self.strategies.values()):
+            buffer.on_landed = links.landed  # what a write-back write deferred to its flush
         return links
 
     def _build_index(self, clock: Callable[[], float]) -> InvalidationIndex:

@@ -93,9 +93,15 @@ class Links(Protocol):
         """Around one write of ``entries`` (key, TTL), each carrying ``tags`` and depending on
         ``dependencies`` (checked already): index them, call ``land()`` (the write itself)
         once, then settle the index and remove what depended on the keys' old values (the
-        written keys spared). ``buffered``: a write-back write, which may land while the
-        index is away when it carries no links. Should ``land()`` raise, nothing after it
-        runs."""
+        written keys spared). ``buffered``: a write-back write; one that carries no links
+        puts nothing on the wire here: its old links and dependents are seen to when its
+        flush has landed (:meth:`landed`). Should ``land()`` raise, nothing after it runs."""
+        ...
+
+    async def landed(self, entries: Sequence[tuple[str, float | None]]) -> None:
+        """A write buffer's flush has landed ``entries`` (key, TTL left) in L2: settle the
+        index of those whose write was deferred (their old links dropped, their old values'
+        dependents removed). Awaited by the buffer after each flush, outside its lock."""
         ...
 
     async def remove(self, keys: KeySet) -> KeySet:

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from enum import StrEnum
 from typing import ClassVar, Protocol, runtime_checkable
 
@@ -50,6 +50,10 @@ class StrategyContext:
     l1: LocalTier
     l2: GuardedTier | None
     clock: Callable[[], float]
+    changes: Callable[[], int] = lambda: 0
+    """How many change notices from other instances have arrived: a write whose L2 round
+    trip saw it move must not install its value in L1 (another instance's newer value may
+    have landed in L2 in between, and its notice already gone by)."""
 
     def l1_ttl(self, ttl: float | None) -> float | None:
         """L1's TTL for an entry: capped by L1's own TTL only when L2 backs it."""
@@ -81,6 +85,9 @@ class WriteBuffer(Protocol):
 
     on_flush: Callable[[float, int, bool], None] | None
     """Told (seconds, items, ok) after each flush to L2."""
+    on_landed: Callable[[Sequence[tuple[str, float | None]]], Awaitable[None]] | None
+    """Awaited with (key, TTL left) of what each flush landed, once its lock is released:
+    the invalidation index settles writes it deferred to the flush."""
 
     async def admit(self, items: Sequence[Write]) -> None:
         """Before anything of a write is indexed or written, raise if the buffer cannot
@@ -158,12 +165,19 @@ class WriteThrough(_Unbuffered):
 
     async def write(self, items: Sequence[Write]) -> None:
         l2 = self._ctx.l2
-        if l2 is not None:
-            refused = await l2.set(*items[0]) if len(items) == 1 else await l2.set_many(items)
-            if refused:  # L2 kept newer values of these keys: L1 must not take ours
-                newer = set(refused)
-                items = [item for item in items if item[0] not in newer]
-        self._write_l1(items)
+        if l2 is None:
+            self._write_l1(items)
+            return
+        seen = self._ctx.changes()
+        if len(items) == 1:
+            await l2.set(*items[0])
+        else:
+            await l2.set_many(items)
+        if self._ctx.changes() == seen:
+            self._write_l1(items)
+        else:  # L2 may hold another instance's newer value: the next read fetches it
+            for item in items:
+                self._ctx.l1.delete(item[0])
 
 
 class WriteAround(_Unbuffered):
@@ -224,6 +238,8 @@ class WriteBack:
         """Buffered writes L2 refused for what they held (logged, not retried)."""
         self.on_flush: Callable[[float, int, bool], None] | None = None
         """Told (seconds, items, ok) after each flush that sent anything."""
+        self.on_landed: Callable[[Sequence[tuple[str, float | None]]], Awaitable[None]] | None
+        self.on_landed = None
 
     async def start(self) -> None:
         if self._ctx.l2 is not None and self._task is None:
@@ -414,20 +430,27 @@ class WriteBack:
             self._report(start, len(items), ok=True)
             self.flushes += 1
             self.flushed_items += len(items)
-            return len(items)
+            gone = self._dropped_in_flight
+        if self.on_landed is not None and items:
+            # Outside the lock: settling may remove dependents, which drops their buffered
+            # writes, which waits for a flush in flight.
+            await self.on_landed([(key, ttl) for key, _, ttl, _, _ in items if key not in gone])
+        return len(items)
 
     async def _send(self, l2: GuardedTier, items: list[Stamped]) -> None:
         """``items`` to L2 in one batch; should L2 refuse the batch for what one entry holds,
         each alone, dropping (and logging) those it refuses: one bad entry must never hold
-        back the others, flush after flush."""
+        back the others, flush after flush. A write L2 refused as older than what it holds
+        did not land either: it is dropped as a deleted key's is (neither settled in the
+        index, which would unlink the newer value's tags, nor put back)."""
         try:
-            await l2.set_many(items)
+            self._dropped_in_flight.update(await l2.set_many(items))
             return
         except InvalidValueError:
             pass
         for item in items:
             try:
-                await l2.set_many([item])
+                self._dropped_in_flight.update(await l2.set_many([item]))
             except InvalidValueError as exc:
                 self._dropped_in_flight.add(item[0])  # never put back by a failed flush
                 self.dropped += 1

@@ -170,4 +170,6 @@ class Writes:
             await land()
             return
         entries = [(key, ttl) for key, _, ttl, _ in writes]
-        await self.links.write(entries, tags, dependencies, land, buffered=buffer is not None)
+        # Without L2 nothing is ever flushed: a write-back write is indexed as any other.
+        buffered = buffer is not None and self.has_l2
+        await self.links.write(entries, tags, dependencies, land, buffered=buffered)

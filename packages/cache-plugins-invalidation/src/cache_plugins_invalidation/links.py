@@ -8,7 +8,6 @@ it, and removes keys only through core's ``purge``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -21,6 +20,8 @@ from cache_plugins_invalidation.events import Events
 from cache_plugins_invalidation.registrations import InvalidationManager
 from cache_plugins_invalidation.settings import InvalidationSettings
 
+_NONE = object()
+
 
 class InvalidationLinks(Cascade):
     """Tags, dependencies, category rules and events, over one index: the cascade (its
@@ -31,6 +32,11 @@ class InvalidationLinks(Cascade):
 
     def __init__(self, options: object, context: LinksContext) -> None:
         config = context.config
+        self._deferred: dict[str, float | None] = {}
+        """Write-back writes without links, not indexed yet: settled once their flush lands
+        (:meth:`landed`)."""
+        self._unsettled: dict[str, float | None] = {}
+        """Landed, but L2 went away before the index settled them: the next flush does."""
         registrations = InvalidationManager(
             context.index,
             check_key=context.check_key,
@@ -86,13 +92,19 @@ class InvalidationLinks(Cascade):
                 # With L2 away, write-back still takes plain writes (the point of buffering).
                 if not (buffered and plain):
                     raise
-        if plain:
-            dependents = await self._write_plain(linked, land, buffered=buffered)
-        else:
-            # New links are indexed before the write lands: should it fail half-way, its
-            # tags still reach what it cached.
-            dependents = await self.index.record(linked, dependencies)
+        if plain and buffered:
+            # Nothing on the wire now: the index sees to it when the flush has landed.
             await land()
+            self._deferred.update(entries)
+            return
+        for key in keys:
+            self._deferred.pop(key, None)  # indexed now, old links and dependents with it
+        # Indexed before the write lands: should it fail half-way, its new tags still reach
+        # what it cached, and what depends on its old value is known. (Sent with the write,
+        # the lookup could time out on a frozen engine while the SET waits in the socket
+        # and applies on resume, leaving those dependents behind.)
+        dependents = await self.index.record(linked, dependencies)
+        await land()
         # Landed: only now may the index drop the links the old value needed. Should that
         # fail, both values' links stay, which invalidates too much, never too little.
         settling = self.index.settle(linked, dependencies)
@@ -103,26 +115,43 @@ class InvalidationLinks(Cascade):
             # The written keys stay, even where a dependency cycle leads back to them.
             await self.remove(dependents, spare=frozenset(keys))
 
-    async def _write_plain(
+    async def landed(self, entries: Sequence[tuple[str, float | None]]) -> None:
+        due = {key: ttl for key, ttl in entries if self._deferred.pop(key, _NONE) is not _NONE}
+        due = {**self._unsettled, **due}
+        self._unsettled = {}
+        if not due:
+            return
+        linked: list[tuple[str, float | None, Sequence[str]]] = [(k, t, ()) for k, t in due.items()]
+        try:
+            dependents = await self.index.record(linked, ())
+            settling = self.index.settle(linked, ())
+            if settling is not None:
+                await settling
+        except TierUnavailableError:
+            # L2 went away after the flush landed: the next flush settles these too.
+            self._unsettled = {**due, **self._unsettled}
+            raise
+        if dependents:
+            await self.remove(dependents, spare=frozenset(due))
+
+    async def remove(
         self,
-        linked: list[tuple[str, float | None, Sequence[str]]],
-        land: Callable[[], Awaitable[None]],
-        *,
-        buffered: bool,
+        keys: set[str],
+        visited: set[str] | None = None,
+        spare: frozenset[str] = frozenset(),
     ) -> set[str]:
-        """A write with no link to index first: the lookup of its old links and dependents
-        and the write itself go out together (one round trip, auto-pipelined)."""
-        found, landed = await asyncio.gather(
-            self.index.record(linked, ()), land(), return_exceptions=True
-        )
-        if isinstance(landed, BaseException):
-            raise landed
-        if isinstance(found, BaseException):
-            # With L2 away, write-back still takes plain writes (the point of buffering).
-            if buffered and isinstance(found, TierUnavailableError):
-                return set()
-            raise found
-        return found
+        self._forget_deferred(keys)
+        return await super().remove(keys, visited, spare)
+
+    async def cascade(self, removed: set[str]) -> set[str]:
+        self._forget_deferred(removed)
+        return await super().cascade(removed)
+
+    def _forget_deferred(self, keys: set[str]) -> None:
+        """Removed keys' buffered writes are dropped: nothing of theirs lands to settle."""
+        if self._deferred:
+            for key in keys:
+                self._deferred.pop(key, None)
 
     async def event_targets(
         self, event: str, context: Mapping[str, Any] | None, scope: str

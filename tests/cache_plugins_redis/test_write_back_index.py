@@ -1,0 +1,48 @@
+"""A write_back write without tags or dependencies sends nothing in the request: the
+index sees to its old links and its old value's dependents when the flush lands (within
+``flush_interval``), on the index kept in Redis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cache_core import CachingAgent
+
+
+def flushing(l2_config: dict[str, Any]) -> Any:
+    return CachingAgent.from_config(l2_config, env={})
+
+
+async def test_a_rewrite_drops_the_old_tags_once_flushed(l2_config: dict[str, Any]) -> None:
+    async with flushing(l2_config) as agent:
+        await agent.set("k", "tagged", tags=["red"])
+        await agent.set("k", "plain", strategy="write_back")
+        await agent.strategies["write_back"].flush()
+        assert await agent.invalidate_by_tags(["red"]) == 0
+        assert await agent.get("k") == "plain"
+
+
+async def test_an_overwrite_removes_dependents_when_flushed(l2_config: dict[str, Any]) -> None:
+    async with flushing(l2_config) as agent:
+        await agent.set("source", 1)
+        await agent.set("dependent", 2, dependencies=["source"])
+        await agent.set("source", 3, strategy="write_back")
+        assert await agent.get("dependent") == 2  # the documented bound: until the flush
+        await agent.strategies["write_back"].flush()
+        assert await agent.get("dependent") is None
+        assert await agent.get("source") == 3
+
+
+async def test_a_deferred_write_deleted_before_its_flush_lands_nothing(
+    l2_config: dict[str, Any],
+) -> None:
+    async with flushing(l2_config) as agent:
+        await agent.set("source", 1)
+        await agent.set("dependent", 2, dependencies=["source"])
+        await agent.set("source", 3, strategy="write_back")
+        await agent.delete("source")  # its dependents go now, as with any delete
+        assert await agent.get("dependent") is None
+        await agent.set("dependent", 4)
+        await agent.strategies["write_back"].flush()
+        assert await agent.get("source") is None
+        assert await agent.get("dependent") == 4  # the dropped write settled nothing
