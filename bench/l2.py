@@ -193,14 +193,11 @@ async def measure(url: str) -> None:
         "set write_back, 1 task": 10.0,
         f"batch of {BATCH}, 1 task": 0.8,
     }
-    verdict = (
-        "Targets (x raw redis-py): "
-        + "; ".join(
-            f"{name} at least {goal:g}: x{by[name]:.2f} ({'met' if by[name] >= goal else 'NOT met'})"
-            for name, goal in targets.items()
-        )
-        + "."
-    )
+    judged = [
+        f"{name} at least {goal:g}: x{by[name]:.2f} ({'met' if by[name] >= goal else 'NOT met'})"
+        for name, goal in targets.items()
+    ]
+    verdict = "Targets (x raw redis-py): " + "; ".join(judged) + "."
     print(text)
     print(verdict)
     write_results(

@@ -217,9 +217,11 @@ async def test_a_write_refused_while_the_engine_is_stopped_never_half_applies(
     async with CachingAgent.from_config(cfg, env={}) as agent:
         await agent.set("source", 1)
         await agent.set("dependent", 2, dependencies=["source"])
-        with stopped(private_engine, 4.0):
-            with pytest.raises((TierUnavailableError, TimeoutError)):
-                await agent.set("source", 3)
+        with (
+            stopped(private_engine, 4.0),
+            pytest.raises((TierUnavailableError, TimeoutError)),
+        ):
+            await agent.set("source", 3)
         await asyncio.sleep(0.2)  # whatever was sent has run by now
         agent.l1.clear()
         source, dependent = await agent.get("source"), await agent.get("dependent")
