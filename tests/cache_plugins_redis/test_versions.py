@@ -230,3 +230,22 @@ async def test_a_flush_refused_as_older_leaves_the_newer_values_tags_alone(
         assert await a.invalidate_by_tags(["t"]) == 1
         assert engine.client.get(prefix + "k") is None
         await eventually(b, {"k": None})
+
+
+async def test_a_large_flush_keeps_every_newer_write_across_script_calls(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    """A flush of more entries than one call of the script takes (SCRIPT_BATCH) goes in
+    several calls of one pipeline: each entry is judged on its own, in every call."""
+    keys = [f"big:{i}" for i in range(250)]
+    async with agent_for(l2_config) as a, agent_for(l2_config) as b:
+        for key in keys:
+            await a.set(key, "old", strategy="write_back")
+        newer = keys[::7]  # in the first, a middle and the last call
+        for key in newer:
+            await b.set(key, "new", strategy="write_through")
+        await write_back_of(a).flush()
+        expected = {key: "new" if key in newer else "old" for key in keys}
+        stored = {key: payload(engine, prefix, key) for key in keys}
+        assert stored == {key: f'"{value}"'.encode() for key, value in expected.items()}
+        await eventually(a, expected)

@@ -70,28 +70,40 @@ local function before(a, b)
   end
   return false
 end
-local stored = redis.pcall('GETRANGE', KEYS[1], 0, 18)
-if type(stored) == 'string' and #stored == 19 and string.byte(stored, 1) == 202
-    and string.byte(stored, 2) >= 3 then
-  local kept = string.sub(stored, 12, 19)
-  if not before(kept, string.sub(ARGV[1], 12, 19)) and not before(ARGV[3], kept) then
-    return kept
+local horizon, out = ARGV[1], {}
+for i = 1, #KEYS do
+  local frame, px = ARGV[2 * i], ARGV[2 * i + 1]
+  local stored = redis.pcall('GETRANGE', KEYS[i], 0, 18)
+  local kept = nil
+  if type(stored) == 'string' and #stored == 19 and string.byte(stored, 1) == 202
+      and string.byte(stored, 2) >= 3 then
+    kept = string.sub(stored, 12, 19)
+    if before(kept, string.sub(frame, 12, 19)) or before(horizon, kept) then kept = nil end
+  end
+  if kept then
+    out[i] = kept
+  else
+    if px == '' then
+      redis.call('SET', KEYS[i], frame)
+    else
+      redis.call('SET', KEYS[i], frame, 'PX', px)
+    end
+    out[i] = 1
   end
 end
-if ARGV[2] == '' then
-  redis.call('SET', KEYS[1], ARGV[1])
-else
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-end
-return 1
+return out
 """
-"""KEYS[1]: the entry; ARGV: its new frame, PX in ms ('' for none), the horizon (8 bytes).
-Stores the frame unless the stored one (of format 3 or later: magic 0xCA at byte 0, its
-format at 1) carries a stamp (bytes 11-18, big-endian, compared byte by byte: Lua's
-numbers cannot hold 64 bits, its string order follows the locale) at least the new one's
-and at most the horizon; returns 1 when it stored, else the stamp that stays. GETRANGE
-reads the header alone, never a large value; under pcall, so another client's key of
-another type is replaced, as SET replaces it."""
+"""KEYS: the entries; ARGV: the horizon (8 bytes), then for each entry its new frame and
+PX in ms ('' for none). Stores each frame unless the stored one (of format 3 or later:
+magic 0xCA at byte 0, its format at 1) carries a stamp (bytes 11-18, big-endian, compared
+byte by byte: Lua's numbers cannot hold 64 bits, its string order follows the locale) at
+least the new one's and at most the horizon; returns, per entry, 1 when it stored, else the
+stamp that stays. GETRANGE reads the header alone, never a large value; under pcall, so
+another client's key of another type is replaced, as SET replaces it. Many entries go in
+one call (one command to pack and one reply to parse, not one per entry): in Cluster, one
+call per entry, whose keys may live on different nodes."""
+SCRIPT_BATCH = 100
+"""Entries per call of the script at most: bounds how long one call holds the engine."""
 SET_UNLESS_NEWER_SHA = hashlib.sha1(SET_UNLESS_NEWER.encode()).hexdigest()
 MAX_PX = 2**53
 """Milliseconds of TTL the tier sends at most: far beyond any limits.max_ttl, well inside
@@ -457,18 +469,26 @@ class RedisTier:
     async def _evaluate(
         self, calls: Sequence[tuple[str, bytes, bytes | int, bytes]], notice: bytes, *script: str
     ) -> list[Any]:
-        """The script (``EVALSHA sha`` or ``EVAL body``) for each call, and ``notice``, in
-        one pipeline (the notice after it, outside it in Cluster); each script's reply
-        (an error in place)."""
+        """The script (``EVALSHA sha`` or ``EVAL body``) over ``calls``, and ``notice``, in
+        one pipeline (the notice after it, outside it in Cluster); each call's reply (an
+        error in place, for every call of a script call that failed)."""
+        size = 1 if self._cluster else SCRIPT_BATCH
+        chunks = [calls[i : i + size] for i in range(0, len(calls), size)]
         pipe = self._client.pipeline(transaction=False)
-        for name, data, px, limit in calls:
-            pipe.execute_command(*script, 1, name, data, px, limit)
+        for chunk in chunks:
+            args: list[Any] = [chunk[0][3]]  # one horizon for the whole unit
+            for _, data, px, _ in chunk:
+                args += [data, px]
+            pipe.execute_command(*script, len(chunk), *(name for name, *_ in chunk), *args)
         if not self._cluster:
             pipe.publish(self.channel, notice)
-        replies: list[Any] = (await pipe.execute(raise_on_error=False))[: len(calls)]
+        replies: list[Any] = (await pipe.execute(raise_on_error=False))[: len(chunks)]
         if self._cluster:
             await self._client.publish(self.channel, notice)
-        return replies
+        flat: list[Any] = []
+        for chunk, reply in zip(chunks, replies, strict=True):
+            flat += [reply] * len(chunk) if isinstance(reply, Exception) else list(reply)
+        return flat
 
     async def delete(self, keys: Sequence[str]) -> list[str]:
         if not keys:
