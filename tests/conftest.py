@@ -517,3 +517,31 @@ async def make_agent(
     yield make
     for agent in agents:
         await agent.close()
+
+
+SMALL_LIMITS_TRIGGERS = {
+    "user_profile_update": ["user:{user_id}:*"],
+    "content_modification": ["content:{content_id}", "tag:content"],
+    "mastery_update": ["user:{user_id}:mastery*"],
+}
+
+
+@pytest.fixture
+async def small_agent(make_agent: MakeAgent, base_config: Callable[..., dict[str, Any]]) -> Any:
+    """An L1-only agent with the invalidation plugin, small limits (keys of 64, batches of
+    5, values of 1 KiB), two TTL presets and the seed's three event triggers."""
+    import cache_plugins_invalidation.hooks  # not at the top: tests/minimal runs without it
+
+    return await make_agent(
+        base_config(
+            ttl_presets={"short": 10, "long": 1000},
+            invalidation={"event_triggers": SMALL_LIMITS_TRIGGERS},
+            limits={
+                "max_key_length": 64,
+                "max_batch_size": 5,
+                "max_warmup_keys": 5,
+                "max_value_bytes": 1024,
+            },
+        ),
+        plugins=(cache_plugins_invalidation.hooks,),
+    )

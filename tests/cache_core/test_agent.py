@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-import cache_plugins_invalidation.hooks
 from cache_core import (
     CacheStrategy,
     CachingAgent,
@@ -21,29 +20,10 @@ from cache_core import (
 )
 from cache_core.agent_view import AgentView
 
-TRIGGERS = {
-    "user_profile_update": ["user:{user_id}:*"],
-    "content_modification": ["content:{content_id}", "tag:content"],
-    "mastery_update": ["user:{user_id}:mastery*"],
-}
-
 
 @pytest.fixture
-async def agent(make_agent, base_config) -> CachingAgent:
-    agent: CachingAgent = await make_agent(
-        base_config(
-            ttl_presets={"short": 10, "long": 1000},
-            invalidation={"event_triggers": TRIGGERS},
-            limits={
-                "max_key_length": 64,
-                "max_batch_size": 5,
-                "max_warmup_keys": 5,
-                "max_value_bytes": 1024,
-            },
-        ),
-        plugins=(cache_plugins_invalidation.hooks,),
-    )
-    return agent
+async def agent(small_agent: CachingAgent) -> CachingAgent:
+    return small_agent
 
 
 async def counters(agent: CachingAgent) -> dict[str, Any]:

@@ -19,28 +19,10 @@ from cache_core import (
 )
 from cache_plugins_invalidation import EventTrigger
 
-TRIGGERS = {
-    "user_profile_update": ["user:{user_id}:*"],
-    "content_modification": ["content:{content_id}", "tag:content"],
-    "mastery_update": ["user:{user_id}:mastery*"],
-}
-
 
 @pytest.fixture
-async def agent(make_agent, base_config) -> CachingAgent:
-    agent: CachingAgent = await make_agent(
-        base_config(
-            ttl_presets={"short": 10, "long": 1000},
-            invalidation={"event_triggers": TRIGGERS},
-            limits={
-                "max_key_length": 64,
-                "max_batch_size": 5,
-                "max_warmup_keys": 5,
-                "max_value_bytes": 1024,
-            },
-        )
-    )
-    return agent
+async def agent(small_agent: CachingAgent) -> CachingAgent:
+    return small_agent
 
 
 # -- tags ----------------------------------------------------------------------------------
