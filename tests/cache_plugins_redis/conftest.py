@@ -1,4 +1,4 @@
-"""The L2 tests' config: the session engine, a prefix of the test's own."""
+"""The L2 tests' config: the session engine (or the cluster), a prefix of the test's own."""
 
 from __future__ import annotations
 
@@ -12,5 +12,19 @@ def l2_config(engine: Any, prefix: str) -> dict[str, Any]:
     return {
         "redis": {"url": engine.url, "key_prefix": prefix},
         "cache_tiers": {"l1": {"max_size_mb": 1, "ttl": 60}, "l2": {"type": "redis", "ttl": 3600}},
+        "strategies": {"write_back": {"batch_size": 1000, "flush_interval": 60}},
+    }
+
+
+@pytest.fixture
+def cluster_config(cluster: list[Any], prefix: str) -> dict[str, Any]:
+    """The 3-master cluster of tests/conftest.py, write_back flushed only when asked."""
+    return {
+        "redis": {
+            "cluster_mode": True,
+            "nodes": [{"host": "127.0.0.1", "port": node.port} for node in cluster],
+            "key_prefix": prefix,
+        },
+        "cache_tiers": {"l1": {"max_size_mb": 1}, "l2": {"type": "redis"}},
         "strategies": {"write_back": {"batch_size": 1000, "flush_interval": 60}},
     }

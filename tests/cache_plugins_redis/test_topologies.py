@@ -7,20 +7,11 @@ from typing import Any
 from cache_core import CachingAgent
 
 
-def cluster_config(nodes: list[Any], prefix: str) -> dict[str, Any]:
-    return {
-        "redis": {
-            "cluster_mode": True,
-            "nodes": [{"host": "127.0.0.1", "port": n.port} for n in nodes],
-            "key_prefix": prefix,
-        },
-        "cache_tiers": {"l1": {"max_size_mb": 1}, "l2": {"type": "redis"}},
-    }
-
-
-async def test_cluster_multi_key_operations_span_slots(cluster: list[Any], prefix: str) -> None:
+async def test_cluster_multi_key_operations_span_slots(
+    cluster: list[Any], cluster_config: dict[str, Any]
+) -> None:
     items = {f"user:{i}:profile": {"id": i} for i in range(60)}
-    async with CachingAgent.from_config(cluster_config(cluster, prefix), env={}) as agent:
+    async with CachingAgent.from_config(cluster_config, env={}) as agent:
         assert await agent.set_many(items) == 60
         # The keys really are spread over the three masters.
         held = [n.client.dbsize() for n in cluster]
@@ -35,11 +26,10 @@ async def test_cluster_multi_key_operations_span_slots(cluster: list[Any], prefi
         assert await agent.delete("user:2:profile") is True
 
 
-async def test_cluster_instances_stay_coherent(cluster: list[Any], prefix: str) -> None:
-    config = cluster_config(cluster, prefix)
+async def test_cluster_instances_stay_coherent(cluster_config: dict[str, Any]) -> None:
     async with (
-        CachingAgent.from_config(config, env={}) as a,
-        CachingAgent.from_config(config, env={}) as b,
+        CachingAgent.from_config(cluster_config, env={}) as a,
+        CachingAgent.from_config(cluster_config, env={}) as b,
     ):
         await a.set("k", 1)
         assert await b.get("k") == 1

@@ -186,24 +186,11 @@ async def test_what_carries_no_stamp_or_one_from_far_ahead_is_replaced(
         assert a.guarded_l2 is not None and a.guarded_l2.superseded == 0
 
 
-def cluster_config(nodes: list[Any], prefix: str) -> dict[str, Any]:
-    return {
-        "redis": {
-            "cluster_mode": True,
-            "nodes": [{"host": "127.0.0.1", "port": n.port} for n in nodes],
-            "key_prefix": prefix,
-        },
-        "cache_tiers": {"l1": {"max_size_mb": 1}, "l2": {"type": "redis"}},
-        "strategies": {"write_back": {"batch_size": 1000, "flush_interval": 60}},
-    }
-
-
 async def test_no_lost_update_across_the_slots_of_a_cluster(
-    cluster: list[Any], prefix: str
+    cluster: list[Any], cluster_config: dict[str, Any]
 ) -> None:
     """Each key's script runs on its own node; one node forgot the script."""
-    config = cluster_config(cluster, prefix)
-    async with agent_for(config) as a, agent_for(config) as b:
+    async with agent_for(cluster_config) as a, agent_for(cluster_config) as b:
         for key in KEYS:
             await a.set(key, "old", strategy="write_back")
         await b.set_many(dict.fromkeys(KEYS, "new"))

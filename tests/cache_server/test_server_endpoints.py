@@ -10,17 +10,6 @@ import orjson
 
 from cache_core.tiers.memory import entry_weight
 
-SEED_STATS_FIELDS = {
-    "hits": int,
-    "misses": int,
-    "sets": int,
-    "deletes": int,
-    "hit_rate": float,
-    "avg_latency_ms": float,
-    "l1_size_bytes": int,
-    "l2_size_keys": int,
-}
-
 
 def weight(key: str, value: Any) -> int:
     """What one entry of ``key`` -> ``value`` is accounted for in L1."""
