@@ -238,3 +238,47 @@ def test_an_l1_tier_without_len_or_contains_is_refused_at_assembly() -> None:
     config = {"cache_tiers": {"l1": {"type": "no_len"}}, "compression": {"enable": False}}
     with pytest.raises(ConfigError, match="__len__"):
         CachingAgent.from_config(config, plugins=[NoLenPlugin()], env=NO_PLUGINS)
+
+
+class ImmediateBuffer(HeldWrites):
+    """A complete write buffer of a third party's, written before ``on_landed``: it sends
+    each write to L2 at once and never says when a flush landed (nor has the attribute)."""
+
+    PLUGIN_NAME: ClassVar[str] = "immediate"
+
+    async def write(self, items: Sequence[Write]) -> None:
+        assert self._ctx.l2 is not None
+        await self._ctx.l2.set_many(items)
+        for key, data, ttl, _ in items:
+            self._ctx.l1.set(key, data, ttl)
+
+    def held_keys(self) -> int:
+        return 0
+
+
+class ImmediatePlugin:
+    @hookimpl
+    def cache_register_strategies(self) -> list[type[Any]]:
+        return [ImmediateBuffer]
+
+
+async def test_a_write_buffer_that_never_reports_its_flush_is_indexed_in_the_request(
+    sqlite_tier: Any, tmp_path: Any
+) -> None:
+    """``on_landed`` is optional: a buffer without it is still a buffer (adding it to the
+    WriteBuffer protocol made such a strategy silently unbuffered), and its writes are
+    indexed in the request, so the old value's tags stop reaching the key (deferred to a
+    flush that never reports, they would reach it forever)."""
+    config = {
+        "cache_tiers": {"l1": L1, "l2": {"type": "sqlite"}},
+        "sqlite": {"path": str(tmp_path / "l2.db")},
+        "compression": {"enable": False},
+    }
+    agent = _build(config, sqlite_tier, ImmediatePlugin(), cache_plugins_invalidation.hooks)
+    assert not isinstance(agent, ConfigError)
+    async with agent:
+        assert sorted(type(b).__name__ for b in agent.buffers) == ["ImmediateBuffer", "WriteBack"]
+        await agent.set("k", "tagged", tags=["t"])
+        await agent.set("k", "plain", strategy="immediate")
+        assert await agent.invalidate_by_tags(["t"]) == 0
+        assert await agent.get("k") == "plain"

@@ -160,7 +160,8 @@ class Assembly:
         except ValueError as exc:
             raise ConfigError(f"invalidation: {exc}") from None
         for buffer in buffers_of(self.strategies.values()):
-            buffer.on_landed = links.landed  # what a write-back write deferred to its flush
+            if hasattr(buffer, "on_landed"):  # optional (see WriteBuffer)
+                buffer.on_landed = links.landed
         return links
 
     def _build_index(self, clock: Callable[[], float]) -> InvalidationIndex:

@@ -93,9 +93,10 @@ class Links(Protocol):
         """Around one write of ``entries`` (key, TTL), each carrying ``tags`` and depending on
         ``dependencies`` (checked already): index them, call ``land()`` (the write itself)
         once, then settle the index and remove what depended on the keys' old values (the
-        written keys spared). ``buffered``: a write-back write; one that carries no links
-        puts nothing on the wire here: its old links and dependents are seen to when its
-        flush has landed (:meth:`landed`). Should ``land()`` raise, nothing after it runs."""
+        written keys spared). ``buffered``: a write into a buffer that reports its flushes
+        (``on_landed``); one that carries no links puts nothing on the wire here: its old
+        links and dependents are seen to when its flush has landed (:meth:`landed`).
+        Should ``land()`` raise, nothing after it runs."""
         ...
 
     async def landed(self, entries: Sequence[tuple[str, float | None]]) -> None:

@@ -81,13 +81,15 @@ class Strategy(Protocol):
 class WriteBuffer(Protocol):
     """What a strategy that holds writes back from L2 offers besides :class:`Strategy`
     (write_back): the agent reads through it, and deletes and invalidations drop from it,
-    so a held write is never lost to a read nor resurrected by a flush."""
+    so a held write is never lost to a read nor resurrected by a flush.
+
+    Optional, so not a member (a buffer without it is a buffer all the same): an
+    ``on_landed`` attribute, None until the agent sets it, awaited by the buffer with (key,
+    TTL left) of what each flush landed, once its lock is released. Where a buffer has it,
+    the invalidation index settles a plain write at its flush; where not, in the request."""
 
     on_flush: Callable[[float, int, bool], None] | None
     """Told (seconds, items, ok) after each flush to L2."""
-    on_landed: Callable[[Sequence[tuple[str, float | None]]], Awaitable[None]] | None
-    """Awaited with (key, TTL left) of what each flush landed, once its lock is released:
-    the invalidation index settles writes it deferred to the flush."""
 
     async def admit(self, items: Sequence[Write]) -> None:
         """Before anything of a write is indexed or written, raise if the buffer cannot

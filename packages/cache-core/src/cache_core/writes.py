@@ -170,6 +170,6 @@ class Writes:
             await land()
             return
         entries = [(key, ttl) for key, _, ttl, _ in writes]
-        # Without L2 nothing is ever flushed: a write-back write is indexed as any other.
-        buffered = buffer is not None and self.has_l2
+        # Deferred to the flush only where one comes (L2) and the buffer says it landed.
+        buffered = self.has_l2 and getattr(buffer, "on_landed", None) is not None
         await self.links.write(entries, tags, dependencies, land, buffered=buffered)
