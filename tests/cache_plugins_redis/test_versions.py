@@ -13,7 +13,7 @@ from typing import Any
 from cache_core import CachingAgent
 from cache_core.frames import HEADER_SIZE, MAGIC, MAX_AHEAD_NS, RAW_CODEC_ID, HybridClock, header
 from cache_core.strategies import WriteBack
-from cache_plugins_redis.tier import SET_UNLESS_NEWER_SHA
+from cache_plugins_redis.tier import SCRIPT_BATCH_BYTES, SET_UNLESS_NEWER_SHA
 
 KEYS = [f"lost:{i}" for i in range(20)]
 
@@ -236,3 +236,29 @@ async def test_a_large_flush_keeps_every_newer_write_across_script_calls(
         stored = {key: payload(engine, prefix, key) for key in keys}
         assert stored == {key: f'"{value}"'.encode() for key, value in expected.items()}
         await eventually(a, expected)
+
+
+def evalsha_calls(engine: Any) -> int:
+    stats = engine.client.info("commandstats").get("cmdstat_evalsha")
+    return int(stats["calls"]) if stats else 0
+
+
+async def test_a_flush_bounds_each_script_call_in_entries_and_bytes(
+    l2_config: dict[str, Any], engine: Any
+) -> None:
+    """A script call holds the engine for its whole run: many small entries share one call,
+    large ones are split so that no call carries much more than SCRIPT_BATCH_BYTES."""
+    config = {**l2_config, "compression": {"enable": False}}
+    async with agent_for(config) as agent:
+        for i in range(50):
+            await agent.set(f"small:{i}", i, strategy="write_back")
+        before = evalsha_calls(engine)
+        await write_back_of(agent).flush()
+        assert evalsha_calls(engine) - before == 1
+        large = "x" * (SCRIPT_BATCH_BYTES // 2 + 1)
+        for i in range(4):
+            await agent.set(f"large:{i}", large, strategy="write_back")
+        before = evalsha_calls(engine)
+        await write_back_of(agent).flush()
+        assert evalsha_calls(engine) - before == 4  # two would go past the bound together
+        assert await agent.get("large:3") == large

@@ -103,7 +103,10 @@ another client's key of another type is replaced, as SET replaces it. Many entri
 one call (one command to pack and one reply to parse, not one per entry): in Cluster, one
 call per entry, whose keys may live on different nodes."""
 SCRIPT_BATCH = 100
-"""Entries per call of the script at most: bounds how long one call holds the engine."""
+SCRIPT_BATCH_BYTES = 1024 * 1024
+"""Entries, and bytes of frames, per call of the script at most (an entry larger than the
+bytes alone goes alone): a call holds the engine for its whole run, a pipeline of single
+commands let other clients in between."""
 SET_UNLESS_NEWER_SHA = hashlib.sha1(SET_UNLESS_NEWER.encode()).hexdigest()
 MAX_PX = 2**53
 """Milliseconds of TTL the tier sends at most: far beyond any limits.max_ttl, well inside
@@ -472,8 +475,7 @@ class RedisTier:
         """The script (``EVALSHA sha`` or ``EVAL body``) over ``calls``, and ``notice``, in
         one pipeline (the notice after it, outside it in Cluster); each call's reply (an
         error in place, for every call of a script call that failed)."""
-        size = 1 if self._cluster else SCRIPT_BATCH
-        chunks = [calls[i : i + size] for i in range(0, len(calls), size)]
+        chunks = self._script_chunks(calls)
         pipe = self._client.pipeline(transaction=False)
         for chunk in chunks:
             args: list[Any] = [chunk[0][3]]  # one horizon for the whole unit
@@ -489,6 +491,25 @@ class RedisTier:
         for chunk, reply in zip(chunks, replies, strict=True):
             flat += [reply] * len(chunk) if isinstance(reply, Exception) else list(reply)
         return flat
+
+    def _script_chunks(
+        self, calls: Sequence[tuple[str, bytes, bytes | int, bytes]]
+    ) -> list[Sequence[tuple[str, bytes, bytes | int, bytes]]]:
+        """``calls`` in runs of at most :data:`SCRIPT_BATCH` entries and about
+        :data:`SCRIPT_BATCH_BYTES` (one entry a run in Cluster, whose keys may live apart)."""
+        if self._cluster:
+            return [[call] for call in calls]
+        chunks: list[Sequence[tuple[str, bytes, bytes | int, bytes]]] = []
+        start = size = 0
+        for i, call in enumerate(calls):
+            if i > start and (
+                i - start == SCRIPT_BATCH or size + len(call[1]) > SCRIPT_BATCH_BYTES
+            ):
+                chunks.append(calls[start:i])
+                start, size = i, 0
+            size += len(call[1])
+        chunks.append(calls[start:])
+        return chunks
 
     async def delete(self, keys: Sequence[str]) -> list[str]:
         if not keys:
