@@ -12,7 +12,7 @@ from redis import asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from cache_core import CachingAgent
-from cache_plugins_redis.autopipeline import CoalescingClient
+from cache_plugins_redis.autopipeline import CoalescingClient, TickBatcher
 
 
 @pytest.fixture
@@ -102,3 +102,28 @@ async def test_concurrent_agent_writes_share_round_trips(
         assert len(rounds) <= 4 and sum(rounds) == 80, rounds
         agent.l1.clear()
         assert await agent.get_many([f"k{i}" for i in range(40)]) == {f"k{i}": i for i in range(40)}
+
+
+async def test_a_submitter_that_gives_up_before_its_tick_sends_nothing() -> None:
+    """Cancelled while it waits out its tick, a lone submitter's item is not sent (the
+    engine would do work nobody reads); a second submitter of that tick still gets its
+    answer."""
+    sent: list[list[str]] = []
+
+    async def run(items: list[str]) -> list[str]:
+        sent.append(list(items))
+        return [item.upper() for item in items]
+
+    batcher: TickBatcher[str, str] = TickBatcher(run)
+    lone = asyncio.ensure_future(batcher.submit("a"))
+    await asyncio.sleep(0)  # it is waiting out its tick
+    lone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await lone
+    assert sent == []
+    first = asyncio.ensure_future(batcher.submit("b"))
+    second = asyncio.ensure_future(batcher.submit("c"))
+    await asyncio.sleep(0)
+    first.cancel()
+    assert await second == "C"
+    assert sent == [["c"]]

@@ -53,7 +53,11 @@ class TickBatcher(Generic[T, R]):
         try:
             await asyncio.sleep(0)  # the tick: every task made ready in it submits meanwhile
         except BaseException:
-            loop.call_soon(self._send)  # given up: the others' items go all the same
+            # Given up: its own item is not sent; the others of its tick go all the same.
+            self._queue = [(queued, w) for queued, w in self._queue if w is not waiter]
+            waiter.cancel()
+            if self._queue:
+                loop.call_soon(self._send)
             raise
         if len(self._queue) != 1 or self._queue[0][1] is not waiter:
             if self._queue:  # a round of several: a task of its own, one giving up is alone
