@@ -1,7 +1,7 @@
 """Round trips of the L2 data path, counted at the socket: framing and the frame check
 happen in core, around the tier's calls, and add none. A read is one MGET (reads of one
-tick share it); a frame of format 1 (no expiry inside) adds its PTTL; a write is one
-pipeline with its coherence notice, after the index's lookup (a write_back write: nothing,
+tick share it); a frame of format 1 (no expiry inside) adds its PTTL; a write of keys
+without links is one script call with its coherence notice (a write_back write: nothing,
 its index travels with the flush)."""
 
 from __future__ import annotations
@@ -47,9 +47,10 @@ async def test_l2_reads_and_writes_take_the_round_trips_they_did(
     }
     large = {"items": [f"item {i}" for i in range(100)]}  # compressed
     async with CachingAgent.from_config(config, env={}) as agent:
-        assert await rounds_of(sends, agent.set("k", large, strategy="write_around")) == 2
-        assert await rounds_of(sends, agent.set("t", large)) == 2  # write_through
-        assert await rounds_of(sends, agent.set_many({"a": 1, "b": large})) == 2
+        # One script call: the value, the check of its key's links, the notice.
+        assert await rounds_of(sends, agent.set("k", large, strategy="write_around")) == 1
+        assert await rounds_of(sends, agent.set("t", large)) == 1  # write_through
+        assert await rounds_of(sends, agent.set_many({"a": 1, "b": large})) == 1
         # write_back puts nothing on the wire in the request: its index travels with the flush
         assert await rounds_of(sends, agent.set("wb", 1, strategy="write_back")) == 0
         assert await rounds_of(sends, agent.get("k")) == 1  # not in L1: write_around

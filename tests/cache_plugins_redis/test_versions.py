@@ -13,7 +13,7 @@ from typing import Any
 from cache_core import CachingAgent
 from cache_core.frames import HEADER_SIZE, MAGIC, MAX_AHEAD_NS, RAW_CODEC_ID, HybridClock, header
 from cache_core.strategies import WriteBack
-from cache_plugins_redis.tier import SCRIPT_BATCH_BYTES, SET_UNLESS_NEWER_SHA
+from cache_plugins_redis.scripts import SCRIPT_BATCH_BYTES, SET_UNLESS_NEWER_SHA
 
 KEYS = [f"lost:{i}" for i in range(20)]
 

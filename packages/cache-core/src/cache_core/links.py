@@ -13,10 +13,11 @@ naming the extra to install, before anything changes.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from attrs import frozen
+from attrs import Factory, define, frozen
 
 from cache_core.errors import NotInstalledError
 from cache_core.extras import LINKS_EXTRA, install_hint
@@ -46,6 +47,30 @@ class LinksContext:
     """A pattern a caller gave: within ``limits.max_pattern_*`` too."""
     check_names: Callable[[Sequence[str], str], None]
     """Tag or event names (``what`` names them in the error)."""
+
+
+@define
+class Landing:
+    """What an L2 tier reports of one write or delete of keys it was told nothing about:
+    which of them the invalidation index holds anything for (links of their own, keys
+    depending on them, registrations), checked in the same atomic step as the write, and
+    which dependents of theirs it removed in that step.
+
+    Whoever writes without looking at the index first sets one in :data:`LANDING` around
+    the call; a tier that keeps the index beside its entries (Redis) fills ``linked``,
+    and only those keys need the index afterwards. ``None``: the tier could not tell (a
+    third-party tier, Cluster, an index kept elsewhere), so every key does."""
+
+    linked: set[str] | None = None
+    removed: set[str] = Factory(set)
+    """Keys the tier removed itself in the same step, as dependents of the linked keys'
+    old values (counted by whoever invalidates, besides what it removes)."""
+
+
+LANDING: ContextVar[Landing | None] = ContextVar("cache_core.links.landing", default=None)
+"""The :class:`Landing` of the write or delete the current task is making, if any: a
+context variable, because the report crosses the strategy and the guarded tier, which
+neither know of links."""
 
 
 @frozen
@@ -99,10 +124,16 @@ class Links(Protocol):
         Should ``land()`` raise, nothing after it runs."""
         ...
 
-    async def landed(self, entries: Sequence[tuple[str, float | None]]) -> None:
+    async def landed(
+        self,
+        entries: Sequence[tuple[str, float | None]],
+        linked: Collection[str] | None = None,
+    ) -> None:
         """A write buffer's flush has landed ``entries`` (key, TTL left) in L2: settle the
         index of those whose write was deferred (their old links dropped, their old values'
-        dependents removed). Awaited by the buffer after each flush, outside its lock."""
+        dependents removed). ``linked``: the flush's :class:`Landing`, when its tier told
+        (only those keys have anything to settle). Awaited by the buffer after each flush,
+        outside its lock."""
         ...
 
     async def remove(self, keys: KeySet) -> KeySet:

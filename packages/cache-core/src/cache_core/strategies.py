@@ -17,7 +17,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from enum import StrEnum
 from typing import ClassVar, Protocol, runtime_checkable
 
@@ -25,6 +25,7 @@ from attrs import Attribute, define, field
 
 from cache_core.errors import InvalidValueError, TierUnavailableError
 from cache_core.globs import matcher
+from cache_core.links import LANDING, Landing
 from cache_core.tiers.base import LocalTier
 from cache_core.tiers.guarded import GuardedTier, Stamped
 
@@ -33,6 +34,11 @@ log = logging.getLogger("cache_core.strategies")
 FLUSH_RETRY_AFTER = 0.25
 """Seconds after a failed flush before a write may start another (the periodic flush
 retries meanwhile)."""
+
+OnLanded = Callable[[Sequence[tuple[str, float | None]], Collection[str] | None], Awaitable[None]]
+"""A buffer's ``on_landed``: told (key, TTL left) of what a flush landed, and which of those
+keys its tier said the invalidation index holds anything for (None: it could not tell;
+see :class:`~cache_core.links.Landing`)."""
 
 Write = tuple[str, bytes, float | None, bool]
 """One write: key, JSON bytes, TTL in seconds (None: no expiry), and whether L2 may
@@ -84,8 +90,9 @@ class WriteBuffer(Protocol):
     so a held write is never lost to a read nor resurrected by a flush.
 
     Optional, so not a member (a buffer without it is a buffer all the same): an
-    ``on_landed`` attribute, None until the agent sets it, awaited by the buffer with (key,
-    TTL left) of what each flush landed, once its lock is released. Where a buffer has it,
+    ``on_landed`` attribute (:data:`OnLanded`), None until the agent sets it, awaited by the
+    buffer with (key, TTL left) of what each flush landed and the flush's
+    :class:`~cache_core.links.Landing` report, once its lock is released. Where a buffer has it,
     the invalidation index settles a plain write at its flush; where not, in the request."""
 
     on_flush: Callable[[float, int, bool], None] | None
@@ -240,8 +247,7 @@ class WriteBack:
         """Buffered writes L2 refused for what they held (logged, not retried)."""
         self.on_flush: Callable[[float, int, bool], None] | None = None
         """Told (seconds, items, ok) after each flush that sent anything."""
-        self.on_landed: Callable[[Sequence[tuple[str, float | None]]], Awaitable[None]] | None
-        self.on_landed = None
+        self.on_landed: OnLanded | None = None
 
     async def start(self) -> None:
         if self._ctx.l2 is not None and self._task is None:
@@ -407,6 +413,8 @@ class WriteBack:
                     ttl = None if math.isinf(left) else left
                     items.append((key, data, ttl, compress, stamp))
             start = time.perf_counter()
+            landing = Landing()
+            token = LANDING.set(landing)
             try:
                 if items:
                     await self._send(l2, items)
@@ -427,6 +435,8 @@ class WriteBack:
                 self._buffer = {**kept, **self._buffer}
                 self._buffered_bytes += sum(len(entry[0]) for entry in kept.values())
                 raise
+            finally:
+                LANDING.reset(token)
             self._in_flight = {}
             self._in_flight_bytes = 0
             self._report(start, len(items), ok=True)
@@ -436,7 +446,8 @@ class WriteBack:
         if self.on_landed is not None and items:
             # Outside the lock: settling may remove dependents, which drops their buffered
             # writes, which waits for a flush in flight.
-            await self.on_landed([(key, ttl) for key, _, ttl, _, _ in items if key not in gone])
+            landed = [(key, ttl) for key, _, ttl, _, _ in items if key not in gone]
+            await self.on_landed(landed, landing.linked)
         return len(items)
 
     async def _send(self, l2: GuardedTier, items: list[Stamped]) -> None:

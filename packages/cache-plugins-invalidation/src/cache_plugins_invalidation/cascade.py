@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
+from cache_core.links import LANDING, Landing
+
 if TYPE_CHECKING:
     from cache_core.invalidation import InvalidationIndex
     from cache_plugins_invalidation.categories import CategoryRules
@@ -43,11 +45,31 @@ class Cascade:
     ) -> KeySet:
         """Remove ``keys`` and their dependents (by key and by category), except ``spare``.
         Returns the keys that were actually held somewhere."""
-        keys = (keys | await self.dependents(keys)) - spare
-        removed = await self.purge(keys)
-        await self.index.forget(keys)
+        keys = keys - spare
+        if self.registrations.pending:
+            await self.registrations.land()  # a registration may name these keys
+        # Removed first: the tier says, in the delete's own atomic step, which keys the
+        # index holds anything for, and only those are looked up after (their links and
+        # the edges to their dependents stay in the index until forget, so the order finds
+        # the same dependents).
+        landing = Landing()
+        # Not with keys to spare: the tier's cascade spares only the keys it removes.
+        token = LANDING.set(None if spare else landing)
+        try:
+            removed = await self.purge(keys)
+        finally:
+            LANDING.reset(token)
+        linked = keys if landing.linked is None else keys & landing.linked
+        removed |= landing.removed
+        gone = keys
+        if linked:
+            more = await self.index.dependents(linked) - spare - keys
+            if more:
+                removed |= await self.purge(more)
+                gone = keys | more
+            await self.index.forget(linked | more)
         if self.categories:
-            tags = sorted(self.categories.targets(keys))
+            tags = sorted(self.categories.targets(gone))
             removed |= await self.invalidate_tags(tags, visited, spare)
         return removed
 

@@ -9,11 +9,11 @@ it, and removes keys only through core's ``purge``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 from cache_core.errors import TierUnavailableError
-from cache_core.links import EventTargets, LinksContext
+from cache_core.links import LANDING, EventTargets, Landing, LinksContext
 from cache_plugins_invalidation.cascade import Cascade
 from cache_plugins_invalidation.categories import CategoryRules
 from cache_plugins_invalidation.events import Events
@@ -21,6 +21,17 @@ from cache_plugins_invalidation.registrations import InvalidationManager
 from cache_plugins_invalidation.settings import InvalidationSettings
 
 _NONE = object()
+
+
+async def _watched(land: Callable[[], Awaitable[None]]) -> Landing:
+    """``land()`` under a :class:`Landing`, which the tier fills if it can."""
+    landing = Landing()
+    token = LANDING.set(landing)
+    try:
+        await land()
+    finally:
+        LANDING.reset(token)
+    return landing
 
 
 class InvalidationLinks(Cascade):
@@ -97,6 +108,16 @@ class InvalidationLinks(Cascade):
             await land()
             self._deferred.update(entries)
             return
+        if plain:
+            # Landed first: a plain write adds no links, so the index has nothing to record
+            # before it, and the tier says (in the write's own atomic step) which keys the
+            # index holds anything for; only those are settled after. Should settling fail,
+            # the old links stay (too much is invalidated, never too little).
+            landing = await _watched(land)
+            for key in keys:
+                self._deferred.pop(key, None)
+            await self._settle(entries, landing.linked)
+            return
         for key in keys:
             self._deferred.pop(key, None)  # indexed now, old links and dependents with it
         # Indexed before the write lands: should it fail half-way, its new tags still reach
@@ -104,7 +125,9 @@ class InvalidationLinks(Cascade):
         # the lookup could time out on a frozen engine while the SET waits in the socket
         # and applies on resume, leaving those dependents behind.)
         dependents = await self.index.record(linked, dependencies)
-        await land()
+        # Watched too: a tier that can removes the dependents in the write's own step, so a
+        # write that lands after its caller gave up on it (a frozen engine) takes them along.
+        await _watched(land)
         # Landed: only now may the index drop the links the old value needed. Should that
         # fail, both values' links stay, which invalidates too much, never too little.
         settling = self.index.settle(linked, dependencies)
@@ -115,24 +138,40 @@ class InvalidationLinks(Cascade):
             # The written keys stay, even where a dependency cycle leads back to them.
             await self.remove(dependents, spare=frozenset(keys))
 
-    async def landed(self, entries: Sequence[tuple[str, float | None]]) -> None:
+    async def landed(
+        self,
+        entries: Sequence[tuple[str, float | None]],
+        linked: Collection[str] | None = None,
+    ) -> None:
         due = {key: ttl for key, ttl in entries if self._deferred.pop(key, _NONE) is not _NONE}
+        if linked is not None:
+            due = {key: ttl for key, ttl in due.items() if key in linked}
         due = {**self._unsettled, **due}
         self._unsettled = {}
         if not due:
             return
-        linked: list[tuple[str, float | None, Sequence[str]]] = [(k, t, ()) for k, t in due.items()]
         try:
-            dependents = await self.index.record(linked, ())
-            settling = self.index.settle(linked, ())
-            if settling is not None:
-                await settling
+            await self._settle(list(due.items()), None)
         except TierUnavailableError:
             # L2 went away after the flush landed: the next flush settles these too.
             self._unsettled = {**due, **self._unsettled}
             raise
+
+    async def _settle(
+        self, entries: Sequence[tuple[str, float | None]], linked: Collection[str] | None
+    ) -> None:
+        """Plain writes of ``entries`` have landed: drop their keys' old links and remove
+        what depended on their old values (the written keys spared). ``linked``: the keys
+        the tier said the index holds anything for (None: it could not tell, so all)."""
+        due = [(key, ttl, ()) for key, ttl in entries if linked is None or key in linked]
+        if not due:
+            return
+        dependents = await self.index.record(due, ())
+        settling = self.index.settle(due, ())
+        if settling is not None:
+            await settling
         if dependents:
-            await self.remove(dependents, spare=frozenset(due))
+            await self.remove(dependents, spare=frozenset(key for key, _, _ in due))
 
     async def remove(
         self,

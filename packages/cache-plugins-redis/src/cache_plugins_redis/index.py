@@ -60,6 +60,7 @@ from cache_plugins_redis.index_rounds import (
     score_of,
 )
 from cache_plugins_redis.memory_policy import L2FullError
+from cache_plugins_redis.scripts import LinkWatch
 from cache_plugins_redis.tier import INDEX_MARK, RedisTier
 
 log = logging.getLogger("cache_plugins_redis.index")
@@ -134,6 +135,10 @@ class RedisIndex:
         self._registered: str = base + "registered"
         self._unsettled: dict[str, _Change] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        # Writes and deletes then say, from their own script, which keys need this index.
+        self._tier.watch_links(
+            LinkWatch(self._meta, self._sources, self._registered, self._deps, self._reg)
+        )
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
@@ -48,11 +48,23 @@ from cache_core.errors import (
     TierUnavailableError,
 )
 from cache_core.globs import matcher
+from cache_core.links import LANDING
 from cache_core.tiers.base import CoherenceListener, TierContext
 from cache_plugins_redis.autopipeline import CoalescingClient, TickBatcher
 from cache_plugins_redis.coherence import SEP, CoherenceSubscriber, notice
 from cache_plugins_redis.engine import EMBEDDED, EmbeddedEngine
 from cache_plugins_redis.memory_policy import DEFAULT_MAX_MEMORY_MB, MemoryPolicy
+from cache_plugins_redis.scripts import (
+    CASCADE_LIMIT,
+    DELETE,
+    DELETE_SHA,
+    SCRIPT_BATCH,
+    SCRIPT_BATCH_BYTES,
+    SCRIPTS,
+    SET_UNLESS_NEWER,
+    SET_UNLESS_NEWER_SHA,
+    LinkWatch,
+)
 from cache_plugins_redis.settings import RedisSettings
 
 log = logging.getLogger("cache_plugins_redis.tier")
@@ -62,52 +74,6 @@ T = TypeVar("T")
 _UNLOCK = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 )
-SET_UNLESS_NEWER = """
-local function before(a, b)
-  for i = 1, 8 do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x < y end
-  end
-  return false
-end
-local horizon, out = ARGV[1], {}
-for i = 1, #KEYS do
-  local frame, px = ARGV[2 * i], ARGV[2 * i + 1]
-  local stored = redis.pcall('GETRANGE', KEYS[i], 0, 18)
-  local kept = nil
-  if type(stored) == 'string' and #stored == 19 and string.byte(stored, 1) == 202
-      and string.byte(stored, 2) >= 3 then
-    kept = string.sub(stored, 12, 19)
-    if before(kept, string.sub(frame, 12, 19)) or before(horizon, kept) then kept = nil end
-  end
-  if kept then
-    out[i] = kept
-  else
-    if px == '' then
-      redis.call('SET', KEYS[i], frame)
-    else
-      redis.call('SET', KEYS[i], frame, 'PX', px)
-    end
-    out[i] = 1
-  end
-end
-return out
-"""
-"""KEYS: the entries; ARGV: the horizon (8 bytes), then for each entry its new frame and
-PX in ms ('' for none). Stores each frame unless the stored one (of format 3 or later:
-magic 0xCA at byte 0, its format at 1) carries a stamp (bytes 11-18, big-endian, compared
-byte by byte: Lua's numbers cannot hold 64 bits, its string order follows the locale) at
-least the new one's and at most the horizon; returns, per entry, 1 when it stored, else the
-stamp that stays. GETRANGE reads the header alone, never a large value; under pcall, so
-another client's key of another type is replaced, as SET replaces it. Many entries go in
-one call (one command to pack and one reply to parse, not one per entry): in Cluster, one
-call per entry, whose keys may live on different nodes."""
-SCRIPT_BATCH = 100
-SCRIPT_BATCH_BYTES = 1024 * 1024
-"""Entries, and bytes of frames, per call of the script at most (an entry larger than the
-bytes alone goes alone): a call holds the engine for its whole run, a pipeline of single
-commands let other clients in between."""
-SET_UNLESS_NEWER_SHA = hashlib.sha1(SET_UNLESS_NEWER.encode()).hexdigest()
 MAX_PX = 2**53
 """Milliseconds of TTL the tier sends at most: far beyond any limits.max_ttl, well inside
 what the engine accepts (its clock plus the TTL must fit in 63 bits)."""
@@ -159,6 +125,10 @@ class RedisTier:
         self._instance_bytes = self.instance_id.encode()
         self._cluster = self._settings.cluster_mode
         self._listener: CoherenceListener | None = None
+        self._watch: LinkWatch | None = None
+        """Set by the invalidation index of this Redis (outside Cluster): writes and deletes
+        made under a :class:`~cache_core.links.Landing` report which keys it holds anything
+        for."""
         self._client: Any = None
         self._subscriber: CoherenceSubscriber | None = None
         self.engine: EmbeddedEngine | None = None
@@ -266,8 +236,9 @@ class RedisTier:
             pubsub_url = url
         try:
             await self._client.ping()
-            # Loaded once (on every primary of a Cluster), so writes send only its SHA.
-            await self._client.script_load(SET_UNLESS_NEWER)
+            # Loaded once (on every primary of a Cluster), so writes send only their SHAs.
+            for script in SCRIPTS:
+                await self._client.script_load(script)
         except Exception as exc:
             where = self.describe()["backend"]
             await self.close()
@@ -435,11 +406,43 @@ class RedisTier:
             self._set_cmd(pipe, key, data, ttl)
         await self._publish(pipe, self._notice(b"k", SEP.join(k for k, _, _ in items)))
 
+    def watch_links(self, watch: LinkWatch) -> None:
+        """Called by the invalidation index kept in this Redis: from now on, a write or
+        delete made under a :class:`~cache_core.links.Landing` fills it from inside its own
+        script. Not in Cluster, where a script's keys must share one slot."""
+        if not self._cluster:
+            self._watch = watch
+
+    def _watched(self, keys: Sequence[str], alone: bool) -> tuple[list[str], list[Any]]:
+        """The extra KEYS, and the ARGV from ``now`` on, of a script call that checks
+        ``keys``' links and removes their old values' dependents (nothing extra when nobody
+        asked, no Landing, or nothing can tell). ``alone``: the call is the whole unit; a
+        unit of several calls leaves its dependents to the index, which spares every key
+        the unit writes (a call's cascade could remove a key another call wrote)."""
+        watch = self._watch
+        if watch is None or LANDING.get() is None:
+            return [], ["", 0, 0, "", "", ""]
+        names = [watch.meta_prefix + key for key in keys]
+        names += [watch.sources, watch.registered]
+        limit = CASCADE_LIMIT if alone else 0
+        now = int(time.time() * 1000)
+        return names, [now, len(self.prefix), limit, *watch.prefixes]
+
+    @staticmethod
+    def _report(keys: Sequence[str], found: Sequence[int], removed: Sequence[bytes]) -> None:
+        landing = LANDING.get()
+        if landing is not None:
+            linked = landing.linked if landing.linked is not None else set()
+            linked.update(keys[i - 1] for i in found)
+            landing.linked = linked
+            landing.removed.update(key.decode() for key in removed)
+
     async def set_unless_newer(
         self, items: Sequence[tuple[str, bytes, float | None, int]], horizon: int
     ) -> list[int | None]:
-        """``items`` stored where the stored stamp is older, in one pipeline with their
-        notice; for each, None when stored, else the stamp that stays.
+        """``items`` stored where the stored stamp is older, with their notice, in one
+        script call (outside Cluster; a call per run of :data:`SCRIPT_BATCH` entries); for
+        each, None when stored, else the stamp that stays.
 
         The notice names every key of the unit, refused ones too: naming only those set
         would take a notice per key from inside the scripts (a batch of N: N messages to
@@ -448,75 +451,101 @@ class RedisTier:
         if not items:
             return []
         limit = min(horizon, 2**64 - 1).to_bytes(8, "big")
-        calls = [
-            (self.prefix + key, data, b"" if (px := self._px(ttl)) is None else px, limit)
-            for key, data, ttl, _ in items
-        ]
         notice = self._notice(b"k", SEP.join(item[0] for item in items))
-        with self.memory.refusals():
-            replies = await self._evaluate(calls, notice, "EVALSHA", SET_UNLESS_NEWER_SHA)
-            unloaded = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-            if unloaded:
-                # The engine forgot the script: EVAL sends it whole, and the engine keeps
-                # it for the EVALSHAs after. The notice again: the values it announced
-                # land only now.
-                again = [calls[i] for i in unloaded]
-                sent = await self._evaluate(again, notice, "EVAL", SET_UNLESS_NEWER)
-                for i, reply in zip(unloaded, sent, strict=True):
-                    replies[i] = reply
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise reply
-        return [None if reply == 1 else int.from_bytes(reply, "big") for reply in replies]
-
-    async def _evaluate(
-        self, calls: Sequence[tuple[str, bytes, bytes | int, bytes]], notice: bytes, *script: str
-    ) -> list[Any]:
-        """The script (``EVALSHA sha`` or ``EVAL body``) over ``calls``, and ``notice``, in
-        one pipeline (the notice after it, outside it in Cluster); each call's reply (an
-        error in place, for every call of a script call that failed)."""
-        chunks = self._script_chunks(calls)
-        pipe = self._client.pipeline(transaction=False)
+        calls: list[_Call] = []
+        chunks = self._script_chunks(items)
         for chunk in chunks:
-            args: list[Any] = [chunk[0][3]]  # one horizon for the whole unit
-            for _, data, px, _ in chunk:
-                args += [data, px]
-            pipe.execute_command(*script, len(chunk), *(name for name, *_ in chunk), *args)
-        if not self._cluster:
-            pipe.publish(self.channel, notice)
-        replies: list[Any] = (await pipe.execute(raise_on_error=False))[: len(chunks)]
-        if self._cluster:
+            keys = [key for key, *_ in chunk]
+            extra, watched = self._watched(keys, len(chunks) == 1)
+            args: list[Any] = [limit, len(chunk), "", notice, *watched]
+            for _, data, ttl, _ in chunk:
+                px = self._px(ttl)
+                args += [data, b"" if px is None else px]
+            names = [self.prefix + key for key in keys] + extra
+            calls.append(_Call(keys, names, args, 2, bool(extra)))
+        with self.memory.refusals():
+            replies = await self._run(calls, notice, SET_UNLESS_NEWER_SHA, SET_UNLESS_NEWER)
+        out: list[int | None] = []
+        for call, reply in zip(calls, replies, strict=True):
+            n = len(call.keys)
+            if call.watching:
+                self._report(call.keys, reply[n], reply[n + 1])
+            out += [None if r == 1 else int.from_bytes(r, "big") for r in reply[:n]]
+        return out
+
+    async def _run(self, calls: Sequence[_Call], notice: bytes, sha: str, text: str) -> list[Any]:
+        """``calls`` of one script in one pipeline, the notice published by the last call
+        (outside Cluster: a unit of one call is one atomic step), or after them; each
+        call's reply. An engine that lost the script gets its text for the calls it
+        refused, the last of them with the notice again (what it announced lands only
+        now). Should the call with the notice fail where others stored, the notice goes
+        on its own."""
+        replies = await self._send_calls(calls, "EVALSHA", sha)
+        unloaded = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if unloaded:
+            again = [calls[i] for i in unloaded]
+            sent = await self._send_calls(again, "EVAL", text)
+            for i, reply in zip(unloaded, sent, strict=True):
+                replies[i] = reply
+        failed = [reply for reply in replies if isinstance(reply, Exception)]
+        if self._cluster or (failed and len(failed) < len(replies)):
             await self._client.publish(self.channel, notice)
-        flat: list[Any] = []
-        for chunk, reply in zip(chunks, replies, strict=True):
-            flat += [reply] * len(chunk) if isinstance(reply, Exception) else list(reply)
-        return flat
+        if failed:
+            raise failed[0]
+        return replies
+
+    async def _send_calls(self, calls: Sequence[_Call], *script: str) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for i, call in enumerate(calls):
+            args = list(call.args)
+            if not self._cluster and i == len(calls) - 1:
+                args[call.channel_at] = self.channel
+            pipe.execute_command(*script, len(call.names), *call.names, *args)
+        return list(await pipe.execute(raise_on_error=False))
 
     def _script_chunks(
-        self, calls: Sequence[tuple[str, bytes, bytes | int, bytes]]
-    ) -> list[Sequence[tuple[str, bytes, bytes | int, bytes]]]:
-        """``calls`` in runs of at most :data:`SCRIPT_BATCH` entries and about
+        self, items: Sequence[tuple[str, bytes, float | None, int]]
+    ) -> list[Sequence[tuple[str, bytes, float | None, int]]]:
+        """``items`` in runs of at most :data:`SCRIPT_BATCH` entries and about
         :data:`SCRIPT_BATCH_BYTES` (one entry a run in Cluster, whose keys may live apart)."""
         if self._cluster:
-            return [[call] for call in calls]
-        chunks: list[Sequence[tuple[str, bytes, bytes | int, bytes]]] = []
+            return [[item] for item in items]
+        chunks: list[Sequence[tuple[str, bytes, float | None, int]]] = []
         start = size = 0
-        for i, call in enumerate(calls):
+        for i, item in enumerate(items):
             if i > start and (
-                i - start == SCRIPT_BATCH or size + len(call[1]) > SCRIPT_BATCH_BYTES
+                i - start == SCRIPT_BATCH or size + len(item[1]) > SCRIPT_BATCH_BYTES
             ):
-                chunks.append(calls[start:i])
+                chunks.append(items[start:i])
                 start, size = i, 0
-            size += len(call[1])
-        chunks.append(calls[start:])
+            size += len(item[1])
+        chunks.append(items[start:])
         return chunks
 
     async def delete(self, keys: Sequence[str]) -> list[str]:
+        """Unlink ``keys`` with their notice: outside Cluster, one script call per run of
+        :data:`SCRIPT_BATCH` keys, the notice in the last (one atomic step for a small
+        delete)."""
         if not keys:
             return []
-        names = [self.prefix + key for key in keys]
-        existed = await self._unlink(names, self._notice(b"k", SEP.join(keys)))
-        return [key for key, found in zip(keys, existed, strict=True) if found]
+        notice = self._notice(b"k", SEP.join(keys))
+        if self._cluster:
+            existed = await self._unlink([self.prefix + key for key in keys], notice)
+            return [key for key, found in zip(keys, existed, strict=True) if found]
+        calls: list[_Call] = []
+        for start in range(0, len(keys), SCRIPT_BATCH):
+            chunk = list(keys[start : start + SCRIPT_BATCH])
+            extra, watched = self._watched(chunk, len(keys) <= SCRIPT_BATCH)
+            names = [self.prefix + key for key in chunk] + extra
+            calls.append(_Call(chunk, names, [len(chunk), "", notice, *watched], 1, bool(extra)))
+        out: list[str] = []
+        for call, (existed, found, removed, _) in zip(
+            calls, await self._run(calls, notice, DELETE_SHA, DELETE), strict=True
+        ):
+            if call.watching:
+                self._report(call.keys, found, removed)
+            out += [key for key, gone in zip(call.keys, existed, strict=True) if gone]
+        return out
 
     async def _unlink(self, names: Sequence[str | bytes], notice: bytes | None) -> list[bool]:
         """UNLINK ``names`` (full names, the prefix included) in one pipeline, with
@@ -649,6 +678,19 @@ class RedisTier:
             where = _redact(self._url())
         described = {"backend": where, "prefix": self.prefix, "coherent": self.coherent}
         return {**described, "memory": self.memory.describe()}
+
+
+@define
+class _Call:
+    """One script call: the entries' keys, its KEYS (full names) and ARGV; ARGV's
+    ``channel_at`` is where the channel goes ('' publishes nothing)."""
+
+    keys: Sequence[str]
+    names: list[str]
+    args: list[Any]
+    channel_at: int
+    watching: bool
+    """Whether it checks its keys' links (and its reply says which are linked)."""
 
 
 def _redact(url: str) -> str:
