@@ -232,17 +232,19 @@ async def test_a_write_refused_while_the_engine_is_stopped_never_half_applies(
         assert (source, dependent) in [(1, 2), (3, None)]
 
 
-async def test_settling_costs_no_round_trip_when_nothing_changed(
+async def test_a_write_with_tags_and_dependencies_is_one_round_trip(
     engine: Any, prefix: str, count_rounds: Any
 ) -> None:
     async with CachingAgent.from_config(config_for(engine, prefix), env={}) as agent:
         rounds = count_rounds(agent.l2.client)  # type: ignore[union-attr]
         await agent.set("k", 1, tags=["a", "b"], dependencies=["s"], ttl=60)
         await agent.set("k", 2, tags=["a", "b"], dependencies=["s"], ttl=60)
-        assert len(rounds) == 4  # each: the index's round trip, then the write's
+        assert len(rounds) == 2  # each one script call: value, index and notice
         rounds.clear()
         await agent.set("k", 3, tags=["b"], ttl=60)
-        assert len(rounds) == 3  # and one to drop the old links, once the write landed
+        assert len(rounds) == 1  # the old links dropped in the same call
+        assert await agent.invalidate_by_tags(["a"]) == 0
+        assert await agent.invalidate_by_tags(["b"]) == 1
 
 
 async def test_the_index_works_on_after_the_engine_lost_its_scripts(

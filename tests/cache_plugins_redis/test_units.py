@@ -37,15 +37,18 @@ def sends(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
     return lambda: count
 
 
-def break_settling(monkeypatch: pytest.MonkeyPatch, agent: CachingAgent) -> None:
-    """Everything the client does after a write or delete lands fails (as when the caller
-    gave up on a frozen engine before the reply came)."""
+def lose_replies(monkeypatch: pytest.MonkeyPatch, agent: CachingAgent) -> None:
+    """Every script call reaches the engine and runs, and its reply is lost (as when the
+    caller gave up on a frozen engine before the reply came): nothing the client would do
+    after it happens."""
+    tier: Any = agent.l2
+    real = tier._send_calls
 
-    async def fail(*args: Any, **kwargs: Any) -> Any:
-        raise TierUnavailableError("injected: the client went away")
+    async def sent_then_lost(*args: Any) -> Any:
+        await real(*args)
+        raise ConnectionError("injected: the reply was lost")
 
-    for name in ("record", "dependents", "forget"):
-        monkeypatch.setattr(agent.index, name, fail)
+    monkeypatch.setattr(tier, "_send_calls", sent_then_lost)
 
 
 async def until(check: Callable[[], bool], seconds: float = 2.0) -> bool:
@@ -85,12 +88,10 @@ async def test_dependents_go_in_the_same_step_as_the_write_or_delete(
         await a.set("child", 2, dependencies=["source"])
         await a.set("grandchild", 3, dependencies=["child"])
         assert await b.get("child") == 2 and "child" in b.l1
-        break_settling(monkeypatch, a)
+        lose_replies(monkeypatch, a)
+        work = a.set("source", 10) if operation == "overwrite" else a.delete("source")
         with pytest.raises(TierUnavailableError):
-            if operation == "overwrite":
-                await a.set("source", 10)
-            else:
-                await a.delete("source")
+            await work
         # L2 lost both with the write; both L1s, the writer's too, drop their copies.
         assert engine.client.exists(prefix + "child", prefix + "grandchild") == 0
         assert await until(lambda: "child" not in b.l1 and "child" not in a.l1)
@@ -124,3 +125,25 @@ async def test_a_unit_of_several_calls_never_removes_a_key_it_writes(
         await agent.set_many(items)
         agent.l1.clear()
         assert await agent.get_many(list(items)) == items
+
+
+async def test_a_tagged_overwrite_whose_reply_is_lost_has_its_index_exact(
+    engine: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Value and index went in one step: the new tags reach the new value, the old ones no
+    longer do, though the writer never heard back."""
+    async with (
+        CachingAgent.from_config(config_for(engine, prefix), env={}) as a,
+        CachingAgent.from_config(config_for(engine, prefix), env={}) as b,
+    ):
+        await a.set("k", "old", tags=["old", "both"])
+        with monkeypatch.context() as patch:
+            lose_replies(patch, a)
+            with pytest.raises(TierUnavailableError):
+                await a.set("k", "new", tags=["new", "both"], dependencies=["src"])
+        assert await b.invalidate_by_tags(["old"]) == 0
+        assert await b.get("k") == "new"
+        assert await b.delete("src") is False  # never written; its dependent goes with it
+        assert engine.client.exists(prefix + "k") == 0
+        await a.set("k", "again", tags=["new"])
+        assert await b.invalidate_by_tags(["new"]) == 1

@@ -51,20 +51,25 @@ class LinksContext:
 
 @define
 class Landing:
-    """What an L2 tier reports of one write or delete of keys it was told nothing about:
-    which of them the invalidation index holds anything for (links of their own, keys
-    depending on them, registrations), checked in the same atomic step as the write, and
-    which dependents of theirs it removed in that step.
+    """What an L2 tier that keeps the invalidation index beside its entries (Redis, outside
+    Cluster) does and reports of one write or delete, inside its own atomic step.
 
-    Whoever writes without looking at the index first sets one in :data:`LANDING` around
-    the call; a tier that keeps the index beside its entries (Redis) fills ``linked``,
-    and only those keys need the index afterwards. ``None``: the tier could not tell (a
-    third-party tier, Cluster, an index kept elsewhere), so every key does."""
+    Whoever writes or deletes sets one in :data:`LANDING` around the call. A tier that can
+    fills ``linked`` (which keys the index held anything for: links of their own, keys
+    depending on them, registrations) and ``removed`` (the dependents of those keys' old
+    values it removed in that step); with ``links`` given, it also leaves the index holding
+    exactly those links for each key it stored, and says so in ``indexed`` (a delete: the
+    deleted keys leave the index). ``linked`` None: the tier could not tell (a third-party
+    tier, Cluster, an index kept elsewhere), and did nothing of the index."""
 
+    links: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None
+    """Set by the writer: each written key's tags and dependencies, all it will carry."""
     linked: set[str] | None = None
     removed: set[str] = Factory(set)
-    """Keys the tier removed itself in the same step, as dependents of the linked keys'
-    old values (counted by whoever invalidates, besides what it removes)."""
+    indexed: bool = False
+    unfinished: bool = False
+    """The tier's removal of dependents stopped at its bound: more may be left, for the
+    index's own lookup."""
 
 
 LANDING: ContextVar[Landing | None] = ContextVar("cache_core.links.landing", default=None)
@@ -114,6 +119,7 @@ class Links(Protocol):
         land: Callable[[], Awaitable[None]],
         *,
         buffered: bool,
+        direct: bool = False,
     ) -> None:
         """Around one write of ``entries`` (key, TTL), each carrying ``tags`` and depending on
         ``dependencies`` (checked already): index them, call ``land()`` (the write itself)
@@ -121,6 +127,8 @@ class Links(Protocol):
         written keys spared). ``buffered``: a write into a buffer that reports its flushes
         (``on_landed``); one that carries no links puts nothing on the wire here: its old
         links and dependents are seen to when its flush has landed (:meth:`landed`).
+        ``direct``: ``land()`` writes L2 in this call (no buffer between), so a tier that
+        keeps the index in its own steps can index it there (see :class:`Landing`).
         Should ``land()`` raise, nothing after it runs."""
         ...
 

@@ -172,4 +172,5 @@ class Writes:
         entries = [(key, ttl) for key, _, ttl, _ in writes]
         # Deferred to the flush only where one comes (L2) and the buffer says it landed.
         buffered = self.has_l2 and getattr(buffer, "on_landed", None) is not None
-        await self.links.write(entries, tags, dependencies, land, buffered=buffered)
+        direct = self.has_l2 and buffer is None
+        await self.links.write(entries, tags, dependencies, land, buffered=buffered, direct=direct)

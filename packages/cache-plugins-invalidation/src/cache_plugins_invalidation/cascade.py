@@ -48,10 +48,11 @@ class Cascade:
         keys = keys - spare
         if self.registrations.pending:
             await self.registrations.land()  # a registration may name these keys
-        # Removed first: the tier says, in the delete's own atomic step, which keys the
-        # index holds anything for, and only those are looked up after (their links and
-        # the edges to their dependents stay in the index until forget, so the order finds
-        # the same dependents).
+        # Removed first: a tier that keeps the index in its own steps forgets the keys and
+        # removes what they reach in the delete's own atomic step; one that can only tell
+        # says which keys the index holds anything for, and only those are looked up after
+        # (their edges stay in the index until forget, so the order finds the same
+        # dependents).
         landing = Landing()
         # Not with keys to spare: the tier's cascade spares only the keys it removes.
         token = LANDING.set(None if spare else landing)
@@ -59,14 +60,23 @@ class Cascade:
             removed = await self.purge(keys)
         finally:
             LANDING.reset(token)
-        linked = keys if landing.linked is None else keys & landing.linked
         removed |= landing.removed
-        gone = keys
+        gone = keys | landing.removed
+        if landing.removed:
+            await self.purge(set(landing.removed))  # this instance's copies (L1, buffers)
+        # What the step left to the index: everything when the tier could not tell, the
+        # dependents past its bound, nothing when it kept the index itself.
+        if landing.linked is None:
+            linked = keys
+        elif landing.indexed and not landing.unfinished:
+            linked = set()
+        else:
+            linked = keys & landing.linked
         if linked:
             more = await self.index.dependents(linked) - spare - keys
             if more:
                 removed |= await self.purge(more)
-                gone = keys | more
+                gone |= more
             await self.index.forget(linked | more)
         if self.categories:
             tags = sorted(self.categories.targets(gone))

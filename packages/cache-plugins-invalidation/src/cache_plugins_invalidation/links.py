@@ -23,9 +23,9 @@ from cache_plugins_invalidation.settings import InvalidationSettings
 _NONE = object()
 
 
-async def _watched(land: Callable[[], Awaitable[None]]) -> Landing:
+async def _watched(land: Callable[[], Awaitable[None]], landing: Landing | None = None) -> Landing:
     """``land()`` under a :class:`Landing`, which the tier fills if it can."""
-    landing = Landing()
+    landing = Landing() if landing is None else landing
     token = LANDING.set(landing)
     try:
         await land()
@@ -54,6 +54,8 @@ class InvalidationLinks(Cascade):
             check_pattern=context.check_caller_pattern,
             check_names=context.check_names,
         )
+        self._in_step: bool = bool(getattr(context.index, "in_step", False))
+        """The index is kept by L2's own write and delete steps (see :meth:`write`)."""
         super().__init__(
             index=context.index,
             purge=context.purge,
@@ -82,9 +84,13 @@ class InvalidationLinks(Cascade):
         land: Callable[[], Awaitable[None]],
         *,
         buffered: bool,
+        direct: bool = False,
     ) -> None:
-        """Indexed before it lands (should the write fail half-way, its tags still reach
-        what it cached), settled after (only then may the index drop the old value's
+        """Where the write reaches L2 in the request (``direct``) and the index lives in
+        that L2's own steps (``in_step``: Redis outside Cluster), the write's own script
+        keeps the index, exactly, and removes what depended on the old values: one step.
+        Elsewhere indexed before it lands (should the write fail half-way, its tags still
+        reach what it cached), settled after (only then may the index drop the old value's
         links). Overwriting a key invalidates its dependents; writing a key of a dependent
         category invalidates by category first."""
         keys = [key for key, _ in entries]
@@ -107,6 +113,23 @@ class InvalidationLinks(Cascade):
             # Nothing on the wire now: the index sees to it when the flush has landed.
             await land()
             self._deferred.update(entries)
+            return
+        if direct and self._in_step:
+            deps = tuple(dependencies)
+            landing = Landing(links={key: (tags, deps) for key, _, tags in linked})
+            await _watched(land, landing)
+            for key in keys:
+                self._deferred.pop(key, None)
+            if landing.indexed:
+                await self._tidy(landing, frozenset(keys))
+                return
+            # The write did not reach L2 after all (a strategy that holds it): index it now.
+            dependents = await self.index.record(linked, dependencies)
+            settling = self.index.settle(linked, dependencies)
+            if settling is not None:
+                await settling
+            if dependents:
+                await self.remove(dependents, spare=frozenset(keys))
             return
         if plain:
             # Landed first: a plain write adds no links, so the index has nothing to record
@@ -137,6 +160,19 @@ class InvalidationLinks(Cascade):
         if dependents:
             # The written keys stay, even where a dependency cycle leads back to them.
             await self.remove(dependents, spare=frozenset(keys))
+
+    async def _tidy(self, landing: Landing, written: frozenset[str]) -> None:
+        """After a step that kept the index itself: this instance's own copies of the
+        dependents it removed go (L1, write buffers; the notice reaches L1 a moment later),
+        dependents past its bound are removed the index's way, and dependent categories of
+        what was removed are invalidated."""
+        removed = set(landing.removed)
+        if landing.unfinished:
+            removed |= await self.remove(await self.dependents(set(written)), spare=written)
+        if landing.removed:
+            await self.purge(set(landing.removed))
+            if self.categories:
+                await self.invalidate_tags(sorted(self.categories.targets(removed)), spare=written)
 
     async def landed(
         self,

@@ -60,7 +60,7 @@ from cache_plugins_redis.index_rounds import (
     score_of,
 )
 from cache_plugins_redis.memory_policy import L2FullError
-from cache_plugins_redis.scripts import LinkWatch
+from cache_plugins_redis.scripts import DEP_LINK, TAG_LINK, LinkWatch
 from cache_plugins_redis.tier import INDEX_MARK, RedisTier
 
 log = logging.getLogger("cache_plugins_redis.index")
@@ -68,8 +68,8 @@ log = logging.getLogger("cache_plugins_redis.index")
 _CHUNK = 1000
 _SMALL = 16
 """Batches up to this size read old links unconditionally (one round trip, not two)."""
-_TAG = "t:"
-_DEP = "d:"
+_TAG = TAG_LINK
+_DEP = DEP_LINK
 _UNSETTLED = 10_000
 """Writes between record and settle remembered at most; forgetting one only leaves its
 old links in place (a superset, which invalidates too much, never too little)."""
@@ -135,10 +135,11 @@ class RedisIndex:
         self._registered: str = base + "registered"
         self._unsettled: dict[str, _Change] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self.in_step: bool = not context.l2.cluster
+        """Whether a write or delete made under a Landing keeps this index in its own script
+        (outside Cluster), so the index needs no round trip of its own for it."""
         # Writes and deletes then say, from their own script, which keys need this index.
-        self._tier.watch_links(
-            LinkWatch(self._meta, self._sources, self._registered, self._deps, self._reg)
-        )
+        self._tier.watch_links(LinkWatch(base, lambda: self._tier.memory.volatile_eviction))
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -1,40 +1,55 @@
-"""The server-side scripts of the Redis tier: one write or delete is one of them, so its
-values, its coherence notice and (where the invalidation index lives in the same Redis)
-the check of what the index holds for its keys apply together or not at all.
+"""The server-side scripts of the Redis tier: one write or delete is one call of one of
+them, so its values, its coherence notice and (where the invalidation index lives in the
+same Redis, outside Cluster) its index changes and the removal of what depended on the old
+values apply together or not at all.
 
 Each is loaded at start and sent by SHA (EVALSHA); an engine that forgot it (NOSCRIPT: a
 SCRIPT FLUSH, a restart, a failover) gets its text once (EVAL) and keeps it. Outside
 Cluster one call takes many keys; in Cluster one key a call (keys of one call must share a
-slot), with the notice published beside the calls and the index checked by the index
-itself (see :class:`LinkWatch`).
+slot), with the notice published beside the calls and the index kept by the index's own
+round trips (cache_plugins_redis.index).
+
+The index layout is the index's (index.py's docstring): under ``base`` (the prefix and
+``\\x1f``), ``links:KEY`` (KEY's links ``t:TAG`` and ``d:DEP``, scored by its expiry in ms
+of the writers' clock), ``tag:TAG``, ``deps:KEY``, ``indexed`` and ``sources`` (keys scored
+by their expiry), ``reg:KEY`` and ``registered`` (runtime registrations). A call names the
+entries' metas, ``sources`` and ``registered`` in KEYS and reaches the other index sets by
+name from ``base``: a standalone server runs that; Cluster never gets such a call.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable, Sequence
 
 from attrs import frozen
+
+TAG_LINK = "t:"
+DEP_LINK = "d:"
+
+
+def link_names(tags: Iterable[str], dependencies: Iterable[str]) -> list[str]:
+    """The meta members of an entry carrying ``tags`` and depending on ``dependencies``."""
+    return sorted({*(TAG_LINK + t for t in tags if t), *(DEP_LINK + d for d in dependencies if d)})
 
 
 @frozen
 class LinkWatch:
-    """Where the invalidation index of the same Redis (cache_plugins_redis.index) keeps what
-    makes a key "linked": its meta (links of its own: ``meta_prefix`` + key), the sorted set
-    of keys others depend on, the one of keys with runtime registrations, and the sets of
-    each key's dependents (``deps_prefix`` + key, sorted by expiry) and registered
-    dependents (``reg_prefix`` + key). Given to the tier by the index, so a write or delete
-    reports, from inside its own script, which of its keys the index holds anything for
-    (cache_core.links.Landing), and removes what depended on their old values there too."""
+    """The invalidation index kept in the tier's Redis, as its scripts need it: given to
+    the tier by the index (cache_plugins_redis.index), so a write or delete made under a
+    :class:`~cache_core.links.Landing` reports which of its keys the index holds anything
+    for, keeps the index of what it writes or deletes in the same step, and removes what
+    depended on the old values there too. ``persist``: whether index keys must carry no
+    TTL now (the server may evict keys that carry one: see memory_policy.py)."""
 
-    meta_prefix: str
-    sources: str
-    registered: str
-    deps_prefix: str
-    reg_prefix: str
+    base: str
+    persist: Callable[[], bool]
 
-    @property
-    def prefixes(self) -> tuple[str, str, str]:
-        return self.meta_prefix, self.deps_prefix, self.reg_prefix
+    def names(self, keys: Sequence[str]) -> list[str]:
+        """The KEYS a call of ``keys`` adds: their metas, then ``sources`` and
+        ``registered``."""
+        meta = self.base + "links:"
+        return [*(meta + key for key in keys), self.base + "sources", self.base + "registered"]
 
 
 CASCADE_LIMIT = 1000
@@ -42,26 +57,76 @@ CASCADE_LIMIT = 1000
 Beyond it the call says so, and the rest go the way every removal goes (the index's lookup
 of dependents, then their delete), in more round trips."""
 
-_LINKED = """
+_INDEX = """
+local base, persist = ARGV[W + 3], ARGV[W + 4] == '1'
+local meta, tag, deps, reg = base .. 'links:', base .. 'tag:', base .. 'deps:', base .. 'reg:'
+local indexed, sources = base .. 'indexed', base .. 'sources'
+local function live(score, now)
+  return score and (score == 'inf' or tonumber(score) > now)
+end
 local function linked(i, n, now, skip)
   local key = string.sub(KEYS[i], skip + 1)
   if redis.call('EXISTS', KEYS[n + i]) == 1 then return true end
   if redis.call('ZSCORE', KEYS[2 * n + 2], key) then return true end
-  local source = redis.call('ZSCORE', KEYS[2 * n + 1], key)
-  return source and (source == 'inf' or tonumber(source) > now)
+  return live(redis.call('ZSCORE', KEYS[2 * n + 1], key), now)
 end
-local function live(score, now)
-  return score and (score == 'inf' or tonumber(score) > now)
+local function set_of(link)
+  if string.sub(link, 1, 2) == 't:' then return tag .. string.sub(link, 3) end
+  return deps .. string.sub(link, 3)
 end
-local function announce(channel, removed)
-  if channel ~= '' and #removed > 0 then
-    redis.call('PUBLISH', channel, '\\nk\\n' .. table.concat(removed, '\\n'))
+local function fit(set, now, trim)
+  if trim then redis.call('ZREMRANGEBYSCORE', set, '-inf', now) end
+  local last = redis.call('ZRANGE', set, -1, -1, 'WITHSCORES')[2]
+  if persist or last == 'inf' then
+    redis.call('PERSIST', set)
+  elseif last then
+    redis.call('PEXPIRE', set, string.format('%.0f', tonumber(last) - now))
   end
 end
-local function cascade(roots, n, now, skip, at, limit, channel)
-  local prefix = string.sub(KEYS[1], 1, skip)
-  local meta, deps, reg = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+local function forget(key)
+  for _, link in ipairs(redis.call('ZRANGE', meta .. key, 0, -1)) do
+    redis.call('ZREM', set_of(link), key)
+  end
+  redis.call('DEL', meta .. key)
+  redis.call('ZREM', indexed, key)
+end
+local function index(key, links, expires, now)
+  local keep = {}
+  for _, link in ipairs(links) do keep[link] = true end
+  local old = redis.call('ZRANGE', meta .. key, 0, -1)
+  if #old == 0 and #links == 0 then return end
+  for _, link in ipairs(old) do
+    if not keep[link] then redis.call('ZREM', set_of(link), key) end
+  end
+  if #old > 0 then redis.call('DEL', meta .. key) end
+  if #links == 0 then
+    redis.call('ZREM', indexed, key)
+    return
+  end
+  local depends = false
+  for _, link in ipairs(links) do
+    redis.call('ZADD', meta .. key, expires, link)
+    local set = set_of(link)
+    redis.call('ZADD', set, expires, key)
+    fit(set, now, true)
+    if string.sub(link, 1, 2) == 'd:' then
+      redis.call('ZADD', sources, 'GT', expires, string.sub(link, 3))
+      depends = true
+    end
+  end
+  fit(meta .. key, now, true)
+  redis.call('ZADD', indexed, expires, key)
+  fit(indexed, now, not persist)
+  if depends then fit(sources, now, true) end
+end
+local function announce(channel, keys)
+  if channel ~= '' and #keys > 0 then
+    redis.call('PUBLISH', channel, '\\nk\\n' .. table.concat(keys, '\\n'))
+  end
+end
+local function cascade(roots, n, now, skip, limit, channel, exact)
   if #roots == 0 then return {}, false end
+  local prefix = string.sub(KEYS[1], 1, skip)
   local seen, visited, removed, queue = {}, {}, {}, {}
   for i = 1, n do seen[string.sub(KEYS[i], skip + 1)] = true end
   for _, root in ipairs(roots) do queue[#queue + 1] = root end
@@ -81,22 +146,32 @@ local function cascade(roots, n, now, skip, at, limit, channel)
       end
     end
   end
+  if exact then
+    for _, key in ipairs(visited) do forget(key) end
+  end
   announce(channel, visited)
   return removed, #queue > 0
 end
 """
-"""``linked``: whether entry ``i`` of ``n`` (KEYS[i], its meta KEYS[n + i], the sources set
-KEYS[2n + 1] and the registered set KEYS[2n + 2]) has links, live dependents (a source
-scored by their expiry, in ms of the writers' clock) or registrations. ``cascade``: unlinks
-what depends on ``roots`` (a dependent whose meta still names the edge, or a registered
-one), transitively, cycle-safe, sparing the call's own entries, at most ``limit`` of them,
-and announces them all (in a notice of no sender, which every instance applies, the writer
-too: an L1 may hold a copy of a key L2 lost); the index prefixes come from ARGV[at],
-ARGV[at + 1], ARGV[at + 2]. Returns those it found stored and whether more were left."""
+"""What the scripts share (``W`` is where their watch arguments start: now, the prefix's
+length, the cascade's limit, ``base``, persist, exact).
 
-SET_UNLESS_NEWER = (
-    _LINKED
-    + """
+``linked``: whether entry ``i`` of ``n`` (KEYS[i], its meta KEYS[n + i], ``sources``
+KEYS[2n + 1], ``registered`` KEYS[2n + 2]) has links, live dependents or registrations.
+``index``: the key's links become exactly ``links`` (those it no longer carries leave their
+sets), each set trimmed of what expired and expiring with its longest-lived member, or
+with none while the server may evict keys with a TTL; it sends no write command when there
+is nothing to change (the first write command of a script is the one a full engine
+refuses: after it, the engine lets the rest through, so a plain write must reach its SET
+first). ``forget``: the key leaves the index.
+``cascade``: unlinks what depends on ``roots`` (a dependent whose meta still names the
+edge, or a registered one), transitively, cycle-safe, sparing the call's own entries, at
+most ``limit`` of them; forgets them too when ``exact``; announces them all in a notice of
+no sender, which every instance applies, the writer too (an L1 may hold a copy of a key L2
+lost). Returns those it found stored and whether more were left."""
+
+SET_UNLESS_NEWER = _INDEX.replace("W + ", "5 + ") + (
+    """
 local function before(a, b)
   for i = 1, 8 do
     local x, y = string.byte(a, i), string.byte(b, i)
@@ -106,9 +181,17 @@ local function before(a, b)
 end
 local horizon, n, channel, notice = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local now, skip, limit = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local out, found, roots = {}, {}, {}
+local exact = ARGV[10] == 'x'
+local out, found, roots, store, at = {}, {}, {}, {}, 11
 for i = 1, n do
-  local frame, px = ARGV[9 + 2 * i], ARGV[10 + 2 * i]
+  local frame, px = ARGV[at], ARGV[at + 1]
+  at = at + 2
+  local links = {}
+  if exact then
+    local count = tonumber(ARGV[at])
+    for j = 1, count do links[j] = ARGV[at + j] end
+    at = at + count + 1
+  end
   local stored = redis.pcall('GETRANGE', KEYS[i], 0, 18)
   local kept = nil
   if type(stored) == 'string' and #stored == 19 and string.byte(stored, 1) == 202
@@ -119,21 +202,30 @@ for i = 1, n do
   if kept then
     out[i] = kept
   else
-    if px == '' then
-      redis.call('SET', KEYS[i], frame)
-    else
-      redis.call('SET', KEYS[i], frame, 'PX', px)
-    end
     out[i] = 1
+    store[#store + 1] = {KEYS[i], frame, px}
+    local key = string.sub(KEYS[i], skip + 1)
     if now and linked(i, n, now, skip) then
       found[#found + 1] = i
-      roots[#roots + 1] = string.sub(KEYS[i], skip + 1)
+      roots[#roots + 1] = key
     end
+    if exact then
+      local expires = px == '' and '+inf' or string.format('%.0f', now + tonumber(px))
+      index(key, links, expires, now)
+    end
+  end
+end
+local removed, more = {}, false
+if now then removed, more = cascade(roots, n, now, skip, limit, channel, exact) end
+for _, entry in ipairs(store) do
+  if entry[3] == '' then
+    redis.call('SET', entry[1], entry[2])
+  else
+    redis.call('SET', entry[1], entry[2], 'PX', entry[3])
   end
 end
 if channel ~= '' then redis.call('PUBLISH', channel, notice) end
 if now then
-  local removed, more = cascade(roots, n, now, skip, 8, limit, channel)
   out[n + 1] = found
   out[n + 2] = removed
   out[n + 3] = more and 1 or 0
@@ -141,49 +233,51 @@ end
 return out
 """
 )
-"""KEYS: the n entries, then (when watching links) their n meta keys, the sources set and
-the registered set. ARGV: the horizon (8 bytes), n, the coherence channel ('' to publish
-nothing) and notice, now in ms ('' when not watching), the prefix's length, the cascade's
-limit, the meta, deps and reg prefixes, then each entry's new frame and PX in ms ('' for
-none).
+"""KEYS: the n entries, then (when watching links) their n metas, ``sources`` and
+``registered``. ARGV: the horizon (8 bytes), n, the coherence channel ('' to publish
+nothing) and notice; then now in ms ('' when not watching), the prefix's length, the
+cascade's limit, ``base``, persist ('1'), exact ('x': keep the index of what it stores);
+then per entry its new frame and PX in ms ('' for none), and when exact the count of its
+links and the links (``t:TAG``, ``d:DEP``).
 
 Stores each frame unless the stored one (of format 3 or later: magic 0xCA at byte 0, its
 format at 1) carries a stamp (bytes 11-18, big-endian, compared byte by byte: Lua's numbers
 cannot hold 64 bits, its string order follows the locale) at least the new one's and at most
-the horizon; returns, per entry, 1 when it stored, else the stamp that stays, and, when
-watching, three more: the (1-based) entries stored whose key is linked, the dependents of
-their old values it removed (announced in a notice of no sender, which every instance
-applies, the writer too) and whether the cascade stopped at its limit. GETRANGE reads
-the header alone, never a large value; under pcall, so another client's key of another type
-is replaced, as SET replaces it."""
+the horizon; a refused entry's index is left as the newer value's write made it. The index
+and the cascade go first, the values after: should an index key hold another client's key
+of another type (WRONGTYPE, which stops the script where it stands), no value has been
+stored without its links. Returns,
+per entry, 1 when it stored, else the stamp that stays, and, when watching, three more: the
+(1-based) entries stored whose key was linked, the dependents of their old values it
+removed, and whether the cascade stopped at its limit. GETRANGE reads the header alone,
+never a large value; under pcall, so another client's key of another type is replaced, as
+SET replaces it."""
 SET_UNLESS_NEWER_SHA = hashlib.sha1(SET_UNLESS_NEWER.encode(), usedforsecurity=False).hexdigest()
 
-DELETE = (
-    _LINKED
-    + """
+DELETE = _INDEX.replace("W + ", "4 + ") + (
+    """
 local n, channel, notice = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local now, skip, limit = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local exact = ARGV[9] == 'x'
 local existed, found, roots = {}, {}, {}
 for i = 1, n do
   existed[i] = redis.call('UNLINK', KEYS[i])
   if now and linked(i, n, now, skip) then
     found[#found + 1] = i
     roots[#roots + 1] = string.sub(KEYS[i], skip + 1)
+    if exact then forget(roots[#roots]) end
   end
 end
 if channel ~= '' then redis.call('PUBLISH', channel, notice) end
 local removed, more = {}, false
-if now then
-  removed, more = cascade(roots, n, now, skip, 7, limit, channel)
-end
+if now then removed, more = cascade(roots, n, now, skip, limit, channel, exact) end
 return {existed, found, removed, more and 1 or 0}
 """
 )
-"""KEYS as :data:`SET_UNLESS_NEWER`'s; ARGV: n, the channel and notice, now ('' when not
-watching), the prefix's length, the cascade's limit and the meta, deps and reg prefixes.
-Unlinks each entry; returns whether each existed (1 or 0), and, when watching, the
-(1-based) entries whose key is linked, the dependents it removed (announced as the set
-script's are) and whether the cascade stopped at its limit."""
+"""KEYS as :data:`SET_UNLESS_NEWER`'s; ARGV: n, the channel and notice, then the watch
+arguments as its. Unlinks each entry (when exact, the linked ones leave the index too);
+returns whether each existed (1 or 0), and, when watching, the (1-based) entries whose key
+was linked, the dependents it removed and whether the cascade stopped at its limit."""
 DELETE_SHA = hashlib.sha1(DELETE.encode(), usedforsecurity=False).hexdigest()
 
 SCRIPTS = (SET_UNLESS_NEWER, DELETE)

@@ -64,6 +64,7 @@ from cache_plugins_redis.scripts import (
     SET_UNLESS_NEWER,
     SET_UNLESS_NEWER_SHA,
     LinkWatch,
+    link_names,
 )
 from cache_plugins_redis.settings import RedisSettings
 
@@ -413,29 +414,35 @@ class RedisTier:
         if not self._cluster:
             self._watch = watch
 
-    def _watched(self, keys: Sequence[str], alone: bool) -> tuple[list[str], list[Any]]:
-        """The extra KEYS, and the ARGV from ``now`` on, of a script call that checks
-        ``keys``' links and removes their old values' dependents (nothing extra when nobody
-        asked, no Landing, or nothing can tell). ``alone``: the call is the whole unit; a
-        unit of several calls leaves its dependents to the index, which spares every key
-        the unit writes (a call's cascade could remove a key another call wrote)."""
+    def _watched(
+        self, keys: Sequence[str], alone: bool, exact: bool
+    ) -> tuple[list[str], list[Any]]:
+        """The extra KEYS, and the watch ARGV, of a script call that checks ``keys``' links,
+        keeps their index when ``exact`` and removes their old values' dependents (nothing
+        extra when nobody asked, no Landing, or nothing can tell). ``alone``: the call is
+        the whole unit; a unit of several calls leaves its dependents to the index, which
+        spares every key the unit writes (a call's cascade could remove another's key)."""
         watch = self._watch
         if watch is None or LANDING.get() is None:
             return [], ["", 0, 0, "", "", ""]
-        names = [watch.meta_prefix + key for key in keys]
-        names += [watch.sources, watch.registered]
         limit = CASCADE_LIMIT if alone else 0
         now = int(time.time() * 1000)
-        return names, [now, len(self.prefix), limit, *watch.prefixes]
+        persist = "1" if watch.persist() else ""
+        args = [now, len(self.prefix), limit, watch.base, persist, "x" if exact else ""]
+        return watch.names(keys), args
 
     @staticmethod
-    def _report(keys: Sequence[str], found: Sequence[int], removed: Sequence[bytes]) -> None:
+    def _report(
+        keys: Sequence[str], found: Sequence[int], removed: Sequence[bytes], more: int, exact: bool
+    ) -> None:
         landing = LANDING.get()
         if landing is not None:
             linked = landing.linked if landing.linked is not None else set()
             linked.update(keys[i - 1] for i in found)
             landing.linked = linked
             landing.removed.update(key.decode() for key in removed)
+            landing.indexed = exact
+            landing.unfinished = landing.unfinished or bool(more)
 
     async def set_unless_newer(
         self, items: Sequence[tuple[str, bytes, float | None, int]], horizon: int
@@ -454,22 +461,29 @@ class RedisTier:
         notice = self._notice(b"k", SEP.join(item[0] for item in items))
         calls: list[_Call] = []
         chunks = self._script_chunks(items)
+        landing = LANDING.get()
+        links = landing.links if landing is not None else None
         for chunk in chunks:
             keys = [key for key, *_ in chunk]
-            extra, watched = self._watched(keys, len(chunks) == 1)
+            extra, watched = self._watched(keys, len(chunks) == 1, links is not None)
+            exact = bool(extra) and links is not None
             args: list[Any] = [limit, len(chunk), "", notice, *watched]
-            for _, data, ttl, _ in chunk:
+            for key, data, ttl, _ in chunk:
                 px = self._px(ttl)
                 args += [data, b"" if px is None else px]
+                if exact:
+                    assert links is not None
+                    names = link_names(*links.get(key, ((), ())))
+                    args += [len(names), *names]
             names = [self.prefix + key for key in keys] + extra
-            calls.append(_Call(keys, names, args, 2, bool(extra)))
-        with self.memory.refusals():
+            calls.append(_Call(keys, names, args, 2, bool(extra), exact))
+        with self.memory.refusals(), _foreign_types():
             replies = await self._run(calls, notice, SET_UNLESS_NEWER_SHA, SET_UNLESS_NEWER)
         out: list[int | None] = []
         for call, reply in zip(calls, replies, strict=True):
             n = len(call.keys)
             if call.watching:
-                self._report(call.keys, reply[n], reply[n + 1])
+                self._report(call.keys, reply[n], reply[n + 1], reply[n + 2], call.exact)
             out += [None if r == 1 else int.from_bytes(r, "big") for r in reply[:n]]
         return out
 
@@ -535,15 +549,16 @@ class RedisTier:
         calls: list[_Call] = []
         for start in range(0, len(keys), SCRIPT_BATCH):
             chunk = list(keys[start : start + SCRIPT_BATCH])
-            extra, watched = self._watched(chunk, len(keys) <= SCRIPT_BATCH)
+            extra, watched = self._watched(chunk, len(keys) <= SCRIPT_BATCH, True)
             names = [self.prefix + key for key in chunk] + extra
-            calls.append(_Call(chunk, names, [len(chunk), "", notice, *watched], 1, bool(extra)))
+            args = [len(chunk), "", notice, *watched]
+            calls.append(_Call(chunk, names, args, 1, bool(extra), bool(extra)))
         out: list[str] = []
-        for call, (existed, found, removed, _) in zip(
-            calls, await self._run(calls, notice, DELETE_SHA, DELETE), strict=True
-        ):
+        with _foreign_types():
+            replies = await self._run(calls, notice, DELETE_SHA, DELETE)
+        for call, (existed, found, removed, more) in zip(calls, replies, strict=True):
             if call.watching:
-                self._report(call.keys, found, removed)
+                self._report(call.keys, found, removed, more, call.exact)
             out += [key for key, gone in zip(call.keys, existed, strict=True) if gone]
         return out
 
@@ -691,6 +706,8 @@ class _Call:
     channel_at: int
     watching: bool
     """Whether it checks its keys' links (and its reply says which are linked)."""
+    exact: bool
+    """Whether it keeps its keys' index too."""
 
 
 def _redact(url: str) -> str:
