@@ -43,6 +43,30 @@ async def test_cluster_instances_stay_coherent(cluster_config: dict[str, Any]) -
         assert await b.get("k") == 2
 
 
+async def test_cluster_tags_and_dependencies_hold_across_slots(
+    cluster_config: dict[str, Any],
+) -> None:
+    """In Cluster the index takes its own round trips (a script's keys must share a slot):
+    tags, the cascade on an overwrite and on a delete, and a rewrite dropping old tags all
+    hold with keys, their metas and their sets in different slots."""
+    async with CachingAgent.from_config(cluster_config, env={}) as agent:
+        assert agent.index is not None and not agent.index.in_step  # type: ignore[attr-defined]
+        await agent.set("source", 1)
+        await agent.set("child", 2, dependencies=["source"], tags=["kids"])
+        await agent.set("grandchild", 3, dependencies=["child"])
+        await agent.set("source", 10)  # the old value's dependents go
+        assert [await agent.get(k) for k in ("source", "child", "grandchild")] == [10, None, None]
+        await agent.set("t", "old", tags=["old"])
+        await agent.set("t", "new", tags=["new"])
+        assert await agent.invalidate_by_tags(["old"]) == 0
+        assert await agent.invalidate_by_tags(["new"]) == 1
+        await agent.set("a", 1)
+        await agent.set("b", 2, dependencies=["a"])
+        assert await agent.delete("a") is True
+        agent.l1.clear()
+        assert await agent.get("b") is None
+
+
 async def test_sentinel_finds_the_master(sentinel: tuple[Any, Any], prefix: str) -> None:
     master, watcher = sentinel
     config = {
