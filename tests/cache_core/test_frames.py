@@ -8,6 +8,7 @@ from __future__ import annotations
 import zlib
 from typing import ClassVar
 
+import orjson
 import pytest
 
 from cache_core import CorruptEntryError
@@ -138,3 +139,40 @@ def test_a_clock_that_stepped_far_back_follows_the_wall_clock() -> None:
     clock.stamp()
     now[0] -= 2 * MAX_AHEAD_NS  # e.g. corrected after running minutes ahead
     assert clock.stamp() == now[0]
+
+
+def test_open_many_reads_each_frame_as_read_does_and_parses_it_once() -> None:
+    large = b'["' + b"x" * 40_000 + b'"]'  # parsed with the collector paused
+    compressed = codecs().encode(b'{"items":[' + b",".join([b'"same"'] * 200) + b"]}", True)
+    v1 = bytes((MAGIC, 1, 0)) + b'{"v":1}'
+    frames = [
+        encode_frame(b'"v"', None, EXPIRY, STAMP),
+        None,
+        compressed,
+        v1,
+        bytes((MAGIC, 2, 0)) + EXPIRY.to_bytes(8, "big") + b"[2]",
+        encode_frame(b"3", None, 0, STAMP),  # never expires
+        encode_frame(b"4", None, 1_000, STAMP),  # past its expiry
+        encode_frame(b'1,"hit":false', None, EXPIRY, STAMP),  # more than one value
+        b"\x80\x04K\x01.",  # a pickle
+        encode_frame(large, None, EXPIRY, STAMP),
+    ]
+    now_ms = EXPIRY - 30_000
+    out, undated, corrupt = codecs().open_many(frames, now_ms, decode=True)
+    assert (undated, corrupt) == ([3], [7, 8])
+    for frame, entry in zip(frames, out, strict=True):
+        if frame is None or entry is None or isinstance(entry, CorruptEntryError):
+            continue
+        data, expiry = codecs().read(frame)
+        assert entry == (data, None if expiry in (0, None) else 30.0, orjson.loads(data))
+    assert [entry is None for entry in out] == [i in (1, 6) for i in range(len(frames))]
+    assert all(isinstance(out[i], CorruptEntryError) for i in corrupt)
+    with pytest.raises(CorruptEntryError):
+        codecs().read(frames[7])  # type: ignore[arg-type]
+    # Not decoding: checked all the same, no value kept.
+    kept, _, refused = codecs().open_many(frames, now_ms, decode=False)
+    assert refused == corrupt
+    assert [e[:2] if isinstance(e, tuple) else e for e in kept[:6]] == [
+        e[:2] if isinstance(e, tuple) else e for e in out[:6]
+    ]
+    assert all(e[2] is None for e in kept if isinstance(e, tuple))

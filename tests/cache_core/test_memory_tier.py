@@ -367,3 +367,49 @@ def test_clear_empties_everything(clock, policy) -> None:
 def test_bad_options_are_refused(clock, options: MemoryTier.Options, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         MemoryTier(options, clock=clock)
+
+
+# -- batches: the same as one call a key -----------------------------------------------------
+
+
+class Key(str):
+    """A key of a str subclass: weighed by sys.getsizeof, as set weighs it."""
+
+
+def test_set_many_leaves_what_the_same_sets_leave(clock, policy) -> None:
+    rng = random.Random(7)
+    one_by_one = policy(policy.Options(max_size_mb=6000 / MIB), clock=clock)
+    batched = policy(policy.Options(max_size_mb=6000 / MIB), clock=clock)
+    keys: list[str] = [f"k{i}" for i in range(30)] + ["clé", "键", Key("sub")]
+    for _ in range(40):
+        items = [
+            (rng.choice(keys), b"v" * rng.choice([0, 5, 50, 400, 7000]), rng.choice([None, 2.0]))
+            for _ in range(rng.randrange(1, 12))
+        ]
+        for item in items:
+            one_by_one.set(*item)
+        batched.set_many(items)
+        assert batched.keys() == one_by_one.keys()
+        assert [batched.get(k) for k in keys] == [one_by_one.get(k) for k in keys]
+        assert batched.size_bytes == one_by_one.size_bytes <= batched.max_bytes
+        assert batched.evictions == one_by_one.evictions
+        assert batched.describe() == one_by_one.describe()
+        clock.advance(rng.choice([0.0, 1.5]))
+    assert batched.evictions > 0  # the walk evicted, and refused 7000-byte values
+
+
+def test_get_many_answers_and_counts_as_the_same_gets_do(clock, policy) -> None:
+    one_by_one = policy(policy.Options(max_size_mb=1), clock=clock)
+    batched = policy(policy.Options(max_size_mb=1), clock=clock)
+    for tier in (one_by_one, batched):
+        tier.set("a", b"1", None)
+        tier.set("short", b"2", 1.0)
+        tier.set("b", b"3", 60.0)
+    clock.advance(1.0)
+    asked = ["b", "short", "gone", "a", "short", "b"]  # expired, missing, repeated
+    answers = batched.get_many(asked)
+    assert answers == [one_by_one.get(k) for k in asked] == [b"3", None, None, b"1", None, b"3"]
+    assert batched.keys() == one_by_one.keys()
+    assert batched.expirations == one_by_one.expirations == 1
+    assert batched.size_bytes == one_by_one.size_bytes
+    assert batched.get_many(["x", "y"]) == [None, None]

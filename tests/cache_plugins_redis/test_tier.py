@@ -6,12 +6,14 @@ import asyncio
 import os
 import pickle
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
+import cache_core
 from cache_core import CachingAgent, CorruptEntryError
 from cache_core.frames import EXPIRY_AT, HEADER_SIZE, MAGIC, STAMP_AT, VERSION, header
+from cache_core.tiers.memory import MemoryTier
 
 
 def agent_for(config: dict[str, Any], **kwargs: Any) -> CachingAgent:
@@ -45,15 +47,19 @@ async def test_read_after_l1_eviction_comes_from_l2(l2_config: dict[str, Any]) -
         assert stats["l2_size_keys"] == 1
 
 
+@pytest.mark.parametrize("batch", [False, True], ids=["get", "get_many"])
 async def test_promotion_uses_remaining_ttl_capped_by_l1_ttl(
-    l2_config: dict[str, Any], engine: Any, prefix: str
+    l2_config: dict[str, Any], engine: Any, prefix: str, batch: bool
 ) -> None:
     async with agent_for(l2_config) as agent:
         await agent.set("short", 1, ttl=5)
         await agent.set("long", 2, ttl=3000)
         agent.l1.clear()
-        await agent.get("short")
-        await agent.get("long")
+        if batch:
+            assert await agent.get_many(["short", "long"]) == {"short": 1, "long": 2}
+        else:
+            await agent.get("short")
+            await agent.get("long")
         left_short = agent.l1.ttl_remaining("short")  # type: ignore[attr-defined]
         left_long = agent.l1.ttl_remaining("long")  # type: ignore[attr-defined]
         assert left_short is not None and 3.5 < left_short <= 5.0  # PTTL, not the default
@@ -133,6 +139,115 @@ async def test_batch_get_uses_l1_then_one_l2_round_trip(l2_config: dict[str, Any
         assert found["k0"] == (b"0", "l1")
         assert all(found[f"k{i}"] == (str(i).encode(), "l2") for i in range(1, 50))
         assert found["missing"] is None
+
+
+async def test_a_batch_asking_a_key_twice_reads_and_counts_it_once(
+    l2_config: dict[str, Any],
+) -> None:
+    async with agent_for(l2_config) as agent:
+        await agent.set_many({"a": 1, "b": 2})
+        agent.l1.clear()
+        assert await agent.get_many(["a", "b", "a", "gone", "gone"]) == {
+            "a": 1,
+            "b": 2,
+            "gone": None,
+        }
+        assert (agent.stats.hits_l2, agent.stats.misses) == (2, 1)
+        assert await agent.get_many(["b", "a", "b"]) == {"b": 2, "a": 1}  # from L1 now
+        assert agent.stats.l1_batch_hits == 2
+
+
+@pytest.mark.parametrize("notice", [False, True], ids=["quiet", "notice-meanwhile"])
+async def test_a_batch_promotes_nothing_when_a_change_notice_arrived_during_its_read(
+    l2_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch, notice: bool
+) -> None:
+    """A notice that arrives while the MGET is out may concern any value it read (another
+    instance's newer value landed, its notice already gone by): the batch answers what it
+    read, and installs none of it in L1."""
+    async with agent_for(l2_config) as agent:
+        await agent.set_many({f"k{i}": i for i in range(5)})
+        agent.l1.clear()
+        assert agent.guarded_l2 is not None
+        tier = agent.guarded_l2.inner
+        read = tier.get_many
+
+        async def read_then_notice(keys: Any) -> Any:
+            found = await read(keys)
+            if notice:
+                agent.coherence.keys_changed(["elsewhere"])
+            return found
+
+        monkeypatch.setattr(tier, "get_many", read_then_notice)
+        keys = [f"k{i}" for i in range(5)]
+        assert await agent.get_many(keys) == {key: i for i, key in enumerate(keys)}
+        assert [key in agent.l1 for key in keys] == [not notice] * 5
+        assert agent.stats.hits_l2 == 5
+
+
+class OneKeyAtATimeL1:
+    """A third party's L1: the LocalTier protocol alone, no batch methods."""
+
+    PLUGIN_NAME: ClassVar[str] = "one_key_l1"
+    Options = MemoryTier.Options
+
+    def __init__(self, options: MemoryTier.Options, context: Any) -> None:
+        self._tier = MemoryTier(options, context)
+        self.max_bytes, self.default_ttl = self._tier.max_bytes, self._tier.default_ttl
+        self.calls: list[str] = []
+
+    def get(self, key: str) -> bytes | None:
+        self.calls.append("get")
+        return self._tier.get(key)
+
+    def set(self, key: str, data: bytes, ttl: float | None) -> bool:
+        self.calls.append("set")
+        return self._tier.set(key, data, ttl)
+
+    def fits(self, key: str, data: bytes) -> bool:
+        return self._tier.fits(key, data)
+
+    def delete(self, key: str) -> bool:
+        return self._tier.delete(key)
+
+    def delete_matching(self, pattern: str) -> list[str]:
+        return self._tier.delete_matching(pattern)
+
+    def clear(self) -> int:
+        return self._tier.clear()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._tier
+
+    def __len__(self) -> int:
+        return len(self._tier)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._tier.size_bytes
+
+    @property
+    def evictions(self) -> int:
+        return self._tier.evictions
+
+
+class OneKeyAtATimePlugin:
+    @cache_core.hookimpl
+    def cache_register_tiers(self) -> list[type[Any]]:
+        return [OneKeyAtATimeL1]
+
+
+async def test_a_batch_reads_and_promotes_through_an_l1_without_batch_methods(
+    l2_config: dict[str, Any],
+) -> None:
+    l2_config["cache_tiers"]["l1"]["type"] = "one_key_l1"
+    async with agent_for(l2_config, plugins=[OneKeyAtATimePlugin()]) as agent:
+        l1 = agent.l1
+        assert isinstance(l1, OneKeyAtATimeL1)
+        await agent.set_many({"a": 1, "b": 2}, strategy="write_around")
+        l1.calls.clear()
+        assert await agent.get_many(["a", "b", "c"]) == {"a": 1, "b": 2, "c": None}
+        assert l1.calls == ["get"] * 3 + ["set"] * 2
+        assert await agent.lookup_many(["b", "a"]) == {"b": (b"2", "l1"), "a": (b"1", "l1")}
 
 
 async def test_pattern_invalidation_scans_under_the_prefix_only(

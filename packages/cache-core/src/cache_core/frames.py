@@ -34,8 +34,10 @@ those bytes into answers unparsed (a frame cut short, or one whose payload is
 from __future__ import annotations
 
 import gc
+import struct
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import orjson
 from attrs import define
@@ -66,7 +68,13 @@ instance's clock along with it."""
 _MAX_DECLARED = 2**32 - 1
 _MAX_U64 = 2**64 - 1
 _RAW_HEADER = bytes((MAGIC, VERSION, RAW_CODEC_ID))
+_RAW_HEAD = struct.Struct(f">{EXPIRY_AT}sQ")
+"""The bytes before the expiry, and the expiry: a frame's header read in one call."""
 _GC_PAUSE_BYTES = 32 * 1024
+
+Opened = tuple[bytes, float | None, Any]
+"""An entry read from a frame: its JSON bytes, seconds it has left (None: never expires)
+and its value when asked for (:meth:`CodecSet.open_many`)."""
 
 
 def header(
@@ -192,9 +200,15 @@ def decode_frame(
 
 def check_json(data: bytes) -> None:
     """Refuse ``data`` as corrupt unless it is exactly one well-formed JSON value."""
-    # The parse builds a tree of objects and drops it at once. Past a few tens of KB its
-    # allocations trigger cyclic GC passes (full ones on a large heap) that cost more than
-    # the parse itself and can free none of it: the collector waits until it is gone.
+    parse_json(data)
+
+
+def parse_json(data: bytes) -> Any:
+    """The value ``data`` holds; :class:`CorruptEntryError` unless it is exactly one
+    well-formed JSON value."""
+    # The parse builds a tree of objects. Past a few tens of KB its allocations trigger
+    # cyclic GC passes (full ones on a large heap) that cost more than the parse itself
+    # and can free none of it: the tree is alive until the parse returns it.
     pause = len(data) > _GC_PAUSE_BYTES and gc.isenabled()
     if pause:
         gc.disable()
@@ -202,7 +216,7 @@ def check_json(data: bytes) -> None:
         # orjson refuses trailing content, so a payload that would add fields after the
         # value spliced into an answer is refused too. It also refuses what it cannot parse
         # back (1e400, lone surrogates, 1024+ levels), none of which orjson ever wrote.
-        orjson.loads(data)
+        return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise CorruptEntryError(f"stored entry is not one JSON value: {exc}") from None
     finally:
@@ -289,6 +303,62 @@ class CodecSet:
             expiry = frame_expiry(frame)
         check_json(data)
         return data, expiry
+
+    def open_many(
+        self, frames: Sequence[bytes | None], now_ms: float, decode: bool
+    ) -> tuple[list[Opened | CorruptEntryError | None], list[int], list[int]]:
+        """Each frame as :meth:`read` checks it, with its JSON parsed once: for a frame,
+        ``(JSON bytes, seconds left by the writer's clock at ``now_ms`` or None for never,
+        the parsed value when ``decode`` else None)``; None for an absent frame or one past
+        its expiry; a bad one's :class:`CorruptEntryError` in its place. Then where the
+        frames of format 1 are (no expiry inside: answered as never expiring, for the
+        caller to ask the store), and where the bad ones are.
+
+        A batch's whole cost is this loop, so the common frame (current format, not
+        compressed, small enough to parse without pausing the collector) is read in place
+        without a call per frame; the parse that checks it is the one that decodes it."""
+        loads, decode_error = orjson.loads, orjson.JSONDecodeError
+        raw_head, raw = _RAW_HEAD.unpack_from, _RAW_HEADER
+        fast_limit = min(self._raw_limit, HEADER_SIZE + _GC_PAUSE_BYTES)
+        out: list[Opened | CorruptEntryError | None] = []
+        undated: list[int] = []
+        corrupt: list[int] = []
+        append = out.append
+        for frame in frames:
+            if frame is None:
+                append(None)
+                continue
+            expiry: int | None
+            if HEADER_SIZE <= len(frame) <= fast_limit and (head := raw_head(frame))[0] == raw:
+                data = frame[HEADER_SIZE:]
+                try:
+                    value = loads(data)
+                except decode_error as exc:
+                    corrupt.append(len(out))
+                    append(CorruptEntryError(f"stored entry is not one JSON value: {exc}"))
+                    continue
+                expiry = head[1]
+            else:
+                try:
+                    data = self.decode(frame)
+                    value = parse_json(data)
+                except CorruptEntryError as exc:
+                    corrupt.append(len(out))
+                    append(exc)
+                    continue
+                expiry = frame_expiry(frame)
+            if not decode:
+                value = None  # checked, not kept: a batch of large values is not held twice
+            if expiry == NEVER:
+                append((data, None, value))
+            elif expiry is None:
+                undated.append(len(out))
+                append((data, None, value))
+            else:
+                left = (expiry - now_ms) / 1000.0
+                # Past its expiry by the writer's clock: the store drops it within the skew.
+                append((data, left, value) if left > 0 else None)
+        return out, undated, corrupt
 
     def summary(self) -> dict[str, dict[str, float]]:
         return {name: counters.summary() for name, counters in self.counters.items()}

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from cache_core import serialization
-from cache_core.errors import CacheError, CorruptEntryError, TierUnavailableError
+from cache_core.errors import CacheError, TierUnavailableError
 from cache_core.key_rules import KeyRules
 from cache_core.l1_coherence import L1Coherence
 from cache_core.loaders import Loader, NotFound
@@ -225,28 +225,38 @@ class Reads:
         return None if computed is None else serialization.decode(computed[0])
 
     async def lookup_many(
-        self, keys: Sequence[str], failures: dict[str, CacheError] | None = None
+        self,
+        keys: Sequence[str],
+        failures: dict[str, CacheError] | None = None,
+        values: dict[str, Any] | None = None,
     ) -> dict[str, Found | None]:
         """Each key's bytes and tier (None for a miss), L2 asked once for all L1 misses.
 
         A key whose entry in L2 is unreadable is None and, with ``failures`` given, its error
-        is put there: one bad entry never costs the others their answer."""
+        is put there: one bad entry never costs the others their answer. With ``values``
+        given, each hit's value goes there too (an L2 entry's JSON is parsed once, to check
+        it and to decode it)."""
         self.rules.check_batch(len(keys), "keys")
         self.rules.check_keys(keys)
         start = _perf()
-        results: dict[str, Found | None] = {}
-        missing: list[str] = []
-        l1_get = self.view.get
-        for key in keys:
-            if key in results:  # a repeated key is looked up and counted once
-                continue
-            data = l1_get(key)
-            if data is not None:
-                results[key] = (data, "l1")
-            else:
-                results[key] = None
-                missing.append(key)
-        self.stats.l1_batch_hits += len(results) - len(missing)
+        view = self.view
+        # A repeated key is looked up and counted once.
+        results: dict[str, Found | None] = dict.fromkeys(keys)
+        unique = keys if len(results) == len(keys) else list(results)
+        get_many = getattr(view, "get_many", None)  # LocalBatches, optional
+        in_l1 = get_many(unique) if get_many is not None else list(map(view.get, unique))
+        if in_l1.count(None) == len(in_l1):
+            missing = list(unique)
+        else:
+            missing = []
+            for key, data in zip(unique, in_l1, strict=True):
+                if data is None:
+                    missing.append(key)
+                else:
+                    results[key] = (data, "l1")
+                    if values is not None:
+                        values[key] = _decode(data)
+        self.stats.l1_batch_hits += len(unique) - len(missing)
         buffering = [s for s in self.buffering if s.holds_writes()]
         if missing and buffering:
             still = []
@@ -254,21 +264,25 @@ class Reads:
                 for strategy in buffering:
                     pending = strategy.pending(key)
                     if pending is not None:
-                        self.view.set(key, pending[0], self.l1_ttl(pending[1]))
+                        view.set(key, pending[0], self.l1_ttl(pending[1]))
                         results[key] = (pending[0], "l2")
+                        if values is not None:
+                            values[key] = _decode(pending[0])
                         break
                 else:
                     still.append(key)
             self.stats.hits_l2 += len(missing) - len(still)  # the buffer stands in for L2
             missing = still
         if missing and self.l2 is not None:
-            missing = await self._lookup_l2(missing, results, failures)
+            missing = await self._lookup_l2(missing, results, failures, values)
         if missing and self.loading:
             loadable = [key for key in missing if self.loading.find(key) is not None]
             loaded = await asyncio.gather(*(self.below_l1(key) for key in loadable))
-            results.update(zip(loadable, loaded, strict=True))
-            for found in loaded:
+            for key, found in zip(loadable, loaded, strict=True):
+                results[key] = found
                 self.count_lookup(found)
+                if found is not None and values is not None:
+                    values[key] = _decode(found[0])
             self.stats.misses += len(missing) - len(loadable)
         else:
             self.stats.misses += len(missing)
@@ -280,12 +294,14 @@ class Reads:
         missing: list[str],
         results: dict[str, Found | None],
         failures: dict[str, CacheError] | None,
+        values: dict[str, Any] | None,
     ) -> list[str]:
-        """Fill ``results`` from L2 for ``missing``; return the keys L2 does not hold."""
+        """Fill ``results`` (and ``values``) from L2 for ``missing``; return the keys L2
+        does not hold."""
         assert self.l2 is not None
         seq = self.coherence.seq
         try:
-            stored = await self.l2.get_many(missing)
+            opened = await self.l2.open_many(missing, decode=values is not None)
         except TierUnavailableError as exc:
             # Stale-if-error: what L1 holds is answered. The rest is each key's error when
             # the caller takes per-key errors and something was answered; else the call
@@ -301,32 +317,52 @@ class Reads:
             for key, data in stale.items():
                 if data is not None:
                     results[key] = (data, "l1")
+                    if values is not None:
+                        values[key] = _decode(data)
             if failures is not None:
                 failures.update(dict.fromkeys(lost, exc))
             self.stats.l1_batch_hits += len(missing) - len(lost)
             self.stats.served_stale += len(missing) - len(lost)
             self.stats.misses += len(lost)
             return []
-        promote = seq == self.coherence.seq
-        still = []
+        still: list[str] = []
         unreadable = 0
-        l1_set, l1_ttl = self.view.set, self.l1_ttl
-        for key, value in zip(missing, stored, strict=True):
-            if value is None:
+        promoted: list[tuple[str, bytes, float | None]] = []
+        promote = promoted.append
+        # L1's TTL for each entry is its own, capped (l1_ttl): the cap found once, not
+        # asked a key.
+        cap = self.l1_ttl(None)
+        for key, entry in zip(missing, opened, strict=True):
+            if type(entry) is tuple:
+                data, left, value = entry
+                results[key] = (data, "l2")
+                if values is not None:
+                    values[key] = value
+                ttl = cap if left is None or (cap is not None and left > cap) else left
+                promote((key, data, ttl))
+            elif entry is None:
                 still.append(key)
-            elif isinstance(value, CorruptEntryError):
+            else:
                 unreadable += 1
                 if failures is not None:
-                    failures[key] = value
+                    failures[key] = entry  # type: ignore[assignment]
+        # A notice that arrived during the read may concern any of these values.
+        if promoted and seq == self.coherence.seq:
+            view = self.view
+            set_many = getattr(view, "set_many", None)  # LocalBatches, optional
+            if set_many is not None:
+                set_many(promoted)
             else:
-                if promote:
-                    l1_set(key, value.data, l1_ttl(value.ttl_remaining))
-                results[key] = (value.data, "l2")
+                for item in promoted:
+                    view.set(*item)
         self.stats.hits_l2 += len(missing) - len(still) - unreadable
         self.stats.misses += unreadable
         return still
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
         """Each key's value (None for a miss)."""
-        found = await self.lookup_many(keys)
-        return {k: None if f is None else serialization.decode(f[0]) for k, f in found.items()}
+        values: dict[str, Any] = {}
+        found = await self.lookup_many(keys, values=values)
+        answer = dict.fromkeys(found)
+        answer.update(values)
+        return answer

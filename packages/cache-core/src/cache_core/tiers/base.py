@@ -9,7 +9,7 @@ compresses, expires and refuses planted data exactly as the Redis tier does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from attrs import define
@@ -66,6 +66,19 @@ class LocalTier(Protocol):
     def size_bytes(self) -> int: ...
     @property
     def evictions(self) -> int: ...
+
+
+@runtime_checkable
+class LocalBatches(Protocol):
+    """What a :class:`LocalTier` may also have (optional): many gets or sets in one call,
+    each exactly what the single calls in that order would do (a key asked twice is
+    answered twice). A batch read asks L1 for its keys, and promotes what L2 answered, in
+    one call each when the tier has these, and in one call a key otherwise."""
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
+    def set_many(self, items: Iterable[tuple[str, bytes, float | None]]) -> None:
+        """``set(key, data, ttl)`` for each item; what can never fit is skipped."""
+        ...
 
 
 class CoherenceListener(Protocol):

@@ -41,7 +41,7 @@ from cache_core.errors import (
     InvalidValueError,
     TierUnavailableError,
 )
-from cache_core.frames import NEVER, CodecSet, HybridClock
+from cache_core.frames import NEVER, CodecSet, HybridClock, Opened
 from cache_core.invalidation import InvalidationIndex
 from cache_core.metrics import NullObserver, OperationObserver
 from cache_core.tiers.base import (
@@ -62,6 +62,8 @@ T = TypeVar("T")
 
 Read = StoredValue | CorruptEntryError | None
 """One key's answer to a batch read: its entry, why it is unreadable, or a miss."""
+Opening = Opened | CorruptEntryError | None
+""":data:`Read` as :meth:`GuardedTier.open_many` answers it: the entry a tuple."""
 Stamped = tuple[str, bytes, float | None, bool, int]
 """A write stamped when it was made (a write_back write, sent later): key, JSON bytes, TTL,
 whether it compresses and its stamp (:meth:`GuardedTier.stamp`)."""
@@ -232,7 +234,19 @@ class GuardedTier:
     async def get_many(self, keys: Sequence[str]) -> list[Read]:
         """Each key's entry; a bad frame is reported in its place (an exception instance),
         so one bad entry costs only its own key."""
-        return await self.guarded("get_many", {"cache.batch": len(keys)}, self._get_many(keys))
+        opened = await self.open_many(keys)
+        return [
+            StoredValue(entry[0], entry[1]) if type(entry) is tuple else entry  # type: ignore[misc]
+            for entry in opened
+        ]
+
+    async def open_many(self, keys: Sequence[str], *, decode: bool = False) -> list[Opening]:
+        """:meth:`get_many` for the data path: each entry as a tuple (JSON bytes, seconds
+        left, its value when ``decode``, else None; see :data:`~cache_core.frames.Opened`),
+        not an object a key. The JSON was parsed to check it; ``decode`` keeps what the
+        parse made rather than parsing again."""
+        call = self._open_many(keys, decode)
+        return await self.guarded("get_many", {"cache.batch": len(keys)}, call)
 
     async def _get(self, key: str) -> StoredValue | None:
         frame = await self.inner.get(key)
@@ -250,60 +264,37 @@ class GuardedTier:
             left = expiry / 1000.0 - self.wall_clock()
             # Past its expiry by the writer's clock: the store drops it within the skew.
             return StoredValue(data, left) if left > 0 else None
-        out: list[Read] = [StoredValue(data, None)]
+        out: list[Opening] = [(data, None, None)]
         await self._date((key,), out, [0])
         found = out[0]
         assert not isinstance(found, CorruptEntryError)
-        return found
+        return None if found is None else StoredValue(found[0], found[1])
 
-    async def _get_many(self, keys: Sequence[str]) -> list[Read]:
-        out, undated = self._open(keys, await self.inner.get_many(keys))
+    async def _open_many(self, keys: Sequence[str], decode: bool) -> list[Opening]:
+        frames = await self.inner.get_many(keys)
+        if len(frames) != len(keys):
+            raise ValueError(f"the L2 tier answered {len(frames)} of {len(keys)} keys")
+        # Frames whose entries have no expiry inside (format 1) are answered as never
+        # expiring until _date asks the tier.
+        out, undated, corrupt = self.codecs.open_many(frames, self.wall_clock() * 1000, decode)
+        for i in corrupt:
+            self._corrupt(keys[i], out[i])  # type: ignore[arg-type]
         if undated:
             await self._date(keys, out, undated)
         return out
 
-    def _open(
-        self, keys: Sequence[str], frames: Sequence[bytes | None]
-    ) -> tuple[list[Read], list[int]]:
-        """Each frame opened and checked; and where the entries are whose frame carries no
-        expiry (format 1), answered as never expiring until :meth:`_date` asks the tier."""
-        now_ms = self.wall_clock() * 1000
-        read = self.codecs.read
-        out: list[Read] = []
-        undated: list[int] = []
-        for key, frame in zip(keys, frames, strict=True):
-            if frame is None:
-                out.append(None)
-                continue
-            try:
-                data, expiry = read(frame)
-            except CorruptEntryError as exc:
-                self._corrupt(key, exc)
-                out.append(exc)
-                continue
-            if expiry == NEVER:
-                out.append(StoredValue(data, None))
-            elif expiry is None:
-                undated.append(len(out))
-                out.append(StoredValue(data, None))
-            else:
-                left = (expiry - now_ms) / 1000.0
-                # Past its expiry by the writer's clock: the store drops it within the skew.
-                out.append(StoredValue(data, left) if left > 0 else None)
-        return out, undated
-
     def _corrupt(self, key: str, exc: CorruptEntryError) -> None:
         log.error("l2_corrupt_entry", extra={"key_pattern": self._pattern(key), "error": str(exc)})
 
-    async def _date(self, keys: Sequence[str], out: list[Read], undated: list[int]) -> None:
+    async def _date(self, keys: Sequence[str], out: list[Opening], undated: list[int]) -> None:
         """The TTLs of the ``undated`` entries of ``out``, from the tier when it keeps them."""
         if self._ttls is None:
             return
         ttls = await self._ttls([keys[i] for i in undated])
         for i, left in zip(undated, ttls, strict=True):
             entry = out[i]
-            assert isinstance(entry, StoredValue)
-            out[i] = None if left is not None and left <= 0 else StoredValue(entry.data, left)
+            assert isinstance(entry, tuple)
+            out[i] = None if left is not None and left <= 0 else (entry[0], left, entry[2])
 
     # -- writes: framed inside the guarded call, so an open breaker costs no compression --
 

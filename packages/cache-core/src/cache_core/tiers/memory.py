@@ -13,7 +13,7 @@ import math
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from attrs import define
@@ -71,6 +71,10 @@ class HeldEntries:
         self.default_ttl = options.ttl
         self._clock = clock or (context.clock if context is not None else time.monotonic)
         self._weigh = weigher or self.weight
+        self._overhead: int | None = (
+            ENTRY_OVERHEAD if weigher is None and type(self).weight is HeldEntries.weight else None
+        )
+        """The fixed part of :func:`entry_weight` when it is what weighs entries here."""
         self._size = 0
         self._evictions = 0
         self._expirations = 0
@@ -173,6 +177,57 @@ class MemoryTier(HeldEntries):
             self._evict()
         return True
 
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """:meth:`get` of each key, in order, in one pass: a batch of keys L1 does not hold
+        (the usual batch that goes on to L2) costs no call a key."""
+        entries = self._entries
+        found: list[Any] = list(map(entries.get, keys))
+        if found.count(None) == len(found):
+            return found
+        now = self._clock()
+        out: list[bytes | None] = []
+        append = out.append
+        for key, entry in zip(keys, found, strict=True):
+            if entry is None:
+                append(None)
+            elif entry[1] > now:
+                entries.move_to_end(key)
+                append(entry[0])
+            else:
+                if entries.pop(key, None) is not None:  # (not if asked twice)
+                    self._size -= entry[2]
+                    self._expirations += 1
+                append(None)
+        return out
+
+    def set_many(self, items: Iterable[tuple[str, bytes, float | None]]) -> None:
+        """:meth:`set` of each ``(key, data, ttl)``, in order, the clock read once (an entry
+        that can never fit is skipped)."""
+        now = self._clock()
+        entries, max_bytes, weigh = self._entries, self.max_bytes, self._weigh
+        overhead = self._overhead
+        inf = math.inf
+        size = self._size
+        for key, data, ttl in items:
+            if overhead is not None and type(key) is str and type(data) is bytes:
+                # entry_weight, inlined: for these types (never tracked by the collector)
+                # sys.getsizeof is __sizeof__, at a quarter of the cost.
+                weight = key.__sizeof__() + data.__sizeof__() + overhead
+            else:
+                weight = weigh(key, data)
+            if weight > max_bytes:
+                continue
+            old = entries.pop(key, None)
+            if old is not None:
+                size -= old[2]
+            entries[key] = (data, inf if ttl is None else now + ttl, weight)
+            size += weight
+            if size > max_bytes:
+                self._size = size
+                self._evict()
+                size = self._size
+        self._size = size
+
     def _evict(self) -> None:
         entries = self._entries
         while self._size > self.max_bytes:
@@ -217,6 +272,12 @@ class BypassTier:
 
     def set(self, key: str, data: bytes, ttl: float | None) -> bool:
         return False
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [None] * len(keys)
+
+    def set_many(self, items: Iterable[tuple[str, bytes, float | None]]) -> None:
+        return None
 
     def fits(self, key: str, data: bytes) -> bool:
         return False

@@ -31,7 +31,7 @@ import math
 import random
 import sys
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from attrs import define
@@ -377,7 +377,18 @@ class WTinyLfuTier(HeldEntries):
         if self._sketch.increment(key):
             self._halve_held()
 
+    def get_many(self, keys: Sequence[Any]) -> list[bytes | None]:
+        """:meth:`get` of each key, in order (each one counts for the policy)."""
+        return list(map(self.get, keys))
+
     # -- writes -----------------------------------------------------------------------------
+
+    def set_many(self, items: Iterable[tuple[Any, bytes, float | None]]) -> None:
+        """:meth:`set` of each ``(key, data, ttl)``, in order (each one admitted, or not, as
+        its own set would be)."""
+        set_ = self.set
+        for key, data, ttl in items:
+            set_(key, data, ttl)
 
     def set(self, key: Any, data: bytes, ttl: float | None) -> bool:
         """Store ``data`` for ``ttl`` seconds; False when it can never fit (nothing changes)."""
