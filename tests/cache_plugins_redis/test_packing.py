@@ -17,6 +17,8 @@ argument = st.one_of(
     st.binary(),
     st.binary(min_size=5990, max_size=6010),  # about the buffer cutoff
     st.integers(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.booleans(),
     st.floats(allow_nan=False),
     st.sampled_from(["MGET", "CONFIG GET", b"CLIENT SETNAME", "a\tb", "", b" x "]),
 )

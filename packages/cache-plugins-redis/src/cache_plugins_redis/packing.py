@@ -4,9 +4,10 @@ redis-py packs each argument through its encoder and joins it onto the buffer so
 MGET of 100 keys costs about 55 µs of Python, a third of the whole round trip on a unix
 socket, paid by every batch read. :func:`fast_packing` gives a connection class a
 ``pack_command`` that makes the same bytes at about a third of that cost for the commands
-the tier sends most (every argument text or bytes, none of them large); any other command
-(a number among its arguments, a value past the connection's buffer cutoff, which redis-py
-sends as a chunk of its own rather than copying it) is packed by redis-py itself.
+the tier sends most (every argument text, bytes or an integer, none of them large); any
+other command (a float among its arguments, a value past the connection's buffer cutoff,
+which redis-py sends as a chunk of its own rather than copying it) is packed by redis-py
+itself.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any, TypeVar
 
 C = TypeVar("C", bound=type)
 
-_PLAIN = frozenset((str, bytes))
+_PLAIN = frozenset((str, bytes, int))
+"""The argument types packed here (not bool, which redis-py refuses: ``type(True)`` is bool)."""
 
 
 class FastPacking:
@@ -35,7 +37,10 @@ class FastPacking:
         else:
             words = head.split() if b" " in head else [head]
         encoding, errors = self.encoder.encoding, self.encoder.encoding_errors
-        encoded = words + [a if type(a) is bytes else a.encode(encoding, errors) for a in args[1:]]
+        encoded = words + [
+            a if type(a) is bytes else b"%d" % a if type(a) is int else a.encode(encoding, errors)
+            for a in args[1:]
+        ]
         if not encoded or max(map(len, encoded)) > self._buffer_cutoff:
             return super().pack_command(*args)  # type: ignore[misc, no-any-return]
         body = b"\r\n$".join([b"%d\r\n%b" % (len(arg), arg) for arg in encoded])
