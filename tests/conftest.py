@@ -112,6 +112,14 @@ class Engine:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def entries(self, *names: str) -> int:
+        """How many of ``names`` hold a cache entry: a delete's tombstone (a header alone,
+        codec id 0xFF) is none, though the engine holds the key."""
+        from cache_core.frames import is_tombstone
+
+        found: list[Any] = list(self.client.mget(names)) if names else []
+        return sum(1 for frame in found if frame is not None and not is_tombstone(frame))
+
     def kill(self) -> None:
         """SIGKILL: the engine dies mid-whatever, its clients' connections reset."""
         self.process.kill()

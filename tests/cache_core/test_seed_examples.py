@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from cache_core import CacheStrategy, CachingAgent
-from cache_core.frames import HEADER_SIZE
+from cache_core.frames import HEADER_SIZE, is_tombstone
 from cache_plugins_invalidation import EventTrigger
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,7 +195,8 @@ async def l2_frame(agent: CachingAgent, key: str) -> bytes | None:
 
 
 async def in_l2(agent: CachingAgent, key: str) -> bool:
-    return await l2_frame(agent, key) is not None
+    frame = await l2_frame(agent, key)
+    return frame is not None and not is_tombstone(frame)  # a delete's tombstone is no entry
 
 
 def in_l1(agent: CachingAgent, key: str) -> bool:

@@ -167,7 +167,7 @@ async def test_a_sweep_that_fails_part_way_still_announces_what_it_removed(
             assert await b.get_many(part) == {key: keys[key] for key in part}
         assert all(key in b.l1 for key in keys)
         tier = tier_of(a)
-        real = tier._unlink
+        real = tier._unlink_live
         calls = 0
 
         async def dies_after_the_first(*args: Any) -> Any:
@@ -177,7 +177,7 @@ async def test_a_sweep_that_fails_part_way_still_announces_what_it_removed(
                 raise ConnectionError("the engine went away mid-sweep")
             return await real(*args)
 
-        monkeypatch.setattr(tier, "_unlink", dies_after_the_first)
+        monkeypatch.setattr(tier, "_unlink_live", dies_after_the_first)
         with pytest.raises((ConnectionError, TierUnavailableError)):
             await a.invalidate_pattern("k*")
         gone = [key for key in keys if engine.client.exists(prefix + key) == 0]

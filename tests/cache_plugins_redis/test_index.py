@@ -49,7 +49,7 @@ def config_for(engine: Any, prefix: str, **extra: Any) -> dict[str, Any]:
 
 
 def held(engine: Any, prefix: str, key: str) -> bool:
-    return bool(engine.client.exists(prefix + key))
+    return bool(engine.entries(prefix + key))
 
 
 async def eventually(check: Any, timeout: float = 2.0) -> None:

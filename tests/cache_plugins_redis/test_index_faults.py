@@ -57,9 +57,9 @@ async def test_a_failed_overwrite_with_new_tags_leaves_the_old_tag_reaching_the_
             refuse_l2_writes(patch, agent)
             with pytest.raises(TierUnavailableError):
                 await agent.set("k", "new", tags=["new"], ttl=60)
-        assert engine.client.exists(prefix + "k")  # the old value is still cached...
+        assert engine.entries(prefix + "k")  # the old value is still cached...
         assert await agent.invalidate_by_tags(["old"]) == 1  # ...and its tag still reaches it
-        assert not engine.client.exists(prefix + "k")
+        assert not engine.entries(prefix + "k")
         assert await agent.get("k") is None
 
 
@@ -74,9 +74,9 @@ async def test_a_failed_overwrite_with_new_dependencies_leaves_the_old_ones_reac
             refuse_l2_writes(patch, agent)
             with pytest.raises(TierUnavailableError):
                 await agent.set("child", "new", dependencies=["b"], ttl=60)
-        assert engine.client.exists(prefix + "child")
+        assert engine.entries(prefix + "child")
         assert await agent.delete("a") is True
-        assert not engine.client.exists(prefix + "child")
+        assert not engine.entries(prefix + "child")
         assert await agent.get("child") is None
 
 

@@ -93,7 +93,7 @@ async def test_dependents_go_in_the_same_step_as_the_write_or_delete(
         with pytest.raises(TierUnavailableError):
             await work
         # L2 lost both with the write; both L1s, the writer's too, drop their copies.
-        assert engine.client.exists(prefix + "child", prefix + "grandchild") == 0
+        assert engine.entries(prefix + "child", prefix + "grandchild") == 0
         assert await until(lambda: "child" not in b.l1 and "child" not in a.l1)
         assert "grandchild" not in a.l1
         assert await b.get("source") == (10 if operation == "overwrite" else None)
@@ -108,7 +108,7 @@ async def test_a_cascade_past_one_calls_limit_still_removes_every_dependent(
         for i in range(10):
             await agent.set(f"dep:{i}", i, dependencies=["source"])
         assert await agent.delete("source")
-        assert engine.client.exists(*(f"{prefix}dep:{i}" for i in range(10))) == 0
+        assert engine.entries(*(f"{prefix}dep:{i}" for i in range(10))) == 0
         assert [await agent.get(f"dep:{i}") for i in range(10)] == [None] * 10
 
 
@@ -144,6 +144,6 @@ async def test_a_tagged_overwrite_whose_reply_is_lost_has_its_index_exact(
         assert await b.invalidate_by_tags(["old"]) == 0
         assert await b.get("k") == "new"
         assert await b.delete("src") is False  # never written; its dependent goes with it
-        assert engine.client.exists(prefix + "k") == 0
+        assert engine.entries(prefix + "k") == 0
         await a.set("k", "again", tags=["new"])
         assert await b.invalidate_by_tags(["new"]) == 1

@@ -11,7 +11,15 @@ import time
 from typing import Any
 
 from cache_core import CachingAgent
-from cache_core.frames import HEADER_SIZE, MAGIC, MAX_AHEAD_NS, RAW_CODEC_ID, HybridClock, header
+from cache_core.frames import (
+    HEADER_SIZE,
+    MAGIC,
+    MAX_AHEAD_NS,
+    RAW_CODEC_ID,
+    TOMBSTONE_TTL,
+    HybridClock,
+    header,
+)
 from cache_core.strategies import WriteBack
 from cache_plugins_redis.scripts import SCRIPT_BATCH_BYTES, SET_UNLESS_NEWER_SHA
 
@@ -215,7 +223,7 @@ async def test_a_flush_refused_as_older_leaves_the_newer_values_tags_alone(
         assert await write_back_of(a).flush() == 1
         assert payload(engine, prefix, "k") == b'"new"'
         assert await a.invalidate_by_tags(["t"]) == 1
-        assert engine.client.get(prefix + "k") is None
+        assert engine.entries(prefix + "k") == 0
         await eventually(b, {"k": None})
 
 
@@ -262,3 +270,29 @@ async def test_a_flush_bounds_each_script_call_in_entries_and_bytes(
         await write_back_of(agent).flush()
         assert evalsha_calls(engine) - before == 4  # two would go past the bound together
         assert await agent.get("large:3") == large
+
+
+async def test_a_flush_never_brings_back_what_another_instance_deleted_after_it(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    """A delete leaves its stamp (a tombstone, for TOMBSTONE_TTL): A buffers K, then B
+    deletes K (it returns); A's flush used to put K back on every instance."""
+    async with agent_for(l2_config) as a, agent_for(l2_config) as b:
+        for key in KEYS:
+            await a.set(key, "buffered", strategy="write_back")
+        await b.set("live", 1)
+        for key in KEYS:
+            assert await b.delete(key) is False  # only in A's buffer: nothing cached to remove
+        assert await b.delete("live") is True
+        assert await b.delete("live") is False  # a tombstone is no entry
+        await write_back_of(a).flush()
+        a.l1.clear()
+        assert await a.get_many(KEYS) == dict.fromkeys(KEYS)
+        assert await b.get_many(KEYS) == dict.fromkeys(KEYS)
+        assert await b.invalidate_pattern("lost:*") == 0  # tombstones are not entries
+        assert engine.client.exists(*(prefix + key for key in KEYS)) == len(KEYS)  # they stay
+        # A write made after the delete lands.
+        await a.set(KEYS[0], "after")
+        await eventually(b, {KEYS[0]: "after"})
+        ttl = engine.client.pttl(prefix + KEYS[1])
+        assert 0 < ttl <= TOMBSTONE_TTL * 1000

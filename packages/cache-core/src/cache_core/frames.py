@@ -10,6 +10,10 @@ Format 3, written today (19 header bytes, integers big-endian)::
     3..10   expiry: Unix milliseconds by the writer's clock, 0: never
     11..18  stamp: the write's version (a :class:`HybridClock` reading), 0: none
 
+A tombstone is that header alone with codec id 0xFF: what a delete leaves (with its
+stamp) where the store can compare stamps, so a write made before the delete is refused
+after it; it reads as no entry.
+
 The expiry rides beside the engine's own PX, so a read is a plain GET or MGET: no PTTL per
 key. The stamp orders writes of one key by when each was made (a write_back write: when it
 was accepted, not when it was flushed): a tier with a conditional set
@@ -50,6 +54,12 @@ MAGIC = 0xCA
 VERSION = 3
 """The version written; 1, 2 and 3 are read."""
 RAW_CODEC_ID = 0
+TOMBSTONE_CODEC_ID = 0xFF
+"""The codec id of a tombstone: a header alone, left by a delete with its stamp (and
+expiring after :data:`TOMBSTONE_TTL`), read as no entry."""
+TOMBSTONE_TTL = 60.0
+"""Seconds a delete's tombstone stays: within them no write made before the delete lands
+after it (another instance's write_back flush, normally due within its flush_interval)."""
 EXPIRY_AT = 3
 STAMP_AT = 11
 HEADER_SIZE = 19
@@ -85,6 +95,15 @@ def header(
     expiry = min(max(expires_at_ms, 0), _MAX_U64).to_bytes(8, "big")
     written = min(max(stamp, 0), _MAX_U64).to_bytes(8, "big")
     return bytes((MAGIC, VERSION, codec_id)) + expiry + written
+
+
+def tombstone(expires_at_ms: int, stamp: int) -> bytes:
+    """The frame a delete made at ``stamp`` leaves behind, expiring at ``expires_at_ms``."""
+    return header(TOMBSTONE_CODEC_ID, expires_at_ms, stamp)
+
+
+def is_tombstone(frame: bytes) -> bool:
+    return len(frame) == HEADER_SIZE and frame[2] == TOMBSTONE_CODEC_ID and frame[0] == MAGIC
 
 
 def encode_frame(
@@ -339,6 +358,9 @@ class CodecSet:
                     continue
                 expiry = head[1]
             else:
+                if is_tombstone(frame):
+                    append(None)  # deleted
+                    continue
                 try:
                     data = self.decode(frame)
                     value = parse_json(data)

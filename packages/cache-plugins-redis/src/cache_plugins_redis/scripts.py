@@ -61,6 +61,32 @@ _INDEX = """
 local base, persist = ARGV[W + 3], ARGV[W + 4] == '1'
 local meta, tag, deps, reg = base .. 'links:', base .. 'tag:', base .. 'deps:', base .. 'reg:'
 local indexed, sources = base .. 'indexed', base .. 'sources'
+local function before(a, b)
+  for i = 1, 8 do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return false
+end
+local tomb, tomb_px, tomb_horizon = '', '', ''
+local function remove(name)
+  if tomb == '' then return redis.call('UNLINK', name) end
+  local found = redis.call('EXISTS', name)
+  if found == 1 then
+    local stored = redis.pcall('GETRANGE', name, 0, 18)
+    if type(stored) == 'string' and #stored == 19 and string.byte(stored, 1) == 202
+        and string.byte(stored, 2) >= 3 then
+      local kept = string.sub(stored, 12, 19)
+      if not before(kept, string.sub(tomb, 12, 19)) and not before(tomb_horizon, kept) then
+        return -1
+      end
+      if string.byte(stored, 3) == 255 then found = 0 end
+    end
+  end
+  local set = redis.pcall('SET', name, tomb, 'PX', tomb_px)
+  if type(set) == 'table' and set.err then redis.call('UNLINK', name) end
+  return found
+end
 local function live(score, now)
   return score and (score == 'inf' or tonumber(score) > now)
 end
@@ -141,7 +167,7 @@ local function cascade(roots, n, now, skip, limit, channel, exact)
           seen[key] = true
           visited[#visited + 1] = key
           queue[#queue + 1] = key
-          if redis.call('UNLINK', prefix .. key) == 1 then removed[#removed + 1] = key end
+          if remove(prefix .. key) == 1 then removed[#removed + 1] = key end
         end
       end
     end
@@ -156,6 +182,7 @@ end
 """What the scripts share (``W`` is where their watch arguments start: now, the prefix's
 length, the cascade's limit, ``base``, persist, exact).
 
+``remove``: an entry unlinked, or replaced by the call's tombstone (see :data:`DELETE`).
 ``linked``: whether entry ``i`` of ``n`` (KEYS[i], its meta KEYS[n + i], ``sources``
 KEYS[2n + 1], ``registered`` KEYS[2n + 2]) has links, live dependents or registrations.
 ``index``: the key's links become exactly ``links`` (those it no longer carries leave their
@@ -172,13 +199,6 @@ lost). Returns those it found stored and whether more were left."""
 
 SET_UNLESS_NEWER = _INDEX.replace("W + ", "5 + ") + (
     """
-local function before(a, b)
-  for i = 1, 8 do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x < y end
-  end
-  return false
-end
 local horizon, n, channel, notice = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local now, skip, limit = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local exact = ARGV[10] == 'x'
@@ -259,10 +279,11 @@ DELETE = _INDEX.replace("W + ", "4 + ") + (
 local n, channel, notice = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local now, skip, limit = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local exact = ARGV[9] == 'x'
+tomb, tomb_px, tomb_horizon = ARGV[10], ARGV[11], ARGV[12]
 local existed, found, roots = {}, {}, {}
 for i = 1, n do
-  existed[i] = redis.call('UNLINK', KEYS[i])
-  if now and linked(i, n, now, skip) then
+  existed[i] = remove(KEYS[i])
+  if existed[i] >= 0 and now and linked(i, n, now, skip) then
     found[#found + 1] = i
     roots[#roots + 1] = string.sub(KEYS[i], skip + 1)
     if exact then forget(roots[#roots]) end
@@ -274,13 +295,31 @@ if now then removed, more = cascade(roots, n, now, skip, limit, channel, exact) 
 return {existed, found, removed, more and 1 or 0}
 """
 )
-"""KEYS as :data:`SET_UNLESS_NEWER`'s; ARGV: n, the channel and notice, then the watch
-arguments as its. Unlinks each entry (when exact, the linked ones leave the index too);
-returns whether each existed (1 or 0), and, when watching, the (1-based) entries whose key
-was linked, the dependents it removed and whether the cascade stopped at its limit."""
+"""KEYS as :data:`SET_UNLESS_NEWER`'s; ARGV: n, the channel and notice, the watch
+arguments as its, then a tombstone ('' to unlink), its PX and the horizon. Removes each
+entry (when exact, the linked ones leave the index too): with a tombstone, puts it in the
+entry's place unless the stored frame carries a stamp at least the tombstone's and at most
+the horizon (a newer write stays: -1), and unlinks instead where the engine is full; the
+dependents it removes go the same way. Returns, per entry, 1 when a live entry was
+removed, 0 when none was there (or a tombstone), -1 when a newer one stayed; and, when
+watching, the (1-based) entries whose key was linked, the dependents it removed and
+whether the cascade stopped at its limit."""
 DELETE_SHA = hashlib.sha1(DELETE.encode(), usedforsecurity=False).hexdigest()
 
-SCRIPTS = (SET_UNLESS_NEWER, DELETE)
+UNLINK_LIVE = """
+local head = redis.pcall('GETRANGE', KEYS[1], 0, 18)
+if type(head) == 'string' and #head == 19 and string.byte(head, 1) == 202
+    and string.byte(head, 3) == 255 then
+  return 0
+end
+return redis.call('UNLINK', KEYS[1])
+"""
+"""KEYS[1]: a name a pattern sweep found. Unlinks it (1 when it existed) unless it is a
+delete's tombstone, which stays (0): a sweep must not open the way for the writes the
+delete refused."""
+UNLINK_LIVE_SHA = hashlib.sha1(UNLINK_LIVE.encode(), usedforsecurity=False).hexdigest()
+
+SCRIPTS = (SET_UNLESS_NEWER, DELETE, UNLINK_LIVE)
 """Loaded at start, on every primary."""
 
 SCRIPT_BATCH = 100

@@ -65,6 +65,8 @@ from cache_plugins_redis.scripts import (
     SCRIPTS,
     SET_UNLESS_NEWER,
     SET_UNLESS_NEWER_SHA,
+    UNLINK_LIVE,
+    UNLINK_LIVE_SHA,
     LinkWatch,
     link_names,
 )
@@ -541,21 +543,31 @@ class RedisTier:
         return chunks
 
     async def delete(self, keys: Sequence[str]) -> list[str]:
-        """Unlink ``keys`` with their notice: outside Cluster, one script call per run of
-        :data:`SCRIPT_BATCH` keys, the notice in the last (one atomic step for a small
-        delete)."""
+        """Unlink ``keys`` with their notice (see :meth:`delete_unless_newer`)."""
+        return await self._delete(keys, ["", "", ""])
+
+    async def delete_unless_newer(
+        self, keys: Sequence[str], tombstone: bytes, ttl: float, horizon: int
+    ) -> list[str]:
+        """``keys`` replaced by ``tombstone`` for ``ttl`` seconds, with their notice, unless
+        a newer write stays: one script call per run of :data:`SCRIPT_BATCH` keys, the
+        notice in the last (a small delete is one atomic step; in Cluster a call a key,
+        the notice after them). Where the engine is full, unlinked instead."""
+        limit = min(horizon, 2**64 - 1).to_bytes(8, "big")
+        px = self._px(ttl)
+        return await self._delete(keys, [tombstone, 1 if px is None else px, limit])
+
+    async def _delete(self, keys: Sequence[str], tomb: list[Any]) -> list[str]:
         if not keys:
             return []
         notice = self._notice(b"k", SEP.join(keys))
-        if self._cluster:
-            existed = await self._unlink([self.prefix + key for key in keys], notice)
-            return [key for key, found in zip(keys, existed, strict=True) if found]
+        step = 1 if self._cluster else SCRIPT_BATCH
         calls: list[_Call] = []
-        for start in range(0, len(keys), SCRIPT_BATCH):
-            chunk = list(keys[start : start + SCRIPT_BATCH])
+        for start in range(0, len(keys), step):
+            chunk = list(keys[start : start + step])
             extra, watched = self._watched(chunk, len(keys) <= SCRIPT_BATCH, True)
             names = [self.prefix + key for key in chunk] + extra
-            args = [len(chunk), "", notice, *watched]
+            args = [len(chunk), "", notice, *watched, *tomb]
             calls.append(_Call(chunk, names, args, 1, bool(extra), bool(extra)))
         out: list[str] = []
         with _foreign_types():
@@ -563,7 +575,7 @@ class RedisTier:
         for call, (existed, found, removed, more) in zip(calls, replies, strict=True):
             if call.watching:
                 self._report(call.keys, found, removed, more, call.exact)
-            out += [key for key, gone in zip(call.keys, existed, strict=True) if gone]
+            out += [key for key, gone in zip(call.keys, existed, strict=True) if gone == 1]
         return out
 
     async def _unlink(self, names: Sequence[str | bytes], notice: bytes | None) -> list[bool]:
@@ -634,8 +646,27 @@ class RedisTier:
     async def _unlink_batch(self, batch: Sequence[tuple[bytes, str | None]]) -> list[str]:
         """UNLINK the names of ``(name, key)`` pairs in one bounded round trip; the keys
         (not None: foreign names are not returned) that existed."""
-        existed = await self.step(self._unlink([name for name, _ in batch], None))
+        existed = await self.step(self._unlink_live([name for name, _ in batch]))
         return [k for (_, k), found in zip(batch, existed, strict=True) if found and k is not None]
+
+    async def _unlink_live(self, names: Sequence[bytes]) -> list[int]:
+        """:data:`UNLINK_LIVE` of each name in one pipeline (its text again for those an
+        engine that lost it refused); whether each held a live entry."""
+        replies: list[Any] = [None] * len(names)
+        todo = list(range(len(names)))
+        for script in (("EVALSHA", UNLINK_LIVE_SHA), ("EVAL", UNLINK_LIVE)):
+            pipe = self._client.pipeline(transaction=False)
+            for i in todo:
+                pipe.execute_command(*script, 1, names[i])
+            for i, reply in zip(todo, await pipe.execute(raise_on_error=False), strict=True):
+                replies[i] = reply
+            todo = [i for i in todo if isinstance(replies[i], NoScriptError)]
+            if not todo:
+                break
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return [int(reply) for reply in replies]
 
     def _announce_later(self, notice: bytes) -> None:
         """Publish ``notice`` in the background, retried until the engine takes it (or the

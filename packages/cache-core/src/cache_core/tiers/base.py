@@ -196,6 +196,24 @@ class ConditionalSet(Protocol):
 
 
 @runtime_checkable
+class ConditionalDelete(Protocol):
+    """What a :class:`RemoteTier` with :class:`ConditionalSet` may also have (optional): a
+    delete that leaves its stamp behind, so a write made before it (another instance's
+    write_back flush) cannot land after it and bring the key back."""
+
+    async def delete_unless_newer(
+        self, keys: Sequence[str], tombstone: bytes, ttl: float, horizon: int
+    ) -> list[str]:
+        """Replace each key's entry by ``tombstone`` (a frame core made:
+        :func:`cache_core.frames.tombstone`, carrying the delete's stamp) for ``ttl``
+        seconds, unless the stored frame has a stamp of at least the tombstone's and at
+        most ``horizon`` (a newer write stays); ``set_unless_newer`` then refuses writes
+        older than the delete. Returns the keys whose live entry it removed (a tombstone
+        is no entry). Where the store is full, a plain delete instead."""
+        ...
+
+
+@runtime_checkable
 class TTLLookup(Protocol):
     """What a :class:`RemoteTier` may also have (optional): the TTL it keeps for each key.
 

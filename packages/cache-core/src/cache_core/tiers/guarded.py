@@ -41,11 +41,20 @@ from cache_core.errors import (
     InvalidValueError,
     TierUnavailableError,
 )
-from cache_core.frames import NEVER, CodecSet, HybridClock, Opened
+from cache_core.frames import (
+    NEVER,
+    TOMBSTONE_TTL,
+    CodecSet,
+    HybridClock,
+    Opened,
+    is_tombstone,
+    tombstone,
+)
 from cache_core.invalidation import InvalidationIndex
 from cache_core.metrics import NullObserver, OperationObserver
 from cache_core.tiers.base import (
     CoherenceListener,
+    ConditionalDelete,
     ConditionalSet,
     HealthNotes,
     RemoteTier,
@@ -127,6 +136,11 @@ class GuardedTier:
         self._ttls = inner.ttls if isinstance(inner, TTLLookup) else None
         self.clock = HybridClock()
         self._conditional = inner if isinstance(inner, ConditionalSet) else None
+        self._conditional_delete = (
+            inner
+            if self._conditional is not None and isinstance(inner, ConditionalDelete)
+            else None
+        )
         self.listener: CoherenceListener | None = None
         """Told of keys whose write was refused as older (see :meth:`attach`)."""
         self.superseded = 0
@@ -250,7 +264,7 @@ class GuardedTier:
 
     async def _get(self, key: str) -> StoredValue | None:
         frame = await self.inner.get(key)
-        if frame is None:
+        if frame is None or is_tombstone(frame):
             return None
         # The common read, kept lean: one frame, its expiry inside.
         try:
@@ -373,7 +387,16 @@ class GuardedTier:
         return refused
 
     async def delete(self, keys: Sequence[str]) -> list[str]:
-        return await self.guarded("delete", {"cache.batch": len(keys)}, self.inner.delete(keys))
+        """Delete ``keys``; where the tier compares stamps, leaving the delete's tombstone
+        (:data:`~cache_core.frames.TOMBSTONE_TTL`), so no older write lands after it."""
+        deleting = self._conditional_delete
+        if deleting is None:
+            call = self.inner.delete(keys)
+        else:
+            expires_at_ms = _expiry(round(self.wall_clock() * 1000), TOMBSTONE_TTL)
+            mark = tombstone(expires_at_ms, self.clock.stamp())
+            call = deleting.delete_unless_newer(keys, mark, TOMBSTONE_TTL, self.clock.horizon())
+        return await self.guarded("delete", {"cache.batch": len(keys)}, call)
 
     async def delete_matching(self, pattern: str) -> list[str]:
         # Unbounded: a large invalidation takes many round trips, each under the socket timeout.
