@@ -296,3 +296,19 @@ async def test_a_flush_never_brings_back_what_another_instance_deleted_after_it(
         await eventually(b, {KEYS[0]: "after"})
         ttl = engine.client.pttl(prefix + KEYS[1])
         assert 0 < ttl <= TOMBSTONE_TTL * 1000
+
+
+async def test_a_flush_never_brings_back_a_dependent_an_overwrite_removed_after_it(
+    l2_config: dict[str, Any], engine: Any, prefix: str
+) -> None:
+    """An overwrite's cascade leaves tombstones too: A buffers a dependent of S, B
+    overwrites S (its old value's dependents go), and A's later flush of the dependent,
+    made before the overwrite, is refused."""
+    async with agent_for(l2_config) as a, agent_for(l2_config) as b:
+        await b.set("s", 1)
+        await a.set("d", "from s=1", strategy="write_back", dependencies=["s"])
+        await b.set("s", 2)
+        await write_back_of(a).flush()
+        a.l1.clear()
+        assert await a.get("d") is None
+        assert await b.get("d") is None

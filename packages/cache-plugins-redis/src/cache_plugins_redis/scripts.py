@@ -202,7 +202,8 @@ SET_UNLESS_NEWER = _INDEX.replace("W + ", "5 + ") + (
 local horizon, n, channel, notice = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local now, skip, limit = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local exact = ARGV[10] == 'x'
-local out, found, roots, store, at = {}, {}, {}, {}, 11
+tomb, tomb_px, tomb_horizon = ARGV[11], ARGV[12], horizon
+local out, found, roots, store, at = {}, {}, {}, {}, 13
 for i = 1, n do
   local frame, px = ARGV[at], ARGV[at + 1]
   at = at + 2
@@ -256,9 +257,10 @@ return out
 """KEYS: the n entries, then (when watching links) their n metas, ``sources`` and
 ``registered``. ARGV: the horizon (8 bytes), n, the coherence channel ('' to publish
 nothing) and notice; then now in ms ('' when not watching), the prefix's length, the
-cascade's limit, ``base``, persist ('1'), exact ('x': keep the index of what it stores);
-then per entry its new frame and PX in ms ('' for none), and when exact the count of its
-links and the links (``t:TAG``, ``d:DEP``).
+cascade's limit, ``base``, persist ('1'), exact ('x': keep the index of what it stores),
+the tombstone the dependents it removes get ('' to unlink them: see :data:`DELETE`) and
+its PX; then per entry its new frame and PX in ms ('' for none), and when exact the count
+of its links and the links (``t:TAG``, ``d:DEP``).
 
 Stores each frame unless the stored one (of format 3 or later: magic 0xCA at byte 0, its
 format at 1) carries a stamp (bytes 11-18, big-endian, compared byte by byte: Lua's numbers

@@ -49,6 +49,7 @@ from cache_core.errors import (
     TierUnavailableError,
 )
 from cache_core.globs import matcher
+from cache_core.frames import TOMBSTONE_TTL, tombstone
 from cache_core.links import LANDING
 from cache_core.tiers.base import CoherenceListener, TierContext
 from cache_plugins_redis.autopipeline import CoalescingClient, TickBatcher
@@ -79,6 +80,7 @@ T = TypeVar("T")
 _UNLOCK = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 )
+TOMBSTONE_PX = round(TOMBSTONE_TTL * 1000)
 MAX_PX = 2**53
 """Milliseconds of TTL the tier sends at most: far beyond any limits.max_ttl, well inside
 what the engine accepts (its clock plus the TTL must fit in 63 bits)."""
@@ -473,7 +475,9 @@ class RedisTier:
             keys = [key for key, *_ in chunk]
             extra, watched = self._watched(keys, len(chunks) == 1, links is not None)
             exact = bool(extra) and links is not None
-            args: list[Any] = [limit, len(chunk), "", notice, *watched]
+            # What the old values' dependents get: the write's own stamp, as a delete's.
+            mark = [self._tombstone(chunk[0][3]), TOMBSTONE_PX] if extra else ["", ""]
+            args: list[Any] = [limit, len(chunk), "", notice, *watched, *mark]
             for key, data, ttl, _ in chunk:
                 px = self._px(ttl)
                 args += [data, b"" if px is None else px]
@@ -492,6 +496,10 @@ class RedisTier:
                 self._report(call.keys, reply[n], reply[n + 1], reply[n + 2], call.exact)
             out += [None if r == 1 else int.from_bytes(r, "big") for r in reply[:n]]
         return out
+
+    @staticmethod
+    def _tombstone(stamp: int) -> bytes:
+        return tombstone(int(time.time() * 1000) + TOMBSTONE_PX, stamp)
 
     async def _run(self, calls: Sequence[_Call], notice: bytes, sha: str, text: str) -> list[Any]:
         """``calls`` of one script in one pipeline, the notice published by the last call
