@@ -48,8 +48,8 @@ from cache_core.errors import (
     InvalidValueError,
     TierUnavailableError,
 )
-from cache_core.globs import matcher
 from cache_core.frames import TOMBSTONE_TTL, tombstone
+from cache_core.globs import matcher
 from cache_core.links import LANDING
 from cache_core.tiers.base import CoherenceListener, TierContext
 from cache_plugins_redis.autopipeline import CoalescingClient, TickBatcher
