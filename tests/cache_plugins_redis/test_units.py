@@ -147,3 +147,18 @@ async def test_a_tagged_overwrite_whose_reply_is_lost_has_its_index_exact(
         assert engine.entries(prefix + "k") == 0
         await a.set("k", "again", tags=["new"])
         assert await b.invalidate_by_tags(["new"]) == 1
+
+
+async def test_a_delete_drops_the_writers_own_buffered_dependent(engine: Any, prefix: str) -> None:
+    """Found by the two-agent model: a dependent held only in the deleter's write buffer
+    has no L2 entry for the script to remove; the step still reports it, so the deleter
+    drops its buffered copy instead of serving it until its flush is refused."""
+    config = {
+        **config_for(engine, prefix),
+        "strategies": {"write_back": {"batch_size": 1000, "flush_interval": 60}},
+    }
+    async with CachingAgent.from_config(config, env={}) as agent:
+        await agent.set("child", 1, strategy="write_back", dependencies=["source"])
+        assert await agent.delete("source") is False
+        assert await agent.get("child") is None
+        assert await agent.strategies["write_back"].flush() == 0  # type: ignore[attr-defined]

@@ -66,6 +66,11 @@ class Landing:
     """Set by the writer: each written key's tags and dependencies, all it will carry."""
     linked: set[str] | None = None
     removed: set[str] = Factory(set)
+    """Keys the tier removed itself in the same step, as dependents of the linked keys'
+    old values, that held an entry (counted by whoever invalidates)."""
+    reached: set[str] = Factory(set)
+    """Every dependent that step reached, stored or not: the writer's own copies of them
+    (L1, write buffers) must go too."""
     indexed: bool = False
     unfinished: bool = False
     """The tier's removal of dependents stopped at its bound: more may be left, for the

@@ -61,9 +61,10 @@ class Cascade:
         finally:
             LANDING.reset(token)
         removed |= landing.removed
-        gone = keys | landing.removed
-        if landing.removed:
-            await self.purge(set(landing.removed))  # this instance's copies (L1, buffers)
+        gone = keys | landing.reached
+        if landing.reached:
+            # This instance's copies (L1, write buffers), a buffered one with no L2 entry too.
+            removed |= await self.purge(set(landing.reached))
         # What the step left to the index: everything when the tier could not tell, the
         # dependents past its bound, nothing when it kept the index itself.
         if landing.linked is None:

@@ -166,11 +166,11 @@ class InvalidationLinks(Cascade):
         dependents it removed go (L1, write buffers; the notice reaches L1 a moment later),
         dependents past its bound are removed the index's way, and dependent categories of
         what was removed are invalidated."""
-        removed = set(landing.removed)
+        removed = set(landing.reached)
         if landing.unfinished:
             removed |= await self.remove(await self.dependents(set(written)), spare=written)
-        if landing.removed:
-            await self.purge(set(landing.removed))
+        if landing.reached:
+            await self.purge(set(landing.reached))
             if self.categories:
                 await self.invalidate_tags(sorted(self.categories.targets(removed)), spare=written)
 

@@ -151,7 +151,7 @@ local function announce(channel, keys)
   end
 end
 local function cascade(roots, n, now, skip, limit, channel, exact)
-  if #roots == 0 then return {}, false end
+  if #roots == 0 then return {}, false, {} end
   local prefix = string.sub(KEYS[1], 1, skip)
   local seen, visited, removed, queue = {}, {}, {}, {}
   for i = 1, n do seen[string.sub(KEYS[i], skip + 1)] = true end
@@ -176,7 +176,7 @@ local function cascade(roots, n, now, skip, limit, channel, exact)
     for _, key in ipairs(visited) do forget(key) end
   end
   announce(channel, visited)
-  return removed, #queue > 0
+  return removed, #queue > 0, visited
 end
 """
 """What the scripts share (``W`` is where their watch arguments start: now, the prefix's
@@ -195,7 +195,9 @@ first). ``forget``: the key leaves the index.
 edge, or a registered one), transitively, cycle-safe, sparing the call's own entries, at
 most ``limit`` of them; forgets them too when ``exact``; announces them all in a notice of
 no sender, which every instance applies, the writer too (an L1 may hold a copy of a key L2
-lost). Returns those it found stored and whether more were left."""
+lost). Returns those it found stored, whether more were left, and all it reached (a
+dependent held only in a write buffer has no entry in L2, and its writer must still drop
+it)."""
 
 SET_UNLESS_NEWER = _INDEX.replace("W + ", "5 + ") + (
     """
@@ -236,8 +238,8 @@ for i = 1, n do
     end
   end
 end
-local removed, more = {}, false
-if now then removed, more = cascade(roots, n, now, skip, limit, channel, exact) end
+local removed, more, reached = {}, false, {}
+if now then removed, more, reached = cascade(roots, n, now, skip, limit, channel, exact) end
 for _, entry in ipairs(store) do
   if entry[3] == '' then
     redis.call('SET', entry[1], entry[2])
@@ -250,6 +252,7 @@ if now then
   out[n + 1] = found
   out[n + 2] = removed
   out[n + 3] = more and 1 or 0
+  out[n + 4] = reached
 end
 return out
 """
@@ -269,9 +272,10 @@ the horizon; a refused entry's index is left as the newer value's write made it.
 and the cascade go first, the values after: should an index key hold another client's key
 of another type (WRONGTYPE, which stops the script where it stands), no value has been
 stored without its links. Returns,
-per entry, 1 when it stored, else the stamp that stays, and, when watching, three more: the
+per entry, 1 when it stored, else the stamp that stays, and, when watching, four more: the
 (1-based) entries stored whose key was linked, the dependents of their old values it
-removed, and whether the cascade stopped at its limit. GETRANGE reads the header alone,
+removed, whether the cascade stopped at its limit, and every dependent it reached.
+GETRANGE reads the header alone,
 never a large value; under pcall, so another client's key of another type is replaced, as
 SET replaces it."""
 SET_UNLESS_NEWER_SHA = hashlib.sha1(SET_UNLESS_NEWER.encode(), usedforsecurity=False).hexdigest()
@@ -292,9 +296,9 @@ for i = 1, n do
   end
 end
 if channel ~= '' then redis.call('PUBLISH', channel, notice) end
-local removed, more = {}, false
-if now then removed, more = cascade(roots, n, now, skip, limit, channel, exact) end
-return {existed, found, removed, more and 1 or 0}
+local removed, more, reached = {}, false, {}
+if now then removed, more, reached = cascade(roots, n, now, skip, limit, channel, exact) end
+return {existed, found, removed, more and 1 or 0, reached}
 """
 )
 """KEYS as :data:`SET_UNLESS_NEWER`'s; ARGV: n, the channel and notice, the watch
@@ -304,8 +308,8 @@ entry's place unless the stored frame carries a stamp at least the tombstone's a
 the horizon (a newer write stays: -1), and unlinks instead where the engine is full; the
 dependents it removes go the same way. Returns, per entry, 1 when a live entry was
 removed, 0 when none was there (or a tombstone), -1 when a newer one stayed; and, when
-watching, the (1-based) entries whose key was linked, the dependents it removed and
-whether the cascade stopped at its limit."""
+watching, the (1-based) entries whose key was linked, the dependents it removed, whether
+the cascade stopped at its limit and every dependent it reached."""
 DELETE_SHA = hashlib.sha1(DELETE.encode(), usedforsecurity=False).hexdigest()
 
 UNLINK_LIVE = """

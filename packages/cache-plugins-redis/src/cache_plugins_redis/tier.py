@@ -440,15 +440,17 @@ class RedisTier:
         return watch.names(keys), args
 
     @staticmethod
-    def _report(
-        keys: Sequence[str], found: Sequence[int], removed: Sequence[bytes], more: int, exact: bool
-    ) -> None:
+    def _report(keys: Sequence[str], reply: Sequence[Any], exact: bool) -> None:
+        """Fill the Landing from a watching call's reply: (linked entries, dependents
+        removed, whether more were left, dependents reached)."""
+        found, removed, more, reached = reply
         landing = LANDING.get()
         if landing is not None:
             linked = landing.linked if landing.linked is not None else set()
             linked.update(keys[i - 1] for i in found)
             landing.linked = linked
             landing.removed.update(key.decode() for key in removed)
+            landing.reached.update(key.decode() for key in reached)
             landing.indexed = exact
             landing.unfinished = landing.unfinished or bool(more)
 
@@ -493,7 +495,7 @@ class RedisTier:
         for call, reply in zip(calls, replies, strict=True):
             n = len(call.keys)
             if call.watching:
-                self._report(call.keys, reply[n], reply[n + 1], reply[n + 2], call.exact)
+                self._report(call.keys, reply[n : n + 4], call.exact)
             out += [None if r == 1 else int.from_bytes(r, "big") for r in reply[:n]]
         return out
 
@@ -580,9 +582,9 @@ class RedisTier:
         out: list[str] = []
         with _foreign_types():
             replies = await self._run(calls, notice, DELETE_SHA, DELETE)
-        for call, (existed, found, removed, more) in zip(calls, replies, strict=True):
+        for call, (existed, *watched) in zip(calls, replies, strict=True):
             if call.watching:
-                self._report(call.keys, found, removed, more, call.exact)
+                self._report(call.keys, watched, call.exact)
             out += [key for key, gone in zip(call.keys, existed, strict=True) if gone == 1]
         return out
 
