@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from redis.asyncio.connection import AbstractConnection
 
 
 @pytest.fixture
@@ -28,3 +30,18 @@ def cluster_config(cluster: list[Any], prefix: str) -> dict[str, Any]:
         "cache_tiers": {"l1": {"max_size_mb": 1}, "l2": {"type": "redis"}},
         "strategies": {"write_back": {"batch_size": 1000, "flush_interval": 60}},
     }
+
+
+@pytest.fixture
+def sends(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """``sends()``: how many times any connection has sent (one per command or pipeline)."""
+    count = 0
+    real = AbstractConnection.send_packed_command
+
+    async def counted(self: AbstractConnection, *args: Any, **kwargs: Any) -> None:
+        nonlocal count
+        count += 1
+        await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    return lambda: count

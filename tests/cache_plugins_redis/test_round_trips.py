@@ -10,25 +10,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-from redis.asyncio.connection import AbstractConnection
-
 from cache_core import CachingAgent
-
-
-@pytest.fixture
-def sends(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
-    """``sends()``: how many times any connection has sent (one per command or pipeline)."""
-    count = 0
-    real = AbstractConnection.send_packed_command
-
-    async def counted(self: AbstractConnection, *args: Any, **kwargs: Any) -> None:
-        nonlocal count
-        count += 1
-        await real(self, *args, **kwargs)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
-    return lambda: count
 
 
 async def rounds_of(sends: Callable[[], int], work: Any) -> int:

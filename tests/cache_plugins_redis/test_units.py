@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from redis.asyncio.connection import AbstractConnection
 
 from cache_core import CachingAgent, TierUnavailableError
 
@@ -21,20 +20,6 @@ def config_for(engine: Any, prefix: str) -> dict[str, Any]:
         "redis": {"url": engine.url, "key_prefix": prefix},
         "cache_tiers": {"l1": {"max_size_mb": 4, "ttl": 60}, "l2": {"type": "redis"}},
     }
-
-
-@pytest.fixture
-def sends(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
-    count = 0
-    real = AbstractConnection.send_packed_command
-
-    async def counted(self: AbstractConnection, *args: Any, **kwargs: Any) -> None:
-        nonlocal count
-        count += 1
-        await real(self, *args, **kwargs)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
-    return lambda: count
 
 
 def lose_replies(monkeypatch: pytest.MonkeyPatch, agent: CachingAgent) -> None:
