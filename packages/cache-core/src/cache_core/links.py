@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from attrs import Factory, define, frozen
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from cache_core.invalidation import InvalidationIndex
 
 KeySet = set[str]
+T = TypeVar("T")
 
 
 @frozen
@@ -81,6 +82,15 @@ LANDING: ContextVar[Landing | None] = ContextVar("cache_core.links.landing", def
 """The :class:`Landing` of the write or delete the current task is making, if any: a
 context variable, because the report crosses the strategy and the guarded tier, which
 neither know of links."""
+
+
+async def watching(work: Awaitable[T], landing: Landing | None) -> T:
+    """Await ``work`` with ``landing`` as the task's :data:`LANDING` (None: none)."""
+    token = LANDING.set(landing)
+    try:
+        return await work
+    finally:
+        LANDING.reset(token)
 
 
 @frozen

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from cache_core.links import LANDING, Landing
+from cache_core.links import Landing, watching
 
 if TYPE_CHECKING:
     from cache_core.invalidation import InvalidationIndex
@@ -55,11 +55,7 @@ class Cascade:
         # dependents).
         landing = Landing()
         # Not with keys to spare: the tier's cascade spares only the keys it removes.
-        token = LANDING.set(None if spare else landing)
-        try:
-            removed = await self.purge(keys)
-        finally:
-            LANDING.reset(token)
+        removed = await watching(self.purge(keys), None if spare else landing)
         removed |= landing.removed
         gone = keys | landing.reached
         if landing.reached:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 from cache_core.errors import TierUnavailableError
-from cache_core.links import LANDING, EventTargets, Landing, LinksContext
+from cache_core.links import EventTargets, Landing, LinksContext, watching
 from cache_plugins_invalidation.cascade import Cascade
 from cache_plugins_invalidation.categories import CategoryRules
 from cache_plugins_invalidation.events import Events
@@ -21,17 +21,6 @@ from cache_plugins_invalidation.registrations import InvalidationManager
 from cache_plugins_invalidation.settings import InvalidationSettings
 
 _NONE = object()
-
-
-async def _watched(land: Callable[[], Awaitable[None]], landing: Landing | None = None) -> Landing:
-    """``land()`` under a :class:`Landing`, which the tier fills if it can."""
-    landing = Landing() if landing is None else landing
-    token = LANDING.set(landing)
-    try:
-        await land()
-    finally:
-        LANDING.reset(token)
-    return landing
 
 
 class InvalidationLinks(Cascade):
@@ -117,7 +106,7 @@ class InvalidationLinks(Cascade):
         if direct and self._in_step:
             deps = tuple(dependencies)
             landing = Landing(links={key: (tags, deps) for key, _, tags in linked})
-            await _watched(land, landing)
+            await watching(land(), landing)
             for key in keys:
                 self._deferred.pop(key, None)
             if landing.indexed:
@@ -136,7 +125,8 @@ class InvalidationLinks(Cascade):
             # before it, and the tier says (in the write's own atomic step) which keys the
             # index holds anything for; only those are settled after. Should settling fail,
             # the old links stay (too much is invalidated, never too little).
-            landing = await _watched(land)
+            landing = Landing()
+            await watching(land(), landing)
             for key in keys:
                 self._deferred.pop(key, None)
             await self._settle(entries, landing.linked)
@@ -150,7 +140,7 @@ class InvalidationLinks(Cascade):
         dependents = await self.index.record(linked, dependencies)
         # Watched too: a tier that can removes the dependents in the write's own step, so a
         # write that lands after its caller gave up on it (a frozen engine) takes them along.
-        await _watched(land)
+        await watching(land(), Landing())
         # Landed: only now may the index drop the links the old value needed. Should that
         # fail, both values' links stay, which invalidates too much, never too little.
         settling = self.index.settle(linked, dependencies)
@@ -166,13 +156,13 @@ class InvalidationLinks(Cascade):
         dependents it removed go (L1, write buffers; the notice reaches L1 a moment later),
         dependents past its bound are removed the index's way, and dependent categories of
         what was removed are invalidated."""
-        removed = set(landing.reached)
-        if landing.unfinished:
-            removed |= await self.remove(await self.dependents(set(written)), spare=written)
         if landing.reached:
             await self.purge(set(landing.reached))
             if self.categories:
-                await self.invalidate_tags(sorted(self.categories.targets(removed)), spare=written)
+                tags = sorted(self.categories.targets(landing.reached))
+                await self.invalidate_tags(tags, spare=written)
+        if landing.unfinished:  # remove() sees to the categories of what it removes
+            await self.remove(await self.dependents(set(written)), spare=written)
 
     async def landed(
         self,

@@ -588,20 +588,6 @@ class RedisTier:
             out += [key for key, gone in zip(call.keys, existed, strict=True) if gone == 1]
         return out
 
-    async def _unlink(self, names: Sequence[str | bytes], notice: bytes | None) -> list[bool]:
-        """UNLINK ``names`` (full names, the prefix included) in one pipeline, with
-        ``notice`` published in the same round trip outside Cluster; whether each existed."""
-        pipe = self._client.pipeline(transaction=False)
-        for name in names:
-            # execute_command: the cluster pipeline's own unlink() queues nothing.
-            pipe.execute_command("UNLINK", name)
-        if notice is not None and not self._cluster:
-            pipe.publish(self.channel, notice)
-        replies = await pipe.execute()
-        if notice is not None and self._cluster:
-            await self._client.publish(self.channel, notice)
-        return [bool(removed) for removed in replies[: len(names)]]
-
     async def _scan(self, match: str) -> AsyncGenerator[bytes, None]:
         """The names (bytes, the prefix included) under the prefix matching ``match`` (a
         glob of the unprefixed key), index keys left out. Each SCAN page is bounded by
