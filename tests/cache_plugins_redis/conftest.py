@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -45,3 +46,76 @@ def sends(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
 
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
     return lambda: count
+
+
+class Proxy:
+    """Forwards 127.0.0.1:port to the engine; ``mode`` pass, blackhole (hold every byte)
+    or refuse (cut every connection, refuse new ones); ``delay`` seconds added to every
+    chunk each way."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.mode = "pass"
+        self.delay = 0.0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.mode == "refuse":
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._writers += [writer, up_writer]
+        await asyncio.gather(
+            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+        )
+
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                while self.mode == "blackhole":  # noqa: ASYNC110 - a test double, polled
+                    await asyncio.sleep(0.01)
+                if self.mode == "refuse":
+                    break
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                sink.write(data)
+                await sink.drain()
+        finally:
+            sink.close()
+
+    def cut(self) -> None:
+        self.mode = "refuse"
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+@pytest.fixture
+async def proxy(engine: Any) -> AsyncIterator[Proxy]:
+    proxied = Proxy(engine.port)
+    await proxied.start()
+    yield proxied
+    await proxied.close()
+
+
+@pytest.fixture
+def new_proxy(engine: Any) -> Callable[[], Proxy]:
+    """``new_proxy()``: a :class:`Proxy` to the session's engine, not started: a test that
+    runs its own event loop starts (and closes) it there."""
+    return lambda: Proxy(engine.port)

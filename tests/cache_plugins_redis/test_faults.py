@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,73 +23,7 @@ OPERATION_TIMEOUT = 0.3
 RESET_TIMEOUT = 0.5
 
 
-class Proxy:
-    """Forwards 127.0.0.1:port to the engine; ``mode`` pass, blackhole (hold every byte)
-    or refuse (cut every connection, refuse new ones); ``delay`` seconds added to every
-    chunk each way."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.mode = "pass"
-        self.delay = 0.0
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.mode == "refuse":
-            writer.close()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-        self._writers += [writer, up_writer]
-        await asyncio.gather(
-            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
-        )
-
-    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        try:
-            while data := await source.read(65536):
-                while self.mode == "blackhole":  # noqa: ASYNC110 - a test double, polled
-                    await asyncio.sleep(0.01)
-                if self.mode == "refuse":
-                    break
-                if self.delay:
-                    await asyncio.sleep(self.delay)
-                sink.write(data)
-                await sink.drain()
-        finally:
-            sink.close()
-
-    def cut(self) -> None:
-        self.mode = "refuse"
-        for writer in self._writers:
-            writer.close()
-        self._writers.clear()
-
-    async def close(self) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-
-@pytest.fixture
-async def proxy(engine: Any) -> AsyncIterator[Proxy]:
-    proxied = Proxy(engine.port)
-    await proxied.start()
-    yield proxied
-    await proxied.close()
-
-
-def faulty_config(proxy: Proxy, prefix: str) -> dict[str, Any]:
+def faulty_config(proxy: Any, prefix: str) -> dict[str, Any]:
     return {
         "redis": {
             "url": f"redis://127.0.0.1:{proxy.port}/0",
@@ -117,7 +51,7 @@ async def timed(call: Any) -> tuple[float, Any]:
 
 
 async def test_blackholed_l2_answers_within_budget_and_recovers(
-    aiohttp_client: Any, proxy: Proxy, prefix: str
+    aiohttp_client: Any, proxy: Any, prefix: str
 ) -> None:
     client = await aiohttp_client(create_app(faulty_config(proxy, prefix), env={}))
     agent = client.server.app[AGENT]
@@ -161,7 +95,7 @@ async def test_blackholed_l2_answers_within_budget_and_recovers(
 
 
 async def test_cut_connections_serve_l1_once_the_breaker_opens_then_recover(
-    proxy: Proxy, prefix: str
+    proxy: Any, prefix: str
 ) -> None:
     async with CachingAgent.from_config(faulty_config(proxy, prefix), env={}) as agent:
         await agent.set("hot", {"v": 1})
@@ -187,7 +121,7 @@ async def test_cut_connections_serve_l1_once_the_breaker_opens_then_recover(
 
 
 def direct_config(engine: Any, prefix: str, **redis: Any) -> dict[str, Any]:
-    cfg = faulty_config(Proxy(engine.port), prefix)
+    cfg = faulty_config(SimpleNamespace(port=engine.port), prefix)
     cfg["redis"] |= {"url": engine.url, **redis}
     return cfg
 
@@ -247,7 +181,7 @@ async def test_engine_killed_and_restarted_on_its_port(private_engine: Any, pref
 
 
 async def test_added_latency_within_and_beyond_the_budget(
-    aiohttp_client: Any, proxy: Proxy, prefix: str
+    aiohttp_client: Any, proxy: Any, prefix: str
 ) -> None:
     client = await aiohttp_client(create_app(faulty_config(proxy, prefix), env={}))
     agent = client.server.app[AGENT]
@@ -365,7 +299,7 @@ async def test_pool_exhausted_by_ten_times_its_size(
 
 
 async def test_write_back_buffers_up_to_its_bound_while_l2_is_away(
-    aiohttp_client: Any, proxy: Proxy, prefix: str, engine: Any
+    aiohttp_client: Any, proxy: Any, prefix: str, engine: Any
 ) -> None:
     cfg = faulty_config(proxy, prefix)
     cfg["strategies"] = {"write_back": {"batch_size": 100, "flush_interval": 0.2, "max_pending": 5}}
@@ -390,3 +324,4 @@ async def test_write_back_buffers_up_to_its_bound_while_l2_is_away(
         await asyncio.sleep(0.05)
     assert engine.client.get(f"{prefix}wb0").endswith(b"10")  # the rewrite, not the first
     assert await write_back("wb5", 5) == 200  # room again
+
