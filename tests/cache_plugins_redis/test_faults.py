@@ -325,3 +325,69 @@ async def test_write_back_buffers_up_to_its_bound_while_l2_is_away(
     assert engine.client.get(f"{prefix}wb0").endswith(b"10")  # the rewrite, not the first
     assert await write_back("wb5", 5) == 200  # room again
 
+
+def write_back_config(proxy: Any, prefix: str) -> dict[str, Any]:
+    """Faults' config, write_back flushed only when the test says."""
+    cfg = faulty_config(proxy, prefix)
+    cfg["strategies"] = {"write_back": {"batch_size": 100, "flush_interval": 60}}
+    return cfg
+
+
+async def test_a_failed_write_keeps_the_buffered_write_it_would_replace(
+    proxy: Any, prefix: str, engine: Any
+) -> None:
+    """Found by the two-agent model (FAILED_WRITE_DROPS_BUFFERED): a write_through of a key
+    held by write_back dropped the held write before its own failed, so the acknowledged
+    write_back value never reached L2."""
+    async with CachingAgent.from_config(write_back_config(proxy, prefix), env={}) as agent:
+        await agent.set("k", "old", strategy="write_through")
+        await agent.set("k", "held", strategy="write_back")
+        proxy.cut()
+        with pytest.raises(TierUnavailableError):
+            await agent.set("k", "refused", strategy="write_through")
+        proxy.mode = "pass"
+        await until_healthy(agent)
+        await agent.strategies["write_back"].flush()  # type: ignore[attr-defined]
+        assert engine.client.get(prefix + "k").endswith(b'"held"')
+        assert await agent.get("k") == "held"
+
+
+async def test_a_failed_tagged_rewrite_leaves_the_held_write_to_be_settled(
+    proxy: Any, prefix: str
+) -> None:
+    """Found by the two-agent model (FAILED_UNDEFERS): a tagged write_back rewrite whose
+    indexing failed had already taken the key off the list its flush settles, so the plain
+    write held before it landed and the old value's tag still reached it for good."""
+    async with CachingAgent.from_config(write_back_config(proxy, prefix), env={}) as agent:
+        await agent.set("k", 0, tags=["old"])
+        await agent.set("k", 1, strategy="write_back")  # "old" leaves k once this lands
+        proxy.cut()
+        with pytest.raises(TierUnavailableError):
+            await agent.set("k", 2, strategy="write_back", tags=["new"])
+        proxy.mode = "pass"
+        await until_healthy(agent)
+        await agent.strategies["write_back"].flush()  # type: ignore[attr-defined]
+        assert await agent.invalidate_by_tags(["old"]) == 0
+        assert await agent.get("k") == 1
+
+
+@pytest.mark.parametrize("removal", ["delete", "pattern"])
+async def test_a_failed_removal_keeps_the_buffered_write(
+    proxy: Any, prefix: str, engine: Any, removal: str
+) -> None:
+    """Found by the two-agent model (FAILED_PATTERN_DROPS_BUFFERED, and a delete alike): a
+    removal that failed (L2 away) had already dropped the held write_back write, so once
+    L2 was back the key read the value before it. Nothing of the removal reached L2, so the
+    held write must land."""
+    async with CachingAgent.from_config(write_back_config(proxy, prefix), env={}) as agent:
+        await agent.set("k", "old", strategy="write_through")
+        await agent.set("k", "held", strategy="write_back")
+        remove = agent.delete("k") if removal == "delete" else agent.invalidate_pattern("k*")
+        proxy.cut()
+        with pytest.raises(TierUnavailableError):
+            await remove
+        proxy.mode = "pass"
+        await until_healthy(agent)
+        await agent.strategies["write_back"].flush()  # type: ignore[attr-defined]
+        assert engine.client.get(prefix + "k").endswith(b'"held"')
+        assert await agent.get("k") == "held"

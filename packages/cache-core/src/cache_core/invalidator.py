@@ -9,11 +9,12 @@ tier.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from cache_core.globs import is_literal
+from cache_core.globs import is_literal, matcher
 from cache_core.key_rules import KeyRules
 from cache_core.l1_coherence import sweep
 from cache_core.links import EventTargets, Links, not_installed
@@ -64,12 +65,39 @@ class Invalidator:
         """Remove exactly ``keys`` from every tier and buffer; returns the keys that were
         actually held somewhere."""
         self.loading.forget_missing(keys)
+        held = self._held(keys.__contains__)
         removed = {key for key in keys if self.l1.delete(key)}
         for strategy in self.buffering:
             removed.update(await strategy.discard(keys))
         if self.l2 is not None and keys:
-            removed.update(await self.l2.delete(sorted(keys)))
+            with self._put_back_on_failure(held):
+                removed.update(await self.l2.delete(sorted(keys)))
         return removed
+
+    def _held(self, match: Callable[[str], object]) -> list[tuple[Callable[[Any], None], Any]]:
+        """The buffered writes a removal is about to drop, from buffers that can put them
+        back (``held``/``put_back``, optional members of a WriteBuffer)."""
+        if self.l2 is None:
+            return []
+        found: list[tuple[Callable[[Any], None], Any]] = []
+        for buffer in self.buffering:
+            held, put_back = getattr(buffer, "held", None), getattr(buffer, "put_back", None)
+            if held is not None and put_back is not None:
+                found.append((put_back, held(match)))
+        return found
+
+    @contextlib.contextmanager
+    def _put_back_on_failure(self, held: list[tuple[Callable[[Any], None], Any]]) -> Iterator[None]:
+        """Should the removal fail to reach L2, the buffered writes it dropped are buffered
+        again: L2 still holds what came before them, and an acknowledged write must not give
+        way to an older value because a delete did not happen."""
+        try:
+            yield
+        except Exception:
+            for put_back, writes in held:
+                if writes:
+                    put_back(writes)
+            raise
 
     async def _remove(self, keys: KeySet) -> KeySet:
         if self.links is None:
@@ -88,10 +116,12 @@ class Invalidator:
             return await self._remove({pattern})
         self.loading.clear_missing()
         removed = set(await sweep(self.l1, pattern))
+        held = self._held(matcher(pattern))
         for strategy in self.buffering:
             removed.update(await strategy.discard_matching(pattern))
         if self.l2 is not None:
-            removed.update(await self.l2.delete_matching(pattern))
+            with self._put_back_on_failure(held):
+                removed.update(await self.l2.delete_matching(pattern))
         if self.links is not None:
             removed = await self.links.cascade(removed)
         return removed

@@ -93,7 +93,13 @@ class WriteBuffer(Protocol):
     ``on_landed`` attribute (:data:`OnLanded`), None until the agent sets it, awaited by the
     buffer with (key, TTL left) of what each flush landed and the flush's
     :class:`~cache_core.links.Landing` report, once its lock is released. Where a buffer has it,
-    the invalidation index settles a plain write at its flush; where not, in the request."""
+    the invalidation index settles a plain write at its flush; where not, in the request.
+    Optional too: ``held(match)`` and ``put_back(held)``, which keep the held writes a
+    removal drops until the removal has reached L2 (should it fail, they are buffered again:
+    an acknowledged write is not lost to a delete that never happened); and a ``flush()``
+    coroutine (send what is held now): a write of another strategy to a key the buffer holds
+    flushes it first, so the held write lands before that one and is not lost should that
+    one fail (without it the held write is dropped instead)."""
 
     on_flush: Callable[[float, int, bool], None] | None
     """Told (seconds, items, ok) after each flush to L2."""
@@ -392,6 +398,18 @@ class WriteBack:
     async def discard_matching(self, pattern: str) -> list[str]:
         match = matcher(pattern)
         return await self.discard([key for key in self._buffer if match(key)])
+
+    def held(self, match: Callable[[str], object]) -> dict[str, tuple[bytes, float, bool, int]]:
+        """The buffered writes of the keys ``match`` accepts (not those of a flush in
+        flight: a failed flush puts its own back), for :meth:`put_back`."""
+        return {key: entry for key, entry in self._buffer.items() if match(key)}
+
+    def put_back(self, held: dict[str, tuple[bytes, float, bool, int]]) -> None:
+        """Buffer again the writes :meth:`held` returned, ahead of newer ones, except where
+        the key was written again since (that write is newer)."""
+        back = {k: v for k, v in held.items() if k not in self._buffer and k not in self._in_flight}
+        self._buffer = {**back, **self._buffer}
+        self._buffered_bytes += sum(len(entry[0]) for entry in back.values())
 
     async def flush(self) -> int:
         """Send every buffered write to L2 in one batch; return how many were sent."""

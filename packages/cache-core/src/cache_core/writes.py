@@ -154,10 +154,15 @@ class Writes:
                         f"({self.l1.max_bytes} bytes) and there is no L2"
                     )
         # A buffered (or in-flight) older write from another strategy must not land after
-        # this one.
+        # this one. Flushed first where the buffer can, rather than dropped: should this
+        # write fail (L2 away), the older one was acknowledged and must still land.
         for other in self.buffering:
             if other is not buffer and any(other.pending(k) is not None for k in keys):
-                await other.discard(keys)
+                flush = getattr(other, "flush", None)
+                if flush is None:
+                    await other.discard(keys)
+                else:
+                    await flush()
 
         async def land() -> None:
             await strategy.write(writes)

@@ -131,13 +131,15 @@ class InvalidationLinks(Cascade):
                 self._deferred.pop(key, None)
             await self._settle(entries, landing.linked)
             return
-        for key in keys:
-            self._deferred.pop(key, None)  # indexed now, old links and dependents with it
         # Indexed before the write lands: should it fail half-way, its new tags still reach
         # what it cached, and what depends on its old value is known. (Sent with the write,
         # the lookup could time out on a frozen engine while the SET waits in the socket
         # and applies on resume, leaving those dependents behind.)
         dependents = await self.index.record(linked, dependencies)
+        for key in keys:
+            # Indexed now, old links and dependents with it; not before: should the record
+            # fail, a plain write held before this one is still settled when it lands.
+            self._deferred.pop(key, None)
         # Watched too: a tier that can removes the dependents in the write's own step, so a
         # write that lands after its caller gave up on it (a frozen engine) takes them along.
         await watching(land(), Landing())
