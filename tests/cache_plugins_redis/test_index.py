@@ -181,6 +181,7 @@ async def test_index_entries_leave_on_overwrite_delete_and_expiry(engine: Any, p
         assert await index.tracked("t") == 1
         assert await agent.invalidate_by_tags(["t"]) == 1
         assert await agent.get("k1") == 10
+        await index.reaped()
         assert await index.tracked("t") == 0
         # No index key outlives what it indexes.
         leftovers = [k for k in engine.client.scan_iter(match=prefix + "\x1f*")]

@@ -163,6 +163,7 @@ async def test_a_full_embedded_engine_evicts_entries_keeps_writes_working_and_ev
             assert g3 <= await agent.index.keys_for_tags(["g3"])
             # (A command may evict more meanwhile: counting what goes proves nothing.)
             assert await agent.invalidate_by_tags(["g3"]) > 0
+            await agent.index.reaped()  # stale at once; the entries leave L2 after
             left = [await client.get(prefix + k) for k in g3]  # a tombstone is no entry
             assert not [frame for frame in left if frame is not None and not is_tombstone(frame)]
             assert all([await agent.get(f"k{i}") is None for i in range(3, written, 10)])
@@ -342,7 +343,9 @@ async def test_the_sweep_removes_the_index_of_expired_entries_only(
         left = sorted({k.decode() for k in server.client.scan_iter(mark + "*")})
         # What only expired entries needed is gone: their links, their tags' and their
         # source's sets, and the source's place among sources.
-        assert left == sorted(mark + n for n in ("indexed", "links:back", "links:live", "tag:t"))
+        assert left == sorted(
+            mark + n for n in ("indexed", "links:back", "links:live", "tag:t", "tv:t")
+        )
         assert server.client.zcard(mark + "indexed") == 2
         assert await index.keys_for_tags(["t"]) == {"live", "back"}
         assert await agent.invalidate_by_tags(["t"]) == 2
@@ -362,3 +365,41 @@ async def test_the_sweep_runs_by_itself_while_the_agent_runs(
         while list(server.client.scan_iter(mark + "*")):
             assert time.monotonic() < deadline, list(server.client.scan_iter(mark + "*"))
             await asyncio.sleep(0.02)
+
+
+async def test_invalidating_tags_stays_complete_when_the_engine_evicts_the_index(
+    start_engine: Callable[..., Any], prefix: str
+) -> None:
+    """The issue's case: under allkeys-lru the engine evicts index keys as readily as
+    entries; invalidating every tag used to remove 1,371 of 3,264 tagged keys, leaving the
+    rest in L2 and both L1s. Tag versions make the invalidation one bump per tag: every
+    entry that recorded the old version is a miss, wherever it is."""
+    server = start_engine("--maxmemory", "8mb", "--maxmemory-policy", "allkeys-lru")
+    config = external(server, prefix, ttl=3600)
+    config["compression"] = {"enable": False}  # the values' size is what fills the engine
+    config["cache_tiers"]["l1"]["max_size_mb"] = 64  # b keeps every copy it read
+    async with (
+        CachingAgent.from_config(config, env={}) as a,
+        CachingAgent.from_config(config, env={}) as b,
+    ):
+        written = 3264
+        tags = [f"g{n}" for n in range(60)]
+        for i in range(written):
+            await a.set(f"k{i}", "x" * 4000, tags=[tags[i % 60]])
+        stats = await a.l2.client.info("stats")  # type: ignore[union-attr]
+        assert stats["evicted_keys"] > 0
+
+        async def held(agent: CachingAgent) -> set[str]:
+            found: set[str] = set()
+            for start in range(0, written, 1000):
+                chunk = [f"k{i}" for i in range(start, min(start + 1000, written))]
+                found |= {k for k, v in (await agent.get_many(chunk)).items() if v is not None}
+            return found
+
+        assert await held(b)  # what survived eviction is in b's L1 too
+        await a.invalidate_by_tags(tags)
+        await asyncio.sleep(0.2)  # the bump's notice reaches b
+        assert await held(a) == set()
+        assert await held(b) == set()
+        await a.set("k0", "after", tags=["g0"])  # a tag invalidated is usable again
+        assert await b.get("k0") == "after"

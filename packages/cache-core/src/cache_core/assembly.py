@@ -141,7 +141,10 @@ class Assembly:
             )
 
     def build_links(
-        self, purge: Callable[[set[str]], Awaitable[set[str]]], rules: KeyRules
+        self,
+        purge: Callable[[set[str]], Awaitable[set[str]]],
+        drop_local: Callable[[set[str]], Awaitable[set[str]]],
+        rules: KeyRules,
     ) -> Links | None:
         """The Links plugin, removing through ``purge`` (None when none is installed)."""
         if self.links_cls is None or self.guarded_index is None:
@@ -150,6 +153,7 @@ class Assembly:
             config=self.config,
             index=self.guarded_index,
             purge=purge,
+            drop_local=drop_local,
             check_key=rules.check_key,
             check_pattern=rules.check_pattern,
             check_caller_pattern=rules.check_caller_pattern,
@@ -162,6 +166,8 @@ class Assembly:
         for buffer in buffers_of(self.strategies.values()):
             if hasattr(buffer, "on_landed"):  # optional (see WriteBuffer)
                 buffer.on_landed = links.landed
+            if hasattr(buffer, "landing_for"):
+                buffer.landing_for = links.flush_landing
         return links
 
     def _build_index(self, clock: Callable[[], float]) -> InvalidationIndex:

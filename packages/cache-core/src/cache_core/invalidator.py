@@ -99,6 +99,27 @@ class Invalidator:
                     put_back(writes)
             raise
 
+    async def drop_local(self, keys: KeySet) -> KeySet:
+        """Remove exactly ``keys`` from L1 and the write buffers (L2 saw to itself)."""
+        self.loading.forget_missing(keys)
+        removed = {key for key in keys if self.l1.delete(key)}
+        for strategy in self.buffering:
+            removed.update(await strategy.discard(keys))
+        return removed
+
+    async def _tags(
+        self, links: Links, tags: Sequence[str], listed: bool = False
+    ) -> tuple[KeySet, int]:
+        """Invalidate ``tags``: the keys removed, as a set where they were found, or as a
+        count where the index retired the tags without finding them (tag versions), unless
+        ``listed`` (the request removes more, and counts each key once)."""
+        retired = await links.retire_tags(tags, listed=listed)
+        if isinstance(retired, int):
+            return KeySet(), retired
+        if retired is not None:
+            return retired, 0
+        return await links.invalidate_tags(tags), 0
+
     async def _remove(self, keys: KeySet) -> KeySet:
         if self.links is None:
             return await self.purge(keys)
@@ -126,13 +147,17 @@ class Invalidator:
             removed = await self.links.cascade(removed)
         return removed
 
-    async def _invalidate_targets(self, links: Links, targets: EventTargets) -> KeySet:
+    async def _invalidate_targets(
+        self, links: Links, targets: EventTargets, listed: bool = False
+    ) -> tuple[KeySet, int]:
         removed: KeySet = KeySet()
+        counted = 0
         if targets.tags:
-            removed |= await links.invalidate_tags(targets.tags)
+            listed = listed or bool(targets.patterns)
+            removed, counted = await self._tags(links, targets.tags, listed)
         for pattern in targets.patterns:
             removed |= await self._invalidate_pattern(pattern)
-        return removed
+        return removed, counted
 
     async def invalidate_pattern(self, pattern: str) -> int:
         """Remove every key matching a Redis glob (``user:*:profile``); returns how many."""
@@ -143,9 +168,10 @@ class Invalidator:
     async def invalidate_by_tags(self, tags: Sequence[str]) -> int:
         """Remove every key carrying ANY of ``tags``; returns how many."""
         self.rules.check_names(tags, "tag")
-        removed = await self._links("tags").invalidate_tags(tags) if tags else KeySet()
-        self.stats.count_invalidated("tags", len(removed))
-        return len(removed)
+        links = self._links("tags")
+        removed, counted = await self._tags(links, tags) if tags else (KeySet(), 0)
+        self.stats.count_invalidated("tags", len(removed) + counted)
+        return len(removed) + counted
 
     async def invalidate_by_event(
         self, event: str, context: Mapping[str, Any] | None = None
@@ -154,9 +180,9 @@ class Invalidator:
         filled from ``context``); returns how many keys."""
         links = self._links("event")
         targets = await links.event_targets(str(event), context, "")
-        removed = await self._invalidate_targets(links, targets)
-        self.stats.count_invalidated("event", len(removed))
-        return len(removed)
+        removed, counted = await self._invalidate_targets(links, targets)
+        self.stats.count_invalidated("event", len(removed) + counted)
+        return len(removed) + counted
 
     async def invalidate(
         self,
@@ -180,17 +206,26 @@ class Invalidator:
         if links is not None and event is not None:
             targets = await links.event_targets(str(event), context, scope)
         removed: KeySet = KeySet()
+        counted = 0
         if pattern is not None:
-            removed |= self._tally("pattern", await self._invalidate_pattern(pattern), removed)
+            found = await self._invalidate_pattern(pattern)
+            removed |= self._tally("pattern", found, 0, removed)
         if links is not None and tags:
-            removed |= self._tally("tags", await links.invalidate_tags(tags), removed)
+            others = pattern is not None or bool(targets.tags or targets.patterns)
+            found, more = await self._tags(links, tags, others)
+            removed |= self._tally("tags", found, more, removed)
+            counted += more
         if links is not None and (targets.tags or targets.patterns):
-            found = await self._invalidate_targets(links, targets)
-            removed |= self._tally("event", found, removed)
-        return len(removed)
+            found, more = await self._invalidate_targets(
+                links, targets, pattern is not None or bool(tags)
+            )
+            removed |= self._tally("event", found, more, removed)
+            counted += more
+        return len(removed) + counted
 
-    def _tally(self, kind: str, found: KeySet, already: KeySet) -> KeySet:
-        """Count the keys ``kind`` removed that no earlier part of the request did."""
+    def _tally(self, kind: str, found: KeySet, counted: int, already: KeySet) -> KeySet:
+        """Count the keys ``kind`` removed that no earlier part of the request did (and
+        those it retired by tag, which are counted, not known: they may overlap)."""
         fresh = found - already
-        self.stats.count_invalidated(kind, len(fresh))
+        self.stats.count_invalidated(kind, len(fresh) + counted)
         return fresh

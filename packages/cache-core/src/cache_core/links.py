@@ -41,6 +41,9 @@ class LinksContext:
     purge: Callable[[KeySet], Awaitable[KeySet]]
     """Remove exactly these keys from L1, the write buffers and L2 (no cascade); returns
     the ones that were held somewhere."""
+    drop_local: Callable[[KeySet], Awaitable[KeySet]]
+    """Remove exactly these keys from this instance's L1 and write buffers, not from L2
+    (which the caller saw to already); returns the ones that were held."""
     check_key: Callable[[object], str]
     check_pattern: Callable[[object], str]
     """A pattern the agent derived (an event's filled target): a valid glob."""
@@ -65,6 +68,10 @@ class Landing:
 
     links: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None
     """Set by the writer: each written key's tags and dependencies, all it will carry."""
+    plain: Collection[str] = ()
+    """Set by the writer: keys it knows carry no links now, though the index may still
+    list their old ones (settled only after the write lands). Written without ``links``,
+    a key's entry otherwise records the tags the index lists for it (tag versions)."""
     linked: set[str] | None = None
     removed: set[str] = Factory(set)
     """Keys the tier removed itself in the same step, as dependents of the linked keys'
@@ -147,6 +154,11 @@ class Links(Protocol):
         Should ``land()`` raise, nothing after it runs."""
         ...
 
+    def flush_landing(self, keys: Sequence[str]) -> Landing:
+        """The :class:`Landing` a write buffer's flush of ``keys`` is made under (which of
+        them were written without links since they were last indexed)."""
+        ...
+
     async def landed(
         self,
         entries: Sequence[tuple[str, float | None]],
@@ -172,6 +184,15 @@ class Links(Protocol):
     async def invalidate_tags(self, tags: Sequence[str]) -> KeySet:
         """Remove every key carrying any of ``tags`` (names checked already), and what they
         reach."""
+        ...
+
+    async def retire_tags(self, tags: Sequence[str], *, listed: bool) -> KeySet | int | None:
+        """Invalidate every key carrying any of ``tags`` (names checked already) and what
+        they reach without finding them, where the index can (tag versions): how many keys
+        that was, counted, not listed; or, with ``listed`` (the caller removes more in the
+        same request and counts each key once), the keys, found as
+        :meth:`invalidate_tags` finds them. None where it cannot: :meth:`invalidate_tags`
+        then does the job."""
         ...
 
     async def event_targets(

@@ -94,6 +94,8 @@ class WriteBuffer(Protocol):
     buffer with (key, TTL left) of what each flush landed and the flush's
     :class:`~cache_core.links.Landing` report, once its lock is released. Where a buffer has it,
     the invalidation index settles a plain write at its flush; where not, in the request.
+    With it, a ``landing_for`` attribute (keys → the Landing a flush of them is made under),
+    set by the agent too.
     Optional too: ``held(match)`` and ``put_back(held)``, which keep the held writes a
     removal drops until the removal has reached L2 (should it fail, they are buffered again:
     an acknowledged write is not lost to a delete that never happened); and a ``flush()``
@@ -254,6 +256,8 @@ class WriteBack:
         self.on_flush: Callable[[float, int, bool], None] | None = None
         """Told (seconds, items, ok) after each flush that sent anything."""
         self.on_landed: OnLanded | None = None
+        self.landing_for: Callable[[Sequence[str]], Landing] | None = None
+        """Set with ``on_landed``: the Landing a flush of these keys is made under."""
 
     async def start(self) -> None:
         if self._ctx.l2 is not None and self._task is None:
@@ -431,7 +435,8 @@ class WriteBack:
                     ttl = None if math.isinf(left) else left
                     items.append((key, data, ttl, compress, stamp))
             start = time.perf_counter()
-            landing = Landing()
+            keys = [item[0] for item in items]
+            landing = Landing() if self.landing_for is None else self.landing_for(keys)
             token = LANDING.set(landing)
             try:
                 if items:

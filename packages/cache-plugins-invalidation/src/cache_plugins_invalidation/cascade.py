@@ -29,11 +29,13 @@ class Cascade:
         *,
         index: InvalidationIndex,
         purge: Callable[[KeySet], Awaitable[KeySet]],
+        drop_local: Callable[[KeySet], Awaitable[KeySet]],
         registrations: InvalidationManager,
         categories: CategoryRules,
     ) -> None:
         self.index = index
         self.purge = purge
+        self.drop_local = drop_local
         self.registrations = registrations
         self.categories = categories
 
@@ -59,8 +61,9 @@ class Cascade:
         removed |= landing.removed
         gone = keys | landing.reached
         if landing.reached:
-            # This instance's copies (L1, write buffers), a buffered one with no L2 entry too.
-            removed |= await self.purge(set(landing.reached))
+            # This instance's copies (L1, write buffers), a buffered one with no L2 entry
+            # too; the step removed what L2 held.
+            removed |= await self.drop_local(set(landing.reached))
         # What the step left to the index: everything when the tier could not tell, the
         # dependents past its bound, nothing when it kept the index itself.
         if landing.linked is None:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 from cache_core.errors import TierUnavailableError
-from cache_core.links import EventTargets, Landing, LinksContext, watching
+from cache_core.links import EventTargets, KeySet, Landing, LinksContext, watching
 from cache_plugins_invalidation.cascade import Cascade
 from cache_plugins_invalidation.categories import CategoryRules
 from cache_plugins_invalidation.events import Events
@@ -45,9 +45,12 @@ class InvalidationLinks(Cascade):
         )
         self._in_step: bool = bool(getattr(context.index, "in_step", False))
         """The index is kept by L2's own write and delete steps (see :meth:`write`)."""
+        self._versions: bool = bool(getattr(context.index, "tag_versions", False))
+        """Writes record tag versions in their frames (see :meth:`retire_tags`)."""
         super().__init__(
             index=context.index,
             purge=context.purge,
+            drop_local=context.drop_local,
             registrations=registrations,
             categories=CategoryRules(config),
         )
@@ -125,7 +128,7 @@ class InvalidationLinks(Cascade):
             # before it, and the tier says (in the write's own atomic step) which keys the
             # index holds anything for; only those are settled after. Should settling fail,
             # the old links stay (too much is invalidated, never too little).
-            landing = Landing()
+            landing = Landing(plain=keys)
             await watching(land(), landing)
             for key in keys:
                 self._deferred.pop(key, None)
@@ -159,12 +162,37 @@ class InvalidationLinks(Cascade):
         dependents past its bound are removed the index's way, and dependent categories of
         what was removed are invalidated."""
         if landing.reached:
-            await self.purge(set(landing.reached))
+            await self.drop_local(set(landing.reached))  # the step removed them from L2
             if self.categories:
                 tags = sorted(self.categories.targets(landing.reached))
                 await self.invalidate_tags(tags, spare=written)
         if landing.unfinished:  # remove() sees to the categories of what it removes
             await self.remove(await self.dependents(set(written)), spare=written)
+
+    async def retire_tags(self, tags: Sequence[str], *, listed: bool) -> KeySet | int | None:
+        """Where writes record tag versions (Redis outside Cluster): one bump of the tags'
+        versions makes every entry carrying them, and what depended on those when written,
+        a miss on every instance, whatever the index lost to eviction; this instance's
+        buffered writes carrying them are dropped. Category rules and runtime
+        registrations reach further than frames record: with either, or ``listed``, the
+        tags are walked too, as :meth:`invalidate_tags` does, and what it removed is the
+        answer."""
+        if not self._versions:
+            return None
+        if self.registrations.pending:
+            await self.registrations.land()  # a registration may name what the walk finds
+        count, registered, held = await self.index.retire_tags(tags)  # type: ignore[attr-defined]
+        if held:
+            await self.drop_local(held)
+        found: KeySet | int = count
+        if listed or registered or self.categories:
+            found = await self.invalidate_tags(tags)
+        self.index.reap_later(tags)  # type: ignore[attr-defined]
+        return found
+
+    def flush_landing(self, keys: Sequence[str]) -> Landing:
+        # Buffered without links: their old links are settled once the flush has landed.
+        return Landing(plain={key for key in keys if key in self._deferred})
 
     async def landed(
         self,

@@ -2,10 +2,12 @@
 invalidation publishes on ``<prefix>__coherence__``, and the subscriber that applies
 other instances' notices to this instance's L1.
 
-A notice is ``<instance id>\\n<kind>\\n<body>``: kind ``k`` with newline-separated keys, or
-``p`` with a glob. The subscriber has a connection of its own that the client never
-retries: a drop must be seen, since notices sent meanwhile are lost, so the listener is
-told (``lost``) and L1 stops being served until the subscription is back (``restored``).
+A notice is ``<instance id>\\n<kind>\\n<body>``: kind ``k`` with newline-separated keys,
+``p`` with a glob, or ``v`` with tags and their new versions
+(cache_plugins_redis.tag_versions). The subscriber has a connection of its own that the
+client never retries: a drop must be seen, since notices sent meanwhile are lost, so the
+listener is told (``lost``) and L1 stops being served until the subscription is back
+(``restored``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 from typing import Any
 
 from cache_core.tiers.base import CoherenceListener
+from cache_plugins_redis.tag_versions import TagVersions, parse_notice
 
 log = logging.getLogger("cache_plugins_redis.coherence")
 
@@ -36,6 +39,7 @@ class CoherenceSubscriber:
         self.channel = channel
         self._instance = instance
         self.listener: CoherenceListener | None = None
+        self.versions: TagVersions | None = None
         self.coherent = False
         self.notices_received = 0
         self._subscribed = asyncio.Event()
@@ -89,6 +93,8 @@ class CoherenceSubscriber:
         if up == self.coherent:
             return
         self.coherent = up
+        if self.versions is not None:
+            self.versions.forget()  # learned from notices that may have been missed
         if up:
             self._subscribed.set()
         else:
@@ -117,3 +123,6 @@ class CoherenceSubscriber:
             self.listener.keys_changed(text.split(SEP))
         elif kind == b"p":
             self.listener.pattern_changed(text)
+        elif kind == b"v" and self.versions is not None:
+            # Called even with no key held here: a read in flight must not promote.
+            self.listener.keys_changed(self.versions.bumped(parse_notice(text)))

@@ -54,6 +54,8 @@ from cache_core.invalidation import IndexContext
 from cache_plugins_redis.index_rounds import (
     DROP_EXPIRED,
     DROP_EXPIRED_SHA,
+    DROP_VERSIONS,
+    DROP_VERSIONS_SHA,
     INF,
     Round,
     Updates,
@@ -135,7 +137,11 @@ class RedisIndex:
         self._registered: str = base + "registered"
         self._unsettled: dict[str, _Change] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._reaping: set[asyncio.Task[int]] = set()
         self.in_step: bool = not context.l2.cluster
+        self.tag_versions: bool = self.in_step
+        """Whether writes record tag versions in their frames, so :meth:`retire_tags`
+        invalidates a tag in one step (cache_plugins_redis.tag_versions)."""
         """Whether a write or delete made under a Landing keeps this index in its own script
         (outside Cluster), so the index needs no round trip of its own for it."""
         # Writes and deletes then say, from their own script, which keys need this index.
@@ -146,6 +152,10 @@ class RedisIndex:
         self._sweeper = loop.create_task(self._sweep_every(), name="index-sweep")
 
     async def close(self) -> None:
+        for task in list(self._reaping):
+            task.cancel()  # what it leaves is stale already, and expires
+        if self._reaping:
+            await asyncio.gather(*self._reaping, return_exceptions=True)
         sweeper, self._sweeper = self._sweeper, None
         if sweeper is not None:
             sweeper.cancel()  # a lock it held ends with its lease
@@ -229,7 +239,11 @@ class RedisIndex:
         expires_of: dict[str, float] = {}
         updates = Updates(now)
         read: list[str] = []
+        hold = self._tier.tag_versions.hold
         for key, ttl, tags in entries:
+            if tags and self.tag_versions:
+                # A bump of one of them drops this instance's copy, buffered writes too.
+                hold(key, tags)
             links = links_of[key] = _links(tags, deps)
             expires = expires_of[key] = _expiry(now, ttl)
             if links:
@@ -385,6 +399,65 @@ class RedisIndex:
         await self._apply(stale)
         return verified
 
+    async def retire_tags(self, tags: Sequence[str]) -> tuple[int, bool, set[str]]:
+        """Invalidate ``tags`` by their versions, in one round trip whatever they hold: how
+        many live keys their sets list (see :data:`~cache_plugins_redis.scripts.BUMP_TAGS`),
+        whether runtime registrations exist (what they reach is not in frames), and the
+        keys this instance handed out carrying the tags (dropped from its L1; its caller
+        drops their buffered writes). Their stale entries stay until :meth:`reap_later`, or
+        a walk."""
+        count, registered, held = await self._tier.bump_tags(sorted(set(tags)))
+        return count, registered, set(held)
+
+    def reap_later(self, tags: Sequence[str]) -> None:
+        """Start reaping what ``tags``' retirement left stale (see :meth:`_reap`), unless
+        the caller walks them itself."""
+        task = asyncio.get_running_loop().create_task(
+            self._reap(sorted(set(tags))), name="index-reap"
+        )
+        self._reaping.add(task)
+        task.add_done_callback(self._reaping.discard)
+
+    async def _reap(self, tags: Sequence[str]) -> int:
+        """After a retirement, in the background: the entries that went stale leave L2
+        and the index (memory the engine would otherwise hold until their TTL), a page of
+        each tag's set per round trip. How many went; a failure is logged: what is left
+        stays stale, and leaves with its TTL."""
+        reaped = 0
+        try:
+            for tag in tags:
+                cursor = 0
+                while True:
+                    cursor, members = await self._tier.step(
+                        self._client.zscan(self._tag + tag, cursor, count=SWEEP_BATCH)
+                    )
+                    keys = sorted({_text(member) for member, _ in members})
+                    if keys:
+                        persist = self._tier.memory.volatile_eviction
+                        reaped += len(await self._tier.step(self._tier.reap(tag, keys, persist)))
+                    if not cursor:
+                        break
+                await self._drop_versions([tag])
+        except Exception as exc:
+            log.warning("index_reap_failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+        return reaped
+
+    async def _drop_versions(self, tags: Sequence[str]) -> None:
+        """The versions of those of ``tags`` no entry carries any more (their sets are
+        gone) go too: one key a tag ever used would otherwise stay for good."""
+        if not self.tag_versions or not tags:
+            return
+        versions = self._tier.prefix + INDEX_MARK + "tv:"
+        round_ = self._round()
+        pairs = [name for tag in tags for name in (self._tag + tag, versions + tag)]
+        round_.script(DROP_VERSIONS, DROP_VERSIONS_SHA, pairs)
+        await self._send(round_)
+
+    async def reaped(self) -> None:
+        """Wait for the reaping of retired tags under way (tests; shutdown)."""
+        while self._reaping:
+            await asyncio.gather(*self._reaping, return_exceptions=True)
+
     async def keys_for_tags(self, tags: Iterable[str]) -> set[str]:
         names = sorted(set(tags))
         if not names:
@@ -457,6 +530,9 @@ class RedisIndex:
                     round_.update(zset, until, "GT")
                 round_.script(DROP_EXPIRED, DROP_EXPIRED_SHA, self._indexed, until, *keys)
                 await self._send(round_)
+                await self._drop_versions(
+                    sorted(z[len(self._tag) :] for z in named if z.startswith(self._tag))
+                )
                 swept += len(keys)
             if len(expired) < SWEEP_BATCH:
                 break

@@ -48,6 +48,16 @@ return dropped
 """KEYS[1] a sorted set; ARGV: a time (ms) and members: removes each member scored at or
 before that time (not one written again since the sweep read it, with a later expiry)."""
 DROP_EXPIRED_SHA = hashlib.sha1(DROP_EXPIRED.encode(), usedforsecurity=False).hexdigest()
+DROP_VERSIONS = """
+local dropped = 0
+for i = 1, #KEYS, 2 do
+  if redis.call('EXISTS', KEYS[i]) == 0 then dropped = dropped + redis.call('DEL', KEYS[i + 1]) end
+end
+return dropped
+"""
+"""KEYS: pairs of a tag's set and its version key: drops each version whose set is gone
+(no entry records it that is not stale already, or reads as such: a miss)."""
+DROP_VERSIONS_SHA = hashlib.sha1(DROP_VERSIONS.encode(), usedforsecurity=False).hexdigest()
 
 
 def score_of(expires: float) -> str:
@@ -113,14 +123,16 @@ class Round:
         args = (now, int(read), flag, int(trim), int(self._persist), len(removed))
         self.script(UPDATE, UPDATE_SHA, zset, *args, *removed, *pairs)
 
-    def script(self, text: str, sha: str, key: str, *args: Any) -> None:
-        """Queue one single-key script (``text``, known to the engine as ``sha``)."""
+    def script(self, text: str, sha: str, key: str | Sequence[str], *args: Any) -> None:
+        """Queue one script (``text``, known to the engine as ``sha``) on ``key`` (or
+        keys: those of one slot)."""
+        keys = [key] if isinstance(key, str) else list(key)
         # execute_command: the cluster pipeline refuses its own evalsha().
         self._ops.append(
             lambda pipe, by_text: (
-                pipe.execute_command("EVAL", text, 1, key, *args)
+                pipe.execute_command("EVAL", text, len(keys), *keys, *args)
                 if by_text
-                else pipe.execute_command("EVALSHA", sha, 1, key, *args)
+                else pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
             )
         )
 
@@ -130,4 +142,13 @@ class Round:
         return pipe
 
 
-__all__ = ["DROP_EXPIRED", "DROP_EXPIRED_SHA", "INF", "Round", "Updates", "score_of"]
+__all__ = [
+    "DROP_EXPIRED",
+    "DROP_EXPIRED_SHA",
+    "DROP_VERSIONS",
+    "DROP_VERSIONS_SHA",
+    "INF",
+    "Round",
+    "Updates",
+    "score_of",
+]

@@ -145,6 +145,75 @@ local function index(key, links, expires, now)
   fit(indexed, now, not persist)
   if depends then fit(sources, now, true) end
 end
+local tv = base .. 'tv:'
+local function u32(n)
+  return string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
+    math.floor(n / 256) % 256, n % 256)
+end
+local function recorded(name)
+  local head = redis.pcall('GETRANGE', name, 0, 22)
+  if type(head) ~= 'string' or #head < 23 or string.byte(head, 1) ~= 202
+      or string.byte(head, 2) ~= 4 then
+    return {}
+  end
+  local a, b, c, d = string.byte(head, 20, 23)
+  local notes = redis.call('GETRANGE', name, 23, 22 + ((a * 256 + b) * 256 + c) * 256 + d)
+  local tags, at = {}, 1
+  while at + 1 <= #notes do
+    local len = string.byte(notes, at) * 256 + string.byte(notes, at + 1)
+    tags[#tags + 1] = string.sub(notes, at + 2, at + 1 + len)
+    at = at + 18 + len
+  end
+  return tags
+end
+local function version_of(tag, px)
+  local name = tv .. tag
+  local v = redis.call('GET', name)
+  if not v then
+    local t = redis.call('TIME')
+    v = string.format('%016x', tonumber(t[1]) * 1000000 + tonumber(t[2]))
+    if px == '' or persist then
+      redis.call('SET', name, v)
+    else
+      redis.call('SET', name, v, 'PX', px)
+    end
+  elseif px == '' or persist then
+    redis.call('PERSIST', name)
+  else
+    local left = redis.call('PTTL', name)
+    if left >= 0 and left < tonumber(px) then redis.call('PEXPIRE', name, px) end
+  end
+  return v
+end
+local function annotate(frame, links, px, prefix)
+  if #frame < 19 or string.byte(frame, 1) ~= 202 or string.byte(frame, 2) ~= 3 then
+    return frame, {}
+  end
+  local tags, seen = {}, {}
+  local function add(t)
+    if not seen[t] then
+      seen[t] = true
+      tags[#tags + 1] = t
+    end
+  end
+  for _, link in ipairs(links) do
+    local kind, name = string.sub(link, 1, 2), string.sub(link, 3)
+    if kind == 't:' then
+      add(name)
+    elseif kind == 'd:' then
+      for _, t in ipairs(recorded(prefix .. name)) do add(t) end
+    end
+  end
+  if #tags == 0 then return frame, tags end
+  table.sort(tags)
+  local parts = {}
+  for i, t in ipairs(tags) do
+    parts[i] = string.char(math.floor(#t / 256) % 256, #t % 256) .. t .. version_of(t, px)
+  end
+  local notes = table.concat(parts)
+  return string.sub(frame, 1, 1) .. '\\4' .. string.sub(frame, 3, 19) .. u32(#notes) .. notes
+    .. string.sub(frame, 20), tags
+end
 local function announce(channel, keys)
   if channel ~= '' and #keys > 0 then
     redis.call('PUBLISH', channel, '\\nk\\n' .. table.concat(keys, '\\n'))
@@ -205,11 +274,15 @@ local horizon, n, channel, notice = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local now, skip, limit = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local exact = ARGV[10] == 'x'
 tomb, tomb_px, tomb_horizon = ARGV[11], ARGV[12], horizon
-local out, found, roots, store, at = {}, {}, {}, {}, 13
+local out, found, roots, store, versioned, at = {}, {}, {}, {}, {}, 13
 for i = 1, n do
   local frame, px = ARGV[at], ARGV[at + 1]
   at = at + 2
-  local links = {}
+  local links, plain = {}, false
+  if now and not exact then
+    plain = ARGV[at] == '1'
+    at = at + 1
+  end
   if exact then
     local count = tonumber(ARGV[at])
     for j = 1, count do links[j] = ARGV[at + j] end
@@ -226,12 +299,22 @@ for i = 1, n do
     out[i] = kept
   else
     out[i] = 1
-    store[#store + 1] = {KEYS[i], frame, px}
     local key = string.sub(KEYS[i], skip + 1)
-    if now and linked(i, n, now, skip) then
+    local is_linked = now and linked(i, n, now, skip)
+    if is_linked then
       found[#found + 1] = i
       roots[#roots + 1] = key
     end
+    local carried = links
+    if now and not exact then
+      carried = (is_linked and not plain) and redis.call('ZRANGE', KEYS[n + i], 0, -1) or {}
+    end
+    if now then
+      local tags
+      frame, tags = annotate(frame, carried, px, string.sub(KEYS[i], 1, skip))
+      if #tags > 0 then versioned[#versioned + 1] = {key, unpack(tags)} end
+    end
+    store[#store + 1] = {KEYS[i], frame, px}
     if exact then
       local expires = px == '' and '+inf' or string.format('%.0f', now + tonumber(px))
       index(key, links, expires, now)
@@ -253,6 +336,7 @@ if now then
   out[n + 2] = removed
   out[n + 3] = more and 1 or 0
   out[n + 4] = reached
+  out[n + 5] = versioned
 end
 return out
 """
@@ -263,7 +347,13 @@ nothing) and notice; then now in ms ('' when not watching), the prefix's length,
 cascade's limit, ``base``, persist ('1'), exact ('x': keep the index of what it stores),
 the tombstone the dependents it removes get ('' to unlink them: see :data:`DELETE`) and
 its PX; then per entry its new frame and PX in ms ('' for none), and when exact the count
-of its links and the links (``t:TAG``, ``d:DEP``).
+of its links and the links (``t:TAG``, ``d:DEP``), else when watching whether it carries
+no links ('1': its meta may still list the old value's).
+
+When watching, an entry that carries tags (its links', else its meta's, and those recorded
+by the entries it depends on) is stored annotated with their current versions, made where
+a tag has none (cache_plugins_redis.tag_versions); the reply's fifth extra lists, per such
+entry, its key and tags.
 
 Stores each frame unless the stored one (of format 3 or later: magic 0xCA at byte 0, its
 format at 1) carries a stamp (bytes 11-18, big-endian, compared byte by byte: Lua's numbers
@@ -325,7 +415,116 @@ delete's tombstone, which stays (0): a sweep must not open the way for the write
 delete refused."""
 UNLINK_LIVE_SHA = hashlib.sha1(UNLINK_LIVE.encode(), usedforsecurity=False).hexdigest()
 
-SCRIPTS = (SET_UNLESS_NEWER, DELETE, UNLINK_LIVE)
+UNION_LIMIT = 10_000
+"""Up to this many members in the sets of the tags one invalidation bumps, a key carrying
+several of them is counted once (their union, in the engine); past it the count is the sum
+of theirs, an upper bound (counting the union of more would stall the engine)."""
+
+BUMP_TAGS = """
+local tv, tagged, channel, head = ARGV[1] .. 'tv:', ARGV[1] .. 'tag:', ARGV[2], ARGV[3]
+local now, out, lines, listed = ARGV[4], {}, {}, 0
+for i = 5, #ARGV do
+  local tag = ARGV[i]
+  local old = redis.call('GET', tv .. tag)
+  local text = ''
+  if old then
+    local t = redis.call('TIME')
+    local v = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    local was = tonumber(old, 16)
+    if was and v <= was then v = was + 1 end
+    text = string.format('%016x', v)
+    local set = redis.pcall('SET', tv .. tag, text, 'KEEPTTL')
+    if type(set) == 'table' and set.err then
+      -- Full (SET is refused, DEL never is): no version at all is as stale.
+      redis.call('DEL', tv .. tag)
+      text = ''
+    end
+  end
+  lines[#lines + 1] = tag
+  lines[#lines + 1] = text
+  out[#out + 1] = redis.call('ZCOUNT', tagged .. tag, '(' .. now, '+inf')
+  listed = listed + redis.call('ZCARD', tagged .. tag)
+end
+local count = 0
+for _, n in ipairs(out) do count = count + n end
+if #out > 1 and listed <= UNION_LIMIT then
+  -- A key carrying several of the tags is one key: count the union where it is small.
+  local sets = {}
+  for i = 5, #ARGV do sets[#sets + 1] = tagged .. ARGV[i] end
+  local union = redis.call('ZUNION', #sets, unpack(sets))
+  count = 0
+  for _, key in ipairs(union) do
+    local latest = -1
+    for _, set in ipairs(sets) do
+      local score = tonumber(redis.call('ZSCORE', set, key))
+      if score and score > latest then latest = score end
+    end
+    if latest > tonumber(now) then count = count + 1 end
+  end
+end
+if channel ~= '' then redis.call('PUBLISH', channel, head .. table.concat(lines, '\\n')) end
+return {count, redis.call('EXISTS', ARGV[1] .. 'registered')}
+"""
+"""ARGV: ``base``, the channel and the notice's head (sender and kind), now in ms, then the
+tags. Each tag that has a version gets a newer one (the engine's clock in µs, past the old
+one), keeping its expiry, or, where the engine is full, none; one that has none keeps none
+(what recorded one is stale already).
+Announces the tags with their new versions ('' for none) in one notice. Returns how many
+live keys the tags' sets list (a count, not a walk; a key listed by two counted twice where
+the sets hold more than :data:`UNION_LIMIT` members together), then whether any runtime
+registration exists (what those reach is not in the frames: it is walked)."""
+BUMP_TAGS = BUMP_TAGS.replace("UNION_LIMIT", str(UNION_LIMIT))
+BUMP_TAGS_SHA = hashlib.sha1(BUMP_TAGS.encode(), usedforsecurity=False).hexdigest()
+
+REAP = _INDEX.replace("W + ", "0 + ") + (
+    """
+local prefix, tagged = ARGV[1], ARGV[2]
+local current = redis.call('GET', tv .. tagged)
+local reaped = {}
+for i = 5, #ARGV do
+  local key = ARGV[i]
+  local name = prefix .. key
+  local version = nil
+  local head = redis.pcall('GETRANGE', name, 0, 22)
+  if type(head) == 'string' and #head == 23 and string.byte(head, 1) == 202
+      and string.byte(head, 2) == 4 then
+    local a, b, c, d = string.byte(head, 20, 23)
+    local notes = redis.call('GETRANGE', name, 23, 22 + ((a * 256 + b) * 256 + c) * 256 + d)
+    local at = 1
+    while at + 1 <= #notes do
+      local len = string.byte(notes, at) * 256 + string.byte(notes, at + 1)
+      if string.sub(notes, at + 2, at + 1 + len) == tagged then
+        version = string.sub(notes, at + 2 + len, at + 17 + len)
+      end
+      at = at + 18 + len
+    end
+  end
+  local stale
+  if version then
+    local mine, now_at = tonumber(version, 16), current and tonumber(current, 16)
+    stale = not mine or not now_at or mine < now_at
+  else
+    stale = redis.call('ZSCORE', meta .. key, 't:' .. tagged) ~= false
+  end
+  if stale then
+    redis.call('UNLINK', name)
+    forget(key)
+    reaped[#reaped + 1] = key
+  elseif redis.call('ZSCORE', meta .. key, 't:' .. tagged) == false then
+    redis.call('ZREM', tag .. tagged, key)
+  end
+end
+return reaped
+"""
+)
+"""ARGV: the prefix, a retired tag, ``base``, persist, then keys its set listed. Unlinks
+those whose entry records an older version of the tag than its current one (or none where
+the tag has none left), or records none while their links name the tag (an entry stored
+without versions), and forgets them; a listed key whose links no longer name the tag
+leaves its set. Returns the keys unlinked."""
+REAP_SHA = hashlib.sha1(REAP.encode(), usedforsecurity=False).hexdigest()
+
+SCRIPTS = (SET_UNLESS_NEWER, DELETE, UNLINK_LIVE, BUMP_TAGS, REAP)
 """Loaded at start, on every primary."""
 
 SCRIPT_BATCH = 100

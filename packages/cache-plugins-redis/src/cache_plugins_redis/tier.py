@@ -58,9 +58,13 @@ from cache_plugins_redis.engine import EMBEDDED, EmbeddedEngine
 from cache_plugins_redis.memory_policy import DEFAULT_MAX_MEMORY_MB, MemoryPolicy
 from cache_plugins_redis.packing import fast_packing
 from cache_plugins_redis.scripts import (
+    BUMP_TAGS,
+    BUMP_TAGS_SHA,
     CASCADE_LIMIT,
     DELETE,
     DELETE_SHA,
+    REAP,
+    REAP_SHA,
     SCRIPT_BATCH,
     SCRIPT_BATCH_BYTES,
     SCRIPTS,
@@ -72,6 +76,7 @@ from cache_plugins_redis.scripts import (
     link_names,
 )
 from cache_plugins_redis.settings import RedisSettings
+from cache_plugins_redis.tag_versions import TagVersions, annotated, strip
 
 log = logging.getLogger("cache_plugins_redis.tier")
 
@@ -132,6 +137,9 @@ class RedisTier:
         self._instance_bytes = self.instance_id.encode()
         self._cluster = self._settings.cluster_mode
         self._listener: CoherenceListener | None = None
+        self.tag_versions = TagVersions()
+        """The versions of tags this instance learned, and which keys it handed out
+        carrying which (cache_plugins_redis.tag_versions): used outside Cluster."""
         self._watch: LinkWatch | None = None
         """Set by the invalidation index of this Redis (outside Cluster): writes and deletes
         made under a :class:`~cache_core.links.Landing` report which keys it holds anything
@@ -273,6 +281,7 @@ class RedisTier:
             client = aioredis.Redis.from_url(url, **kwargs, **extra)
         self._subscriber = CoherenceSubscriber(client, self.channel, self._instance_bytes)
         self._subscriber.listener = self._listener
+        self._subscriber.versions = self.tag_versions
         await self._subscriber.start(wait=s.connect_timeout)
 
     @property
@@ -367,10 +376,86 @@ class RedisTier:
             stored: list[bytes | None] = await self._client.mget_nonatomic(names)
         else:
             stored = await self._client.mget(names)
+            if any(map(annotated, stored)):
+                stored = await self._checked(keys, stored)
         if len(keys) == len(asked):
             return stored
         found = dict(zip(keys, stored, strict=True))
         return [found[key] for key in asked]
+
+    async def _checked(self, keys: Sequence[str], stored: list[bytes | None]) -> list[bytes | None]:
+        """``stored`` with each frame that records tag versions checked against the tags'
+        current ones (asked of the engine, in one more round trip, for tags this instance
+        has not learned): a stale one reads as absent, a current one as the frame core
+        wrote, its key remembered as carrying those tags."""
+        versions = self.tag_versions
+        opened = {}
+        asking: set[str] = set()
+        for i, frame in enumerate(stored):
+            if annotated(frame):
+                assert frame is not None
+                opened[i] = strip(frame)
+                asking |= versions.unknown(opened[i][1])
+        if asking:
+            tags = sorted(asking)
+            base = self.prefix + INDEX_MARK + "tv:"
+            found = await self._client.mget([base + tag for tag in tags])
+            for tag, version in zip(tags, found, strict=True):
+                versions.learn(tag, version)
+        out = list(stored)
+        evicted: list[str] = []
+        for i, (frame, pairs) in opened.items():
+            if versions.current(pairs):
+                out[i] = frame
+                evicted += versions.hold(keys[i], [tag for tag, _ in pairs])
+            else:
+                out[i] = None
+        if evicted and self._listener is not None:
+            self._listener.keys_changed(evicted)
+        return out
+
+    async def bump_tags(self, tags: Sequence[str]) -> tuple[int, bool, list[str]]:
+        """Give each of ``tags`` a new version and announce it, in one script call: every
+        entry recording an older one (every entry carrying the tag, and what depended on
+        one when written) is stale from then on. Returns how many live keys the tags'
+        index sets list (see :data:`~cache_plugins_redis.scripts.BUMP_TAGS`), whether
+        runtime registrations exist, and the keys this instance handed out carrying the
+        tags (already dropped from its L1)."""
+        now = int(time.time() * 1000)
+        base = self.prefix + INDEX_MARK
+        args = [base, self.channel, self._notice(b"v", ""), now, *tags]
+        with self.memory.refusals(), _foreign_types():
+            reply = await self._keyless(BUMP_TAGS_SHA, BUMP_TAGS, args)
+        pairs = [(tag, None) for tag in tags]
+        # The new versions are learned when needed: what this instance held goes now.
+        held = self.tag_versions.bumped(pairs)
+        if held and self._listener is not None:
+            self._listener.keys_changed(held)
+        return int(reply[0]), bool(reply[1]), held
+
+    async def reap(self, tag: str, keys: Sequence[str], persist: bool) -> list[str]:
+        """Unlink those of ``keys`` (listed under a retired ``tag``) that are stale by its
+        version, and drop them from the index: one script call. The keys unlinked (no
+        notice: a bump's notice dropped every copy already)."""
+        base = self.prefix + INDEX_MARK
+        args = [self.prefix, tag, base, "1" if persist else "", *keys]
+        with _foreign_types():
+            reply = await self._keyless(REAP_SHA, REAP, args)
+        return [key.decode() for key in reply]
+
+    async def _keyless(self, sha: str, text: str, args: Sequence[Any]) -> Any:
+        """One call of a script that names no keys (outside Cluster only), in a pipeline:
+        auto-pipelined with whatever else this tick sends; its text where the engine lost
+        it."""
+        for script in (("EVALSHA", sha), ("EVAL", text)):
+            pipe = self._client.pipeline(transaction=False)
+            pipe.execute_command(*script, 0, *args)
+            (reply,) = await pipe.execute(raise_on_error=False)
+            if not isinstance(reply, NoScriptError):
+                break
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     async def ttls(self, keys: Sequence[str]) -> list[float | None]:
         """Each key's TTL in seconds (None: none; 0: gone), in one pipeline of PTTLs."""
@@ -473,6 +558,7 @@ class RedisTier:
         chunks = self._script_chunks(items)
         landing = LANDING.get()
         links = landing.links if landing is not None else None
+        plain = landing.plain if landing is not None else ()
         for chunk in chunks:
             keys = [key for key, *_ in chunk]
             extra, watched = self._watched(keys, len(chunks) == 1, links is not None)
@@ -487,6 +573,8 @@ class RedisTier:
                     assert links is not None
                     names = link_names(*links.get(key, ((), ())))
                     args += [len(names), *names]
+                elif extra:
+                    args.append("1" if key in plain else "")
             names = [self.prefix + key for key in keys] + extra
             calls.append(_Call(keys, names, args, 2, bool(extra), exact))
         with self.memory.refusals(), _foreign_types():
@@ -496,8 +584,18 @@ class RedisTier:
             n = len(call.keys)
             if call.watching:
                 self._report(call.keys, reply[n : n + 4], call.exact)
+                self._hold(reply[n + 4])
             out += [None if r == 1 else int.from_bytes(r, "big") for r in reply[:n]]
         return out
+
+    def _hold(self, versioned: Sequence[Sequence[bytes]]) -> None:
+        """Remember the tags each entry a write stored with versions carries (its own and
+        those its dependencies recorded), so a bump of one drops this instance's copy."""
+        evicted: list[str] = []
+        for key, *tags in versioned:
+            evicted += self.tag_versions.hold(key.decode(), [tag.decode() for tag in tags])
+        if evicted and self._listener is not None:
+            self._listener.keys_changed(evicted)
 
     @staticmethod
     def _tombstone(stamp: int) -> bytes:

@@ -445,6 +445,11 @@ class GuardedIndex:
     async def forget(self, keys: Iterable[str]) -> None:
         await self._guarded("index.forget", {}, self.inner.forget(keys), bounded=False)
 
+    async def retire_tags(self, tags: Sequence[str]) -> tuple[int, bool, set[str]]:
+        """The inner index's ``retire_tags`` (only called where it says ``tag_versions``)."""
+        call = self.inner.retire_tags(tags)  # type: ignore[attr-defined]
+        return await self._guarded("index.retire_tags", {}, call)
+
     async def keys_for_tags(self, tags: Iterable[str]) -> set[str]:
         call = self.inner.keys_for_tags(tags)
         return await self._guarded("index.keys_for_tags", {}, call, bounded=False)
