@@ -403,9 +403,8 @@ class RedisIndex:
         """Invalidate ``tags`` by their versions, in one round trip whatever they hold: how
         many live keys their sets list (see :data:`~cache_plugins_redis.scripts.BUMP_TAGS`),
         whether runtime registrations exist (what they reach is not in frames), and the
-        keys this instance handed out carrying the tags (dropped from its L1; its caller
-        drops their buffered writes). Their stale entries stay until :meth:`reap_later`, or
-        a walk."""
+        keys this instance handed out carrying the tags (for its caller to drop from L1 and
+        the write buffers). Their stale entries stay until :meth:`reap_later`, or a walk."""
         count, registered, held = await self._tier.bump_tags(sorted(set(tags)))
         return count, registered, set(held)
 

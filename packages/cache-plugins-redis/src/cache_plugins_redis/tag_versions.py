@@ -130,14 +130,16 @@ class TagVersions:
         """Tags got new versions (None: none at all): learn them; the keys this instance
         handed out carrying any of them, which must leave its L1."""
         out: set[str] = set()
+        held = self._held
         for tag, version in pairs:
             self.learn(tag, version)
-            for key in self._holders.pop(tag, ()):
-                tags = self._held.pop(key, None)
-                if tags is not None:
+            holders = self._holders.pop(tag, ())
+            for key in holders:
+                tags = held.pop(key, None)
+                if tags is not None and len(tags) > 1:  # its one tag's holders are gone
                     self._release(key, tags)
-                out.add(key)
-        return sorted(out)
+            out.update(holders)
+        return list(out)
 
     def forget(self) -> None:
         """Notices stopped flowing: what was learned may be stale (L1 is emptied too)."""

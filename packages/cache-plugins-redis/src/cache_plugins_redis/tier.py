@@ -420,17 +420,18 @@ class RedisTier:
         one when written) is stale from then on. Returns how many live keys the tags'
         index sets list (see :data:`~cache_plugins_redis.scripts.BUMP_TAGS`), whether
         runtime registrations exist, and the keys this instance handed out carrying the
-        tags (already dropped from its L1)."""
+        tags, for the caller to drop from L1."""
         now = int(time.time() * 1000)
         base = self.prefix + INDEX_MARK
         args = [base, self.channel, self._notice(b"v", ""), now, *tags]
         with self.memory.refusals(), _foreign_types():
             reply = await self._keyless(BUMP_TAGS_SHA, BUMP_TAGS, args)
         pairs = [(tag, None) for tag in tags]
-        # The new versions are learned when needed: what this instance held goes now.
+        # The new versions are learned when needed. What this instance held, the caller
+        # drops (L1 and write buffers at once); a read in flight must not promote meanwhile.
         held = self.tag_versions.bumped(pairs)
-        if held and self._listener is not None:
-            self._listener.keys_changed(held)
+        if self._listener is not None:
+            self._listener.keys_changed(())
         return int(reply[0]), bool(reply[1]), held
 
     async def reap(self, tag: str, keys: Sequence[str], persist: bool) -> list[str]:
