@@ -46,3 +46,25 @@ async def test_a_deferred_write_deleted_before_its_flush_lands_nothing(
         await agent.strategies["write_back"].flush()
         assert await agent.get("source") is None
         assert await agent.get("dependent") == 4  # the dropped write settled nothing
+
+
+async def test_the_write_that_fills_the_batch_is_settled_by_the_flush_it_starts(
+    l2_config: dict[str, Any],
+) -> None:
+    """The plain write that brings the buffer to ``batch_size`` flushes it from inside its
+    own step: it must be due already, or its flush lands it unsettled (its old tags and
+    its old value's dependents kept, with no later flush of it to settle them)."""
+    config = {**l2_config, "strategies": {"write_back": {"batch_size": 2, "flush_interval": 60}}}
+    async with flushing(config) as agent:
+        await agent.set("k", "tagged", tags=["red"])
+        await agent.set("source", 1)
+        await agent.set("dependent", 2, dependencies=["source"])
+        await agent.set("other", "plain", strategy="write_back")
+        await agent.set("k", "plain", strategy="write_back")  # the second: flushes both
+        assert agent.strategies["write_back"].pending_count == 0
+        assert await agent.invalidate_by_tags(["red"]) == 0
+        assert await agent.get("k") == "plain"
+        await agent.set("x", "plain", strategy="write_back")
+        await agent.set("source", 3, strategy="write_back")  # the second: flushes both
+        assert await agent.get("dependent") is None
+        assert await agent.get("source") == 3
