@@ -7,6 +7,7 @@ import statistics
 import time
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from cache_core import CachingAgent
@@ -137,3 +138,29 @@ async def test_two_servers_b_never_serves_a_replaced_value(
         return body["hit"] is False
 
     assert await wait_for(b_misses) < STALENESS_BOUND
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="OWN_OLDER_BUFFER: an instance serves its own held write_back write until its "
+    "flush (within flush_interval), though another instance's newer write has landed and "
+    "its notice arrived; README's 50 ms bound holds for L1 copies only",
+)
+async def test_a_newer_write_elsewhere_replaces_this_instance_s_own_held_write(
+    l2_config: dict[str, Any],
+) -> None:
+    """Found by the two-agent model: A's buffered (write_back) value of a key outlives B's
+    later write of it on A until A's flush, which L2 then refuses as older."""
+    async with (
+        CachingAgent.from_config(l2_config, env={}) as a,
+        CachingAgent.from_config(l2_config, env={}) as b,
+    ):
+        await a.set("k", "a's, older", strategy="write_back")
+        heard = a.l2.notices_received  # type: ignore[union-attr]
+        await b.set("k", "b's, newer", strategy="write_through")
+
+        async def a_heard_it() -> bool:
+            return bool(a.l2.notices_received > heard)  # type: ignore[union-attr]
+
+        await wait_for(a_heard_it)
+        assert await a.get("k") == "b's, newer"

@@ -102,9 +102,20 @@ class InvalidationLinks(Cascade):
                 if not (buffered and plain):
                     raise
         if plain and buffered:
-            # Nothing on the wire now: the index sees to it when the flush has landed.
-            await land()
+            # Nothing on the wire now: the index sees to it when the flush has landed. Due
+            # before it is buffered: the write that fills the batch flushes it in its own
+            # step, and that flush must settle it too.
+            before = {key: self._deferred[key] for key in keys if key in self._deferred}
             self._deferred.update(entries)
+            try:
+                await land()
+            except Exception:
+                # Refused before it was buffered (the buffer full, L2 away: a failing
+                # flush inside the write is the buffer's, never raised): nothing of it lands.
+                for key in keys:
+                    self._deferred.pop(key, None)
+                self._deferred.update(before)
+                raise
             return
         if direct and self._in_step:
             deps = tuple(dependencies)
