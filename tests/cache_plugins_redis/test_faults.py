@@ -391,3 +391,29 @@ async def test_a_failed_removal_keeps_the_buffered_write(
         await agent.strategies["write_back"].flush()  # type: ignore[attr-defined]
         assert engine.client.get(prefix + "k").endswith(b'"held"')
         assert await agent.get("k") == "held"
+
+
+async def test_the_first_calls_after_a_cut_do_not_fail_on_connections_that_died_with_it(
+    proxy: Any, prefix: str
+) -> None:
+    """Found by the two-agent model: with ``retry_attempts: 0`` each idle pooled connection
+    that died in a cut failed the next call made on it once the engine was back, opening
+    the breaker again. When the subscription is back, the idle ones are closed first."""
+    config = faulty_config(proxy, prefix)
+    config["redis"]["retry_attempts"] = 0
+    config["circuit_breaker"]["failure_threshold"] = 1
+    config["circuit_breaker"]["reset_timeout"] = 0.05
+    async with CachingAgent.from_config(config, env={}) as agent:
+        await asyncio.gather(*(agent.set(f"k{i}", i) for i in range(20)))  # several in the pool
+        proxy.cut()
+        with contextlib.suppress(TierUnavailableError):
+            await agent.get("k0")
+        proxy.mode = "pass"
+        deadline = time.monotonic() + 10
+        while not agent.l2.coherent:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # the breaker half-opens
+        for i in range(20):
+            agent.l1.clear()
+            assert await agent.get(f"k{i}") == i

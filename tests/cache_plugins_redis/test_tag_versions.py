@@ -13,6 +13,7 @@ import pytest
 
 from cache_core import CachingAgent
 from cache_plugins_redis.index import RedisIndex
+from cache_plugins_redis.scripts import FLOOR_PX
 from cache_plugins_redis.tag_versions import MAX_HELD, TagVersions, annotated, strip
 
 
@@ -104,8 +105,11 @@ async def test_stale_entries_leave_l2_after_and_what_was_written_since_stays(
         assert await agent.get_many(["k7", "fresh"]) == {"k7": "again", "fresh": 1}
         assert await agent.invalidate_by_tags(["t"]) == 2
         await redis_index(agent).reaped()
-        # Nothing is left of the tag: its set and its version went with its last entry.
-        assert list(engine.client.scan_iter(match=prefix + "\x1f*t")) == []
+        # Nothing is left of the tag but its version, which holds the floor for a while.
+        assert list(engine.client.scan_iter(match=prefix + "\x1f*t")) == [
+            (prefix + "\x1ftv:t").encode()
+        ]
+        assert 0 < engine.client.pttl(prefix + "\x1ftv:t") <= FLOOR_PX
 
 
 async def test_an_instance_that_missed_the_notice_does_not_serve_what_the_tag_took(
@@ -146,3 +150,26 @@ def test_keys_past_the_bound_are_handed_back_to_leave_l1() -> None:
         versions.hold(f"k{i}", ["t"])
     assert versions.hold("last", ["t"]) == ["first"]
     assert "first" not in versions.bumped([("t", b"1" * 16)])
+
+
+async def test_a_write_back_write_made_before_the_invalidation_does_not_land_after_it(
+    engine: Any, prefix: str
+) -> None:
+    """Found by the two-agent model: A's buffered tagged write, flushed after B invalidated
+    its tag, used to land recording the new version (the walk had left a tombstone)."""
+    config = {**config_for(engine, prefix), "strategies": {"write_back": {"flush_interval": 60}}}
+    async with (
+        CachingAgent.from_config(config, env={}) as a,
+        CachingAgent.from_config(config, env={}) as b,
+    ):
+        await a.set("k", 1, tags=["blue"], strategy="write_back")
+        await a.set("j", 2, tags=["red"], strategy="write_back")
+        await b.invalidate_by_tags(["blue"])
+        await redis_index(b).reaped()
+        await a.strategies["write_back"].flush()  # type: ignore[attr-defined]
+        assert engine.entries(prefix + "k") == 0
+        assert await b.get_many(["k", "j"]) == {"k": None, "j": 2}
+        await asyncio.sleep(0.05)
+        assert await a.get("k") is None
+        await b.set("k", 3, tags=["blue"])  # written after it: lands
+        assert await a.get("k") == 3

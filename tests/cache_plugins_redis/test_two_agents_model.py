@@ -46,6 +46,7 @@ from hypothesis.stateful import (
 
 from cache_core import CachingAgent, TierUnavailableError
 from cache_core.frames import decode_frame, is_tombstone
+from cache_plugins_redis.tag_versions import VERSION_SIZE, annotated, strip
 
 KEYS = ("a:0", "a:1", "b:0")  # few: steps must meet on a key to find anything
 TAGS = ("red", "blue")
@@ -428,9 +429,19 @@ class TwoAgents(RuleBasedStateMachine):
     # -- quiescence -----------------------------------------------------------------------
 
     def stored(self, key: str) -> Value:
-        frame = self.world.engine.client.get(self.prefix + key)
+        client = self.world.engine.client
+        frame = client.get(self.prefix + key)
         if frame is None or is_tombstone(frame):
             return None
+        if annotated(frame):
+            # It records its tags' versions: another version than a tag's current one, or
+            # a tag with none, is a miss (cache_plugins_redis.tag_versions).
+            frame, pairs = strip(frame)
+            names = [f"{self.prefix}\x1ftv:{tag}" for tag, _ in pairs]
+            current = client.mget(names)
+            for (_, version), now in zip(pairs, current, strict=True):
+                if now is None or now[:VERSION_SIZE] != version:
+                    return None
         value: int = orjson.loads(decode_frame(frame, {}, 2**20))
         return value
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from cache_core.tiers.base import CoherenceListener
@@ -40,6 +41,9 @@ class CoherenceSubscriber:
         self._instance = instance
         self.listener: CoherenceListener | None = None
         self.versions: TagVersions | None = None
+        self.on_restored: Callable[[], None] | None = None
+        """Called when the subscription is back after a drop (not at the first start)."""
+        self._dropped = False
         self.coherent = False
         self.notices_received = 0
         self._subscribed = asyncio.Event()
@@ -99,6 +103,9 @@ class CoherenceSubscriber:
             self._subscribed.set()
         else:
             self._subscribed.clear()
+        if up and self._dropped and self.on_restored is not None:
+            self.on_restored()
+        self._dropped = self._dropped or not up
         if self.listener is not None:
             if up:
                 self.listener.restored()

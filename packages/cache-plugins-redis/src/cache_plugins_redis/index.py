@@ -138,6 +138,8 @@ class RedisIndex:
         self._unsettled: dict[str, _Change] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._reaping: set[asyncio.Task[int]] = set()
+        self._floors: dict[str, int] = {}
+        """The floor of each tag's last retirement here, until it is reaped."""
         self.in_step: bool = not context.l2.cluster
         self.tag_versions: bool = self.in_step
         """Whether writes record tag versions in their frames, so :meth:`retire_tags`
@@ -405,7 +407,9 @@ class RedisIndex:
         whether runtime registrations exist (what they reach is not in frames), and the
         keys this instance handed out carrying the tags (for its caller to drop from L1 and
         the write buffers). Their stale entries stay until :meth:`reap_later`, or a walk."""
-        count, registered, held = await self._tier.bump_tags(sorted(set(tags)))
+        count, registered, held, floor = await self._tier.bump_tags(sorted(set(tags)))
+        for tag in tags:
+            self._floors[tag] = floor
         return count, registered, set(held)
 
     def reap_later(self, tags: Sequence[str]) -> None:
@@ -433,10 +437,13 @@ class RedisIndex:
                     keys = sorted({_text(member) for member, _ in members})
                     if keys:
                         persist = self._tier.memory.volatile_eviction
-                        reaped += len(await self._tier.step(self._tier.reap(tag, keys, persist)))
+                        floor = self._floors.get(tag, 0)
+                        call = self._tier.reap(tag, keys, persist, floor)
+                        reaped += len(await self._tier.step(call))
                     if not cursor:
                         break
                 await self._drop_versions([tag])
+                self._floors.pop(tag, None)
         except Exception as exc:
             log.warning("index_reap_failed", extra={"error": f"{type(exc).__name__}: {exc}"})
         return reaped

@@ -12,6 +12,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cache_plugins_redis.scripts import FLOOR_PX
+
 INF = "+inf"
 
 UPDATE = """
@@ -51,12 +53,23 @@ DROP_EXPIRED_SHA = hashlib.sha1(DROP_EXPIRED.encode(), usedforsecurity=False).he
 DROP_VERSIONS = """
 local dropped = 0
 for i = 1, #KEYS, 2 do
-  if redis.call('EXISTS', KEYS[i]) == 0 then dropped = dropped + redis.call('DEL', KEYS[i + 1]) end
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    local v = redis.call('GET', KEYS[i + 1])
+    if v and #v > 16 then
+      -- It holds an invalidation's floor: it stops older writes yet, for a while.
+      local left = redis.call('PTTL', KEYS[i + 1])
+      if left == -1 or left > FLOOR_PX then redis.call('PEXPIRE', KEYS[i + 1], FLOOR_PX) end
+    elseif v then
+      dropped = dropped + redis.call('DEL', KEYS[i + 1])
+    end
+  end
 end
 return dropped
 """
 """KEYS: pairs of a tag's set and its version key: drops each version whose set is gone
-(no entry records it that is not stale already, or reads as such: a miss)."""
+(no entry records it that is not stale already, or reads as such: a miss); one holding an
+invalidation's floor expires within ``FLOOR_PX`` instead."""
+DROP_VERSIONS = DROP_VERSIONS.replace("FLOOR_PX", str(FLOOR_PX))
 DROP_VERSIONS_SHA = hashlib.sha1(DROP_VERSIONS.encode(), usedforsecurity=False).hexdigest()
 
 

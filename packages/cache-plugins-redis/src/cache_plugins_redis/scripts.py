@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 from attrs import frozen
 
+from cache_core.frames import TOMBSTONE_TTL
+
 TAG_LINK = "t:"
 DEP_LINK = "d:"
 
@@ -169,6 +171,9 @@ end
 local function version_of(tag, px)
   local name = tv .. tag
   local v = redis.call('GET', name)
+  local floor = nil
+  if v and #v >= 24 then floor = string.sub(v, 17, 24) end
+  if v then v = string.sub(v, 1, 16) end
   if not v then
     local t = redis.call('TIME')
     v = string.format('%016x', tonumber(t[1]) * 1000000 + tonumber(t[2]))
@@ -183,7 +188,7 @@ local function version_of(tag, px)
     local left = redis.call('PTTL', name)
     if left >= 0 and left < tonumber(px) then redis.call('PEXPIRE', name, px) end
   end
-  return v
+  return v, floor
 end
 local function annotate(frame, links, px, prefix)
   if #frame < 19 or string.byte(frame, 1) ~= 202 or string.byte(frame, 2) ~= 3 then
@@ -206,9 +211,11 @@ local function annotate(frame, links, px, prefix)
   end
   if #tags == 0 then return frame, tags end
   table.sort(tags)
-  local parts = {}
+  local parts, stamp = {}, string.sub(frame, 12, 19)
   for i, t in ipairs(tags) do
-    parts[i] = string.char(math.floor(#t / 256) % 256, #t % 256) .. t .. version_of(t, px)
+    local v, floor = version_of(t, px)
+    if floor and before(stamp, floor) then return nil, tags, floor end
+    parts[i] = string.char(math.floor(#t / 256) % 256, #t % 256) .. t .. v
   end
   local notes = table.concat(parts)
   return string.sub(frame, 1, 1) .. '\\4' .. string.sub(frame, 3, 19) .. u32(#notes) .. notes
@@ -295,25 +302,28 @@ for i = 1, n do
     kept = string.sub(stored, 12, 19)
     if before(kept, string.sub(frame, 12, 19)) or before(horizon, kept) then kept = nil end
   end
+  local key = string.sub(KEYS[i], skip + 1)
+  local is_linked, tags = false, {}
+  if not kept and now then
+    is_linked = linked(i, n, now, skip)
+    local carried = links
+    if not exact then
+      carried = (is_linked and not plain) and redis.call('ZRANGE', KEYS[n + i], 0, -1) or {}
+    end
+    local floor
+    frame, tags, floor = annotate(frame, carried, px, string.sub(KEYS[i], 1, skip))
+    -- Stamped before one of its tags was last invalidated: as older than that removal.
+    if floor then kept = floor end
+  end
   if kept then
     out[i] = kept
   else
     out[i] = 1
-    local key = string.sub(KEYS[i], skip + 1)
-    local is_linked = now and linked(i, n, now, skip)
     if is_linked then
       found[#found + 1] = i
       roots[#roots + 1] = key
     end
-    local carried = links
-    if now and not exact then
-      carried = (is_linked and not plain) and redis.call('ZRANGE', KEYS[n + i], 0, -1) or {}
-    end
-    if now then
-      local tags
-      frame, tags = annotate(frame, carried, px, string.sub(KEYS[i], 1, skip))
-      if #tags > 0 then versioned[#versioned + 1] = {key, unpack(tags)} end
-    end
+    if #tags > 0 then versioned[#versioned + 1] = {key, unpack(tags)} end
     store[#store + 1] = {KEYS[i], frame, px}
     if exact then
       local expires = px == '' and '+inf' or string.format('%.0f', now + tonumber(px))
@@ -415,6 +425,10 @@ delete's tombstone, which stays (0): a sweep must not open the way for the write
 delete refused."""
 UNLINK_LIVE_SHA = hashlib.sha1(UNLINK_LIVE.encode(), usedforsecurity=False).hexdigest()
 
+FLOOR_PX = round(TOMBSTONE_TTL * 1000)
+"""How long, at least, a tag's version keeps the floor an invalidation set (ms): as long as
+a delete's tombstone holds a key's place; a write buffered longer than that before it
+reaches L2 may land after the invalidation, as after a delete."""
 UNION_LIMIT = 10_000
 """Up to this many members in the sets of the tags one invalidation bumps, a key carrying
 several of them is counted once (their union, in the engine); past it the count is the sum
@@ -422,22 +436,26 @@ of theirs, an upper bound (counting the union of more would stall the engine).""
 
 BUMP_TAGS = """
 local tv, tagged, channel, head = ARGV[1] .. 'tv:', ARGV[1] .. 'tag:', ARGV[2], ARGV[3]
-local now, out, lines, listed = ARGV[4], {}, {}, 0
-for i = 5, #ARGV do
+local now, floor, out, lines, listed = ARGV[4], ARGV[5], {}, {}, 0
+for i = 6, #ARGV do
   local tag = ARGV[i]
   local old = redis.call('GET', tv .. tag)
-  local text = ''
-  if old then
-    local t = redis.call('TIME')
-    local v = tonumber(t[1]) * 1000000 + tonumber(t[2])
-    local was = tonumber(old, 16)
-    if was and v <= was then v = was + 1 end
-    text = string.format('%016x', v)
-    local set = redis.pcall('SET', tv .. tag, text, 'KEEPTTL')
-    if type(set) == 'table' and set.err then
-      -- Full (SET is refused, DEL never is): no version at all is as stale.
-      redis.call('DEL', tv .. tag)
-      text = ''
+  local t = redis.call('TIME')
+  local v = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local was = old and tonumber(string.sub(old, 1, 16), 16)
+  if was and v <= was then v = was + 1 end
+  local text = string.format('%016x', v)
+  -- A tag with no version gets one too: its floor must stop what was written before
+  -- (a buffered write flushed later), for a while at least.
+  local set = redis.pcall('SET', tv .. tag, text .. floor, 'KEEPTTL')
+  if type(set) == 'table' and set.err then
+    -- Full (SET is refused, DEL never is): no version at all is as stale.
+    redis.call('DEL', tv .. tag)
+    text = ''
+  else
+    local left = redis.call('PTTL', tv .. tag)
+    if left >= 0 and left < FLOOR_PX or left == -1 and not old then
+      redis.call('PEXPIRE', tv .. tag, FLOOR_PX)
     end
   end
   lines[#lines + 1] = tag
@@ -450,7 +468,7 @@ for _, n in ipairs(out) do count = count + n end
 if #out > 1 and listed <= UNION_LIMIT then
   -- A key carrying several of the tags is one key: count the union where it is small.
   local sets = {}
-  for i = 5, #ARGV do sets[#sets + 1] = tagged .. ARGV[i] end
+  for i = 6, #ARGV do sets[#sets + 1] = tagged .. ARGV[i] end
   local union = redis.call('ZUNION', #sets, unpack(sets))
   count = 0
   for _, key in ipairs(union) do
@@ -465,23 +483,28 @@ end
 if channel ~= '' then redis.call('PUBLISH', channel, head .. table.concat(lines, '\\n')) end
 return {count, redis.call('EXISTS', ARGV[1] .. 'registered')}
 """
-"""ARGV: ``base``, the channel and the notice's head (sender and kind), now in ms, then the
-tags. Each tag that has a version gets a newer one (the engine's clock in µs, past the old
-one), keeping its expiry, or, where the engine is full, none; one that has none keeps none
-(what recorded one is stale already).
-Announces the tags with their new versions ('' for none) in one notice. Returns how many
-live keys the tags' sets list (a count, not a walk; a key listed by two counted twice where
-the sets hold more than :data:`UNION_LIMIT` members together), then whether any runtime
-registration exists (what those reach is not in the frames: it is walked)."""
-BUMP_TAGS = BUMP_TAGS.replace("UNION_LIMIT", str(UNION_LIMIT))
+"""ARGV: ``base``, the channel and the notice's head (sender and kind), now in ms, the
+floor (the invalidating instance's clock, a stamp: 8 bytes), then the tags. Each tag gets
+a newer version (the engine's clock in µs, past the old one) with the floor, keeping its
+expiry (at least :data:`FLOOR_PX`), or, where the engine is full, none (what recorded one
+is stale). A write stamped before a tag's floor is refused as older
+(:data:`SET_UNLESS_NEWER`), as a delete's tombstone refuses one: a write_back write made
+before the invalidation and flushed after it does not land. Announces the tags with their
+new versions ('' for none) in one notice. Returns how many live keys the tags' sets list
+(a count, not a walk; a key listed by two counted twice where the sets hold more than
+:data:`UNION_LIMIT` members together), then whether any runtime registration exists (what
+those reach is not in the frames: it is walked)."""
+BUMP_TAGS = BUMP_TAGS.replace("UNION_LIMIT", str(UNION_LIMIT)).replace("FLOOR_PX", str(FLOOR_PX))
 BUMP_TAGS_SHA = hashlib.sha1(BUMP_TAGS.encode(), usedforsecurity=False).hexdigest()
 
 REAP = _INDEX.replace("W + ", "0 + ") + (
     """
 local prefix, tagged = ARGV[1], ARGV[2]
+tomb, tomb_px, tomb_horizon = ARGV[5], ARGV[6], string.rep('\\255', 8)
 local current = redis.call('GET', tv .. tagged)
+if current then current = string.sub(current, 1, 16) end
 local reaped = {}
-for i = 5, #ARGV do
+for i = 7, #ARGV do
   local key = ARGV[i]
   local name = prefix .. key
   local version = nil
@@ -501,14 +524,14 @@ for i = 5, #ARGV do
   end
   local stale
   if version then
-    local mine, now_at = tonumber(version, 16), current and tonumber(current, 16)
-    stale = not mine or not now_at or mine < now_at
+    stale = version ~= current
   else
     stale = redis.call('ZSCORE', meta .. key, 't:' .. tagged) ~= false
   end
   if stale then
-    redis.call('UNLINK', name)
-    forget(key)
+    -- A tombstone, as a delete leaves: a write buffered elsewhere before the invalidation
+    -- and flushed now that the index no longer names its tags is refused as older.
+    if remove(name) ~= -1 then forget(key) end
     reaped[#reaped + 1] = key
   elseif redis.call('ZSCORE', meta .. key, 't:' .. tagged) == false then
     redis.call('ZREM', tag .. tagged, key)
@@ -517,11 +540,13 @@ end
 return reaped
 """
 )
-"""ARGV: the prefix, a retired tag, ``base``, persist, then keys its set listed. Unlinks
-those whose entry records an older version of the tag than its current one (or none where
+"""ARGV: the prefix, a retired tag, ``base``, persist, the tombstone (stamped with the
+invalidation's floor) and its PX, then keys its set listed. Replaces by the tombstone
+those whose entry records another version of the tag than its current one (or none where
 the tag has none left), or records none while their links name the tag (an entry stored
-without versions), and forgets them; a listed key whose links no longer name the tag
-leaves its set. Returns the keys unlinked."""
+without versions, or none stored: a write still buffered somewhere), and forgets them;
+one holding a newer stamp stays. A listed key whose links no longer name the tag leaves
+its set. Returns the keys reached."""
 REAP_SHA = hashlib.sha1(REAP.encode(), usedforsecurity=False).hexdigest()
 
 SCRIPTS = (SET_UNLESS_NEWER, DELETE, UNLINK_LIVE, BUMP_TAGS, REAP)

@@ -76,7 +76,7 @@ from cache_plugins_redis.scripts import (
     link_names,
 )
 from cache_plugins_redis.settings import RedisSettings
-from cache_plugins_redis.tag_versions import TagVersions, annotated, strip
+from cache_plugins_redis.tag_versions import VERSION_SIZE, TagVersions, annotated, strip
 
 log = logging.getLogger("cache_plugins_redis.tier")
 
@@ -137,6 +137,7 @@ class RedisTier:
         self._instance_bytes = self.instance_id.encode()
         self._cluster = self._settings.cluster_mode
         self._listener: CoherenceListener | None = None
+        self._resets: set[asyncio.Task[None]] = set()
         self.tag_versions = TagVersions()
         """The versions of tags this instance learned, and which keys it handed out
         carrying which (cache_plugins_redis.tag_versions): used outside Cluster."""
@@ -282,6 +283,8 @@ class RedisTier:
         self._subscriber = CoherenceSubscriber(client, self.channel, self._instance_bytes)
         self._subscriber.listener = self._listener
         self._subscriber.versions = self.tag_versions
+        if not self._cluster:
+            self._subscriber.on_restored = self._reset_idle_connections
         await self._subscriber.start(wait=s.connect_timeout)
 
     @property
@@ -313,6 +316,18 @@ class RedisTier:
             except StopAsyncIteration:
                 return
             yield item
+
+    def _reset_idle_connections(self) -> None:
+        """The subscription came back after a drop: the pool's idle connections most likely
+        died with it (a restart, a cut network), and each would fail the next call made on
+        it (no retry where ``retry_attempts`` is 0). They are closed, to be opened anew
+        when next needed; those in use fail or succeed on their own."""
+        pool = self._client.connection_pool if self._client is not None else None
+        if pool is None:
+            return
+        task = asyncio.get_running_loop().create_task(pool.disconnect(inuse_connections=False))
+        self._resets.add(task)
+        task.add_done_callback(self._resets.discard)
 
     @property
     def client(self) -> Any:
@@ -401,7 +416,8 @@ class RedisTier:
             base = self.prefix + INDEX_MARK + "tv:"
             found = await self._client.mget([base + tag for tag in tags])
             for tag, version in zip(tags, found, strict=True):
-                versions.learn(tag, version)
+                # What follows the version is the last invalidation's floor.
+                versions.learn(tag, None if version is None else version[:VERSION_SIZE])
         out = list(stored)
         evicted: list[str] = []
         for i, (frame, pairs) in opened.items():
@@ -414,16 +430,19 @@ class RedisTier:
             self._listener.keys_changed(evicted)
         return out
 
-    async def bump_tags(self, tags: Sequence[str]) -> tuple[int, bool, list[str]]:
+    async def bump_tags(self, tags: Sequence[str]) -> tuple[int, bool, list[str], int]:
         """Give each of ``tags`` a new version and announce it, in one script call: every
         entry recording an older one (every entry carrying the tag, and what depended on
         one when written) is stale from then on. Returns how many live keys the tags'
         index sets list (see :data:`~cache_plugins_redis.scripts.BUMP_TAGS`), whether
-        runtime registrations exist, and the keys this instance handed out carrying the
-        tags, for the caller to drop from L1."""
+        runtime registrations exist, the keys this instance handed out carrying the tags,
+        for the caller to drop from L1, and the floor: writes stamped before it are
+        refused as older from now on."""
         now = int(time.time() * 1000)
         base = self.prefix + INDEX_MARK
-        args = [base, self.channel, self._notice(b"v", ""), now, *tags]
+        # Writes stamped before now (by this clock) are refused as older from now on.
+        floor = time.time_ns()
+        args = [base, self.channel, self._notice(b"v", ""), now, floor.to_bytes(8, "big"), *tags]
         with self.memory.refusals(), _foreign_types():
             reply = await self._keyless(BUMP_TAGS_SHA, BUMP_TAGS, args)
         pairs = [(tag, None) for tag in tags]
@@ -432,14 +451,16 @@ class RedisTier:
         held = self.tag_versions.bumped(pairs)
         if self._listener is not None:
             self._listener.keys_changed(())
-        return int(reply[0]), bool(reply[1]), held
+        return int(reply[0]), bool(reply[1]), held, floor
 
-    async def reap(self, tag: str, keys: Sequence[str], persist: bool) -> list[str]:
-        """Unlink those of ``keys`` (listed under a retired ``tag``) that are stale by its
-        version, and drop them from the index: one script call. The keys unlinked (no
-        notice: a bump's notice dropped every copy already)."""
+    async def reap(self, tag: str, keys: Sequence[str], persist: bool, floor: int) -> list[str]:
+        """Replace by a tombstone stamped ``floor`` (the retirement's) those of ``keys``
+        (listed under a retired ``tag``) that are stale by its version, and drop them from
+        the index: one script call. The keys reached (no notice: a bump's notice dropped
+        every copy already)."""
         base = self.prefix + INDEX_MARK
-        args = [self.prefix, tag, base, "1" if persist else "", *keys]
+        mark = [self._tombstone(floor), TOMBSTONE_PX]
+        args = [self.prefix, tag, base, "1" if persist else "", *mark, *keys]
         with _foreign_types():
             reply = await self._keyless(REAP_SHA, REAP, args)
         return [key.decode() for key in reply]
