@@ -173,3 +173,37 @@ async def test_a_write_back_write_made_before_the_invalidation_does_not_land_aft
         assert await a.get("k") is None
         await b.set("k", 3, tags=["blue"])  # written after it: lands
         assert await a.get("k") == 3
+
+
+async def test_with_categories_only_the_keys_of_source_categories_are_walked(
+    engine: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = {
+        **config_for(engine, prefix),
+        "invalidation": {
+            "dependency_rules": {"user_profile": ["personalized_content"]},
+            "categories": {
+                "user_profile": "user:{user_id}:profile",
+                "personalized_content": "user:{user_id}:learning_path*",
+            },
+        },
+    }
+    async with CachingAgent.from_config(config, env={}) as agent:
+        await agent.set_many({f"k{i}": i for i in range(300)}, tags=["t"])
+        await agent.set("user:1:profile", "p", tags=["t"])
+        await agent.set("user:1:learning_path", "lp")
+        await agent.set("user:2:learning_path", "other user's")
+        index = redis_index(agent)
+        walked: list[list[str]] = []
+        keys_for_tags = index.keys_for_tags
+
+        async def recorded(tags: Any) -> set[str]:
+            walked.append(sorted(tags))
+            return await keys_for_tags(tags)
+
+        monkeypatch.setattr(index, "keys_for_tags", recorded)
+        assert await agent.invalidate_by_tags(["t"]) == 301
+        assert walked[0] == ["\x1esrc:t"]  # the one source key, not the 301 tagged ones
+        probe = [f"k{i}" for i in range(300)] + ["user:1:profile", "user:1:learning_path"]
+        assert await agent.get_many(probe) == dict.fromkeys(probe)
+        assert await agent.get("user:2:learning_path") == "other user's"

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 CATEGORY_TAG = "\x1ecat:"
 """Starts the tags this plugin puts on keys of dependent categories; no caller's tag can hold
 the control character, so they never collide."""
+SOURCE_TAG = "\x1esrc:"
+"""Starts the tag a key of a source category carries beside each of its tags (``T``:
+``SOURCE_TAG + T``): what invalidating ``T`` must walk to find the categories it reaches,
+where the index invalidates ``T`` itself without a walk (tag versions)."""
 
 
 def category_tag(category: str, ids: dict[str, str]) -> str:

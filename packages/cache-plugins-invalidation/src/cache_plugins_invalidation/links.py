@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from cache_core.errors import TierUnavailableError
 from cache_core.links import EventTargets, KeySet, Landing, LinksContext, watching
 from cache_plugins_invalidation.cascade import Cascade
-from cache_plugins_invalidation.categories import CategoryRules
+from cache_plugins_invalidation.categories import SOURCE_TAG, CategoryRules
 from cache_plugins_invalidation.events import Events
 from cache_plugins_invalidation.registrations import InvalidationManager
 from cache_plugins_invalidation.settings import InvalidationSettings
@@ -89,10 +89,7 @@ class InvalidationLinks(Cascade):
         if self.categories:
             # Before the write: the written keys may be of a dependent category too.
             await self.invalidate_tags(sorted(self.categories.targets(set(keys))), set())
-        categorize = self.categories.tags_for if self.categories else None
-        linked = [
-            (key, ttl, [*tags, *categorize(key)] if categorize else tags) for key, ttl in entries
-        ]
+        linked = [(key, ttl, self._carried(key, tags)) for key, ttl in entries]
         plain = not dependencies and not any(tags for _, _, tags in linked)
         if self.registrations.pending:
             try:
@@ -180,14 +177,25 @@ class InvalidationLinks(Cascade):
         if landing.unfinished:  # remove() sees to the categories of what it removes
             await self.remove(await self.dependents(set(written)), spare=written)
 
+    def _carried(self, key: str, tags: Sequence[str]) -> Sequence[str]:
+        """The tags ``key`` is indexed under: its own, its categories', and where it is of a
+        source category and tags are retired by version, each of those as a source tag too
+        (what :meth:`retire_tags` walks)."""
+        if not self.categories:
+            return tags
+        own = [*tags, *self.categories.tags_for(key)]
+        if self._versions and own and self.categories.targets({key}):
+            own += [SOURCE_TAG + tag for tag in own]
+        return own
+
     async def retire_tags(self, tags: Sequence[str], *, listed: bool) -> KeySet | int | None:
         """Where writes record tag versions (Redis outside Cluster): one bump of the tags'
         versions makes every entry carrying them, and what depended on those when written,
         a miss on every instance, whatever the index lost to eviction; this instance's
-        buffered writes carrying them are dropped. Category rules and runtime
-        registrations reach further than frames record: with either, or ``listed``, the
-        tags are walked too, as :meth:`invalidate_tags` does, and what it removed is the
-        answer."""
+        buffered writes carrying them are dropped. Runtime registrations reach further
+        than frames record: with any, or ``listed``, the tags are walked too, as
+        :meth:`invalidate_tags` does, and what it removed is the answer. Category rules
+        reach further from keys of source categories only: their source tags are walked."""
         if not self._versions:
             return None
         if self.registrations.pending:
@@ -196,8 +204,12 @@ class InvalidationLinks(Cascade):
         if held:
             await self.drop_local(held)
         found: KeySet | int = count
-        if listed or registered or self.categories:
+        if listed or registered:
             found = await self.invalidate_tags(tags)
+        elif self.categories:
+            # Of the keys carrying the tags, only those of source categories reach further:
+            # the index lists them under source tags, and those are walked.
+            await self.invalidate_tags([SOURCE_TAG + tag for tag in tags])
         self.index.reap_later(tags)  # type: ignore[attr-defined]
         return found
 

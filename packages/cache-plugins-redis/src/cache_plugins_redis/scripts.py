@@ -203,7 +203,8 @@ local function annotate(frame, links, px, prefix)
   end
   for _, link in ipairs(links) do
     local kind, name = string.sub(link, 1, 2), string.sub(link, 3)
-    if kind == 't:' then
+    if kind == 't:' and string.sub(name, 1, 5) ~= '\\30src:' then
+      -- (a source tag is walked, never bumped: cache_plugins_invalidation.categories)
       add(name)
     elseif kind == 'd:' then
       for _, t in ipairs(recorded(prefix .. name)) do add(t) end
