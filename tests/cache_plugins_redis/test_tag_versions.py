@@ -207,3 +207,17 @@ async def test_with_categories_only_the_keys_of_source_categories_are_walked(
         probe = [f"k{i}" for i in range(300)] + ["user:1:profile", "user:1:learning_path"]
         assert await agent.get_many(probe) == dict.fromkeys(probe)
         assert await agent.get("user:2:learning_path") == "other user's"
+
+
+async def test_the_invalidating_instance_learns_the_new_versions_at_once(
+    engine: Any, prefix: str, sends: Any
+) -> None:
+    async with CachingAgent.from_config(config_for(engine, prefix), env={}) as agent:
+        await agent.set("k", 1, tags=["t"])
+        await agent.invalidate_by_tags(["t"])
+        await agent.set("k", 2, tags=["t"])
+        await redis_index(agent).reaped()
+        agent.l1.clear()
+        before = sends()
+        assert await agent.get("k") == 2
+        assert sends() - before == 1  # the read alone: no MGET of the tag's version

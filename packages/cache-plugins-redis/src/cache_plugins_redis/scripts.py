@@ -481,8 +481,9 @@ if #out > 1 and listed <= UNION_LIMIT then
     if latest > tonumber(now) then count = count + 1 end
   end
 end
-if channel ~= '' then redis.call('PUBLISH', channel, head .. table.concat(lines, '\\n')) end
-return {count, redis.call('EXISTS', ARGV[1] .. 'registered')}
+local announced = table.concat(lines, '\\n')
+if channel ~= '' then redis.call('PUBLISH', channel, head .. announced) end
+return {count, redis.call('EXISTS', ARGV[1] .. 'registered'), announced}
 """
 """ARGV: ``base``, the channel and the notice's head (sender and kind), now in ms, the
 floor (the invalidating instance's clock, a stamp: 8 bytes), then the tags. Each tag gets
@@ -493,8 +494,8 @@ is stale). A write stamped before a tag's floor is refused as older
 before the invalidation and flushed after it does not land. Announces the tags with their
 new versions ('' for none) in one notice. Returns how many live keys the tags' sets list
 (a count, not a walk; a key listed by two counted twice where the sets hold more than
-:data:`UNION_LIMIT` members together), then whether any runtime registration exists (what
-those reach is not in the frames: it is walked)."""
+:data:`UNION_LIMIT` members together), whether any runtime registration exists (what
+those reach is not in the frames: it is walked), and the notice's body."""
 BUMP_TAGS = BUMP_TAGS.replace("UNION_LIMIT", str(UNION_LIMIT)).replace("FLOOR_PX", str(FLOOR_PX))
 BUMP_TAGS_SHA = hashlib.sha1(BUMP_TAGS.encode(), usedforsecurity=False).hexdigest()
 

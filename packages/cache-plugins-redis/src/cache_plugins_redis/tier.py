@@ -76,7 +76,13 @@ from cache_plugins_redis.scripts import (
     link_names,
 )
 from cache_plugins_redis.settings import RedisSettings
-from cache_plugins_redis.tag_versions import VERSION_SIZE, TagVersions, annotated, strip
+from cache_plugins_redis.tag_versions import (
+    VERSION_SIZE,
+    TagVersions,
+    annotated,
+    parse_notice,
+    strip,
+)
 
 log = logging.getLogger("cache_plugins_redis.tier")
 
@@ -445,10 +451,9 @@ class RedisTier:
         args = [base, self.channel, self._notice(b"v", ""), now, floor.to_bytes(8, "big"), *tags]
         with self.memory.refusals(), _foreign_types():
             reply = await self._keyless(BUMP_TAGS_SHA, BUMP_TAGS, args)
-        pairs = [(tag, None) for tag in tags]
-        # The new versions are learned when needed. What this instance held, the caller
+        # Learned as the other instances learn them. What this instance held, the caller
         # drops (L1 and write buffers at once); a read in flight must not promote meanwhile.
-        held = self.tag_versions.bumped(pairs)
+        held = self.tag_versions.bumped(parse_notice(reply[2].decode()))
         if self._listener is not None:
             self._listener.keys_changed(())
         return int(reply[0]), bool(reply[1]), held, floor
