@@ -221,3 +221,29 @@ async def test_the_invalidating_instance_learns_the_new_versions_at_once(
         before = sends()
         assert await agent.get("k") == 2
         assert sends() - before == 1  # the read alone: no MGET of the tag's version
+
+
+async def test_an_entry_stored_without_versions_goes_with_its_tag_from_every_l1(
+    engine: Any, prefix: str
+) -> None:
+    """An entry an earlier release stored (its tags in the index only, none in its frame)
+    is not reached by the bump: the reaping removes it, and announces it."""
+    config = config_for(engine, prefix)
+    async with (
+        CachingAgent.from_config(config, env={}) as a,
+        CachingAgent.from_config(config, env={}) as b,
+    ):
+        await a.set("old", 1, tags=["t"])
+        name = prefix + "old"
+        engine.client.set(name, strip(engine.client.get(name))[0], keepttl=True)
+        a.l1.clear()
+        assert await b.get("old") == 1  # in b's L1 now, as a copy of an unversioned entry
+        assert await a.get("old") == 1
+        await a.invalidate_by_tags(["t"])
+        await redis_index(a).reaped()
+        deadline = time.monotonic() + 2
+        while await b.get("old") is not None:
+            assert time.monotonic() < deadline, "b still serves what the tag took"
+            await asyncio.sleep(0.005)
+        assert await a.get("old") is None
+        assert engine.entries(name) == 0

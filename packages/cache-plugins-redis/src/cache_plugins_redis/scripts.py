@@ -501,12 +501,12 @@ BUMP_TAGS_SHA = hashlib.sha1(BUMP_TAGS.encode(), usedforsecurity=False).hexdiges
 
 REAP = _INDEX.replace("W + ", "0 + ") + (
     """
-local prefix, tagged = ARGV[1], ARGV[2]
+local prefix, tagged, channel, head = ARGV[1], ARGV[2], ARGV[7], ARGV[8]
 tomb, tomb_px, tomb_horizon = ARGV[5], ARGV[6], string.rep('\\255', 8)
 local current = redis.call('GET', tv .. tagged)
 if current then current = string.sub(current, 1, 16) end
 local reaped = {}
-for i = 7, #ARGV do
+for i = 9, #ARGV do
   local key = ARGV[i]
   local name = prefix .. key
   local version = nil
@@ -539,16 +539,22 @@ for i = 7, #ARGV do
     redis.call('ZREM', tag .. tagged, key)
   end
 end
+if #reaped > 0 and channel ~= '' then
+  -- An entry stored without versions (by an earlier release) may sit in L1s the bump's
+  -- notice did not reach.
+  redis.call('PUBLISH', channel, head .. table.concat(reaped, '\\n'))
+end
 return reaped
 """
 )
 """ARGV: the prefix, a retired tag, ``base``, persist, the tombstone (stamped with the
-invalidation's floor) and its PX, then keys its set listed. Replaces by the tombstone
+invalidation's floor) and its PX, the channel and a ``k`` notice's head, then keys its set
+listed. Replaces by the tombstone
 those whose entry records another version of the tag than its current one (or none where
 the tag has none left), or records none while their links name the tag (an entry stored
 without versions, or none stored: a write still buffered somewhere), and forgets them;
 one holding a newer stamp stays. A listed key whose links no longer name the tag leaves
-its set. Returns the keys reached."""
+its set. Announces the keys reached, and returns them."""
 REAP_SHA = hashlib.sha1(REAP.encode(), usedforsecurity=False).hexdigest()
 
 SCRIPTS = (SET_UNLESS_NEWER, DELETE, UNLINK_LIVE, BUMP_TAGS, REAP)

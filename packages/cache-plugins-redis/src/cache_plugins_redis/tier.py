@@ -461,14 +461,18 @@ class RedisTier:
     async def reap(self, tag: str, keys: Sequence[str], persist: bool, floor: int) -> list[str]:
         """Replace by a tombstone stamped ``floor`` (the retirement's) those of ``keys``
         (listed under a retired ``tag``) that are stale by its version, and drop them from
-        the index: one script call. The keys reached (no notice: a bump's notice dropped
-        every copy already)."""
+        the index, announcing them: one script call. The keys reached (announced: an entry
+        stored without versions, by an earlier release, is in L1s the bump did not reach)."""
         base = self.prefix + INDEX_MARK
         mark = [self._tombstone(floor), TOMBSTONE_PX]
-        args = [self.prefix, tag, base, "1" if persist else "", *mark, *keys]
+        head = self._notice(b"k", "")
+        args = [self.prefix, tag, base, "1" if persist else "", *mark, self.channel, head, *keys]
         with _foreign_types():
             reply = await self._keyless(REAP_SHA, REAP, args)
-        return [key.decode() for key in reply]
+        reaped = [key.decode() for key in reply]
+        if reaped and self._listener is not None:
+            self._listener.keys_changed(reaped)  # this instance's copies: its notice is ignored
+        return reaped
 
     async def _keyless(self, sha: str, text: str, args: Sequence[Any]) -> Any:
         """One call of a script that names no keys (outside Cluster only), in a pipeline:
