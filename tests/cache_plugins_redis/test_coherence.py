@@ -7,7 +7,6 @@ import statistics
 import time
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 
 from cache_core import CachingAgent
@@ -140,17 +139,12 @@ async def test_two_servers_b_never_serves_a_replaced_value(
     assert await wait_for(b_misses) < STALENESS_BOUND
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OWN_OLDER_BUFFER: an instance serves its own held write_back write until its "
-    "flush (within flush_interval), though another instance's newer write has landed and "
-    "its notice arrived; README's 50 ms bound holds for L1 copies only",
-)
 async def test_a_newer_write_elsewhere_replaces_this_instance_s_own_held_write(
     l2_config: dict[str, Any],
 ) -> None:
-    """Found by the two-agent model: A's buffered (write_back) value of a key outlives B's
-    later write of it on A until A's flush, which L2 then refuses as older."""
+    """Found by the two-agent model: A's buffered (write_back) value of a key outlived B's
+    later write of it on A until A's flush. B's notice now flushes A's write of that key at
+    once (refused as older), and A's read waits for that."""
     async with (
         CachingAgent.from_config(l2_config, env={}) as a,
         CachingAgent.from_config(l2_config, env={}) as b,

@@ -20,7 +20,7 @@ What README allows, it allows: a cut agent's L1 answering stale (stale-if-error)
 write_back write reaching the other agent once flushed; a tag or a dependency removing too
 much, never too little; a pattern, which leaves no tombstone, not stopping the other
 agent's older buffered write from landing after it. And one thing README does not say,
-marked OWN_OLDER_BUFFER (a strict xfail in test_coherence.py): an agent serves its own
+once marked OWN_OLDER_BUFFER, now fixed (test_coherence.py): an agent served its own
 buffered write until its flush, even after the other agent's newer write or removal.
 """
 
@@ -154,16 +154,20 @@ class TwoAgents(RuleBasedStateMachine):
     def run(self, work: Any) -> Any:
         return self.world.run(work)
 
-    def flushes(self, name: str) -> int:
-        """Flushes of ``name``'s buffer that landed: any write_back write may start one
-        (``batch_size``), and so may a write of another strategy to a buffered key."""
-        count: int = self.agents[name].strategies["write_back"].flushes  # type: ignore[attr-defined]
-        return count
+    def held(self, name: str, key: str) -> bool:
+        """Whether ``name``'s buffer still holds its write of ``key``: any write_back write
+        may start a flush (``batch_size``), a write of another strategy to a buffered key
+        flushes it, and so does the other agent's notice of that key (in the background)."""
+        buffer: Any = self.agents[name].strategies["write_back"]
+        return buffer.pending(key) is not None
 
-    def after(self, name: str, flushes: int, ok: bool) -> None:
-        """Whatever flush of ``name``'s buffer landed during the step is applied."""
-        if self.flushes(name) > flushes:
-            self.flushed(name, settled=ok)
+    def after(self, name: str, ok: bool) -> None:
+        """Whatever left ``name``'s buffer during the step (``ok``: the step did not fail,
+        and with it the index's settling), and the other agent's, is applied."""
+        for agent in NAMES:
+            gone = [key for key in self.pending[agent] if not self.held(agent, key)]
+            if gone:
+                self.flushed(agent, gone, settled=ok or agent != name)
 
     def attempt(self, work: Any) -> tuple[bool, Any]:
         """(True, result), or (False, None) when L2 was away."""
@@ -198,14 +202,12 @@ class TwoAgents(RuleBasedStateMachine):
             if key not in pending:
                 continue
             value, before = pending[key]
-            if other == name:
-                # OWN_OLDER_BUFFER: an agent reads its own buffered write until its flush,
-                # even once another agent's newer write or removal of the key has landed
-                # (the flush is refused as older then, and the copy dropped). Not what
-                # README's staleness bound says: test_coherence.py has it as a strict xfail.
-                ok.add(value)
-            else:
+            if other != name:
                 ok |= before  # a write_back write reaches the others once flushed
+            elif name in self.cut:
+                # Cut, it hears no notice: it serves its own held write (once notices flow
+                # again it flushes every held write, and reads wait for L2 to decide).
+                ok.add(value)
         if name in self.cut:
             # Stale-if-error: L1 answers what it held when its notices stopped.
             ok |= self.stale[name].get(key, set())
@@ -263,7 +265,6 @@ class TwoAgents(RuleBasedStateMachine):
         for dep in deps:
             self.ever_depending[dep].add(key)
         before = self.l2_may_hold(key)
-        flushes = self.flushes(name)
         ok, _ = self.attempt(
             self.agents[name].set(
                 key, value, strategy=strategy, tags=sorted(tags), dependencies=sorted(deps)
@@ -271,7 +272,7 @@ class TwoAgents(RuleBasedStateMachine):
         )
         self.sync()
         self.wrote(name, key, strategy, value, before, ok)
-        self.after(name, flushes, ok)
+        self.after(name, ok)
 
     def wrote(
         self, name: str, key: str, strategy: str, value: int, before: set[Value], ok: bool
@@ -317,6 +318,7 @@ class TwoAgents(RuleBasedStateMachine):
         ok, _ = self.attempt(self.agents[name].delete(key))
         self.sync()
         self.removed(name, {key}, ok)
+        self.after(name, ok)
 
     @rule(name=st.sampled_from(NAMES), group=st.sampled_from(["a", "b"]))
     def invalidate_pattern(self, name: str, group: str) -> None:
@@ -324,15 +326,13 @@ class TwoAgents(RuleBasedStateMachine):
         self.sync()
         matched = {key for key in KEYS if key.startswith(f"{group}:")}
         self.removed(name, matched, ok, pattern=True)
+        self.after(name, ok)
 
     def tag_removed(self, name: str, tag: str, ok: bool) -> None:
         reached = set()
         for key in self.ever_tagged[tag]:
             values = {v for v in self.possible[key] if v is not None and tag in self.meta[v][0]}
             if ok:
-                # An agent's own buffered write stays readable to it (OWN_OLDER_BUFFER), even
-                # one carrying the tag: the other agent's removal may have taken the key out
-                # of the index already, so this one does not reach it.
                 self.possible[key] -= values
             self.possible[key].add(None)
             if self.possible[key] == {None}:
@@ -345,6 +345,7 @@ class TwoAgents(RuleBasedStateMachine):
         ok, _ = self.attempt(self.agents[name].invalidate_by_tags([tag]))
         self.sync()
         self.tag_removed(name, tag, ok)
+        self.after(name, ok)
 
     @rule(name=st.sampled_from(NAMES), which=st.sampled_from(["0", "1"]))
     def event(self, name: str, which: str) -> None:
@@ -352,24 +353,27 @@ class TwoAgents(RuleBasedStateMachine):
         self.sync()
         self.tag_removed(name, "blue", ok)
         self.removed(name, {f"a:{which}"}, ok)
+        self.after(name, ok)
 
     @rule(name=st.sampled_from(NAMES))
     def flush(self, name: str) -> None:
-        flushes = self.flushes(name)
         ok, _ = self.attempt(self.agents[name].strategies["write_back"].flush())  # type: ignore[attr-defined]
         self.sync()
-        self.after(name, flushes, ok)
+        self.after(name, ok)
 
-    def flushed(self, name: str, settled: bool) -> None:
-        """``name``'s buffer landed (what L2 did not refuse as older); ``settled``: the
-        index then saw to the plain writes among them (the step did not fail after), and
-        to those a failed step left unsettled, which a flush that sends anything retries."""
-        for key, (value, _) in self.pending[name].items():
+    def flushed(self, name: str, keys: list[str], settled: bool) -> None:
+        """``name``'s writes of ``keys`` landed (what L2 did not refuse as older);
+        ``settled``: the index then saw to the plain writes among them (the step did not
+        fail after), and to those a failed step left unsettled, which a flush that sends
+        anything retries."""
+        for key in keys:
+            value, _ = self.pending[name].pop(key)
             if value in self.possible[key]:
                 self.landed(key)
-        self.pending[name] = {}
-        due = {**self.unsettled[name], **self.deferred[name]}
-        self.deferred[name] = {}
+        due = dict(self.unsettled[name])
+        for key in keys:
+            if key in self.deferred[name]:
+                due[key] = self.deferred[name].pop(key)
         if not settled:
             self.unsettled[name] = due
             return
@@ -404,12 +408,14 @@ class TwoAgents(RuleBasedStateMachine):
         self.cut.discard(name)
         self.stale[name] = {}  # L1 was emptied before it served again
         self.sync()
+        self.after(name, ok=True)
 
     @rule(name=st.sampled_from(NAMES), key=st.sampled_from(KEYS))
     def get(self, name: str, key: str) -> None:
         ok, got = self.attempt(self.agents[name].get(key))
         if ok:
             assert got in self.allowed(name, key), (name, key, got, self.allowed(name, key))
+        self.after(name, ok=True)  # a read waits for a flush a notice started
 
     @invariant()
     def reads_follow_the_model(self) -> None:
@@ -450,9 +456,8 @@ class TwoAgents(RuleBasedStateMachine):
             for name in sorted(self.cut):
                 self.reconnect(name)
             for name, agent in self.agents.items():
-                flushes = self.flushes(name)
                 self.run(agent.strategies["write_back"].flush())  # type: ignore[attr-defined]
-                self.after(name, flushes, ok=True)
+                self.after(name, ok=True)
             self.sync()
             for key in KEYS:
                 in_l2 = self.stored(key)

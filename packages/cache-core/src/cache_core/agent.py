@@ -87,6 +87,15 @@ class CachingAgent:
         self.coherence.on_view_change = self._serve_from
 
         buffering = self.buffers = buffers_of(self.strategies.values())
+        contesting = [buffer.contest for buffer in buffering if hasattr(buffer, "contest")]
+
+        def contest(keys: Sequence[str] | None = None) -> None:
+            for of_buffer in contesting:
+                of_buffer(keys)
+
+        if contesting:
+            self.coherence.on_keys_changed = contest
+            self.coherence.on_restored = contest
         self._invalidator = Invalidator(
             l1=self.l1,
             buffering=buffering,

@@ -61,6 +61,11 @@ class L1Coherence:
         self.sweeps: set[asyncio.Task[list[str]]] = set()
         """Sweeps of L1 started by other instances' pattern notices, still running."""
         self.on_view_change: Callable[[LocalTier], None] = lambda _: None
+        self.on_keys_changed: Callable[[Sequence[str]], None] = lambda _: None
+        """Told the keys of each keys notice (the write buffers contest their own writes)."""
+        self.on_restored: Callable[[], None] = lambda: None
+        """Told when notices flow again after a stop (the buffers contest every write:
+        the notices missed meanwhile may have named any)."""
         self.refresh()
 
     def shared(self) -> None:
@@ -83,6 +88,8 @@ class L1Coherence:
         self.seq += 1
         for key in keys:
             self.l1.delete(key)
+        if keys:
+            self.on_keys_changed(keys)
 
     def pattern_changed(self, pattern: str) -> None:
         self.seq += 1
@@ -104,6 +111,7 @@ class L1Coherence:
         self.seq += 1
         # Whatever L1 took in while notices were not flowing may be stale: start empty.
         self.l1.clear()
+        self.on_restored()
         self.coherent = True
         self.refresh()
         log.info("l1_serving", extra={"detail": "coherence notices flowing"})

@@ -107,6 +107,9 @@ class Reads:
             if not strategy.holds_writes():
                 continue
             pending = strategy.pending(key)
+            if pending is not None and (wait := contested(strategy, [key])) is not None:
+                await wait  # another instance's write may be newer: L2 decides first
+                pending = strategy.pending(key)
             if pending is not None:
                 self.view.set(key, pending[0], self.l1_ttl(pending[1]))
                 return pending[0], "l2"
@@ -259,6 +262,9 @@ class Reads:
         self.stats.l1_batch_hits += len(unique) - len(missing)
         buffering = [s for s in self.buffering if s.holds_writes()]
         if missing and buffering:
+            for strategy in buffering:
+                if (wait := contested(strategy, missing)) is not None:
+                    await wait  # another instance's write may be newer: L2 decides first
             still = []
             for key in missing:
                 for strategy in buffering:
@@ -366,3 +372,10 @@ class Reads:
         answer = dict.fromkeys(found)
         answer.update(values)
         return answer
+
+
+def contested(buffer: WriteBuffer, keys: Sequence[str]) -> Awaitable[None] | None:
+    """What a read of ``keys`` waits for before ``buffer`` serves its held writes (its
+    optional ``contested``; see :class:`~cache_core.strategies.WriteBuffer`), or None."""
+    check = getattr(buffer, "contested", None)
+    return None if check is None else check(keys)

@@ -98,10 +98,12 @@ class WriteBuffer(Protocol):
     set by the agent too.
     Optional too: ``held(match)`` and ``put_back(held)``, which keep the held writes a
     removal drops until the removal has reached L2 (should it fail, they are buffered again:
-    an acknowledged write is not lost to a delete that never happened); and a ``flush()``
+    an acknowledged write is not lost to a delete that never happened); a ``flush()``
     coroutine (send what is held now): a write of another strategy to a key the buffer holds
     flushes it first, so the held write lands before that one and is not lost should that
-    one fail (without it the held write is dropped instead)."""
+    one fail (without it the held write is dropped instead); and ``contest(keys)`` with
+    ``contested(keys)``: another instance changed keys the buffer holds, which it then
+    flushes at once, and reads wait for that rather than serve a write that may be older."""
 
     on_flush: Callable[[float, int, bool], None] | None
     """Told (seconds, items, ok) after each flush to L2."""
@@ -258,12 +260,55 @@ class WriteBack:
         self.on_landed: OnLanded | None = None
         self.landing_for: Callable[[Sequence[str]], Landing] | None = None
         """Set with ``on_landed``: the Landing a flush of these keys is made under."""
+        self._contested: set[str] = set()
+        """Held keys another instance changed since: flushed now, their reads wait for it."""
+        self._settling: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self._ctx.l2 is not None and self._task is None:
             self._task = asyncio.create_task(self._flush_periodically(), name="write-back-flush")
 
+    def contest(self, keys: Iterable[str] | None = None) -> None:
+        """Another instance changed ``keys`` (its notice arrived; None: every key, as when
+        notices were missed): those this buffer holds go to L2 now (those alone), in the
+        background, where the newer of the two writes stays (the stamps decide), and reads
+        of them wait for that. Else this instance would serve its own write, maybe the
+        older one, until its next flush."""
+        if self._ctx.l2 is None:
+            return
+        if keys is None:
+            keys = list(self._buffer)
+        held = [key for key in keys if key in self._buffer or key in self._in_flight]
+        if not held:
+            return
+        self._contested.update(held)
+        if self._settling is None or self._settling.done():
+            self._settling = asyncio.get_running_loop().create_task(self._settle())
+
+    async def _settle(self) -> None:
+        while self._contested:
+            batch = set(self._contested)
+            try:
+                await self.flush(batch)
+            except Exception:
+                # L2 away: the writes are held again, and served as before (a read cannot
+                # learn which write is newer now).
+                return
+            finally:
+                self._contested -= batch
+
+    def contested(self, keys: Iterable[str]) -> Awaitable[None] | None:
+        """What a read of ``keys`` must wait for before it serves a held write (see
+        :meth:`contest`), or None."""
+        task = self._settling
+        if task is None or task.done() or not any(key in self._contested for key in keys):
+            return None
+        return asyncio.shield(task)
+
     async def close(self) -> None:
+        if self._settling is not None:
+            with contextlib.suppress(Exception):
+                await self._settling
         if self._task is not None:
             # The event, not only cancel(): a cancellation landing inside an L2 client can
             # be swallowed there, and the loop must end all the same.
@@ -415,16 +460,21 @@ class WriteBack:
         self._buffer = {**back, **self._buffer}
         self._buffered_bytes += sum(len(entry[0]) for entry in back.values())
 
-    async def flush(self) -> int:
-        """Send every buffered write to L2 in one batch; return how many were sent."""
+    async def flush(self, only: Collection[str] | None = None) -> int:
+        """Send every buffered write (or those of ``only``) to L2 in one batch; return how
+        many were sent."""
         l2 = self._ctx.l2
         if l2 is None:
             return 0
         async with self._flush_lock:
-            if not self._buffer:
+            if only is None:
+                batch, self._buffer = self._buffer, {}
+            else:
+                batch = {key: self._buffer.pop(key) for key in only if key in self._buffer}
+            if not batch:
                 return 0
-            batch, self._buffer = self._buffer, {}
-            self._in_flight_bytes, self._buffered_bytes = self._buffered_bytes, 0
+            moved = sum(len(entry[0]) for entry in batch.values())
+            self._in_flight_bytes, self._buffered_bytes = moved, self._buffered_bytes - moved
             self._in_flight = batch
             self._dropped_in_flight = set()
             now = self._ctx.clock()
