@@ -1,5 +1,6 @@
 """freeze_startup_heap: the served process's startup objects leave the collector's walks
-(issue 16: full collections of the whole heap were the POSTs' p99).
+(issue 16: full collections of the whole heap were the POSTs' p99), and its young
+generation is collected at YOUNG_THRESHOLD.
 
 Checked in fresh interpreters: freezing the test process would keep its objects forever.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+
+from cache_server.collector import YOUNG_THRESHOLD
 
 FREEZE = """
 import gc, json, weakref
@@ -27,7 +30,7 @@ before = gc.get_freeze_count()
 frozen = freeze_startup_heap()
 print(json.dumps({
     "before": before, "frozen": frozen, "counted": gc.get_freeze_count(),
-    "garbage_freed": dead() is None,
+    "garbage_freed": dead() is None, "threshold": gc.get_threshold(),
 }))
 """
 
@@ -37,7 +40,7 @@ from aiohttp import web
 from cache_server.server import serve_app
 
 def ready():
-    print(gc.get_freeze_count(), flush=True)
+    print(gc.get_freeze_count(), gc.get_threshold()[0], flush=True)
     os.kill(os.getpid(), signal.SIGTERM)
 
 asyncio.run(serve_app(
@@ -59,8 +62,11 @@ def test_startup_garbage_is_collected_and_the_rest_frozen() -> None:
     assert got["frozen"] == got["counted"] > 1000  # the interpreter's and aiohttp's objects
     # Frozen after a collection, never before it: a startup cycle is not kept for good.
     assert got["garbage_freed"] is True
+    # Young collections at YOUNG_THRESHOLD, the older generations' thresholds as they were.
+    assert got["threshold"] == [YOUNG_THRESHOLD, 10, 10]
 
 
 def test_serve_app_freezes_before_it_answers() -> None:
-    frozen = int(run(SERVE).strip())
+    frozen, young = map(int, run(SERVE).split())
     assert frozen > 1000
+    assert young == YOUNG_THRESHOLD
