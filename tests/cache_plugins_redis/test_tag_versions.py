@@ -247,3 +247,14 @@ async def test_an_entry_stored_without_versions_goes_with_its_tag_from_every_l1(
             await asyncio.sleep(0.005)
         assert await a.get("old") is None
         assert engine.entries(name) == 0
+
+
+async def test_a_rewrite_without_the_tag_keeps_its_l1_copy_through_the_tag_s_invalidation(
+    engine: Any, prefix: str
+) -> None:
+    async with CachingAgent.from_config(config_for(engine, prefix), env={}) as agent:
+        await agent.set("k", 1, tags=["t"])
+        await agent.set("k", 2)  # carries no tag now
+        await agent.invalidate_by_tags(["t"])
+        assert agent.l1.get("k") is not None  # still this instance's copy: nothing took it
+        assert await agent.get("k") == 2

