@@ -258,3 +258,28 @@ async def test_a_rewrite_without_the_tag_keeps_its_l1_copy_through_the_tag_s_inv
         await agent.invalidate_by_tags(["t"])
         assert agent.l1.get("k") is not None  # still this instance's copy: nothing took it
         assert await agent.get("k") == 2
+
+
+async def test_invalidating_a_tag_keeps_a_buffered_write_that_does_not_carry_it(
+    engine: Any, prefix: str
+) -> None:
+    """Found by the two-agent model: B read k while it carried the tag, A rewrote it
+    without, B buffered a plain write of k; B's invalidation of the tag dropped that write
+    (acknowledged, and carrying no tag) for what B remembered of the value it had read."""
+    config = {**config_for(engine, prefix), "strategies": {"write_back": {"flush_interval": 60}}}
+    async with (
+        CachingAgent.from_config(config, env={}) as a,
+        CachingAgent.from_config(config, env={}) as b,
+    ):
+        await a.set("k", 1, tags=["blue"])
+        assert await b.get("k") == 1
+        await a.set("k", 2)
+        await asyncio.sleep(0.05)  # a's notice reaches b
+        assert await b.get("k") == 2
+        await b.set("k", 3, strategy="write_back")
+        await b.set("j", 4, tags=["blue"], strategy="write_back")
+        await b.invalidate_by_tags(["blue"])
+        assert await b.get_many(["k", "j"]) == {"k": 3, "j": None}
+        await b.strategies["write_back"].flush()  # type: ignore[attr-defined]
+        await asyncio.sleep(0.05)
+        assert await a.get_many(["k", "j"]) == {"k": 3, "j": None}

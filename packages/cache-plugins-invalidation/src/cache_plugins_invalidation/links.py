@@ -113,6 +113,9 @@ class InvalidationLinks(Cascade):
                     self._deferred.pop(key, None)
                 self._deferred.update(before)
                 raise
+            if self._versions:
+                # Held with no tags: a bump of the old value's must not drop it.
+                self.index.untagged(keys)  # type: ignore[attr-defined]
             return
         if direct and self._in_step:
             deps = tuple(dependencies)

@@ -412,6 +412,12 @@ class RedisIndex:
             self._floors[tag] = floor
         return count, registered, set(held)
 
+    def untagged(self, keys: Iterable[str]) -> None:
+        """``keys`` were written without tags, not through L2 yet (write_back): what this
+        instance remembered of their tags is dropped (see
+        :meth:`~cache_plugins_redis.tag_versions.TagVersions.release`)."""
+        self._tier.tag_versions.release(keys)
+
     def reap_later(self, tags: Sequence[str]) -> None:
         """Start reaping what ``tags``' retirement left stale (see :meth:`_reap`), unless
         the caller walks them itself."""

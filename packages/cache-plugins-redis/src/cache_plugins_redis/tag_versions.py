@@ -74,6 +74,10 @@ class TagVersions:
         self._held: dict[str, tuple[str, ...]] = {}
         self._holders: dict[str, set[str]] = {}
 
+    @property
+    def holds_any(self) -> bool:
+        return bool(self._held)
+
     def unknown(self, pairs: Iterable[tuple[str, bytes]]) -> set[str]:
         """The tags among ``pairs`` whose version must be asked: never learned, learned as
         having none (a write since may have made one), or recorded past the one learned (a
@@ -117,6 +121,18 @@ class TagVersions:
         for tag in held:
             self._holders.setdefault(tag, set()).add(key)
         return out
+
+    def release(self, keys: Iterable[str]) -> None:
+        """``keys`` carry no tags now, as far as this instance knows (rewritten without, or
+        read as stored without): a bump of their old tags must not drop them, nor a write
+        this instance buffered for them since."""
+        held = self._held
+        if not held:
+            return
+        for key in keys:
+            tags = held.pop(key, None)
+            if tags is not None:
+                self._release(key, tags)
 
     def _release(self, key: str, tags: tuple[str, ...]) -> None:
         for tag in tags:

@@ -399,6 +399,8 @@ class RedisTier:
             stored = await self._client.mget(names)
             if any(map(annotated, stored)):
                 stored = await self._checked(keys, stored)
+            elif self.tag_versions.holds_any:
+                self.tag_versions.release(keys)  # none of them carries a tag as stored
         if len(keys) == len(asked):
             return stored
         found = dict(zip(keys, stored, strict=True))
@@ -426,6 +428,7 @@ class RedisTier:
                 versions.learn(tag, None if version is None else version[:VERSION_SIZE])
         out = list(stored)
         evicted: list[str] = []
+        self.tag_versions.release(key for i, key in enumerate(keys) if i not in opened)
         for i, (frame, pairs) in opened.items():
             if versions.current(pairs):
                 out[i] = frame
