@@ -283,3 +283,39 @@ async def test_invalidating_a_tag_keeps_a_buffered_write_that_does_not_carry_it(
         await b.strategies["write_back"].flush()  # type: ignore[attr-defined]
         await asyncio.sleep(0.05)
         assert await a.get_many(["k", "j"]) == {"k": 3, "j": None}
+
+
+async def test_a_tag_on_a_buffered_write_takes_the_older_value_l2_still_holds(
+    engine: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the two-agent model: k's latest write (buffered) carries the tag, the value
+    L2 holds (written before) does not; invalidating the tag left that older value
+    readable until the reaping reached it."""
+    config = {**config_for(engine, prefix), "strategies": {"write_back": {"flush_interval": 60}}}
+    async with CachingAgent.from_config(config, env={}) as agent:
+        await agent.set("k", 1, tags=["blue"])
+        await agent.set("k", 3, tags=["red"], strategy="write_back")
+        monkeypatch.setattr(redis_index(agent), "reap_later", lambda tags: None)
+        await agent.invalidate_by_tags(["red"])
+        agent.l1.clear()
+        assert await agent.get("k") is None
+        assert engine.entries(prefix + "k") == 0
+
+
+async def test_a_buffered_write_with_a_dependency_and_no_tag_survives_the_old_tag(
+    engine: Any, prefix: str
+) -> None:
+    """Found by the two-agent model: B read k while it carried the tag, then buffered a
+    write of k with a dependency and no tag (indexed in the request); B's invalidation of
+    the tag purged that write, acknowledged and carrying no tag."""
+    config = {**config_for(engine, prefix), "strategies": {"write_back": {"flush_interval": 60}}}
+    async with CachingAgent.from_config(config, env={}) as b:
+        await b.set("k", 1, tags=["blue"])
+        b.l1.clear()
+        assert await b.get("k") == 1
+        await b.set("k", 3, dependencies=["src"], strategy="write_back")
+        await b.invalidate_by_tags(["blue"])
+        assert await b.get("k") == 3
+        await b.strategies["write_back"].flush()  # type: ignore[attr-defined]
+        b.l1.clear()
+        assert await b.get("k") == 3

@@ -105,7 +105,10 @@ class CachingAgent:
             rules=self.rules,
         )
         self.links = self._invalidator.links = built.build_links(
-            self._invalidator.purge, self._invalidator.drop_local, self.rules
+            self._invalidator.purge,
+            self._invalidator.drop_local,
+            self._invalidator.buffered,
+            self.rules,
         )
         self.invalidation_manager: Registrations = (
             Unregistered() if self.links is None else self.links.registrations

@@ -144,6 +144,7 @@ class Assembly:
         self,
         purge: Callable[[set[str]], Awaitable[set[str]]],
         drop_local: Callable[[set[str]], Awaitable[set[str]]],
+        buffered: Callable[[set[str]], set[str]],
         rules: KeyRules,
     ) -> Links | None:
         """The Links plugin, removing through ``purge`` (None when none is installed)."""
@@ -154,6 +155,7 @@ class Assembly:
             index=self.guarded_index,
             purge=purge,
             drop_local=drop_local,
+            buffered=buffered,
             check_key=rules.check_key,
             check_pattern=rules.check_pattern,
             check_caller_pattern=rules.check_caller_pattern,

@@ -99,6 +99,10 @@ class Invalidator:
                     put_back(writes)
             raise
 
+    def buffered(self, keys: KeySet) -> KeySet:
+        """Those of ``keys`` a write buffer holds a write of."""
+        return {key for key in keys for s in self.buffering if s.pending(key) is not None}
+
     async def drop_local(self, keys: KeySet) -> KeySet:
         """Remove exactly ``keys`` from L1 and the write buffers (L2 saw to itself)."""
         self.loading.forget_missing(keys)

@@ -44,6 +44,8 @@ class LinksContext:
     drop_local: Callable[[KeySet], Awaitable[KeySet]]
     """Remove exactly these keys from this instance's L1 and write buffers, not from L2
     (which the caller saw to already); returns the ones that were held."""
+    buffered: Callable[[KeySet], KeySet]
+    """Those of these keys whose write a write buffer of this instance holds."""
     check_key: Callable[[object], str]
     check_pattern: Callable[[object], str]
     """A pattern the agent derived (an event's filled target): a valid glob."""

@@ -47,6 +47,7 @@ class InvalidationLinks(Cascade):
         """The index is kept by L2's own write and delete steps (see :meth:`write`)."""
         self._versions: bool = bool(getattr(context.index, "tag_versions", False))
         """Writes record tag versions in their frames (see :meth:`retire_tags`)."""
+        self._buffered = context.buffered
         super().__init__(
             index=context.index,
             purge=context.purge,
@@ -205,7 +206,12 @@ class InvalidationLinks(Cascade):
             await self.registrations.land()  # a registration may name what the walk finds
         count, registered, held = await self.index.retire_tags(tags)  # type: ignore[attr-defined]
         if held:
-            await self.drop_local(held)
+            # A held write carrying the tags (its value not in L2 yet) goes with the value
+            # L2 still holds of its key, written before and not recording them.
+            pending = self._buffered(held)
+            if pending:
+                await self.purge(pending)
+            await self.drop_local(held - pending)
         found: KeySet | int = count
         if listed or registered:
             found = await self.invalidate_tags(tags)

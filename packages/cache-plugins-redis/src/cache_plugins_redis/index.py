@@ -243,8 +243,9 @@ class RedisIndex:
         read: list[str] = []
         hold = self._tier.tag_versions.hold
         for key, ttl, tags in entries:
-            if tags and self.tag_versions:
-                # A bump of one of them drops this instance's copy, buffered writes too.
+            if self.tag_versions:
+                # A bump of one of them drops this instance's copy, buffered writes too;
+                # none (a rewrite without tags): the old value's may not.
                 hold(key, tags)
             links = links_of[key] = _links(tags, deps)
             expires = expires_of[key] = _expiry(now, ttl)
