@@ -19,9 +19,9 @@ fails (L2 away) may or may not have applied, so it adds its outcome rather than 
 What README allows, it allows: a cut agent's L1 answering stale (stale-if-error); a
 write_back write reaching the other agent once flushed; a tag or a dependency removing too
 much, never too little; a pattern, which leaves no tombstone, not stopping the other
-agent's older buffered write from landing after it. And one thing README does not say,
-once marked OWN_OLDER_BUFFER, now fixed (test_coherence.py): an agent served its own
-buffered write until its flush, even after the other agent's newer write or removal.
+agent's older buffered write from landing after it; an agent cut off from the notices
+serving its own buffered write. (Once connected, an agent no longer serves its own
+buffered write after the other agent's newer write or removal: test_coherence.py.)
 """
 
 from __future__ import annotations

@@ -156,17 +156,19 @@ local function recorded(name)
   local head = redis.pcall('GETRANGE', name, 0, 22)
   if type(head) ~= 'string' or #head < 23 or string.byte(head, 1) ~= 202
       or string.byte(head, 2) ~= 4 then
-    return {}
+    return {}, {}
   end
   local a, b, c, d = string.byte(head, 20, 23)
   local notes = redis.call('GETRANGE', name, 23, 22 + ((a * 256 + b) * 256 + c) * 256 + d)
-  local tags, at = {}, 1
+  local tags, versions, at = {}, {}, 1
   while at + 1 <= #notes do
     local len = string.byte(notes, at) * 256 + string.byte(notes, at + 1)
-    tags[#tags + 1] = string.sub(notes, at + 2, at + 1 + len)
+    local t = string.sub(notes, at + 2, at + 1 + len)
+    tags[#tags + 1] = t
+    versions[t] = string.sub(notes, at + 2 + len, at + 17 + len)
     at = at + 18 + len
   end
-  return tags
+  return tags, versions
 end
 local function version_of(tag, px)
   local name = tv .. tag
@@ -207,7 +209,8 @@ local function annotate(frame, links, px, prefix)
       -- (a source tag is walked, never bumped: cache_plugins_invalidation.categories)
       add(name)
     elseif kind == 'd:' then
-      for _, t in ipairs(recorded(prefix .. name)) do add(t) end
+      local tags = recorded(prefix .. name)
+      for _, t in ipairs(tags) do add(t) end
     end
   end
   if #tags == 0 then return frame, tags end
@@ -509,21 +512,8 @@ local reaped = {}
 for i = 9, #ARGV do
   local key = ARGV[i]
   local name = prefix .. key
-  local version = nil
-  local head = redis.pcall('GETRANGE', name, 0, 22)
-  if type(head) == 'string' and #head == 23 and string.byte(head, 1) == 202
-      and string.byte(head, 2) == 4 then
-    local a, b, c, d = string.byte(head, 20, 23)
-    local notes = redis.call('GETRANGE', name, 23, 22 + ((a * 256 + b) * 256 + c) * 256 + d)
-    local at = 1
-    while at + 1 <= #notes do
-      local len = string.byte(notes, at) * 256 + string.byte(notes, at + 1)
-      if string.sub(notes, at + 2, at + 1 + len) == tagged then
-        version = string.sub(notes, at + 2 + len, at + 17 + len)
-      end
-      at = at + 18 + len
-    end
-  end
+  local _, versions = recorded(name)
+  local version = versions[tagged]
   local stale
   if version then
     stale = version ~= current
