@@ -117,6 +117,13 @@ async def measure(url: str) -> None:
             await raw.mset({f"raw:gone:{key}": payload for key in KEYS})
 
         batches = [KEYS[i : i + BATCH] for i in range(0, len(KEYS), BATCH)]
+        set_call, delete_call = await script_calls(agent)
+
+        async def script_set(key: str) -> None:  # the bound: the write's unit alone
+            await agent.l2._wire.call(*set_call(key))  # type: ignore[union-attr]
+
+        async def script_delete(key: str) -> None:
+            await agent.l2._wire.call(*delete_call("gone:" + key))  # type: ignore[union-attr]
 
         async def agent_batch(i: str) -> Any:
             return await agent.get_many(batches[int(i)])
@@ -160,6 +167,15 @@ async def measure(url: str) -> None:
                 "agent": (agent_delete, 1, KEYS),
                 "raw": (raw_unlink, 1, KEYS),
             },
+            # What bounds the two above: their script call alone, on the tier's connection.
+            "the write's script call alone vs SET, 1 task": {
+                "agent": (script_set, 1, KEYS),
+                "raw": (raw_set, 1, KEYS),
+            },
+            "the delete's script call alone vs UNLINK, 1 task": {
+                "agent": (script_delete, 1, KEYS),
+                "raw": (raw_unlink, 1, KEYS),
+            },
             f"batch of {BATCH}, 1 task": {
                 "agent": (agent_batch, 1, [str(i) for i in range(len(batches))]),
                 "raw": (raw_batch, 1, [str(i) for i in range(len(batches))]),
@@ -174,7 +190,7 @@ async def measure(url: str) -> None:
         for _ in range(ROUNDS):
             for scenario, sides in scenarios.items():
                 for side, (op, tasks, keys) in sides.items():
-                    if scenario.startswith("delete"):
+                    if scenario.startswith(("delete", "the delete")):
                         await (refill_agent if side == "agent" else refill_raw)()
                     agent.l1.clear()  # cold L1: every read is an L2 read
                     rate, latencies = await run(op, keys, tasks)
@@ -252,6 +268,47 @@ async def measure(url: str) -> None:
         f"\n\n{text}\n\n{verdict}\n",
     )
     bar_plot("l2", "L2 with a cold L1: throughput as a multiple of raw redis-py", plot, "x raw")
+
+
+async def script_calls(
+    agent: CachingAgent,
+) -> tuple[Callable[[str], list[Any]], Callable[[str], list[Any]]]:
+    """The script calls a plain write_through set and a delete of one key send (caught as
+    the tier sends them), as functions of the key."""
+    wire: Any = agent.l2._wire  # type: ignore[union-attr]
+    assert wire is not None, "the bench needs a single server (the tier's own connection)"
+    caught: list[list[Any]] = []
+    calls = wire.calls
+
+    async def catch(commands: list[list[Any]]) -> list[Any]:
+        caught.extend(commands)
+        return await calls(commands)
+
+    wire.calls = catch
+    try:
+        await agent.set("probe:set", VALUE, strategy="write_through")
+        await agent.delete("probe:set")
+    finally:
+        wire.calls = calls
+    assert len(caught) == 2, caught
+    prefix = agent.l2.prefix  # type: ignore[union-attr]
+
+    def keyed(command: list[Any]) -> Callable[[str], list[Any]]:
+        # EVALSHA sha numkeys KEYS...: the entry, then its links' meta (same key). The
+        # stamps stay the probe's: its horizon is older than what later rounds store, so
+        # the call stores (or deletes) as a fresh one does.
+        entry, meta = command[3], command[4]
+        assert entry == prefix + "probe:set" and str(meta).endswith("links:probe:set")
+        base = str(meta)[: -len("probe:set")]
+
+        def call(key: str) -> list[Any]:
+            made = list(command)
+            made[3], made[4] = prefix + key, base + key
+            return made
+
+        return call
+
+    return keyed(caught[0]), keyed(caught[1])
 
 
 async def big_tag(agent: CachingAgent, holding: bool) -> tuple[float, float]:

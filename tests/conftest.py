@@ -252,24 +252,37 @@ def deadline() -> Callable[[float], contextlib.AbstractContextManager[None]]:
     return _deadline
 
 
-def _count_rounds(client: Any) -> list[int]:
-    """From now on, the commands of each round trip ``client`` (a CoalescingClient) makes,
-    one length per round: what auto-pipelining merged is one round."""
-    rounds: list[int] = []
-    execute = client.batcher._run
-
-    async def counted(queued: Any) -> Any:
-        rounds.append(len(queued))
-        return await execute(queued)
-
-    client.batcher._run = counted
-    return rounds
-
-
 @pytest.fixture
-def count_rounds() -> Callable[[Any], list[int]]:
-    """``rounds = count_rounds(client)``: round trips of a CoalescingClient, as they go."""
-    return _count_rounds
+def count_rounds(monkeypatch: pytest.MonkeyPatch) -> Callable[[Any], list[int]]:
+    """``rounds = count_rounds(tier)`` (a Redis tier, or a CoalescingClient): from then
+    on, the commands of each round trip it makes, one length per round: what
+    auto-pipelining merged is one round (a pipeline of its client, a write on its wire)."""
+
+    def count(target: Any) -> list[int]:
+        rounds: list[int] = []
+        client = target if hasattr(target, "batcher") else target._client
+        execute = client.batcher._run
+
+        async def counted(queued: Any) -> Any:
+            rounds.append(len(queued))
+            return await execute(queued)
+
+        monkeypatch.setattr(client.batcher, "_run", counted)
+        wire = getattr(target, "_wire", None)
+        if wire is not None:
+            from cache_plugins_redis import wire as wire_module
+
+            write = wire_module._Connection.write
+
+            def written(conn: Any, chunks: list[bytes], commands: int) -> None:
+                if conn is wire._conn:
+                    rounds.append(commands)
+                write(conn, chunks, commands)
+
+            monkeypatch.setattr(wire_module._Connection, "write", written)
+        return rounds
+
+    return count
 
 
 LOADER_SOURCE = """

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from redis.asyncio.connection import AbstractConnection
 
+from cache_plugins_redis import wire
+
 
 @pytest.fixture
 def l2_config(engine: Any, prefix: str) -> dict[str, Any]:
@@ -35,7 +37,8 @@ def cluster_config(cluster: list[Any], prefix: str) -> dict[str, Any]:
 
 @pytest.fixture
 def sends(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
-    """``sends()``: how many times any connection has sent (one per command or pipeline)."""
+    """``sends()``: how many times any connection has sent (one per command or pipeline;
+    on the tier's wire, one per write, which carries the commands of one tick)."""
     count = 0
     real = AbstractConnection.send_packed_command
 
@@ -45,6 +48,14 @@ def sends(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
         await real(self, *args, **kwargs)
 
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    write = wire._Connection.write
+
+    def written(self: wire._Connection, chunks: list[bytes], commands: int) -> None:
+        nonlocal count
+        count += 1
+        write(self, chunks, commands)
+
+    monkeypatch.setattr(wire._Connection, "write", written)
     return lambda: count
 
 

@@ -96,7 +96,7 @@ async def test_concurrent_agent_writes_share_round_trips(
     }
     async with CachingAgent.from_config(config, env={}) as agent:
         assert agent.l2 is not None
-        rounds = count_rounds(agent.l2.client)  # type: ignore[attr-defined]
+        rounds = count_rounds(agent.l2)
         await asyncio.gather(*(agent.set(f"k{i}", i) for i in range(40)))
         # One script call each (its link check inside), all in one round trip or two.
         assert len(rounds) <= 2 and sum(rounds) == 40, rounds

@@ -239,7 +239,7 @@ async def test_a_write_with_tags_and_dependencies_is_one_round_trip(
     engine: Any, prefix: str, count_rounds: Any
 ) -> None:
     async with CachingAgent.from_config(config_for(engine, prefix), env={}) as agent:
-        rounds = count_rounds(agent.l2.client)  # type: ignore[union-attr]
+        rounds = count_rounds(agent.l2)
         await agent.set("k", 1, tags=["a", "b"], dependencies=["s"], ttl=60)
         await agent.set("k", 2, tags=["a", "b"], dependencies=["s"], ttl=60)
         assert len(rounds) == 2  # each one script call: value, index and notice

@@ -85,7 +85,7 @@ async def test_invalidating_a_tag_is_one_round_trip_whatever_it_holds(
         index = redis_index(agent)
         later: list[list[str]] = []
         monkeypatch.setattr(index, "reap_later", lambda tags: later.append(list(tags)))
-        rounds = count_rounds(agent.l2.client)  # type: ignore[union-attr]
+        rounds = count_rounds(agent.l2)
         assert await agent.invalidate_by_tags(["big"]) == 2000  # counted, not listed
         assert len(rounds) == 1
         assert later == [["big"]]

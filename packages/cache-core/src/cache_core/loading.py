@@ -146,6 +146,11 @@ async def with_instance_lock(
         token = await l2.try_lock(name, lease)
         if token is not None:
             try:
+                # Another instance may have loaded, stored and released since this one last
+                # looked: checked again under the lock, or the key is loaded twice.
+                stored = await l2.get(key)
+                if stored is not None:
+                    return found_in_l2(stored)
                 return await load()
             finally:
                 await l2.unlock(name, token)

@@ -262,6 +262,8 @@ class WriteBack:
         """Set with ``on_landed``: the Landing a flush of these keys is made under."""
         self._contested: set[str] = set()
         """Held keys another instance changed since: flushed now, their reads wait for it."""
+        self._landings: set[asyncio.Future[None]] = set()
+        """Flushes sent whose ``on_landed`` (the index settling them) has not finished."""
         self._settling: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -462,66 +464,87 @@ class WriteBack:
 
     async def flush(self, only: Collection[str] | None = None) -> int:
         """Send every buffered write (or those of ``only``) to L2 in one batch; return how
-        many were sent."""
-        l2 = self._ctx.l2
-        if l2 is None:
+        many were sent. When it returns, what earlier flushes sent is settled too (their
+        index changes made): a caller finds every write held before it landed."""
+        if self._ctx.l2 is None:
             return 0
         async with self._flush_lock:
-            if only is None:
-                batch, self._buffer = self._buffer, {}
-            else:
-                batch = {key: self._buffer.pop(key) for key in only if key in self._buffer}
-            if not batch:
-                return 0
-            moved = sum(len(entry[0]) for entry in batch.values())
-            self._in_flight_bytes, self._buffered_bytes = moved, self._buffered_bytes - moved
-            self._in_flight = batch
-            self._dropped_in_flight = set()
-            now = self._ctx.clock()
-            items: list[Stamped] = []
-            for key, (data, expires_at, compress, stamp) in batch.items():
-                left = expires_at - now
-                if left > 0:
-                    ttl = None if math.isinf(left) else left
-                    items.append((key, data, ttl, compress, stamp))
-            start = time.perf_counter()
-            keys = [item[0] for item in items]
-            landing = Landing() if self.landing_for is None else self.landing_for(keys)
-            token = LANDING.set(landing)
-            try:
-                if items:
-                    await self._send(l2, items)
-            except BaseException as exc:
-                # Cancelled too (a shutdown, a caller's timeout): what did not land is put
-                # back, never lost in between.
-                self._report(start, len(items), ok=False)
-                self._in_flight = {}
-                self._in_flight_bytes = 0
-                if isinstance(exc, Exception):
-                    self.flush_errors += 1
-                    # Writes leave flushing alone for a moment: while L2 is away, not
-                    # every write pays for a failing flush (and its put-back).
-                    self._retry_at = self._ctx.clock() + FLUSH_RETRY_AFTER
-                # Put back what was not rewritten or dropped meanwhile, ahead of newer writes.
-                gone = self._dropped_in_flight
-                kept = {k: v for k, v in batch.items() if k not in self._buffer and k not in gone}
-                self._buffer = {**kept, **self._buffer}
-                self._buffered_bytes += sum(len(entry[0]) for entry in kept.values())
-                raise
-            finally:
-                LANDING.reset(token)
+            earlier = list(self._landings)
+            sent = await self._flush_locked(only)
+        if sent is None:
+            await _landed(earlier)
+            return 0
+        items, landing, gone = sent
+        mine = asyncio.get_running_loop().create_future()
+        self._landings.add(mine)
+        try:
+            if self.on_landed is not None and items:
+                # Outside the lock: settling may remove dependents, which drops their
+                # buffered writes, which waits for a flush in flight.
+                landed = [(key, ttl) for key, _, ttl, _, _ in items if key not in gone]
+                await self.on_landed(landed, landing.linked)
+        finally:
+            mine.set_result(None)
+            self._landings.discard(mine)
+        await _landed(earlier)
+        return len(items)
+
+    async def _flush_locked(
+        self, only: Collection[str] | None
+    ) -> tuple[list[Stamped], Landing, set[str]] | None:
+        """The flush's send, under its lock: what it sent, its Landing and the keys dropped
+        meanwhile; None when nothing was buffered."""
+        l2 = self._ctx.l2
+        assert l2 is not None
+        if only is None:
+            batch, self._buffer = self._buffer, {}
+        else:
+            batch = {key: self._buffer.pop(key) for key in only if key in self._buffer}
+        if not batch:
+            return None
+        moved = sum(len(entry[0]) for entry in batch.values())
+        self._in_flight_bytes, self._buffered_bytes = moved, self._buffered_bytes - moved
+        self._in_flight = batch
+        self._dropped_in_flight = set()
+        now = self._ctx.clock()
+        items: list[Stamped] = []
+        for key, (data, expires_at, compress, stamp) in batch.items():
+            left = expires_at - now
+            if left > 0:
+                ttl = None if math.isinf(left) else left
+                items.append((key, data, ttl, compress, stamp))
+        start = time.perf_counter()
+        keys = [item[0] for item in items]
+        landing = Landing() if self.landing_for is None else self.landing_for(keys)
+        token = LANDING.set(landing)
+        try:
+            if items:
+                await self._send(l2, items)
+        except BaseException as exc:
+            # Cancelled too (a shutdown, a caller's timeout): what did not land is put
+            # back, never lost in between.
+            self._report(start, len(items), ok=False)
             self._in_flight = {}
             self._in_flight_bytes = 0
-            self._report(start, len(items), ok=True)
-            self.flushes += 1
-            self.flushed_items += len(items)
+            if isinstance(exc, Exception):
+                self.flush_errors += 1
+                # Writes leave flushing alone for a moment: while L2 is away, not
+                # every write pays for a failing flush (and its put-back).
+                self._retry_at = self._ctx.clock() + FLUSH_RETRY_AFTER
+            # Put back what was not rewritten or dropped meanwhile, ahead of newer writes.
             gone = self._dropped_in_flight
-        if self.on_landed is not None and items:
-            # Outside the lock: settling may remove dependents, which drops their buffered
-            # writes, which waits for a flush in flight.
-            landed = [(key, ttl) for key, _, ttl, _, _ in items if key not in gone]
-            await self.on_landed(landed, landing.linked)
-        return len(items)
+            kept = {k: v for k, v in batch.items() if k not in self._buffer and k not in gone}
+            self._buffer = {**kept, **self._buffer}
+            self._buffered_bytes += sum(len(entry[0]) for entry in kept.values())
+            raise
+        finally:
+            LANDING.reset(token)
+        self._in_flight = {}
+        self._in_flight_bytes = 0
+        self._report(start, len(items), ok=True)
+        self.flushes += 1
+        self.flushed_items += len(items)
+        return items, landing, self._dropped_in_flight
 
     async def _send(self, l2: GuardedTier, items: list[Stamped]) -> None:
         """``items`` to L2 in one batch; should L2 refuse the batch for what one entry holds,
@@ -574,3 +597,10 @@ class WriteBack:
     @property
     def pending_count(self) -> int:
         return len(self._buffer)
+
+
+async def _landed(landings: list[asyncio.Future[None]]) -> None:
+    """Wait for earlier flushes' settling (shielded: a caller giving up cancels only its
+    own wait)."""
+    if landings:
+        await asyncio.gather(*(asyncio.shield(landing) for landing in landings))

@@ -4,10 +4,9 @@ other instances' notices to this instance's L1.
 
 A notice is ``<instance id>\\n<kind>\\n<body>``: kind ``k`` with newline-separated keys,
 ``p`` with a glob, or ``v`` with tags and their new versions
-(cache_plugins_redis.tag_versions). The subscriber has a connection of its own that the
-client never retries: a drop must be seen, since notices sent meanwhile are lost, so the
-listener is told (``lost``) and L1 stops being served until the subscription is back
-(``restored``).
+(cache_plugins_redis.tag_versions). The subscriber has a connection of its own, never
+retried: a drop must be seen, since notices sent meanwhile are lost, so the listener is
+told (``lost``) and L1 stops being served until the subscription is back (``restored``).
 """
 
 from __future__ import annotations
@@ -15,10 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from cache_core.tiers.base import CoherenceListener
+from cache_plugins_redis.packing import pack
 from cache_plugins_redis.tag_versions import TagVersions, parse_notice
 
 log = logging.getLogger("cache_plugins_redis.coherence")
@@ -32,13 +34,28 @@ def notice(instance: bytes, kind: bytes, body: str) -> bytes:
 
 
 class CoherenceSubscriber:
-    """Listens on ``channel`` through ``client`` (a client of its own, never retried) and
-    tells ``listener`` of every notice not sent by ``instance``."""
+    """Listens on ``channel`` on a connection of its own (``connect`` opens one: see
+    cache_plugins_redis.wire) and tells ``listener`` of every notice not sent by
+    ``instance``. Notices are applied as the connection reads them, with no task woken a
+    notice (a write's own notice comes back to its writer too: pub/sub has no "not to
+    myself", so every write pays for reading one). A PING every ``health_interval``
+    seconds of quiet that gets no answer in ``reply_timeout`` counts as a drop (a peer gone
+    without closing the connection sends nothing at all)."""
 
-    def __init__(self, client: Any, channel: str, instance: bytes) -> None:
-        self.client = client
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[Any]],
+        channel: str,
+        instance: bytes,
+        *,
+        health_interval: float,
+        reply_timeout: float,
+    ) -> None:
+        self._connect = connect
         self.channel = channel
         self._instance = instance
+        self._health_interval = health_interval
+        self._reply_timeout = reply_timeout
         self.listener: CoherenceListener | None = None
         self.versions: TagVersions | None = None
         self.on_restored: Callable[[], None] | None = None
@@ -46,8 +63,10 @@ class CoherenceSubscriber:
         self._dropped = False
         self.coherent = False
         self.notices_received = 0
+        self._pongs = 0
         self._subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._conn: Any = None
 
     async def start(self, wait: float) -> None:
         """Subscribe in the background, waiting at most ``wait`` seconds for the first
@@ -62,36 +81,63 @@ class CoherenceSubscriber:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        with contextlib.suppress(Exception):
-            await self.client.aclose()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
         self.coherent = False
 
     async def _subscribe_forever(self) -> None:
         delay = 0.05
         while True:
-            pubsub = self.client.pubsub()
             try:
-                await pubsub.subscribe(self.channel)
+                self._conn = conn = await self._connect()
+                conn.on_push = self._pushed
+                conn.write([pack(["SUBSCRIBE", self.channel])], 1)
                 while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is None:
-                        continue
-                    kind = message.get("type")
-                    if kind == "subscribe":
-                        self._set_coherent(True)
+                    quiet = await _wait(conn.lost, self._health_interval)
+                    if quiet is not None:
+                        raise quiet
+                    pongs = self._pongs
+                    conn.write([pack(["PING"])], 1)
+                    lost = await _wait(conn.lost, self._reply_timeout)
+                    if lost is not None:
+                        raise lost
+                    if self._pongs == pongs:
+                        raise RedisTimeoutError(f"no answer to a PING in {self._reply_timeout} s")
+                    if self.coherent:
                         delay = 0.05
-                    elif kind == "message":
-                        self.handle(message["data"])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._set_coherent(False)
                 log.warning("l2_coherence_lost", extra={"error": repr(exc), "retry_in": delay})
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+
+    def _pushed(self, reply: Any) -> None:
+        """What the subscription's connection read: a notice, the subscription's answer,
+        a PING's, or an error (the subscription is refused: a drop)."""
+        if isinstance(reply, list) and reply:
+            kind = reply[0]
+            if kind == b"message" and len(reply) == 3:
+                try:
+                    self.handle(reply[2])
+                except Exception:
+                    # A notice not applied: as if the subscription dropped (L1 is emptied).
+                    log.exception("l2_notice_failed")
+                    if self._conn is not None:
+                        self._conn.close()
+            elif kind == b"subscribe":
+                self._set_coherent(True)
+            elif kind == b"pong":
+                self._pongs += 1
+            return
+        if isinstance(reply, Exception) and self._conn is not None:
+            log.warning("l2_coherence_refused", extra={"error": str(reply)})
+            self._conn.close()
 
     def _set_coherent(self, up: bool) -> None:
         if up == self.coherent:
@@ -133,3 +179,11 @@ class CoherenceSubscriber:
         elif kind == b"v" and self.versions is not None:
             # Called even with no key held here: a read in flight must not promote.
             self.listener.keys_changed(self.versions.bumped(parse_notice(text)))
+
+
+async def _wait(lost: asyncio.Future[Exception], seconds: float) -> Exception | None:
+    """Why the connection was lost, if it was within ``seconds``; else None."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(lost), seconds)
+    except TimeoutError:
+        return None

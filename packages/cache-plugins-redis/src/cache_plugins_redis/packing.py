@@ -12,6 +12,7 @@ itself.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 C = TypeVar("C", bound=type)
@@ -47,6 +48,31 @@ class FastPacking:
         return [b"*%d\r\n$%b\r\n" % (len(encoded), body)]
 
 
+def pack(args: Sequence[Any]) -> bytes:
+    """``args`` (text, bytes, integers, floats) as one RESP command, for a connection of
+    our own (cache_plugins_redis.wire): text in UTF-8, a float as redis-py writes it."""
+    encoded = [
+        a
+        if type(a) is bytes
+        else a.encode()
+        if type(a) is str
+        else b"%d" % a
+        if type(a) is int
+        else repr(a).encode()
+        if type(a) is float
+        else _other(a)
+        for a in args
+    ]
+    body = b"\r\n$".join([b"%d\r\n%b" % (len(arg), arg) for arg in encoded])
+    return b"*%d\r\n$%b\r\n" % (len(encoded), body)
+
+
+def _other(arg: Any) -> bytes:
+    if isinstance(arg, bytearray | memoryview):
+        return bytes(arg)
+    raise TypeError(f"cannot send a {type(arg).__name__} to the engine: {arg!r}")
+
+
 _classes: dict[type, type] = {}
 
 
@@ -62,4 +88,4 @@ def fast_packing(connection_class: C) -> C:
     return made  # type: ignore[return-value]
 
 
-__all__ = ["FastPacking", "fast_packing"]
+__all__ = ["FastPacking", "fast_packing", "pack"]

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Sequence
@@ -37,7 +38,7 @@ from redis import asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
-from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -83,6 +84,7 @@ from cache_plugins_redis.tag_versions import (
     parse_notice,
     strip,
 )
+from cache_plugins_redis.wire import Endpoint, Wire, open_connection, ssl_context
 
 log = logging.getLogger("cache_plugins_redis.tier")
 
@@ -152,6 +154,8 @@ class RedisTier:
         made under a :class:`~cache_core.links.Landing` report which keys it holds anything
         for."""
         self._client: Any = None
+        self._wire: Wire | None = None
+        """A single server's hot commands (reads, write and delete units): see wire.py."""
         self._subscriber: CoherenceSubscriber | None = None
         self.engine: EmbeddedEngine | None = None
         self._sentinel: Sentinel | None = None
@@ -194,6 +198,10 @@ class RedisTier:
         if s.ssl_keyfile:
             kwargs["ssl_keyfile"] = s.ssl_keyfile
         return kwargs
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        s = self._settings
+        return ssl_context(s.ssl_ca_certs, s.ssl_certfile, s.ssl_keyfile, s.ssl_check_hostname)
 
     def _url(self) -> str:
         s = self._settings
@@ -257,9 +265,16 @@ class RedisTier:
             )
             pool.connection_class = fast_packing(pool.connection_class)
             self._client = CoalescingClient(aioredis.Redis.from_pool(pool))
+            self._wire = Wire(
+                self._endpoint(url),
+                socket_timeout=s.socket_timeout,
+                retry_attempts=s.retry_attempts,
+            )
             pubsub_url = url
         try:
             await self._client.ping()
+            if self._wire is not None:
+                await self._wire.connect()
             # Loaded once (on every primary of a Cluster), so writes send only their SHAs.
             for script in SCRIPTS:
                 await self._client.script_load(script)
@@ -273,25 +288,52 @@ class RedisTier:
 
     async def _start_subscriber(self, url: str) -> None:
         s = self._settings
-        # Its own connection, never retried by the client: a drop must be seen, since
-        # notices sent meanwhile are lost and L1 must be cleared.
-        kwargs = {
-            **self._connection_kwargs(),
-            "retry": Retry(NoBackoff(), 0),
-            "socket_timeout": None,
-            "health_check_interval": s.health_check_interval,
-        }
-        if self._sentinel is not None and self._settings.sentinel is not None:
-            client: Any = self._sentinel.master_for(self._settings.sentinel.master_name, **kwargs)
-        else:
-            extra = self._ssl_kwargs() if url.startswith("rediss://") else {}
-            client = aioredis.Redis.from_url(url, **kwargs, **extra)
-        self._subscriber = CoherenceSubscriber(client, self.channel, self._instance_bytes)
+        sentinel = self._sentinel
+        name = f"caching-agent-{self.instance_id}"
+
+        async def connect() -> Any:
+            # Its own connection, never retried: a drop must be seen, since notices sent
+            # meanwhile are lost and L1 must be cleared.
+            if sentinel is not None and s.sentinel is not None:
+                host, port = await sentinel.discover_master(s.sentinel.master_name)
+                where = Endpoint(
+                    host=host,
+                    port=port,
+                    path=None,
+                    db=s.db,
+                    username=s.username,
+                    password=s.password,
+                    client_name=name,
+                    connect_timeout=s.connect_timeout,
+                    tls=None,
+                )
+            else:
+                where = self._endpoint(url)
+            return await open_connection(where, s.socket_timeout)
+
+        self._subscriber = CoherenceSubscriber(
+            connect,
+            self.channel,
+            self._instance_bytes,
+            health_interval=s.health_check_interval,
+            reply_timeout=s.socket_timeout,
+        )
         self._subscriber.listener = self._listener
         self._subscriber.versions = self.tag_versions
         if not self._cluster:
             self._subscriber.on_restored = self._reset_idle_connections
         await self._subscriber.start(wait=s.connect_timeout)
+
+    def _endpoint(self, url: str) -> Endpoint:
+        s = self._settings
+        return Endpoint.from_url(
+            url,
+            username=s.username,
+            password=s.password,
+            client_name=f"caching-agent-{self.instance_id}",
+            connect_timeout=s.connect_timeout,
+            ssl_context=self._ssl_context() if url.startswith("rediss://") else None,
+        )
 
     @property
     def coherent(self) -> bool:
@@ -328,6 +370,8 @@ class RedisTier:
         died with it (a restart, a cut network), and each would fail the next call made on
         it (no retry where ``retry_attempts`` is 0). They are closed, to be opened anew
         when next needed; those in use fail or succeed on their own."""
+        if self._wire is not None:
+            self._wire.reset_idle()
         pool = self._client.connection_pool if self._client is not None else None
         if pool is None:
             return
@@ -362,6 +406,9 @@ class RedisTier:
         if self._subscriber is not None:
             await self._subscriber.close()
             self._subscriber = None
+        if self._wire is not None:
+            await self._wire.close()
+            self._wire = None
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.aclose()
@@ -396,7 +443,10 @@ class RedisTier:
         if self._cluster:  # keys of one call may live on several nodes
             stored: list[bytes | None] = await self._client.mget_nonatomic(names)
         else:
-            stored = await self._client.mget(names)
+            if self._wire is not None:
+                stored = await self._wire.call("MGET", *names)
+            else:
+                stored = await self._client.mget(names)
             if any(map(annotated, stored)):
                 stored = await self._checked(keys, stored)
             elif self.tag_versions.holds_any:
@@ -660,12 +710,17 @@ class RedisTier:
         return replies
 
     async def _send_calls(self, calls: Sequence[_Call], *script: str) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
+        commands = []
         for i, call in enumerate(calls):
             args = list(call.args)
             if not self._cluster and i == len(calls) - 1:
                 args[call.channel_at] = self.channel
-            pipe.execute_command(*script, len(call.names), *call.names, *args)
+            commands.append([*script, len(call.names), *call.names, *args])
+        if self._wire is not None:
+            return await self._wire.calls(commands)
+        pipe = self._client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
         return list(await pipe.execute(raise_on_error=False))
 
     def _script_chunks(
