@@ -417,3 +417,27 @@ async def test_the_first_calls_after_a_cut_do_not_fail_on_connections_that_died_
         for i in range(20):
             agent.l1.clear()
             assert await agent.get(f"k{i}") == i
+
+
+async def test_a_subscription_whose_ping_goes_unanswered_counts_as_dropped(
+    proxy: Any, prefix: str
+) -> None:
+    """A peer gone without closing the connection sends nothing at all: the subscriber's
+    PING when quiet, unanswered within socket_timeout, is how its loss is seen (L1 stops
+    being served), and the subscription comes back once the engine answers again."""
+    cfg = faulty_config(proxy, prefix)
+    cfg["redis"].update({"health_check_interval": 0.2, "socket_timeout": 0.2})
+    async with CachingAgent.from_config(cfg, env={}) as agent:
+        tier = l2_of(agent)
+        assert tier.coherent
+        proxy.mode = "blackhole"
+        deadline = time.monotonic() + 3
+        while tier.coherent:
+            assert time.monotonic() < deadline, "the silent subscription was never dropped"
+            await asyncio.sleep(0.02)
+        proxy.cut()
+        proxy.mode = "pass"
+        deadline = time.monotonic() + 5
+        while not tier.coherent:
+            assert time.monotonic() < deadline, "the subscription never came back"
+            await asyncio.sleep(0.02)
