@@ -155,7 +155,7 @@ def test_defaults() -> None:
     assert config.cache_tiers == {"l1": {"type": "memory"}}
     assert config.default_strategy == "write_through"
     assert config.compression.enable is True
-    assert config.compression.algorithm == "gzip"
+    assert config.compression.algorithm is None  # gzip where its plugin is installed
     assert config.compression.threshold_bytes == 1024
     assert config.cache_policies == {}
     assert config.ttl_presets == {}

@@ -318,8 +318,12 @@ def test_an_empty_allow_list_loads_no_entry_point_plugins() -> None:
     registry = Registry.from_plugin_manager(pm)
     assert registry.plugin_names == ["cache_core.builtins"]
     assert registry.names("codec") == []
+    # The default compresses with gzip only where its plugin is installed: core alone serves.
+    agent = CachingAgent.from_config({}, env={ALLOW_LIST_ENV: ""})
+    assert agent.describe()["compression"] == "off"
+    # Named, it must be there.
     with pytest.raises(PluginMissingError) as info:
-        CachingAgent.from_config({}, env={ALLOW_LIST_ENV: ""})  # gzip is the default codec
+        CachingAgent.from_config({"compression": {"algorithm": "gzip"}}, env={ALLOW_LIST_ENV: ""})
     assert str(info.value) == (
         "compression.algorithm: codec plugin 'gzip' is not installed; "
         "install caching-agent[compression]"

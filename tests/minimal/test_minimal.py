@@ -94,3 +94,18 @@ def test_event_triggers_fail_at_start_naming_the_extra(tmp_path: Path) -> None:
     assert len(lines) == 1
     assert "invalidation.event_triggers" in lines[0]
     assert "caching-agent[invalidation]" in lines[0]
+
+
+def test_no_config_at_all_checks_and_serves_without_compression(tmp_path: Path) -> None:
+    """With only core and server installed, the defaults (compression on, gzip) must not
+    ask for the codec plugin: there is none, and values are stored as they are."""
+    result = check_config(tmp_path, "")
+    assert result.returncode == 0, result.stderr
+    assert "compression" in result.stdout and "off" in result.stdout
+
+
+async def test_the_default_config_serves(aiohttp_client) -> None:
+    client = await aiohttp_client(create_app({}, env={}))
+    resp = await client.post("/cache", json={"key": "k", "value": {"a": 1}})
+    assert resp.status == 200
+    assert (await (await client.get("/cache/k")).json())["value"] == {"a": 1}

@@ -38,6 +38,10 @@ from cache_core.tiers.guarded import GuardedIndex, GuardedTier, compression_by_p
 log = logging.getLogger("cache_core.agent")
 
 
+DEFAULT_CODEC = "gzip"
+"""What ``compression.algorithm`` means when not given, where its plugin is installed."""
+
+
 class Assembly:
     """Every plugin object one config asks for, built and checked, not started."""
 
@@ -247,10 +251,16 @@ class Assembly:
             readers[codec_id] = codec_cls(level)
         writer = None
         if compression.enable:
-            writer_cls = self.registry.get(
-                "codec", compression.algorithm, path="compression.algorithm"
-            )
-            writer = readers[writer_cls.CODEC_ID]
+            if compression.algorithm is None:
+                # The default compresses where its plugin is installed; without it (an
+                # install without the extra) values are stored as they are.
+                writer_cls = self.registry.tables["codec"].get(DEFAULT_CODEC)
+            else:
+                writer_cls = self.registry.get(
+                    "codec", compression.algorithm, path="compression.algorithm"
+                )
+            if writer_cls is not None:
+                writer = readers[writer_cls.CODEC_ID]
         return CodecSet(
             writer,
             readers,
@@ -299,7 +309,7 @@ class Assembly:
             "strategies": sorted(self.strategies),
             "default_strategy": self.default_strategy.PLUGIN_NAME,
             "codecs": sorted(tables["codec"]),
-            "compression": compression.algorithm if compression.enable else "off",
+            "compression": "off" if self.codecs.writer is None else self.codecs.writer.PLUGIN_NAME,
             "invalidation": (
                 self.index.PLUGIN_NAME if self.index is not None else "none (TTL and patterns)"
             ),

@@ -57,7 +57,10 @@ class InvalidationSection:
 @define(frozen=True)
 class CompressionSection:
     enable: bool = True
-    algorithm: str = "gzip"
+    algorithm: str | None = None
+    """The codec plugin that compresses; None: ``gzip`` where its plugin
+    (caching-agent[compression]) is installed, else values are stored uncompressed (a
+    codec named here must be installed)."""
     threshold_bytes: int = 1024
     compression_level: int = 6
     max_decompressed_bytes: int = 8 * MIB
