@@ -299,7 +299,6 @@ class Assembly:
     def describe(self) -> dict[str, Any]:
         """What was assembled: plugins, tiers, strategies, codecs, policies (for the CLI)."""
         tables = self.registry.tables
-        compression = self.config.compression
         return {
             "plugins": self.registry.plugin_names,
             "tiers": {
