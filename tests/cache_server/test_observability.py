@@ -244,6 +244,8 @@ async def test_stats_show_latency_percentiles_and_uptime(
 async def test_otlp_export_reaches_a_collector(engine: Any, prefix: str) -> None:
     received: list[tuple[str, str, int]] = []
     histograms: dict[str, int] = {}
+    sums: dict[str, float] = {}
+    gauges: set[str] = set()
 
     async def collect(request: aiohttp.web.Request) -> aiohttp.web.Response:
         body = await request.read()
@@ -256,6 +258,11 @@ async def test_otlp_export_reaches_a_collector(engine: Any, prefix: str) -> None
                         if metric.HasField("histogram"):
                             points = metric.histogram.data_points
                             histograms[metric.name] = sum(point.count for point in points)
+                        elif metric.HasField("sum"):
+                            total = sum(p.as_int or p.as_double for p in metric.sum.data_points)
+                            sums[metric.name] = total
+                        elif metric.HasField("gauge"):
+                            gauges.add(metric.name)
         return aiohttp.web.Response(status=200)
 
     collector = aiohttp.web.Application()
@@ -280,6 +287,7 @@ async def test_otlp_export_reaches_a_collector(engine: Any, prefix: str) -> None
         assert telemetry is not None and telemetry.tracer is not None
         with telemetry.tracer.start_as_current_span("test"):
             await agent.get("user:1:profile")
+        assert await agent.get("user:2:profile") is None
         # Shutting down flushes both exporters (they run in threads of their own).
         await app_runner.cleanup()
     finally:
@@ -287,6 +295,10 @@ async def test_otlp_export_reaches_a_collector(engine: Any, prefix: str) -> None
     paths = {path for path, _, _ in received}
     assert paths == {"/v1/metrics", "/v1/traces"}
     assert histograms["cache.l2.operation.duration"] >= 2  # the set and the get
+    # The SDK's own counters and gauges arrive beside our histograms (the same resource:
+    # an export of two entries for it kept only the last).
+    assert sums["cache.sets"] == 1 and sums["cache.hits"] == 1 and sums["cache.misses"] == 1
+    assert {"cache.l1.size", "cache.l1.entries", "cache.alerts.active"} <= gauges
     assert all(kind == "application/x-protobuf" and size > 0 for _, kind, size in received)
 
 

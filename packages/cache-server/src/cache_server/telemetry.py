@@ -29,7 +29,7 @@ import itertools
 import logging
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -197,9 +197,24 @@ class _WithDurations(MetricExporter):
     ) -> MetricExportResult:
         now_ns = time.time_ns()
         metrics = [h.otlp(self._start_ns, now_ns) for h in self._histograms if h.recorded]
-        scope = ScopeMetrics(InstrumentationScope(SCOPE), metrics, schema_url="")
-        ours = ResourceMetrics(self._resource, [scope], schema_url="")
-        data = MetricsData([*metrics_data.resource_metrics, ours])
+        if not metrics:
+            return self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        # Into the SDK's entry for the same resource and scope, not beside it: the OTLP
+        # encoder keys entries on their resource and scope, so a second one replaced the
+        # SDK's (every counter and gauge was lost from each export).
+        merged: list[ResourceMetrics] = []
+        placed = False
+        for entry in metrics_data.resource_metrics:
+            if not placed and entry.resource == self._resource:
+                scopes = _with(entry.scope_metrics, metrics)
+                merged.append(ResourceMetrics(entry.resource, scopes, entry.schema_url))
+                placed = True
+            else:
+                merged.append(entry)
+        if not placed:
+            scope = ScopeMetrics(InstrumentationScope(SCOPE), metrics, schema_url="")
+            merged.append(ResourceMetrics(self._resource, [scope], schema_url=""))
+        data = MetricsData(merged)
         return self._inner.export(data, timeout_millis=timeout_millis, **kwargs)
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
@@ -207,6 +222,21 @@ class _WithDurations(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+def _with(scopes: Sequence[ScopeMetrics], metrics: list[Metric]) -> list[ScopeMetrics]:
+    """``scopes`` with ``metrics`` added to our scope's entry (made if there is none)."""
+    out: list[ScopeMetrics] = []
+    placed = False
+    for scope in scopes:
+        if not placed and scope.scope.name == SCOPE:
+            out.append(ScopeMetrics(scope.scope, [*scope.metrics, *metrics], scope.schema_url))
+            placed = True
+        else:
+            out.append(scope)
+    if not placed:
+        out.append(ScopeMetrics(InstrumentationScope(SCOPE), metrics, schema_url=""))
+    return out
 
 
 class OpenTelemetryRecorder:
