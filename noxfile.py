@@ -1,6 +1,7 @@
-"""Sessions: tests (the whole suite: it also queues lint, typecheck and minimal), lint,
-typecheck, minimal (cache-core + cache-server only), bench (measurements), container (the
-Docker image and compose file, run for real; never queued by tests).
+"""Sessions: tests (the whole suite: it also queues lint, typecheck, minimal and lowest),
+lint, typecheck, minimal (cache-core + cache-server only), lowest (the suite on the lowest
+versions the packages declare), bench (measurements), container (the Docker image and
+compose file, run for real; never queued by tests).
 
 Each session installs from uv.lock into its own environment, so what passes here is what
 the lock file gives a fresh machine.
@@ -9,6 +10,7 @@ the lock file gives a fresh machine.
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 import nox
@@ -42,7 +44,7 @@ def tests(session: nox.Session) -> None:
     """The whole suite against every shipped plugin, then lint, typecheck and minimal."""
     tests_impl(session, ["all"], ["tests"])
     if not session.posargs:
-        for name in ("lint", "typecheck", "minimal"):
+        for name in ("lint", "typecheck", "minimal", "lowest"):
             session.notify(name)
 
 
@@ -68,6 +70,27 @@ def minimal(session: nox.Session) -> None:
     )
     session.install("pytest", "pytest-aiohttp", "pytest-asyncio")
     session.run("pytest", "tests/minimal", env={"CACHING_AGENT_MINIMAL": "1", **os.environ})
+
+
+MEMBERS = [
+    "packages/cache-core",
+    "packages/cache-server",
+    "packages/cache-plugins-redis",
+    "packages/cache-plugins-compression[zstd,lz4]",
+    "packages/cache-plugins-invalidation",
+]
+
+
+@nox.session
+def lowest(session: nox.Session) -> None:
+    """The suite on the lowest version of each dependency the packages declare (uv's
+    ``lowest-direct`` resolution; what those pull in at its newest), so a floor in a
+    pyproject.toml is a version that works. The test tools are the newest allowed."""
+    editable = [arg for member in MEMBERS for arg in ("-e", str(ROOT / member))]
+    session.install("--resolution=lowest-direct", *editable, "-e", f"{ROOT}[all]")
+    groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]
+    session.install(*groups["test"])
+    session.run("pytest", *(session.posargs or ["tests"]))
 
 
 BENCHMARKS = {
