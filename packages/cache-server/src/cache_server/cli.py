@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
+from importlib import resources
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="caching-agent", description="Multi-tier cache service (L1 memory + Redis L2)."
     )
+    parser.add_argument(
+        "--version", action=_Version, nargs=0, help="show the releases installed and exit"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--config", help=f"config file (default: ./{DEFAULT_CONFIG} if present)")
@@ -63,7 +70,51 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     check = sub.add_parser("check-config", help="validate a config and show what it assembles")
     check.add_argument("--config", help=f"config file (default: ./{DEFAULT_CONFIG} if present)")
+    init = sub.add_parser(
+        "init-config", help="write the sample config (the product description's, commented)"
+    )
+    init.add_argument("path", nargs="?", default=DEFAULT_CONFIG, help="where to write it")
+    init.add_argument("--force", action="store_true", help="replace a file that exists")
     return parser
+
+
+PACKAGES = (
+    "cache-core",
+    "cache-server",
+    "cache-plugins-redis",
+    "cache-plugins-compression",
+    "cache-plugins-invalidation",
+)
+
+
+class _Version(argparse.Action):
+    """``--version``: the line as it is (argparse's own action wraps it)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(version_line())
+        parser.exit()
+
+
+def version_line() -> str:
+    """``caching-agent X`` (the server's release) and the release of each package installed."""
+    installed = []
+    for name in PACKAGES:
+        with contextlib.suppress(PackageNotFoundError):
+            installed.append(f"{name} {package_version(name)}")
+    return f"caching-agent {package_version('cache-server')} ({', '.join(installed)})"
+
+
+def init_config(path: str, force: bool) -> int:
+    target = Path(path)
+    if target.exists() and not force:
+        return _fail(f"{target}: exists; pass --force to replace it")
+    sample = resources.files("cache_server").joinpath("sample-config.yaml").read_text("utf-8")
+    try:
+        target.write_text(sample, encoding="utf-8")
+    except OSError as exc:
+        return _fail(f"{target}: cannot write: {exc.strerror or exc}")
+    print(f"wrote {target}: check it with caching-agent check-config --config {target}")
+    return 0
 
 
 def _config_source(path: str | None) -> str | None:
@@ -209,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure("auto", getattr(args, "log_level", None) or "info")
     if args.command == "check-config":
         return check_config(args.config)
+    if args.command == "init-config":
+        return init_config(args.path, args.force)
     if args.port is not None and not 0 < args.port < 65536:
         return _fail(f"--port: must be a TCP port (1-65535), got {args.port}")
     if args.worker_of is not None and args.ready_fd is not None:

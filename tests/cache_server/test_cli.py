@@ -1,0 +1,43 @@
+"""The command's own subcommands and flags, in process: ``--version`` and ``init-config``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cache_server.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_version_names_the_release_and_each_package(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("caching-agent 0.1.0 (")
+    assert "cache-core 0.1.0" in line and "cache-plugins-redis 0.1.0" in line
+    assert "\n" not in line
+
+
+def test_init_config_writes_the_sample_which_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["init-config", "mine.yaml"]) == 0
+    written = (tmp_path / "mine.yaml").read_text(encoding="utf-8")
+    assert written == (ROOT / "config.yaml").read_text(encoding="utf-8")
+    assert main(["check-config", "--config", "mine.yaml"]) == 0
+    # An existing file is kept unless asked.
+    (tmp_path / "mine.yaml").write_text("# mine\n", encoding="utf-8")
+    assert main(["init-config", "mine.yaml"]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert (tmp_path / "mine.yaml").read_text(encoding="utf-8") == "# mine\n"
+    assert main(["init-config", "mine.yaml", "--force"]) == 0
+    assert (tmp_path / "mine.yaml").read_text(encoding="utf-8") == written
+
+
+def test_the_packaged_sample_is_the_shipped_config() -> None:
+    packaged = ROOT / "packages/cache-server/src/cache_server/sample-config.yaml"
+    assert packaged.read_bytes() == (ROOT / "config.yaml").read_bytes()

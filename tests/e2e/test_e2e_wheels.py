@@ -1,0 +1,83 @@
+"""The wheels as an index would get them (``uv build``): a license file in each, a readme,
+requirements between the project's packages pinned to the release, and the sample config
+inside the server's, so an install from wheels alone has what it needs."""
+
+from __future__ import annotations
+
+import email
+import shutil
+import subprocess
+import zipfile
+from email.message import Message
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+OURS = {
+    "caching-agent",
+    "cache-core",
+    "cache-server",
+    "cache-plugins-redis",
+    "cache-plugins-compression",
+    "cache-plugins-invalidation",
+}
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, zipfile.ZipFile]:
+    uv = shutil.which("uv")
+    assert uv is not None, "uv builds the wheels (CI installs it first): not on PATH"
+    out = tmp_path_factory.mktemp("wheels")
+    subprocess.run(
+        [uv, "build", "--all-packages", "--wheel", "-q", "-o", str(out)],
+        cwd=ROOT,
+        check=True,
+        timeout=300,
+    )
+    built = {path.name.split("-")[0].replace("_", "-"): path for path in out.glob("*.whl")}
+    assert set(built) == OURS, sorted(built)
+    return {name: zipfile.ZipFile(path) for name, path in built.items()}
+
+
+def metadata(wheel: zipfile.ZipFile) -> Message:
+    name = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+    return email.message_from_bytes(wheel.read(name))
+
+
+@pytest.mark.parametrize("name", sorted(OURS))
+def test_each_wheel_carries_its_license_and_readme(
+    wheels: dict[str, zipfile.ZipFile], name: str
+) -> None:
+    wheel = wheels[name]
+    meta = metadata(wheel)
+    assert meta["License-Expression"] == "MIT"
+    assert meta.get_all("License-File") == ["LICENSE"]
+    license_file = next(n for n in wheel.namelist() if n.endswith(".dist-info/licenses/LICENSE"))
+    assert wheel.read(license_file).startswith(b"MIT License")
+    readme = meta.get_payload()
+    assert isinstance(readme, str) and readme.startswith(f"# {name}")
+    assert "](bench/" not in readme  # no image an index could not show
+    assert "Programming Language :: Python :: 3.11" in (meta.get_all("Classifier") or [])
+
+
+@pytest.mark.parametrize("name", sorted(OURS))
+def test_requirements_between_our_packages_are_pinned_to_the_release(
+    wheels: dict[str, zipfile.ZipFile], name: str
+) -> None:
+    meta = metadata(wheels[name])
+    ours = [
+        req
+        for req in meta.get_all("Requires-Dist") or []
+        if req.split("[")[0].split("=")[0].strip() in OURS - {"caching-agent"}
+    ]
+    assert all(f"=={meta['Version']}" in req for req in ours), ours
+    if name != "cache-core":
+        assert ours, "every package but the core requires another of ours"
+
+
+def test_the_server_wheel_carries_the_sample_config(wheels: dict[str, zipfile.ZipFile]) -> None:
+    sample = wheels["cache-server"].read("cache_server/sample-config.yaml")
+    assert sample == (ROOT / "config.yaml").read_bytes()
