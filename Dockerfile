@@ -24,7 +24,7 @@ ENV UV_PYTHON_DOWNLOADS=never \
 ARG EXTRAS="server redis compression invalidation"
 WORKDIR /src
 # Dependencies first, from the lock alone, so a change of the source reuses this layer.
-COPY pyproject.toml uv.lock README.md ./
+COPY pyproject.toml uv.lock README.package.md LICENSE ./
 COPY packages/cache-core/pyproject.toml packages/cache-core/
 COPY packages/cache-server/pyproject.toml packages/cache-server/
 COPY packages/cache-plugins-redis/pyproject.toml packages/cache-plugins-redis/
