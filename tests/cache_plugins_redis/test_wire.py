@@ -4,20 +4,26 @@ connection, each reply to its own waiter, failures as redis-py's."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from redis.exceptions import AuthenticationError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cache_plugins_redis.wire import Endpoint, Wire
 
 
-def make_wire(url: str, socket_timeout: float = 2.0, retry_attempts: int = 0) -> Wire:
+def make_wire(
+    url: str,
+    socket_timeout: float = 2.0,
+    retry_attempts: int = 0,
+    username: str | None = None,
+    password: str | None = None,
+) -> Wire:
     endpoint = Endpoint.from_url(
-        url, username=None, password=None, client_name="wire-test", connect_timeout=2.0
+        url, username=username, password=password, client_name="wire-test", connect_timeout=2.0
     )
     return Wire(endpoint, socket_timeout=socket_timeout, retry_attempts=retry_attempts)
 
@@ -136,3 +142,80 @@ async def test_a_closed_wire_refuses_commands(engine: Any) -> None:
     await wire.close()
     with pytest.raises(RedisConnectionError):
         await wire.call("PING")
+
+
+@pytest.fixture
+def acl_user(engine: Any, prefix: str) -> Iterator[tuple[str, str]]:
+    name, password = f"wire{prefix[1:-1]}", "s3cret-passw0rd"
+    engine.client.execute_command(
+        "ACL", "SETUSER", name, "on", f">{password}", f"~{prefix}*", "+@all"
+    )
+    yield name, password
+    engine.client.execute_command("ACL", "DELUSER", name)
+
+
+async def test_a_refused_login_fails_the_connect(
+    engine: Any, acl_user: tuple[str, str], prefix: str
+) -> None:
+    """Found in review: an AUTH refused at the handshake (an AuthenticationError, which
+    redis-py makes a ConnectionError, not a ResponseError) passed as a login."""
+    name, password = acl_user
+    wrong = make_wire(engine.url, username=name, password="not-it")
+    with pytest.raises(AuthenticationError):
+        await wrong.connect()
+    await wrong.close()
+    right = make_wire(engine.url, username=name, password=password)
+    try:
+        assert await right.call("SET", prefix + "k", 1) == b"OK"
+    finally:
+        await right.close()
+
+
+async def test_a_login_withdrawn_is_an_error_and_the_retry_logs_in_anew(
+    engine: Any, acl_user: tuple[str, str], prefix: str
+) -> None:
+    """An error reply that redis-py makes a ConnectionError (NOAUTH, LOADING) is raised to
+    its command, never handed back as its value; a refused login drops the connection."""
+    name, password = acl_user
+    wire = make_wire(engine.url, username=name, password=password, retry_attempts=1)
+    try:
+        await wire.connect()
+        engine.client.execute_command("ACL", "SETUSER", name, "resetpass", ">other-passw0rd")
+        engine.client.execute_command("CLIENT", "KILL", "USER", name)
+        with pytest.raises(RedisConnectionError):
+            await wire.call("GET", prefix + "k")
+    finally:
+        await wire.close()
+
+
+async def test_callers_arriving_during_a_connect_share_one_connection(
+    engine: Any, prefix: str
+) -> None:
+    """Found in review: a caller that came between the connect's end and its waiters'
+    resumption opened a second connection, which nothing closed."""
+    wire = make_wire(engine.url)
+    try:
+        calls = []
+        for i in range(50):  # one new caller a loop iteration, as steady traffic brings
+            calls.append(asyncio.create_task(wire.call("SET", f"{prefix}{i}", i)))
+            await asyncio.sleep(0)
+        await asyncio.gather(*calls)
+        clients = engine.client.execute_command("CLIENT", "LIST").decode()
+        assert clients.count("name=wire-test ") == 1
+    finally:
+        await wire.close()
+
+
+async def test_close_during_a_connect_is_a_tier_error_not_a_cancellation(proxy: Any) -> None:
+    wire = make_wire(f"redis://127.0.0.1:{proxy.port}/0")
+    proxy.mode = "blackhole"  # the handshake never answers
+    waiting = asyncio.create_task(wire.call("PING"))
+    await asyncio.sleep(0.05)
+    await wire.close()
+    with pytest.raises(RedisConnectionError):
+        await waiting
+
+
+async def test_an_empty_batch_sends_nothing(wire: Wire, prefix: str) -> None:
+    assert await wire.calls([]) == []
+    assert await wire.call("SET", prefix + "k", 1) == b"OK"  # the line is in order

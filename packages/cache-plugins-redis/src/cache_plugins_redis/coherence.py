@@ -39,8 +39,8 @@ class CoherenceSubscriber:
     ``instance``. Notices are applied as the connection reads them, with no task woken a
     notice (a write's own notice comes back to its writer too: pub/sub has no "not to
     myself", so every write pays for reading one). A PING every ``health_interval``
-    seconds of quiet that gets no answer in ``reply_timeout`` counts as a drop (a peer gone
-    without closing the connection sends nothing at all)."""
+    seconds (0: never) that gets no answer in ``reply_timeout`` counts as a drop (a peer
+    gone without closing the connection sends nothing at all)."""
 
     def __init__(
         self,
@@ -94,7 +94,8 @@ class CoherenceSubscriber:
                 conn.on_push = self._pushed
                 conn.write([pack(["SUBSCRIBE", self.channel])], 1)
                 while True:
-                    quiet = await _wait(conn.lost, self._health_interval)
+                    every = self._health_interval if self._health_interval > 0 else None
+                    quiet = await _wait(conn.lost, every)
                     if quiet is not None:
                         raise quiet
                     pongs = self._pongs
@@ -120,24 +121,26 @@ class CoherenceSubscriber:
     def _pushed(self, reply: Any) -> None:
         """What the subscription's connection read: a notice, the subscription's answer,
         a PING's, or an error (the subscription is refused: a drop)."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            return  # (what was read with it, after it was given up)
         if isinstance(reply, list) and reply:
             kind = reply[0]
-            if kind == b"message" and len(reply) == 3:
-                try:
+            try:
+                if kind == b"message" and len(reply) == 3:
                     self.handle(reply[2])
-                except Exception:
-                    # A notice not applied: as if the subscription dropped (L1 is emptied).
-                    log.exception("l2_notice_failed")
-                    if self._conn is not None:
-                        self._conn.close()
-            elif kind == b"subscribe":
-                self._set_coherent(True)
-            elif kind == b"pong":
-                self._pongs += 1
+                elif kind == b"subscribe":
+                    self._set_coherent(True)
+                elif kind == b"pong":
+                    self._pongs += 1
+            except Exception:
+                # A notice not applied: as if the subscription dropped (L1 is emptied).
+                log.exception("l2_notice_failed")
+                conn.close()
             return
-        if isinstance(reply, Exception) and self._conn is not None:
+        if isinstance(reply, Exception):
             log.warning("l2_coherence_refused", extra={"error": str(reply)})
-            self._conn.close()
+            conn.close()
 
     def _set_coherent(self, up: bool) -> None:
         if up == self.coherent:
@@ -181,8 +184,9 @@ class CoherenceSubscriber:
             self.listener.keys_changed(self.versions.bumped(parse_notice(text)))
 
 
-async def _wait(lost: asyncio.Future[Exception], seconds: float) -> Exception | None:
-    """Why the connection was lost, if it was within ``seconds``; else None."""
+async def _wait(lost: asyncio.Future[Exception], seconds: float | None) -> Exception | None:
+    """Why the connection was lost, if it was within ``seconds`` (None: however long);
+    else None."""
     try:
         return await asyncio.wait_for(asyncio.shield(lost), seconds)
     except TimeoutError:

@@ -37,8 +37,8 @@ import hiredis
 from attrs import frozen
 from redis._parsers.base import BaseParser
 from redis.asyncio.connection import parse_url
+from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cache_plugins_redis.packing import pack
@@ -119,10 +119,15 @@ class _Connection(asyncio.Protocol):
                 continue
             waiting.popleft()
             if not waiter.done():
-                if isinstance(reply, ResponseError):
+                # Every error reply (redis-py makes some ConnectionErrors: LOADING, NOAUTH).
+                if isinstance(reply, Exception):
                     waiter.set_exception(reply)
                 else:
                     waiter.set_result(reply)
+            if isinstance(reply, AuthenticationError):
+                # Credentials the engine no longer takes: a retry must log in anew.
+                self._fail(RedisConnectionError(f"the engine refused this connection: {reply}"))
+                return
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(RedisConnectionError(f"connection to the engine lost: {exc or 'closed'}"))
@@ -279,16 +284,18 @@ async def open_connection(endpoint: Endpoint, socket_timeout: float) -> _Connect
             batch = _Batch(loop.create_future(), len(hello))
             conn.send(b"".join(pack(command) for command in hello), batch, len(hello))
             replies = await batch.future
-    except TimeoutError:
-        if conn is not None:
+    except BaseException as exc:
+        if conn is not None:  # (cancelled too: no half-open connection is left behind)
             conn.close()
-        raise RedisTimeoutError(
-            f"cannot connect to the engine in {endpoint.connect_timeout} s"
-        ) from None
-    except OSError as exc:
-        raise RedisConnectionError(f"cannot connect to the engine: {exc}") from exc
+        if isinstance(exc, TimeoutError):
+            raise RedisTimeoutError(
+                f"cannot connect to the engine in {endpoint.connect_timeout} s"
+            ) from None
+        if isinstance(exc, OSError):
+            raise RedisConnectionError(f"cannot connect to the engine: {exc}") from exc
+        raise
     for reply in replies:
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, Exception):  # a wrong password is an AuthenticationError
             conn.close()
             raise reply
     return conn
@@ -328,6 +335,8 @@ class Wire:
     async def calls(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """The replies of ``commands``, written together; an error reply is its exception,
         in its place (as a redis-py pipeline's ``execute(raise_on_error=False)``)."""
+        if not commands:
+            return []  # (a batch waiting for no reply would take the next command's)
         if len(commands) == 1:
             try:
                 return [await self.call(*commands[0])]
@@ -374,15 +383,30 @@ class Wire:
     async def _connection(self) -> _Connection:
         if self._closed:
             raise RedisConnectionError("the tier is closed")
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            return conn  # made by a connect another caller started
         if self._connecting is None or self._connecting.done():
             self._connecting = asyncio.get_running_loop().create_task(self._connect())
-        # Shielded: a caller giving up does not stop the connect the others wait for.
-        conn = await asyncio.shield(self._connecting)
-        self._conn = conn
-        return conn
+        connecting = self._connecting
+        try:
+            # Shielded: a caller giving up does not stop the connect the others wait for.
+            return await asyncio.shield(connecting)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if connecting.cancelled() and task is not None and not task.cancelling():
+                raise RedisConnectionError("the tier is closed") from None  # by close()
+            raise
 
     async def _connect(self) -> _Connection:
-        return await open_connection(self.endpoint, self._socket_timeout)
+        conn = await open_connection(self.endpoint, self._socket_timeout)
+        if self._closed:
+            conn.close()
+            raise RedisConnectionError("the tier is closed")
+        # Set here, not by the callers as they resume: one that comes in between must find
+        # it, not open a second connection.
+        self._conn = conn
+        return conn
 
 
 def ssl_context(
