@@ -21,7 +21,7 @@ ENV UV_PYTHON_DOWNLOADS=never \
     UV_PROJECT_ENVIRONMENT=/app/.venv
 # The extras config.yaml needs: the HTTP server, the Redis tier with its embedded engine,
 # gzip compression, tag, event and dependency invalidation.
-ARG EXTRAS="server redis compression invalidation"
+ARG EXTRAS="server redis embedded compression invalidation"
 WORKDIR /src
 # Dependencies first, from the lock alone, so a change of the source reuses this layer.
 COPY pyproject.toml uv.lock README.package.md LICENSE ./

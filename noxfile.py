@@ -122,6 +122,6 @@ def container(session: nox.Session) -> None:
     """The Dockerfile and docker-compose.yml built and run for real with podman (root):
     set/get/health, a clean stop on SIGTERM, compose with its Redis. Not part of `tests`.
     CONTAINER_BASE=IMAGE overrides the base (see tools/container_check.py)."""
-    sync(session, "--extra=server", "--extra=redis")
+    sync(session, "--extra=server", "--extra=redis", "--extra=embedded")
     session.install("podman-compose==1.6.0")
     session.run("python", "tools/container_check.py")

