@@ -315,22 +315,7 @@ class Wire:
 
     async def call(self, *args: Any) -> Any:
         """One command's reply (an error reply raised as redis-py raises it)."""
-        data = pack(args)
-        for attempt in range(self._attempts + 1):
-            conn = self._conn
-            try:
-                if conn is None or conn.closed:
-                    conn = await self._connection()
-                if conn.paused:
-                    await conn.writable()
-                future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-                conn.send(data, future, 1)
-                return await future
-            except (RedisConnectionError, RedisTimeoutError):
-                if attempt == self._attempts or self._closed:
-                    raise
-                await asyncio.sleep(min(_RETRY_CAP, _RETRY_BASE * 2**attempt))
-        raise AssertionError("unreachable")
+        return await self._round_trip(pack(args), 1)
 
     async def calls(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """The replies of ``commands``, written together; an error reply is its exception,
@@ -343,6 +328,13 @@ class Wire:
             except ResponseError as exc:
                 return [exc]
         data = b"".join(pack(command) for command in commands)
+        replies: list[Any] = await self._round_trip(data, len(commands))
+        return replies
+
+    async def _round_trip(self, data: bytes, count: int) -> Any:
+        """The reply of the one command ``data`` holds (``count`` 1), or the list of the
+        replies of its ``count`` commands; sent again after a connection error or timeout,
+        up to the retry attempts."""
         for attempt in range(self._attempts + 1):
             conn = self._conn
             try:
@@ -350,9 +342,9 @@ class Wire:
                     conn = await self._connection()
                 if conn.paused:
                     await conn.writable()
-                batch = _Batch(asyncio.get_running_loop().create_future(), len(commands))
-                conn.send(data, batch, len(commands))
-                return await batch.future
+                future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                conn.send(data, future if count == 1 else _Batch(future, count), count)
+                return await future
             except (RedisConnectionError, RedisTimeoutError):
                 if attempt == self._attempts or self._closed:
                     raise
