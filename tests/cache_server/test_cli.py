@@ -41,3 +41,31 @@ def test_init_config_writes_the_sample_which_checks(
 def test_the_packaged_sample_is_the_shipped_config() -> None:
     packaged = ROOT / "packages/cache-server/src/cache_server/sample-config.yaml"
     assert packaged.read_bytes() == (ROOT / "config.yaml").read_bytes()
+
+
+def test_check_config_shows_the_l2_target_redacted_and_the_overrides_applied(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text(
+        "cache_tiers:\n  l1: {max_size_mb: 8}\n  l2: {type: redis}\n", encoding="utf-8"
+    )
+    monkeypatch.setenv("REDIS_URL", "redis://app:s3cret@127.0.0.1:6390/2")
+    assert main(["check-config", "--config", "config.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "l2 target: redis://app:***@127.0.0.1:6390/2" in out
+    assert "environment overrides: REDIS_URL -> redis.url" in out
+    assert "s3cret" not in out
+    monkeypatch.delenv("REDIS_URL")
+    for name in (
+        "REDIS_HOST",
+        "REDIS_PORT",
+        "REDIS_PASSWORD",
+        "CACHE_API_TOKEN",
+        "CACHE_L1_SIZE_MB",
+        "CACHE_DEFAULT_STRATEGY",
+        "SQLITE_PATH",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["check-config", "--config", "config.yaml"]) == 0
+    assert "environment overrides: none" in capsys.readouterr().out

@@ -205,6 +205,7 @@ class Config:
         except ConfigError as exc:
             raise ConfigError(name_env_source(str(exc), sources)) from None
         self._sections[cls] = built
+        self.env_sources.update(sources)  # what check-config shows as applied
         return built
 
 

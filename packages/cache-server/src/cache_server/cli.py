@@ -130,6 +130,7 @@ def _summary(agent: CachingAgent) -> list[str]:
     lines = [
         f"plugins: {', '.join(info['plugins'])}",
         f"tiers: l1={tiers['l1']}, l2={l2}",
+        *_l2_target(agent),
         f"strategies: {', '.join(info['strategies'])} (default {info['default_strategy']})",
         f"compression: {info['compression']} (codecs: {', '.join(info['codecs']) or 'none'})",
         f"invalidation index: {info['invalidation']}",
@@ -142,7 +143,18 @@ def _summary(agent: CachingAgent) -> list[str]:
             f"policy {name}: match {match}; ttl {policy['ttl']}; "
             f"strategy {policy['strategy'] or 'default'}; compress {policy['compress']}"
         )
+    applied = agent.config.env_sources
+    overrides = ", ".join(f"{var} -> {field}" for field, var in sorted(applied.items()))
+    lines.append(f"environment overrides: {overrides or 'none'}")
     return lines
+
+
+def _l2_target(agent: CachingAgent) -> list[str]:
+    """Where L2 is, as its tier describes it (passwords redacted), when it says."""
+    if agent.l2 is None:
+        return []
+    backend = agent.l2.describe().get("backend")
+    return [f"l2 target: {backend}"] if backend else []
 
 
 def _fail(message: str) -> int:
