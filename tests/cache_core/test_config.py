@@ -449,3 +449,27 @@ def test_bad_ttls(raw: dict[str, Any], message: str) -> None:
 def test_a_bad_l2_count_interval_is_a_config_error_naming_it(value: float) -> None:
     with pytest.raises(ConfigError, match=r"monitoring\.l2_count_interval"):
         load_config({"monitoring": {"l2_count_interval": value}}, env={})
+
+
+def test_a_generic_override_sets_any_field_typed_and_named_in_errors() -> None:
+    env = {
+        "CACHE__CACHE_TIERS__L1__TTL": "30",
+        "CACHE__MONITORING__ALERT_ON_LOW_HIT_RATE": "null",
+        "CACHE__REDIS__SOCKET_TIMEOUT": "2.5",
+    }
+    config = load_config({"cache_tiers": {"l1": {"ttl": 60}}}, env=env)
+    assert config.cache_tiers["l1"]["ttl"] == 30
+    assert config.monitoring.alert_on_low_hit_rate is None
+    assert config.env_sources["cache_tiers.l1.ttl"] == "CACHE__CACHE_TIERS__L1__TTL"
+    assert config.unclaimed["redis"]["socket_timeout"] == 2.5  # a plugin's section too
+    with pytest.raises(ConfigError) as info:
+        load_config({}, env={"CACHE__LIMITS__MAX_BATCH_SIZE": "many"})
+    assert str(info.value).startswith("limits.max_batch_size (from CACHE__LIMITS__MAX_BATCH_SIZE):")
+    with pytest.raises(ConfigError) as info:
+        load_config({}, env={"CACHE__LIMITS": "1"})
+    assert "CACHE__SECTION__KEY" in str(info.value)
+
+
+def test_a_named_variable_wins_over_a_generic_one() -> None:
+    env = {"CACHE_L1_SIZE_MB": "32", "CACHE__CACHE_TIERS__L1__MAX_SIZE_MB": "16"}
+    assert load_config({}, env=env).cache_tiers["l1"]["max_size_mb"] == 32

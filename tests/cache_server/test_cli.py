@@ -69,3 +69,19 @@ def test_check_config_shows_the_l2_target_redacted_and_the_overrides_applied(
         monkeypatch.delenv(name, raising=False)
     assert main(["check-config", "--config", "config.yaml"]) == 0
     assert "environment overrides: none" in capsys.readouterr().out
+
+
+def test_a_generic_override_of_a_plugins_field_is_named_when_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text(
+        "cache_tiers:\n  l1: {max_size_mb: 8}\n  l2: {type: redis}\n", encoding="utf-8"
+    )
+    monkeypatch.setenv("CACHE__REDIS__SOCKET_TIMEOUT", "soon")
+    assert main(["check-config", "--config", "config.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "redis.socket_timeout (from CACHE__REDIS__SOCKET_TIMEOUT)" in err, err
+    monkeypatch.setenv("CACHE__REDIS__SOCKET_TIMEOUT", "2.5")
+    assert main(["check-config", "--config", "config.yaml"]) == 0
+    assert "CACHE__REDIS__SOCKET_TIMEOUT -> redis.socket_timeout" in capsys.readouterr().out

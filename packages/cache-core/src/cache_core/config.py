@@ -203,7 +203,8 @@ class Config:
             if check is not None:
                 check()
         except ConfigError as exc:
-            raise ConfigError(name_env_source(str(exc), sources)) from None
+            named = {**self.env_sources, **sources}  # a generic CACHE__ override too
+            raise ConfigError(name_env_source(str(exc), named)) from None
         self._sections[cls] = built
         self.env_sources.update(sources)  # what check-config shows as applied
         return built
@@ -354,12 +355,30 @@ def structure(data: Any, cls: type[T], path: str, converter: cattrs.Converter = 
         raise ConfigError(f"{lines[0]}{more}") from None
 
 
+GENERIC_ENV_PREFIX = "CACHE__"
+"""``CACHE__SECTION__KEY=value`` sets any field (``CACHE__CACHE_TIERS__L1__TTL=30``): names
+joined by double underscores, case-insensitive; the value read as YAML would read it."""
+GENERIC_ENV_DEPTH = 6
+"""Names a generic override may join at most."""
+
+
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
-    """Write core's environment overrides into ``raw``; return {dotted path: variable}."""
+    """Write the generic ``CACHE__…`` environment overrides, then core's named ones (a named
+    variable wins, as a plugin's own do: they apply when its section is read), into
+    ``raw``; return {dotted path: variable}."""
     applied: dict[str, str] = {}
-    for var, path in ENV_OVERRIDES.items():
-        if var not in env:
-            continue
+    overrides: list[tuple[str, tuple[str, ...]]] = []
+    for var in sorted(env):
+        if var.upper().startswith(GENERIC_ENV_PREFIX):
+            path = tuple(step.lower() for step in var[len(GENERIC_ENV_PREFIX) :].split("__"))
+            if not all(path) or len(path) < 2 or len(path) > GENERIC_ENV_DEPTH:
+                raise ConfigError(
+                    f"{var}: expected CACHE__SECTION__KEY (2 to {GENERIC_ENV_DEPTH} names "
+                    "joined by double underscores)"
+                )
+            overrides.append((var, path))
+    overrides += [(var, path) for var, path in ENV_OVERRIDES.items() if var in env]
+    for var, path in overrides:
         node = raw
         for step in path[:-1]:
             child = node.get(step)
