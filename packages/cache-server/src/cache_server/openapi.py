@@ -9,7 +9,78 @@ from __future__ import annotations
 from typing import Any
 
 from cache_core import Config
+from cache_server.auth import OPEN_PATHS
 from cache_server.settings import AgentSettings, ServerSettings
+
+OPERATIONS: dict[str, tuple[str, str]] = {
+    "getValue": (
+        "Read a key",
+        "L1, then L2, then the key's loader (read-through); a miss answers hit false.",
+    ),
+    "deleteValue": (
+        "Delete a key",
+        "From every tier, with the dependents of its value; other instances drop their copies.",
+    ),
+    "setValue": (
+        "Write a key",
+        "With a TTL (seconds or a ttl_presets name), a strategy, tags and dependencies; "
+        "overwriting a key invalidates what depended on it.",
+    ),
+    "batchGet": ("Read many keys", "One L2 round trip for the keys L1 does not hold."),
+    "batchSet": ("Write many keys", "All validated before any is written."),
+    "invalidate": (
+        "Invalidate by tags, pattern or event",
+        "Tags invalidate in O(1) (tag versions); a glob pattern sweeps the prefix; an event "
+        "applies its configured rules with the context given.",
+    ),
+    "warmUp": ("Load keys ahead of reads", "Through their loaders, in parallel or in turn."),
+    "stats": (
+        "Counters and sizes",
+        "Hits, misses, latencies, L1 and L2 sizes, write-back and compression figures.",
+    ),
+    "health": ("Liveness and degradation", "ok, or degraded with the reasons (L2 away)."),
+}
+"""Each operation's summary and description, by operationId."""
+
+COUNT = {"type": "integer", "minimum": 0}
+SECONDS = {"type": "number", "minimum": 0}
+MS = {"type": "number", "minimum": 0, "nullable": True}
+STATS: dict[str, Any] = {
+    "type": "object",
+    "required": ["hits", "misses", "sets", "deletes", "hit_rate", "tiers", "uptime_seconds"],
+    "properties": {
+        "hits": COUNT,
+        "misses": COUNT,
+        "sets": COUNT,
+        "deletes": COUNT,
+        "hit_rate": {"type": "number", "minimum": 0, "maximum": 1},
+        "avg_latency_ms": MS,
+        "p50_latency_ms": MS,
+        "p99_latency_ms": MS,
+        "hits_by_tier": {"type": "object", "additionalProperties": COUNT},
+        "sets_by_strategy": {"type": "object", "additionalProperties": COUNT},
+        "invalidated": COUNT,
+        "invalidated_by_kind": {"type": "object", "additionalProperties": COUNT},
+        "errors": COUNT,
+        "served_stale": COUNT,
+        "l1_size_bytes": COUNT,
+        "l1_max_bytes": COUNT,
+        "l1_entries": COUNT,
+        "l1_evictions": COUNT,
+        "l1_policy": {"type": "object"},
+        "l2_size_keys": {**COUNT, "nullable": True},
+        "l2_size_keys_age_seconds": {**SECONDS, "nullable": True},
+        "l2_error": {"type": "string"},
+        "tiers": {"type": "array", "items": {"type": "string"}},
+        "write_back_pending": COUNT,
+        "uptime_seconds": SECONDS,
+        "plugins": {"type": "array", "items": {"type": "string"}},
+        "compression": {"type": "object"},
+        "alerts": {"type": "array", "items": {"type": "object"}},
+    },
+    "additionalProperties": True,
+}
+"""What GET /stats answers (a plugin may add fields: more are allowed)."""
 
 JSON_VALUE: dict[str, Any] = {
     "description": "Any JSON value",
@@ -53,7 +124,9 @@ def _object(
     return schema
 
 
-def openapi_document(config: Config) -> dict[str, Any]:
+def openapi_document(config: Config, strategies: list[str], auth: bool = False) -> dict[str, Any]:
+    """The document for ``config``, the strategy plugins the agent has, and whether a
+    bearer token is needed (every path but the open ones)."""
     limits = config.limits
     key = {"type": "string", "minLength": 1, "maxLength": limits.max_key_length}
     keys = {"type": "array", "items": key, "maxItems": limits.max_batch_size}
@@ -67,7 +140,7 @@ def openapi_document(config: Config) -> dict[str, Any]:
         "maximum": limits.max_ttl,
     }
     ttl = {"oneOf": [seconds, {"type": "string"}]}
-    strategy = {"type": "string"}
+    strategy = {"type": "string", "enum": sorted(strategies)}
     common = {
         "400": _error("Bad input: nothing changed"),
         "401": _error("A bearer token is needed"),
@@ -145,7 +218,7 @@ def openapi_document(config: Config) -> dict[str, Any]:
                             {
                                 "success": {"type": "boolean"},
                                 "key": {"type": "string"},
-                                "strategy": {"type": "string"},
+                                "strategy": strategy,
                             }
                         )
                     ),
@@ -276,7 +349,7 @@ def openapi_document(config: Config) -> dict[str, Any]:
             "get": {
                 "operationId": "stats",
                 "responses": {
-                    "200": _ok({"type": "object"}),
+                    "200": _ok(STATS),
                     **common,
                     "403": _error(
                         "A token with a namespace: /stats (and /metrics) count every "
@@ -306,7 +379,13 @@ def openapi_document(config: Config) -> dict[str, Any]:
             }
         },
     }
-    return {
+    for path, methods in paths.items():
+        for operation in methods.values():
+            summary, description = OPERATIONS[operation["operationId"]]
+            operation["summary"], operation["description"] = summary, description
+            if path in OPEN_PATHS:
+                operation["security"] = []  # answered without a token
+    document: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {"title": "Caching Agent", "version": config.section(AgentSettings).version},
         "paths": paths,
@@ -330,3 +409,6 @@ def openapi_document(config: Config) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+    if auth:
+        document["security"] = [{"bearer": []}]
+    return document

@@ -26,7 +26,7 @@ from cache_server.models import (
     parse_body,
 )
 from cache_server.openapi import openapi_document
-from cache_server.settings import ExportSettings
+from cache_server.settings import ExportSettings, ServerSettings
 from cache_server.telemetry import PROMETHEUS_CONTENT_TYPE
 
 log = logging.getLogger("cache_server.routes")
@@ -221,7 +221,10 @@ async def metrics(request: web.Request) -> web.Response:
 
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    return _json(openapi_document(request.app[AGENT].config))
+    agent = request.app[AGENT]
+    server = agent.config.section(ServerSettings)
+    auth = server.auth_token is not None or bool(server.tokens)
+    return _json(openapi_document(agent.config, list(agent.strategies), auth=auth))
 
 
 @routes.get("/health")
