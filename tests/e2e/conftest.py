@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "caching-agent listening on"
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
@@ -233,3 +235,24 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def find_port() -> Any:
     """``find_port()`` any free port; ``find_port(low, high)`` one in that range."""
     return free_port
+
+
+@pytest.fixture(scope="session")
+def uv() -> str:
+    found = shutil.which("uv")
+    assert found is not None, "uv builds the wheels (CI installs it first): not on PATH"
+    return found
+
+
+@pytest.fixture(scope="session")
+def wheels(uv: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's six wheels, built from this tree with ``uv build``, in one folder."""
+    out = tmp_path_factory.mktemp("wheels")
+    subprocess.run(
+        [uv, "build", "--all-packages", "--wheel", "-q", "-o", str(out)],
+        cwd=ROOT,
+        check=True,
+        timeout=300,
+    )
+    assert len(list(out.glob("*.whl"))) == 6, sorted(out.iterdir())
+    return out

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -35,26 +34,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-@pytest.fixture(scope="module")
-def uv() -> str:
-    found = shutil.which("uv")
-    assert found is not None, "uv builds the wheels (CI installs it first): not on PATH"
-    return found
-
-
-@pytest.fixture(scope="module")
-def wheels(uv: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheels")
-    subprocess.run(
-        [uv, "build", "--all-packages", "--wheel", "-q", "-o", str(out)],
-        cwd=ROOT,
-        check=True,
-        timeout=300,
-    )
-    assert len(list(out.glob("*.whl"))) == 6
-    return out
 
 
 OURS_BY_EXTRA = {

