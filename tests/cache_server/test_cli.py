@@ -43,13 +43,18 @@ def test_the_packaged_sample_is_the_shipped_config() -> None:
     assert packaged.read_bytes() == (ROOT / "config.yaml").read_bytes()
 
 
-def test_check_config_shows_the_l2_target_redacted_and_the_overrides_applied(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def with_l2_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ./config.yaml with a Redis L2, in ``tmp_path`` made the working directory."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "config.yaml").write_text(
         "cache_tiers:\n  l1: {max_size_mb: 8}\n  l2: {type: redis}\n", encoding="utf-8"
     )
+
+
+def test_check_config_shows_the_l2_target_redacted_and_the_overrides_applied(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_l2_config(tmp_path, monkeypatch)
     monkeypatch.setenv("REDIS_URL", "redis://app:s3cret@127.0.0.1:6390/2")
     assert main(["check-config", "--config", "config.yaml"]) == 0
     out = capsys.readouterr().out
@@ -74,10 +79,7 @@ def test_check_config_shows_the_l2_target_redacted_and_the_overrides_applied(
 def test_a_generic_override_of_a_plugins_field_is_named_when_wrong(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "config.yaml").write_text(
-        "cache_tiers:\n  l1: {max_size_mb: 8}\n  l2: {type: redis}\n", encoding="utf-8"
-    )
+    with_l2_config(tmp_path, monkeypatch)
     monkeypatch.setenv("CACHE__REDIS__SOCKET_TIMEOUT", "soon")
     assert main(["check-config", "--config", "config.yaml"]) == 2
     err = capsys.readouterr().err

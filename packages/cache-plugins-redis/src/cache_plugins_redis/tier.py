@@ -185,7 +185,7 @@ class RedisTier:
             "health_check_interval": s.health_check_interval,
             "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), s.retry_attempts),
             "retry_on_error": [RedisConnectionError, RedisTimeoutError],
-            "client_name": f"caching-agent-{self.instance_id}",
+            "client_name": self._client_name,
         }
 
     def _ssl_kwargs(self) -> dict[str, Any]:
@@ -289,24 +289,14 @@ class RedisTier:
     async def _start_subscriber(self, url: str) -> None:
         s = self._settings
         sentinel = self._sentinel
-        name = f"caching-agent-{self.instance_id}"
 
         async def connect() -> Any:
             # Its own connection, never retried: a drop must be seen, since notices sent
             # meanwhile are lost and L1 must be cleared.
             if sentinel is not None and s.sentinel is not None:
                 host, port = await sentinel.discover_master(s.sentinel.master_name)
-                where = Endpoint(
-                    host=host,
-                    port=port,
-                    path=None,
-                    db=s.db,
-                    username=s.username,
-                    password=s.password,
-                    client_name=name,
-                    connect_timeout=s.connect_timeout,
-                    tls=None,
-                )
+                at = f"[{host}]" if ":" in host else host  # (an IPv6 address)
+                where = self._endpoint(f"redis://{at}:{port}/{s.db}")
             else:
                 where = self._endpoint(url)
             return await open_connection(where, s.socket_timeout)
@@ -324,13 +314,18 @@ class RedisTier:
             self._subscriber.on_restored = self._reset_idle_connections
         await self._subscriber.start(wait=s.connect_timeout)
 
+    @property
+    def _client_name(self) -> str:
+        """The name every connection of this tier gets (``CLIENT LIST`` shows whose it is)."""
+        return f"caching-agent-{self.instance_id}"
+
     def _endpoint(self, url: str) -> Endpoint:
         s = self._settings
         return Endpoint.from_url(
             url,
             username=s.username,
             password=s.password,
-            client_name=f"caching-agent-{self.instance_id}",
+            client_name=self._client_name,
             connect_timeout=s.connect_timeout,
             ssl_context=self._ssl_context() if url.startswith("rediss://") else None,
         )
