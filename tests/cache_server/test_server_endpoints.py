@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from cache_core.tiers.memory import entry_weight
+from cache_server.keys import AGENT
 
 
 def weight(key: str, value: Any) -> int:
@@ -260,6 +261,13 @@ async def test_warm_up_promotes_what_l2_holds(engine, prefix, make_client, confi
     )
     writer, reader = await make_client(cfg), await make_client(cfg)
     await writer.post("/cache", json={"key": "k", "value": 1, "strategy": "write_around"})
+    # The writer's notice, arriving after the warm-up, would drop what it promoted (CI saw it).
+    l2 = reader.app[AGENT].l2
+    for _ in range(200):
+        if l2.notices_received:  # type: ignore[union-attr]
+            break
+        await asyncio.sleep(0.01)
+    assert l2.notices_received  # type: ignore[union-attr]
     body = await (await reader.post("/warm-up", json={"keys": ["k"]})).json()
     assert (body["success"], body["warmed_count"]) == (True, 1)
     assert (await (await reader.get("/cache/k")).json())["tier"] == "l1"
