@@ -264,10 +264,10 @@ async def test_warm_up_promotes_what_l2_holds(engine, prefix, make_client, confi
     # The writer's notice, arriving after the warm-up, would drop what it promoted (CI saw it).
     l2 = reader.app[AGENT].l2
     for _ in range(200):
-        if l2.notices_received:  # type: ignore[union-attr]
+        if l2.notices_received:
             break
         await asyncio.sleep(0.01)
-    assert l2.notices_received  # type: ignore[union-attr]
+    assert l2.notices_received
     body = await (await reader.post("/warm-up", json={"keys": ["k"]})).json()
     assert (body["success"], body["warmed_count"]) == (True, 1)
     assert (await (await reader.get("/cache/k")).json())["tier"] == "l1"

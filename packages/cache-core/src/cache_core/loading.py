@@ -64,6 +64,16 @@ class LoaderSet:
                     return loader, ids
         return None
 
+    def pattern_of(self, loader: Loader, key: str) -> str:
+        """The template of ``loader`` that matches ``key`` (``*`` when it serves any key):
+        a span's ``cache.key_pattern``, which groups calls the way the raw key cannot."""
+        for candidate, templates in self._templates:
+            if candidate is loader:
+                for template in templates:
+                    if template.ids(key) is not None:
+                        return template.text
+        return "*"
+
     def known_missing(self, key: str) -> bool:
         expires = self._negative.get(key)
         if expires is None:
@@ -95,7 +105,8 @@ class LoaderSet:
         start = time.perf_counter()
         budget = asyncio.timeout(self.settings.timeout)
         try:
-            with self.observer.span(f"loader.{name}", {"cache.loader": name}):
+            attributes = {"cache.loader": name, "cache.key_pattern": self.pattern_of(loader, key)}
+            with self.observer.span(f"loader.{name}", attributes):
                 async with budget:
                     value = await loader.load(key, ids)
             if value is None:

@@ -43,6 +43,10 @@ class OperationObserver(Protocol):
     ) -> contextlib.AbstractContextManager[Any]:
         """A trace span around the operation (a no-op context when not tracing)."""
 
+    def untraced(self) -> contextlib.AbstractContextManager[Any]:
+        """Within it, operations make no trace spans, the client libraries' neither: work
+        the agent does on its own schedule (the periodic L2 count), of no caller's trace."""
+
 
 class NullObserver:
     """The default: nothing is measured beyond the agent's own counters."""
@@ -59,3 +63,6 @@ class NullObserver:
     @contextlib.contextmanager
     def span(self, name: str, attributes: Mapping[str, Any]) -> Iterator[None]:
         yield None
+
+    def untraced(self) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext()

@@ -62,7 +62,7 @@ class StatsReport:
         if self.l2 is not None:
             # The first count is waited for (bounded), so get() has a number at once.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.count_l2(), self.count_timeout)
+                await asyncio.wait_for(self._count_unasked(), self.count_timeout)
             interval = self.monitoring.l2_count_interval
             if interval > 0:
                 self._tasks.append(
@@ -138,10 +138,17 @@ class StatsReport:
         self._l2_count_error = None
         return True
 
+    async def _count_unasked(self) -> bool:
+        """:meth:`count_l2` not on anyone's behalf: it makes no trace span (a root span
+        every ``l2_count_interval``, of no caller's trace, would be noise)."""
+        assert self.l2 is not None
+        with self.l2.observer.untraced():
+            return await self.count_l2()
+
     async def _count_l2_every(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            await self.count_l2()
+            await self._count_unasked()
 
     async def _sample_alerts(self) -> None:
         while True:

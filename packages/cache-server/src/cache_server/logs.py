@@ -1,5 +1,6 @@
 """Structured logs: one JSON object a line (or ``key=value`` on a terminal), each with the
-event name, the request id of the request it belongs to, and the event's fields.
+event name, the request id of the request it belongs to, the trace and span ids while a
+span is active, and the event's fields.
 
 Events are logged as ``log.info("cache_hit", extra={"tier": "l1", ...})``, or through
 :mod:`cache_core.logs` as the seed writes them, ``logger.info("cache_hit", tier="l1")``:
@@ -15,6 +16,8 @@ import logging
 import sys
 import time
 from typing import Any
+
+from opentelemetry import trace
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -32,10 +35,16 @@ def _timestamp(record: logging.LogRecord) -> str:
 
 
 class RequestIdFilter(logging.Filter):
-    """Puts the current request's id on every record logged while it is handled."""
+    """Puts the current request's id on every record logged while it is handled, and the
+    active span's ``trace_id`` and ``span_id`` (hex, as trace backends show them) while
+    one is: a log line found by its request leads to its trace, and back."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = REQUEST_ID.get()
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            record.trace_id = format(span.trace_id, "032x")
+            record.span_id = format(span.span_id, "016x")
         return True
 
 

@@ -1,8 +1,9 @@
 """What every request goes through: a request id (``X-Request-ID``, taken from the caller
 or made here) on every log line of the request and on the response, authentication, errors
-as JSON, a trace span named by the route (never the raw key) when tracing is on, and the
-request's duration in ``http.server.request.duration``. A POST route's body is checked and
-read before its handler runs (:func:`reading_body`); routes without a body pay nothing for it.
+as JSON, a SERVER span named by the route (never the raw key) continuing the caller's trace
+(``traceparent``) when tracing is on, and the request's duration in
+``http.server.request.duration``. A POST route's body is checked and read before its
+handler runs (:func:`reading_body`); routes without a body pay nothing for it.
 
 This is not an aiohttp middleware: :func:`add_routes` wraps each route's handler once, when
 the app is built, and a last catch-all route answers what no route matches (404, 405). An
@@ -22,7 +23,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from aiohttp import HttpVersion11, compression_utils, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
-from opentelemetry.trace import Tracer
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind, Tracer
 
 from cache_server.auth import Authenticator
 from cache_server.errors import error_response, response_for
@@ -306,7 +308,12 @@ async def _traced(
     at_once: AtOnce | None,
 ) -> web.StreamResponse:
     attributes = {"http.request.method": request.method, "http.route": route}
-    with tracer.start_as_current_span(f"{request.method} {route}", attributes=attributes) as span:
+    # The caller's trace continues here (W3C traceparent/tracestate, or whatever
+    # OTEL_PROPAGATORS names): without a parent, each request would be a trace of its own.
+    parent = propagate.extract(request.headers)
+    with tracer.start_as_current_span(
+        f"{request.method} {route}", context=parent, kind=SpanKind.SERVER, attributes=attributes
+    ) as span:
         response = await _answer(request, handler, authenticator, at_once)
         span.set_attribute("http.response.status_code", response.status)
         return response

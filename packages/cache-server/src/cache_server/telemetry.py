@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
@@ -448,9 +449,13 @@ class OpenTelemetryRecorder:
     def span(
         self, name: str, attributes: Mapping[str, Any]
     ) -> contextlib.AbstractContextManager[Any]:
-        if self.tracer is None:
+        if self.tracer is None or not is_instrumentation_enabled():
             return contextlib.nullcontext()
         return self.tracer.start_as_current_span(name, attributes=dict(attributes))
+
+    def untraced(self) -> contextlib.AbstractContextManager[Any]:
+        # The instrumentations' own switch: the Redis instrumentation's spans stop too.
+        return suppress_instrumentation() if self.tracer is not None else contextlib.nullcontext()
 
     # -- exposition -------------------------------------------------------------------------
 
