@@ -19,6 +19,7 @@ from cache_core.key_rules import KeyRules
 from cache_core.l1_coherence import sweep
 from cache_core.links import EventTargets, Links, not_installed
 from cache_core.loading import LoaderSet
+from cache_core.progress import long_operation
 from cache_core.stats import Stats
 from cache_core.strategies import WriteBuffer
 from cache_core.tiers.base import LocalTier
@@ -139,17 +140,19 @@ class Invalidator:
         self.rules.check_pattern(pattern)
         if is_literal(pattern):
             return await self._remove({pattern})
-        self.loading.clear_missing()
-        removed = set(await sweep(self.l1, pattern))
-        held = self._held(matcher(pattern))
-        for strategy in self.buffering:
-            removed.update(await strategy.discard_matching(pattern))
-        if self.l2 is not None:
-            with self._put_back_on_failure(held):
-                removed.update(await self.l2.delete_matching(pattern))
-        if self.links is not None:
-            removed = await self.links.cascade(removed)
-        return removed
+        # Counted (progress.advance) by what L2 unlinks: it holds every cached key.
+        with long_operation("pattern_invalidation", pattern=pattern):
+            self.loading.clear_missing()
+            removed = set(await sweep(self.l1, pattern))
+            held = self._held(matcher(pattern))
+            for strategy in self.buffering:
+                removed.update(await strategy.discard_matching(pattern))
+            if self.l2 is not None:
+                with self._put_back_on_failure(held):
+                    removed.update(await self.l2.delete_matching(pattern))
+            if self.links is not None:
+                removed = await self.links.cascade(removed)
+            return removed
 
     async def _invalidate_targets(
         self, links: Links, targets: EventTargets, listed: bool = False

@@ -18,6 +18,7 @@ from cache_core.errors import (
     UnknownNameError,
 )
 from cache_core.key_rules import KeyRules
+from cache_core.progress import long_operation
 from cache_core.reads import Reads
 
 
@@ -76,14 +77,20 @@ class WarmUp:
                 failures[key] = NotLoadedError("the loader found no value for this key")
             return False
 
-        if compute_strategy == "sequential":
-            warmed = sum([await warm(key) for key in unique])
-        else:
-            limit = asyncio.Semaphore(self.concurrency)
+        with long_operation("warm_up", total=len(unique), strategy=compute_strategy) as progress:
+            if compute_strategy == "sequential":
+                warmed = 0
+                for key in unique:
+                    warmed += await warm(key)
+                    progress.done += 1
+            else:
+                limit = asyncio.Semaphore(self.concurrency)
 
-            async def bounded(key: str) -> bool:
-                async with limit:
-                    return await warm(key)
+                async def bounded(key: str) -> bool:
+                    async with limit:
+                        warmed = await warm(key)
+                    progress.done += 1
+                    return warmed
 
-            warmed = sum(await asyncio.gather(*(bounded(key) for key in unique)))
+                warmed = sum(await asyncio.gather(*(bounded(key) for key in unique)))
         return WarmUpReport(warmed=warmed, requested=len(unique), failures=failures)

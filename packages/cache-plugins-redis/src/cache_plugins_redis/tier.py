@@ -52,6 +52,7 @@ from cache_core.errors import (
 from cache_core.frames import TOMBSTONE_TTL, tombstone
 from cache_core.globs import matcher
 from cache_core.links import LANDING
+from cache_core.progress import advance
 from cache_core.tiers.base import CoherenceListener, TierContext
 from cache_plugins_redis.autopipeline import CoalescingClient, TickBatcher
 from cache_plugins_redis.coherence import SEP, CoherenceSubscriber, notice
@@ -813,10 +814,12 @@ class RedisTier:
                     if len(batch) >= UNLINK_BATCH:
                         sent = True
                         removed += await self._unlink_batch(batch)
+                        advance(len(batch))  # swept: progress, not the count returned
                         batch = []
             if batch:
                 sent = True
                 removed += await self._unlink_batch(batch)
+                advance(len(batch))
             await self.step(self._client.publish(self.channel, self._notice(b"p", pattern)))
         except BaseException:
             if sent:  # even an UNLINK that timed out may have been carried out

@@ -42,6 +42,7 @@ def create_app(
         at_once={get_value: l1_hits(agent)},
         max_body=agent.config.limits.max_request_bytes,
         body_timeout=agent.config.section(ServerSettings).body_timeout,
+        access_log=agent.config.section(ExportSettings).access_log,
     )
     app.cleanup_ctx.append(_agent_lifetime)
     if agent.config.section(ExportSettings).prometheus_port is not None:

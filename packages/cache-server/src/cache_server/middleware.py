@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -37,6 +38,8 @@ parsed, it need not stay while the write goes to L2."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AtOnce = Callable[[web.Request], web.StreamResponse | None]
 """A route's synchronous first try: its answer, or None when the handler must answer."""
+ACCESS_LOG = logging.getLogger("cache_server.access")
+"""``monitoring.access_log``: one ``http_request`` line per request, at info."""
 _MAX_ID = 64
 UNMATCHED = "unmatched"
 """The route label of requests no route matches."""
@@ -70,10 +73,12 @@ def add_routes(
     *,
     max_body: int,
     body_timeout: float,
+    access_log: bool = False,
 ) -> None:
     """Add ``routes``, each served through :func:`serving` (with its first try from
     ``at_once``, if any; POST routes through :func:`reading_body` too), then the catch-all
-    route."""
+    route. ``access_log``: an ``http_request`` line per request (:data:`ACCESS_LOG`)."""
+    access = ACCESS_LOG if access_log else None
     for route in routes:
         assert isinstance(route, web.RouteDef), "only handler routes are served this way"
         plain = route.handler
@@ -83,9 +88,10 @@ def add_routes(
         if route.method == hdrs.METH_POST:
             plain = reading_body(plain, max_body, body_timeout)
             kwargs["expect_handler"] = expecting(authenticator, max_body)
-        handler = serving(plain, route_label(route.path), authenticator, telemetry, first)
+        label = route_label(route.path)
+        handler = serving(plain, label, authenticator, telemetry, first, access)
         web.RouteDef(route.method, route.path, handler, kwargs).register(app.router)
-    handler = serving(unmatched, UNMATCHED, authenticator, telemetry)
+    handler = serving(unmatched, UNMATCHED, authenticator, telemetry, access=access)
     web.RouteDef("*", _CATCH_ALL, handler, {}).register(app.router)
 
 
@@ -244,9 +250,11 @@ def serving(
     authenticator: Authenticator,
     telemetry: OpenTelemetryRecorder | None,
     at_once: AtOnce | None = None,
+    access: logging.Logger | None = None,
 ) -> Handler:
     """``handler`` with everything in this module's docstring around it; ``at_once``, when
-    given, is tried first and answers without the handler's coroutine when it can."""
+    given, is tried first and answers without the handler's coroutine when it can;
+    ``access``, when given, logs each request's line."""
 
     @functools.wraps(handler)
     async def serve(request: web.Request) -> web.StreamResponse:
@@ -277,11 +285,33 @@ def serving(
             response.headers["X-Request-ID"] = request_id
             return response
         finally:
-            if record is not None:
-                record(time.perf_counter() - start, request.method, route, status)
+            if record is not None or access is not None:
+                seconds = time.perf_counter() - start
+                if record is not None:
+                    record(seconds, request.method, route, status)
+                if access is not None:
+                    _log_access(access, request, route, status, seconds)
             REQUEST_ID.reset(token)
 
     return serve
+
+
+def _log_access(
+    access: logging.Logger, request: web.Request, route: str, status: int, seconds: float
+) -> None:
+    # Logged before the response is sent (the request id is still current): the duration
+    # is the handler's, which is what the service controls; the route is the template, as
+    # in metrics, since a raw path can hold a user id.
+    access.info(
+        "http_request",
+        extra={
+            "method": request.method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "remote": request.remote,
+        },
+    )
 
 
 async def _answer(

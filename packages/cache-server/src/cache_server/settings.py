@@ -91,6 +91,9 @@ class ExportSettings:
     """Trace exporter: none, console or otlp."""
     log_format: str = "auto"
     """json (JSON lines), text (key=value) or auto (text on a terminal, else json)."""
+    access_log: bool = False
+    """An ``http_request`` line per request (method, route template, status, duration,
+    request id), at info."""
     log_level: str = "info"
     """debug, info, warning or error: the least severe event logged. At debug the server
     logs every lookup (``cache_hit``, ``cache_miss``); ``serve --log-level`` overrides it."""
