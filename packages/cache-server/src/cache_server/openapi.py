@@ -1,15 +1,29 @@
 """The OpenAPI 3 document of the HTTP API, served at GET /openapi.json.
 
 Limits that depend on the configuration (key length, batch size) are filled in from it,
-so the document describes the server that serves it.
+so the document describes the server that serves it. Each request body's properties are
+the fields of the attrs model its handler parses (:data:`REQUEST_MODELS`), required when
+the field has no default, so a field added to a model cannot go undocumented (building
+the document fails until it is described); the answers are checked against the document
+by the schemathesis run (tests/e2e/test_e2e_api_fuzz.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+import attrs
 
 from cache_core import Config
 from cache_server.auth import OPEN_PATHS
+from cache_server.models import (
+    BatchGetRequest,
+    BatchSetRequest,
+    InvalidateRequest,
+    SetRequest,
+    WarmUpRequest,
+)
 from cache_server.settings import AgentSettings, ServerSettings
 
 OPERATIONS: dict[str, tuple[str, str]] = {
@@ -41,6 +55,15 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "health": ("Liveness and degradation", "ok, or degraded with the reasons (L2 away)."),
 }
 """Each operation's summary and description, by operationId."""
+
+REQUEST_MODELS: dict[str, type] = {
+    "setValue": SetRequest,
+    "batchGet": BatchGetRequest,
+    "batchSet": BatchSetRequest,
+    "invalidate": InvalidateRequest,
+    "warmUp": WarmUpRequest,
+}
+"""The model each operation's handler parses its body as, by operationId."""
 
 COUNT = {"type": "integer", "minimum": 0}
 SECONDS = {"type": "number", "minimum": 0}
@@ -124,6 +147,27 @@ def _object(
     return schema
 
 
+def _request(
+    operation: str, schemas: Mapping[str, dict[str, Any]], description: str | None = None
+) -> dict[str, Any]:
+    """The body of ``operation``: an object of its model's fields, each described by
+    ``schemas``, no others allowed."""
+    model = REQUEST_MODELS[operation]
+    fields = attrs.fields(model)
+    names = {field.name for field in fields}
+    if names != set(schemas):
+        raise AssertionError(
+            f"{operation}: {model.__name__} has fields {sorted(names)}, "
+            f"the document describes {sorted(schemas)}"
+        )
+    properties = {field.name: schemas[field.name] for field in fields}
+    required = [field.name for field in fields if field.default is attrs.NOTHING]
+    schema = _object(properties, required, closed=True)
+    if description is not None:
+        schema["description"] = description
+    return _body(schema)
+
+
 def openapi_document(config: Config, strategies: list[str], auth: bool = False) -> dict[str, Any]:
     """The document for ``config``, the strategy plugins the agent has, and whether a
     bearer token is needed (every path but the open ones)."""
@@ -198,19 +242,16 @@ def openapi_document(config: Config, strategies: list[str], auth: bool = False) 
         "/cache": {
             "post": {
                 "operationId": "setValue",
-                "requestBody": _body(
-                    _object(
-                        {
-                            "key": key,
-                            "value": JSON_VALUE,
-                            "ttl": ttl,
-                            "strategy": strategy,
-                            "tags": tags,
-                            "dependencies": dependencies,
-                        },
-                        required=["key", "value"],
-                        closed=True,
-                    )
+                "requestBody": _request(
+                    "setValue",
+                    {
+                        "key": key,
+                        "value": JSON_VALUE,
+                        "ttl": ttl,
+                        "strategy": strategy,
+                        "tags": tags,
+                        "dependencies": dependencies,
+                    },
                 ),
                 "responses": {
                     "200": _ok(
@@ -229,7 +270,7 @@ def openapi_document(config: Config, strategies: list[str], auth: bool = False) 
         "/cache/batch-get": {
             "post": {
                 "operationId": "batchGet",
-                "requestBody": _body(_object({"keys": keys}, closed=True)),
+                "requestBody": _request("batchGet", {"keys": keys}),
                 "responses": {
                     "200": _ok(
                         _object(
@@ -256,21 +297,18 @@ def openapi_document(config: Config, strategies: list[str], auth: bool = False) 
         "/cache/batch-set": {
             "post": {
                 "operationId": "batchSet",
-                "requestBody": _body(
-                    _object(
-                        {
-                            "items": {
-                                "type": "object",
-                                "additionalProperties": JSON_VALUE,
-                                "maxProperties": limits.max_batch_size,
-                            },
-                            "ttl": ttl,
-                            "strategy": strategy,
-                            "tags": tags,
+                "requestBody": _request(
+                    "batchSet",
+                    {
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": JSON_VALUE,
+                            "maxProperties": limits.max_batch_size,
                         },
-                        required=["items"],
-                        closed=True,
-                    )
+                        "ttl": ttl,
+                        "strategy": strategy,
+                        "tags": tags,
+                    },
                 ),
                 "responses": {
                     "200": _ok(
@@ -283,17 +321,16 @@ def openapi_document(config: Config, strategies: list[str], auth: bool = False) 
         "/invalidate": {
             "post": {
                 "operationId": "invalidate",
-                "requestBody": _body(
-                    _object(
-                        {
-                            "pattern": {"type": "string", "minLength": 1},
-                            "tags": {**tags, "maxItems": limits.max_batch_size},
-                            "event": {"type": "string"},
-                            "context": {"type": "object"},
-                        },
-                        required=[],
-                        closed=True,
-                    )
+                "requestBody": _request(
+                    "invalidate",
+                    {
+                        "pattern": {"type": "string", "minLength": 1},
+                        "tags": {**tags, "maxItems": limits.max_batch_size},
+                        "event": {"type": "string"},
+                        "context": {"type": "object"},
+                    },
+                    "At least one of pattern, tags and event; context fills the placeholders "
+                    "of the event's rules ({user_id}).",
                 ),
                 "responses": {
                     "200": _ok(
@@ -311,18 +348,12 @@ def openapi_document(config: Config, strategies: list[str], auth: bool = False) 
         "/warm-up": {
             "post": {
                 "operationId": "warmUp",
-                "requestBody": _body(
-                    _object(
-                        {
-                            "keys": {**keys, "maxItems": limits.max_warmup_keys},
-                            "compute_strategy": {
-                                "type": "string",
-                                "enum": ["parallel", "sequential"],
-                            },
-                        },
-                        required=["keys"],
-                        closed=True,
-                    )
+                "requestBody": _request(
+                    "warmUp",
+                    {
+                        "keys": {**keys, "maxItems": limits.max_warmup_keys},
+                        "compute_strategy": {"type": "string", "enum": ["parallel", "sequential"]},
+                    },
                 ),
                 "responses": {
                     "200": _ok(
