@@ -1,7 +1,8 @@
-"""Sessions: tests (the whole suite: it also queues lint, typecheck, minimal and lowest),
-lint, typecheck, minimal (cache-core + cache-server only), lowest (the suite on the lowest
-versions the packages declare), bench (measurements), container (the Docker image and
-compose file, run for real; never queued by tests).
+"""Sessions: tests (the whole suite: it also queues lint, typecheck, minimal, lowest and
+openapi_client), lint, typecheck, minimal (cache-core + cache-server only), lowest (the
+suite on the lowest versions the packages declare), openapi_client (a generated client
+against a live server), bench (measurements), container (the Docker image and compose
+file, run for real; never queued by tests).
 
 Each session installs from uv.lock into its own environment, so what passes here is what
 the lock file gives a fresh machine.
@@ -41,10 +42,10 @@ def tests_impl(session: nox.Session, extras: list[str], paths: list[str]) -> Non
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole suite against every shipped plugin, then lint, typecheck and minimal."""
+    """The whole suite against every shipped plugin, then the sessions it queues."""
     tests_impl(session, ["all"], ["tests"])
     if not session.posargs:
-        for name in ("lint", "typecheck", "minimal", "lowest"):
+        for name in ("lint", "typecheck", "minimal", "lowest", "openapi_client"):
             session.notify(name)
 
 
@@ -117,6 +118,15 @@ def bench(session: nox.Session) -> None:
             session.error(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
         session.run("python", *BENCHMARKS[name])
     session.run("python", "bench/report.py")
+
+
+@nox.session
+def openapi_client(session: nox.Session) -> None:
+    """A client generated with openapi-python-client from the document a live server
+    serves calls every operation with a token (tools/openapi_client_check.py)."""
+    sync(session, "--extra=server", "--extra=invalidation")
+    session.install("openapi-python-client==0.29.1")
+    session.run("python", "tools/openapi_client_check.py")
 
 
 @nox.session(default=False)

@@ -517,3 +517,19 @@ def test_an_l2_tier_missing_a_method_is_refused_at_assembly_naming_it() -> None:
     assert message.startswith("cache_tiers.l2.type: 'half' (")
     assert "HalfTier) lacks " in message and "delete_matching" in message
     assert "of RemoteTier" in message
+
+
+class _Hooks:
+    """A plugin given as an object (as the server gives its own settings)."""
+
+
+def test_plugins_given_as_objects_are_named_by_their_class_or_module() -> None:
+    import types
+
+    module = types.ModuleType("my_company.cache_hooks")
+    first, second = _Hooks(), _Hooks()
+    pm = make_plugin_manager([first, second, module], load_entry_points=False)
+    names = Registry.from_plugin_manager(pm).plugin_names
+    own = f"{__name__}._Hooks"
+    assert {own, f"{own}#2", "my_company.cache_hooks"} <= set(names), names
+    assert not any(name.isdigit() for name in names), names  # pluggy's id() fallback

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import types
 from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
 from typing import Any, cast
@@ -69,8 +70,22 @@ def make_plugin_manager(
         pm.caching_agent_import_failures = failed  # type: ignore[attr-defined]
     for plugin in plugins:
         if not pm.is_registered(plugin):  # also an installed entry point (the server's own)
-            pm.register(plugin)
+            pm.register(plugin, name=_name_of(pm, plugin))
     return pm
+
+
+def _name_of(pm: pluggy.PluginManager, plugin: object) -> str:
+    """A name for a plugin given as an object: the module's, or the class's qualified
+    name (pluggy would name it by its id(), a number in /stats and the start banner)."""
+    if isinstance(plugin, types.ModuleType):
+        name = plugin.__name__
+    else:
+        name = f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+    taken, count = name, 1
+    while pm.has_plugin(taken):  # two instances of one class
+        count += 1
+        taken = f"{name}#{count}"
+    return taken
 
 
 def _load_entry_points(pm: pluggy.PluginManager, env: Mapping[str, str]) -> dict[str, str]:
