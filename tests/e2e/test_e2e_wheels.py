@@ -1,4 +1,5 @@
 """The wheels as an index would get them (``uv build``): a license file in each, a readme,
+the product description's documentation and support addresses as project URLs,
 requirements between the project's packages pinned to the release, and the sample config
 inside the server's, so an install from wheels alone has what it needs."""
 
@@ -50,6 +51,10 @@ def test_each_wheel_carries_its_license_and_readme(
     assert isinstance(readme, str) and readme.startswith(f"# {name}")
     assert "](bench/" not in readme  # no image an index could not show
     assert "Programming Language :: Python :: 3.11" in (meta.get_all("Classifier") or [])
+    assert set(meta.get_all("Project-URL") or []) == {
+        "Documentation, https://docs.learnyourway.platform/caching-agent",
+        "Support, mailto:support@learnyourway.platform",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(OURS))
