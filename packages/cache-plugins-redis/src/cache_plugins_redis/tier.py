@@ -814,12 +814,10 @@ class RedisTier:
                     if len(batch) >= UNLINK_BATCH:
                         sent = True
                         removed += await self._unlink_batch(batch)
-                        advance(len(batch))  # swept: progress, not the count returned
                         batch = []
             if batch:
                 sent = True
                 removed += await self._unlink_batch(batch)
-                advance(len(batch))
             await self.step(self._client.publish(self.channel, self._notice(b"p", pattern)))
         except BaseException:
             if sent:  # even an UNLINK that timed out may have been carried out
@@ -829,9 +827,13 @@ class RedisTier:
 
     async def _unlink_batch(self, batch: Sequence[tuple[bytes, str | None]]) -> list[str]:
         """UNLINK the names of ``(name, key)`` pairs in one bounded round trip; the keys
-        (not None: foreign names are not returned) that existed."""
+        (not None: foreign names are not returned) that existed, counted as the running
+        long operation's progress."""
         existed = await self.step(self._unlink_live([name for name, _ in batch]))
-        return [k for (_, k), found in zip(batch, existed, strict=True) if found and k is not None]
+        pairs = zip(batch, existed, strict=True)
+        removed = [key for (_, key), found in pairs if found and key is not None]
+        advance(len(removed))
+        return removed
 
     async def _unlink_live(self, names: Sequence[bytes]) -> list[int]:
         """:data:`UNLINK_LIVE` of each name in one pipeline (its text again for those an
