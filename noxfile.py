@@ -1,8 +1,9 @@
-"""Sessions: tests (the whole suite: it also queues lint, typecheck, minimal, lowest and
-openapi_client), lint, typecheck, minimal (cache-core + cache-server only), lowest (the
-suite on the lowest versions the packages declare), openapi_client (a generated client
-against a live server), bench (measurements), container (the Docker image and compose
-file, run for real; never queued by tests).
+"""Sessions: tests (the whole suite: it also queues lint, typecheck, minimal, lowest,
+openapi_client and prometheus), lint, typecheck, minimal (cache-core + cache-server only),
+lowest (the suite on the lowest versions the packages declare), openapi_client (a generated
+client against a live server), prometheus (every dashboard query and alert rule against a
+real Prometheus), bench (measurements), container (the Docker image and compose file, run
+for real; never queued by tests).
 
 Each session installs from uv.lock into its own environment, so what passes here is what
 the lock file gives a fresh machine.
@@ -11,6 +12,7 @@ the lock file gives a fresh machine.
 from __future__ import annotations
 
 import os
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -45,7 +47,7 @@ def tests(session: nox.Session) -> None:
     """The whole suite against every shipped plugin, then the sessions it queues."""
     tests_impl(session, ["all"], ["tests"])
     if not session.posargs:
-        for name in ("lint", "typecheck", "minimal", "lowest", "openapi_client"):
+        for name in ("lint", "typecheck", "minimal", "lowest", "openapi_client", "prometheus"):
             session.notify(name)
 
 
@@ -94,6 +96,19 @@ def lowest(session: nox.Session) -> None:
     groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]
     session.install(*groups["test"])
     session.run("pytest", *(session.posargs or ["tests", "--ignore=tests/e2e"]))
+
+
+@nox.session
+def prometheus(session: nox.Session) -> None:
+    """A real Prometheus scraping a real service through a scripted burst of traffic: every
+    query of dashboards/caching-agent.json and every rule of dashboards/alerts.yml must
+    return data, and each alert fire when the agent raises its own (tools/prometheus_check.py).
+    Skipped where no Prometheus is installed (Debian: `apt-get install prometheus`; .ci/run
+    installs it); PROMETHEUS=/path/to/prometheus picks another binary."""
+    if not os.environ.get("PROMETHEUS") and shutil.which("prometheus") is None:
+        session.skip("no prometheus on PATH (Debian: apt-get install prometheus)")
+    sync(session, "--extra=all")
+    session.run("python", "tools/prometheus_check.py")
 
 
 BENCHMARKS = {

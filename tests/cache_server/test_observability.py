@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
+from cache_core.stats import BUCKET_BOUNDS_NS
 from cache_server import create_app
 from cache_server.keys import AGENT, TELEMETRY
 from cache_server.logs import JsonFormatter, RequestIdFilter
@@ -336,3 +337,29 @@ async def test_the_l2_keys_gauge_is_the_agents_own_count(
     assert value(await scrape(client), "cache_l2_keys") == 0  # as counted at start
     assert (await agent.fetch_stats())["l2_size_keys"] == 3
     assert value(await scrape(client), "cache_l2_keys") == 3
+
+
+async def test_the_operation_latency_histogram_is_the_alerts_own(
+    aiohttp_client: Any, engine: Any, prefix: str
+) -> None:
+    """cache_operation_duration_seconds is the histogram high_latency takes its p99 from
+    (dashboards/alerts.yml judges it): the same buckets and counts, L1 hits included."""
+    client = await aiohttp_client(create_app(config_for(engine, prefix), env={}))
+    agent = client.server.app[AGENT]
+    await client.post("/cache", json={"key": "user:1:profile", "value": 1})
+    for _ in range(3):
+        await client.get("/cache/user:1:profile")  # l1, untimed
+    await client.get("/cache/nope")
+    page = await scrape(client)
+    counts = agent.stats.latency_counts()
+    assert sum(counts) == 5
+    assert value(page, "cache_operation_duration_seconds_count") == 5
+    seen = 0
+    for bound_ns, count in zip(BUCKET_BOUNDS_NS, counts, strict=False):
+        seen += count
+        le = f"{bound_ns / 1e9}"
+        assert value(page, "cache_operation_duration_seconds_bucket", le=le) == seen
+    assert value(page, "cache_operation_duration_seconds_bucket", le="+Inf") == 5
+    assert value(page, "cache_operation_duration_seconds_sum") == pytest.approx(
+        agent.stats.latency.sum_ns / 1e9
+    )

@@ -18,7 +18,9 @@ Metric names (Prometheus spelling after the exporter adds units and ``_total``):
 ``cache_l2_operation_duration_seconds{cache_op,outcome}``,
 ``cache_loader_duration_seconds{cache_loader,outcome}``,
 ``cache_write_back_flush_duration_seconds{outcome}``,
-``http_server_request_duration_seconds{http_request_method,http_route,http_response_status_code}``.
+``http_server_request_duration_seconds{http_request_method,http_route,http_response_status_code}``,
+``cache_operation_duration_seconds`` (the agent's own latency histogram, the one the
+``high_latency`` alert judges; Prometheus only).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from cache_core.stats import BUCKET_BOUNDS_NS
 from cache_server.settings import AgentSettings, ExportSettings
 
 if TYPE_CHECKING:
@@ -178,6 +181,34 @@ class _DurationsCollector(Collector):
             yield histogram.prometheus()
 
 
+class _OperationsCollector(Collector):
+    """The agent's operation latency histogram (:class:`cache_core.stats.Stats`), the one its
+    ``high_latency`` alert takes its p99 from, so a Prometheus rule can judge the same
+    numbers (dashboards/alerts.yml). Its buckets are the agent's (25 µs to 2.5 s), untimed
+    L1 hits counted in the first as the alert counts them. Not sent over OTLP: the agent
+    keeps no min and max, which an OTLP histogram point carries."""
+
+    NAME = "cache_operation_duration"
+
+    def __init__(self, stats: Callable[[], Any]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        stats = self._stats()
+        family = HistogramMetricFamily(
+            self.NAME,
+            "Public reads and writes of the agent (what the high_latency alert judges)",
+            labels=list(_SCOPE_LABELS),
+            unit="seconds",
+        )
+        bounds = [*(f"{ns / 1e9}" for ns in BUCKET_BOUNDS_NS), "+Inf"]
+        cumulative = list(itertools.accumulate(stats.latency_counts()))
+        family.add_metric(
+            [SCOPE, "", ""], list(zip(bounds, cumulative, strict=True)), stats.latency.sum_ns / 1e9
+        )
+        yield family
+
+
 class _WithDurations(MetricExporter):
     """An OTLP exporter that adds the :class:`Durations` to each export of the SDK's metrics."""
 
@@ -278,6 +309,7 @@ class OpenTelemetryRecorder:
 
     async def start(self, agent: AgentView) -> None:
         self._agent = agent
+        self.registry.register(_OperationsCollector(lambda: agent.stats))
         settings = agent.config.section(ExportSettings)
         service = agent.config.section(AgentSettings)
         resource = Resource.create(
