@@ -54,6 +54,7 @@ SHIPPED = (
             "tracing",
             "log_format",
             "log_level",
+            "access_log",
         )
     ),
 )
