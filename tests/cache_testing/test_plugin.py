@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 RUN_TIMEOUT = 120.0
+README = Path(__file__).parents[2] / "README.md"
 
 INI = """
 [pytest]
@@ -19,6 +21,12 @@ asyncio_default_fixture_loop_scope = function
 filterwarnings = error
 addopts = --strict-markers
 """
+
+
+def readme_blocks(section: str) -> list[str]:
+    """The ```python blocks of README's ``## section``, in order."""
+    text = README.read_text().split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
 
 
 @pytest.fixture(autouse=True)
@@ -203,62 +211,14 @@ async def test_served(caching_agent_app, caching_agent_config):
     result.assert_outcomes(passed=1)
 
 
-def test_a_plugin_under_test_from_the_marker(pytester: pytest.Pytester) -> None:
-    """A plugin with no entry point, handed over by the marker: the agent and the app both
-    get it (README "Writing a plugin" has this test)."""
-    result = run(
-        pytester,
-        """
-import pytest
-from attrs import define, field
-from cache_core import NotFound, hookimpl
-
-
-class CurriculumLoader:
-    PLUGIN_NAME = "curriculum"
-
-    @define(frozen=True)
-    class Options:
-        match: list[str] = field(factory=lambda: ["content:*"])
-
-    def __init__(self, options, context):
-        self.match = options.match
-
-    async def start(self): ...
-
-    async def close(self): ...
-
-    async def load(self, key, ids):
-        if key == "content:404":
-            raise NotFound(key)
-        return {"id": key, "title": "Fractions"}
-
-
-class Plugin:
-    @hookimpl
-    def cache_register_loaders(self):
-        return [CurriculumLoader]
-
-
-pytestmark = pytest.mark.caching_agent(
-    config={"loaders": {"curriculum": {}}}, plugins=[Plugin()]
-)
-
-
-@pytest.mark.asyncio
-async def test_loader_fills_misses(caching_agent):
-    assert await caching_agent.get("content:1") == {"id": "content:1", "title": "Fractions"}
-    assert await caching_agent.get("content:404") is None
-    _, tier = await caching_agent.lookup("content:1")
-    assert tier == "l1"  # computed once, kept
-
-
-@pytest.mark.asyncio
-async def test_loader_behind_the_app(caching_agent_app):
-    body = await (await caching_agent_app.get("/cache/content:2")).json()
-    assert body["tier"] == "loader" and body["value"]["title"] == "Fractions"
-""",
-    )
+def test_the_readme_examples(pytester: pytest.Pytester) -> None:
+    """README's "Testing your code" example as it is, and "Writing a plugin"'s loader with
+    its test: the marker hands the plugin over, the agent and the app both get it."""
+    testing = readme_blocks("Testing your code")[0]
+    loader, loader_test = readme_blocks("Writing a plugin")[:2]
+    result = run(pytester, testing)
+    result.assert_outcomes(passed=2)
+    result = run(pytester, loader + "\n\n" + loader_test)
     result.assert_outcomes(passed=2)
 
 
