@@ -59,10 +59,10 @@ def _drop(client: redis.Redis, prefix: str) -> int:
     for name in client.scan_iter(match=literal + "*", count=_SCAN_COUNT):
         batch.append(name)
         if len(batch) >= _SCAN_COUNT:
-            dropped += int(client.unlink(*batch))  # type: ignore[arg-type]
+            dropped += int(client.unlink(*batch))
             batch.clear()
     if batch:
-        dropped += int(client.unlink(*batch))  # type: ignore[arg-type]
+        dropped += int(client.unlink(*batch))
     return dropped
 
 
@@ -141,7 +141,7 @@ class FakeEngine:
 
         self.server: Any = TcpFakeServer(("127.0.0.1", 0), server_type="redis")
         self.server.daemon_threads = True  # a connection left open never blocks the exit
-        host, port = self.server.server_address[:2]
+        host, port = str(self.server.server_address[0]), int(self.server.server_address[1])
         self.url = f"redis://{host}:{port}/0"
         self._thread = threading.Thread(
             target=self.server.serve_forever, name="caching-agent-fakeredis", daemon=True
