@@ -32,6 +32,7 @@ from cache_core.key_rules import KeyRules
 from cache_core.l1_coherence import SWEEP_CHUNK
 from cache_core.lifecycle import Step, open_in_order
 from cache_core.links import Registrations, Unregistered
+from cache_core.locks import Lock, Locks
 from cache_core.metrics import NullObserver, OperationObserver
 from cache_core.plugins import Registry, make_plugin_manager
 from cache_core.reads import Found, Reads
@@ -142,6 +143,7 @@ class CachingAgent:
             lock_lease=config.loading.lock_lease,
         )
         self._warm_up = WarmUp(self._reads, self.rules, config.loading.warm_concurrency)
+        self._locks = Locks(self.guarded_l2, self.rules)
         self.alerts = AlertMonitor(config.monitoring, self.stats, clock)
         self._report = StatsReport(
             stats=self.stats,
@@ -364,6 +366,15 @@ class CachingAgent:
         names (templates of its parameters, as for :meth:`cached`) are deleted and the
         ``tags`` and ``pattern`` invalidated. A call that raises removes nothing."""
         return decorators.invalidates(self, key, tags=tags, pattern=pattern)
+
+    def lock(self, name: str, *, lease: float = 10.0, timeout: float = 10.0) -> Lock:
+        """A lock across every instance sharing L2: ``async with agent.lock("name",
+        lease=5) as lock:`` waits up to ``timeout`` seconds for it (else
+        :class:`LockTimeoutError`), holds it for at most ``lease`` seconds (a dead holder
+        frees it then; ``await lock.extend()`` renews it), and gives ``lock.token``, a
+        fencing token larger than any earlier holder's. Leaving the block releases it;
+        :class:`LockLostError` if the lease had run out meanwhile."""
+        return self._locks.lock(name, lease, timeout)
 
     # -- writes ---------------------------------------------------------------------------
 
