@@ -21,7 +21,7 @@ from typing import Any, Self
 
 import pluggy
 
-from cache_core import serialization
+from cache_core import decorators, serialization
 from cache_core.alerts import AlertMonitor
 from cache_core.assembly import Assembly, warn_if_unshared
 from cache_core.config import Config, load_config, name_env_source
@@ -32,6 +32,7 @@ from cache_core.key_rules import KeyRules
 from cache_core.l1_coherence import SWEEP_CHUNK
 from cache_core.lifecycle import Step, open_in_order
 from cache_core.links import Registrations, Unregistered
+from cache_core.locks import Lock, Locks
 from cache_core.metrics import NullObserver, OperationObserver
 from cache_core.plugins import Registry, make_plugin_manager
 from cache_core.reads import Found, Reads
@@ -142,6 +143,7 @@ class CachingAgent:
             lock_lease=config.loading.lock_lease,
         )
         self._warm_up = WarmUp(self._reads, self.rules, config.loading.warm_concurrency)
+        self._locks = Locks(self.guarded_l2, self.rules)
         self.alerts = AlertMonitor(config.monitoring, self.stats, clock)
         self._report = StatsReport(
             stats=self.stats,
@@ -313,12 +315,66 @@ class CachingAgent:
         strategy: str | None = None,
         tags: Sequence[str] = (),
         dependencies: Sequence[str] = (),
+        unless: Callable[[Any], bool] | None = None,
     ) -> Any:
         """The cached value of ``key``; on a miss, ``fn()`` (sync or async) computed once for
-        all concurrent callers, stored, and returned."""
+        all concurrent callers, stored (unless ``unless(value)`` is true: ``lambda v: v is
+        None`` keeps a "nothing found" from being cached), and returned."""
         return await self._reads.get_or_compute(
-            key, fn, ttl=ttl, strategy=strategy, tags=tags, dependencies=dependencies
+            key,
+            fn,
+            ttl=ttl,
+            strategy=strategy,
+            tags=tags,
+            dependencies=dependencies,
+            unless=unless,
         )
+
+    def cached(
+        self,
+        key: str,
+        *,
+        ttl: float | str | None = None,
+        strategy: str | None = None,
+        tags: Sequence[str] = (),
+        dependencies: Sequence[str] = (),
+        unless: Callable[[Any], bool] | None = None,
+    ) -> decorators.Decorator:
+        """Decorate an async function so its result is cached under ``key``, a template of
+        its parameters (``"user:{user_id}:recs"``; ``tags`` and ``dependencies`` are
+        templates too), computed on a miss once for all concurrent callers; a result for
+        which ``unless(result)`` is true is returned but not stored. The templates are
+        checked against the function's signature when it is decorated."""
+        return decorators.cached(
+            self,
+            key,
+            ttl=ttl,
+            strategy=strategy,
+            tags=tags,
+            dependencies=dependencies,
+            unless=unless,
+        )
+
+    def invalidates(
+        self,
+        key: str | Sequence[str] = (),
+        *,
+        tags: Sequence[str] = (),
+        pattern: str | None = None,
+    ) -> decorators.Decorator:
+        """Decorate an async function that changes data: once it returns, the keys it
+        names (templates of its parameters, as for :meth:`cached`) are deleted and the
+        ``tags`` and ``pattern`` invalidated. A call that raises removes nothing."""
+        return decorators.invalidates(self, key, tags=tags, pattern=pattern)
+
+    def lock(self, name: str, *, lease: float = 10.0, timeout: float = 10.0) -> Lock:
+        """A lock across every instance sharing L2: ``async with agent.lock("name",
+        lease=5) as lock:`` waits up to ``timeout`` seconds for it (else
+        :class:`LockTimeoutError`), holds it for at most ``lease`` seconds (a dead holder
+        frees it then; ``await lock.extend()`` renews it), and gives ``lock.token``, a
+        fencing token larger than any earlier holder's. Leaving the block releases it;
+        :class:`LockLostError` if the lease had run out meanwhile."""
+        return self._locks.lock(name, lease, timeout)
 
     # -- writes ---------------------------------------------------------------------------
 

@@ -92,3 +92,16 @@ class LoaderError(CacheError):
     """A loader failed (error or timeout) computing a missing value."""
 
     code = "loader_failed"
+
+
+class LockTimeoutError(CacheError):
+    """A lock was not acquired within the time given: another holder kept it."""
+
+    code = "lock_timeout"
+
+
+class LockLostError(CacheError):
+    """A lock's lease ran out while held: another holder may have taken it since (its
+    fencing token is larger than this holder's)."""
+
+    code = "lock_lost"

@@ -204,9 +204,10 @@ class Reads:
         strategy: str | None = None,
         tags: Sequence[str] = (),
         dependencies: Sequence[str] = (),
+        unless: Callable[[Any], bool] | None = None,
     ) -> Any:
         """The cached value of ``key``; on a miss, ``fn()`` (sync or async) computed once for
-        all concurrent callers, stored, and returned."""
+        all concurrent callers, stored (unless ``unless(value)`` is true), and returned."""
         data = self.view.get(key)
         if data is not None:
             self.stats.l1_hit_calls += 1  # counted, not timed (see Stats.l1_hit_calls)
@@ -220,8 +221,9 @@ class Reads:
             if inspect.isawaitable(value):
                 value = await value
             data = self.rules.encode(value)
-            seconds, chosen, compress = self.resolve(key, ttl, strategy)
-            await self.write(chosen, [(key, data, seconds, compress)], tags, dependencies)
+            if unless is None or not unless(value):
+                seconds, chosen, compress = self.resolve(key, ttl, strategy)
+                await self.write(chosen, [(key, data, seconds, compress)], tags, dependencies)
             return data, "loader"
 
         computed = await self.single_flight(key, compute)

@@ -57,6 +57,7 @@ from cache_core.tiers.base import CoherenceListener, TierContext
 from cache_plugins_redis.autopipeline import CoalescingClient, TickBatcher
 from cache_plugins_redis.coherence import SEP, CoherenceSubscriber, notice
 from cache_plugins_redis.engine import EMBEDDED, EmbeddedEngine
+from cache_plugins_redis.locks import FencedLockScripts
 from cache_plugins_redis.memory_policy import DEFAULT_MAX_MEMORY_MB, MemoryPolicy
 from cache_plugins_redis.packing import fast_packing
 from cache_plugins_redis.scripts import (
@@ -887,6 +888,22 @@ class RedisTier:
         # Compare-and-delete in one step: a lease that ran out and was taken by another
         # instance is not released by the late holder.
         await self._client.eval(_UNLOCK, 1, self.prefix + INDEX_MARK + "lock:" + name, token)
+
+    # cache_core.tiers.base.FencedLocks (agent.lock): cache_plugins_redis.locks
+    async def acquire_lock(self, name: str, lease: float) -> int | None:
+        with self.memory.refusals():
+            return await self._locks.acquire(name, lease)
+
+    async def extend_lock(self, name: str, token: int, lease: float) -> bool:
+        with self.memory.refusals():
+            return await self._locks.extend(name, token, lease)
+
+    async def release_lock(self, name: str, token: int) -> bool:
+        return await self._locks.release(name, token)
+
+    @property
+    def _locks(self) -> FencedLockScripts:
+        return FencedLockScripts(self._client, self.prefix + INDEX_MARK)
 
     async def count(self) -> int:
         """Keys under the prefix, index keys left out (a SCAN, each page bounded).

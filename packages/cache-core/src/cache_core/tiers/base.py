@@ -174,6 +174,28 @@ class RemoteTier(Protocol):
 
 
 @runtime_checkable
+class FencedLocks(Protocol):
+    """What a :class:`RemoteTier` may also have (optional), for ``agent.lock``: locks seen by
+    every instance sharing the tier, each acquisition given a fencing token larger than
+    any given before for that name, so a resource the holder writes to can refuse a
+    holder whose lease ran out (its token is smaller than the one it has seen since)."""
+
+    async def acquire_lock(self, name: str, lease: float) -> int | None:
+        """Take ``name`` for ``lease`` seconds unless another holder has it: the fencing
+        token, or None."""
+        ...
+
+    async def extend_lock(self, name: str, token: int, lease: float) -> bool:
+        """Give the holder of ``token`` ``lease`` seconds from now; False if its lease ran
+        out (or another holder has the lock)."""
+        ...
+
+    async def release_lock(self, name: str, token: int) -> bool:
+        """Release ``name`` if ``token`` still holds it; False if its lease ran out."""
+        ...
+
+
+@runtime_checkable
 class ConditionalSet(Protocol):
     """What a :class:`RemoteTier` may also have (optional): a set that never replaces a
     newer value. Every frame core writes carries the stamp its write was given when it was
