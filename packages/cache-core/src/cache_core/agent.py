@@ -225,6 +225,7 @@ class CachingAgent:
         self._started = False
         self.plugin_manager.hook.cache_agent_stopping(agent=self)
         await self._report.close()
+        await self._reads.close()
         await self.coherence.close()
         try:
             for strategy in self.strategies.values():

@@ -21,6 +21,7 @@ from cache_core.config import CORE_SECTIONS, Config
 from cache_core.errors import ConfigError, PluginMissingError
 from cache_core.extras import CODEC_ID_EXTRAS
 from cache_core.frames import CodecSet
+from cache_core.freshness import Freshness
 from cache_core.invalidation import IndexContext, InvalidationIndex
 from cache_core.key_rules import KeyRules
 from cache_core.l1_coherence import L1Coherence
@@ -113,7 +114,8 @@ class Assembly:
             self.index = self.guarded_index = self._build_index(clock)
             if self.guarded_l2 is not None and self.index.shared:
                 self.guarded_index = GuardedIndex(self.index, self.guarded_l2)
-        self.loading = LoaderSet(self._build_loaders(context), config.loading, clock)
+        loaders, freshness = self._build_loaders(context)
+        self.loading = LoaderSet(loaders, config.loading, clock, freshness)
         self.recorders: list[MetricsRecorder] = []
         names = config.monitoring.recorders
         for index, name in enumerate(registry.names("metrics") if names is None else names):
@@ -204,16 +206,28 @@ class Assembly:
             )
         return index
 
-    def _build_loaders(self, context: TierContext) -> list[Loader]:
+    def _build_loaders(self, context: TierContext) -> tuple[list[Loader], list[Freshness]]:
+        """The loaders, and each one's refresh-ahead and stale-if-error (its section's
+        fields beside its own options, read here so that every loader has them)."""
         loaders: list[Loader] = []
-        for name, section in self.config.loaders.items():
-            loader_cls = self.registry.get("loader", name, path=f"loaders.{name}")
-            options = self.registry.options(loader_cls, section, path=f"loaders.{name}")
+        freshness: list[Freshness] = []
+        for name, raw in self.config.loaders.items():
+            path = f"loaders.{name}"
+            section = dict(raw or {})
+            fresh = Freshness.from_section(section, path, self.config.limits.max_ttl)
+            if fresh.active and self.guarded_l2 is None:
+                raise ConfigError(
+                    f"{path}: refresh_ahead and stale_if_error judge a value by its TTL in "
+                    "L2, and this agent has none (cache_tiers.l2)"
+                )
+            loader_cls = self.registry.get("loader", name, path=path)
+            options = self.registry.options(loader_cls, section, path=path)
             try:
                 loaders.append(loader_cls(options, context))
             except ValueError as exc:
-                raise ConfigError(f"loaders.{name}: {exc}") from None
-        return loaders
+                raise ConfigError(f"{path}: {exc}") from None
+            freshness.append(fresh)
+        return loaders, freshness
 
     def _build_tier(self, name: str, context: TierContext, role: type[Any]) -> Any:
         section = dict(self.config.cache_tiers[name])

@@ -19,6 +19,7 @@ from typing import Any
 
 from cache_core.config import LoadingSection
 from cache_core.errors import LoaderError
+from cache_core.freshness import Freshness
 from cache_core.loaders import Loader, NotFound
 from cache_core.metrics import NullObserver, OperationObserver
 from cache_core.templates import Template
@@ -38,8 +39,16 @@ class LoaderSet:
         loaders: Sequence[Loader],
         settings: LoadingSection,
         clock: Callable[[], float] = time.monotonic,
+        freshness: Sequence[Freshness] = (),
     ) -> None:
         self.loaders = list(loaders)
+        self._freshness = {
+            id(loader): fresh
+            for loader, fresh in zip(self.loaders, freshness, strict=False)
+            if fresh.active
+        }
+        self.judges_freshness = bool(self._freshness)
+        """Whether any loader refreshes ahead or serves stale: reads judge L2 hits then."""
         self.settings = settings
         self._clock = clock
         self._templates: list[tuple[Loader, list[Template]]] = [
@@ -63,6 +72,10 @@ class LoaderSet:
                 if ids is not None:
                     return loader, ids
         return None
+
+    def freshness_of(self, loader: Loader) -> Freshness | None:
+        """``loader``'s refresh-ahead and stale-if-error, None when it has neither."""
+        return self._freshness.get(id(loader))
 
     def pattern_of(self, loader: Loader, key: str) -> str:
         """The template of ``loader`` that matches ``key`` (``*`` when it serves any key):
@@ -148,9 +161,12 @@ async def with_instance_lock(
     lease: float,
     load: Callable[[], Awaitable[Any]],
     found_in_l2: Callable[[StoredValue], Any],
+    current: Callable[[StoredValue], bool] = lambda _: True,
 ) -> Any:
     """Run ``load`` holding ``key``'s cross-instance lock; while another instance holds
-    it, wait for its value to land in L2 and return ``found_in_l2(value)`` instead."""
+    it, wait for its value to land in L2 and return ``found_in_l2(value)`` instead. A
+    value in L2 that is not ``current`` (one a refresh or a reload is replacing) does not
+    count as landed."""
     name = "load:" + key
     poll = min(max(lease / 100, _POLL_MIN), _POLL_MAX)
     while True:
@@ -160,12 +176,12 @@ async def with_instance_lock(
                 # Another instance may have loaded, stored and released since this one last
                 # looked: checked again under the lock, or the key is loaded twice.
                 stored = await l2.get(key)
-                if stored is not None:
+                if stored is not None and current(stored):
                     return found_in_l2(stored)
                 return await load()
             finally:
                 await l2.unlock(name, token)
         await asyncio.sleep(poll)
         stored = await l2.get(key)
-        if stored is not None:
+        if stored is not None and current(stored):
             return found_in_l2(stored)

@@ -8,13 +8,16 @@ strategy are those of any write.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from cache_core import serialization
-from cache_core.errors import CacheError, TierUnavailableError
+from cache_core.errors import CacheError, LoaderError, TierUnavailableError
+from cache_core.freshness import Freshness, Phase
 from cache_core.key_rules import KeyRules
 from cache_core.l1_coherence import L1Coherence
 from cache_core.loaders import Loader, NotFound
@@ -24,8 +27,13 @@ from cache_core.strategies import Strategy, Write, WriteBuffer
 from cache_core.tiers.base import LocalTier, StoredValue
 from cache_core.tiers.guarded import GuardedTier
 
+log = logging.getLogger("cache_core.reads")
+
 _perf = time.perf_counter_ns
 _decode = serialization.decode
+REFRESH_RETRY = 1.0
+"""Seconds after a failed background refresh before a hit starts another."""
+_REFRESH_FAILURES_MAX = 10_000
 
 Found = tuple[bytes, str]
 """A hit: the value's JSON bytes and the tier that answered (``l1``, ``l2``, ``loader``)."""
@@ -72,6 +80,19 @@ class Reads:
         self.strategies = strategies
         self.lock_lease = lock_lease
         self.inflight: dict[str, asyncio.Future[Found | None]] = {}
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
+        """Background refreshes running (refresh_ahead), by key."""
+        self._refresh_failed: dict[str, float] = {}
+        """Keys whose last refresh failed, and when (monotonic) another may start."""
+
+    async def close(self) -> None:
+        """Stop the background refreshes: what they would store is reloaded on demand."""
+        tasks = list(self._refreshing.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def lookup_below_l1(self, key: str) -> Found | None:
         """A lookup L1 could not answer: timed and counted."""
@@ -123,6 +144,8 @@ class Reads:
                     raise
                 return stale
             if stored is not None:
+                if self.loading.judges_freshness and (plan := self._plan(key)) is not None:
+                    return await self._judged(key, stored, plan, seq, load)
                 # A notice that arrived during the read may concern this very value.
                 if seq == self.coherence.seq:
                     self.view.set(key, stored.data, self.l1_ttl(stored.ttl_remaining))
@@ -135,7 +158,10 @@ class Reads:
 
     async def _load(self, key: str, loader: Loader, ids: dict[str, str]) -> Found | None:
         """Call ``loader`` for ``key`` (once across instances sharing L2, by lock) and store
-        what it returns, written through so the instances waiting on the lock find it."""
+        what it returns, written through so the instances waiting on the lock find it.
+        With refresh-ahead or stale-if-error, L2 keeps it past its TTL by the stale window
+        and L1 until its refresh point; a value in L2 not fresh by those is reloaded."""
+        fresh = self.loading.freshness_of(loader)
 
         async def load() -> Found | None:
             try:
@@ -148,19 +174,96 @@ class Reads:
             if id(strategy) in self._buffer_ids:
                 # Written through: instances waiting on the load lock look for it in L2.
                 strategy = self.strategies.get("write_through", strategy)
-            await self.write(strategy, [(key, data, ttl, compress)], (), ())
+            if fresh is None or ttl is None:
+                await self.write(strategy, [(key, data, ttl, compress)], (), ())
+                return data, "loader"
+            seq = self.coherence.seq
+            await self.write(strategy, [(key, data, fresh.stored_ttl(ttl), compress)], (), ())
+            # L1 keeps it until its refresh point, then reads reach L2 and are judged there.
+            if seq == self.coherence.seq:
+                self.view.set(key, data, self.l1_ttl(fresh.fresh_for(ttl)))
             return data, "loader"
 
         def from_l2(stored: StoredValue) -> Found:
-            self.view.set(key, stored.data, self.l1_ttl(stored.ttl_remaining))
+            keep = stored.ttl_remaining
+            if fresh is not None and (ttl := self.resolve(key, None, None)[0]) is not None:
+                keep = fresh.judge(keep, ttl)[1]
+            self.view.set(key, stored.data, self.l1_ttl(keep))
             return stored.data, "l2"
+
+        def current(stored: StoredValue) -> bool:
+            if fresh is None or (ttl := self.resolve(key, None, None)[0]) is None:
+                return True
+            return fresh.judge(stored.ttl_remaining, ttl)[0] is Phase.FRESH
 
         if self.l2 is None:
             return await load()
         result: Found | None = await with_instance_lock(
-            self.l2, key, self.lock_lease, load, from_l2
+            self.l2, key, self.lock_lease, load, from_l2, current
         )
         return result
+
+    def _plan(self, key: str) -> _Plan | None:
+        """How ``key``'s value is judged, when its loader refreshes ahead or serves stale."""
+        chosen = self.loading.find(key)
+        if chosen is None:
+            return None
+        fresh = self.loading.freshness_of(chosen[0])
+        if fresh is None:
+            return None
+        ttl = self.resolve(key, None, None)[0]
+        return None if ttl is None else _Plan(chosen[0], chosen[1], fresh, ttl)
+
+    async def _judged(
+        self, key: str, stored: StoredValue, plan: _Plan, seq: int, load: bool
+    ) -> Found | None:
+        """An L2 hit of a key whose loader refreshes ahead or serves stale."""
+        phase, keep = plan.fresh.judge(stored.ttl_remaining, plan.ttl)
+        if phase is Phase.FRESH:
+            if seq == self.coherence.seq:
+                self.view.set(key, stored.data, self.l1_ttl(keep))
+            return stored.data, "l2"
+        if phase is Phase.REFRESH:
+            self.refresh_later(key, plan)
+            return stored.data, "l2"
+        if not load:
+            return None
+        try:
+            return await self.single_flight(key, lambda: self._load(key, plan.loader, plan.ids))
+        except (LoaderError, TierUnavailableError) as exc:
+            # Past its TTL, inside the stale window: the old value rather than the error.
+            self.stats.served_stale += 1
+            log.warning(
+                "served_stale",
+                extra={"key_pattern": self.loading.pattern_of(plan.loader, key), "error": str(exc)},
+            )
+            return stored.data, "l2"
+
+    def refresh_later(self, key: str, plan: _Plan) -> None:
+        """Reload ``key`` in the background, once: nobody waits for it."""
+        if key in self._refreshing:
+            return
+        retry = self._refresh_failed.get(key)
+        if retry is not None and retry > time.monotonic():
+            return
+        task = asyncio.get_running_loop().create_task(self._refresh(key, plan))
+        self._refreshing[key] = task
+        task.add_done_callback(lambda _: self._refreshing.pop(key, None))
+
+    async def _refresh(self, key: str, plan: _Plan) -> None:
+        try:
+            await self.single_flight(key, lambda: self._load(key, plan.loader, plan.ids))
+        except CacheError as exc:  # the current value is still answered; retried later
+            failed = self._refresh_failed
+            failed[key] = time.monotonic() + REFRESH_RETRY
+            while len(failed) > _REFRESH_FAILURES_MAX:
+                del failed[next(iter(failed))]
+            log.warning(
+                "refresh_failed",
+                extra={"key_pattern": self.loading.pattern_of(plan.loader, key), "error": str(exc)},
+            )
+        else:
+            self._refresh_failed.pop(key, None)
 
     async def single_flight(
         self, key: str, produce: Callable[[], Awaitable[Found | None]]
@@ -340,9 +443,21 @@ class Reads:
         # L1's TTL for each entry is its own, capped (l1_ttl): the cap found once, not
         # asked a key.
         cap = self.l1_ttl(None)
+        judging = self.loading.judges_freshness
         for key, entry in zip(missing, opened, strict=True):
             if type(entry) is tuple:
                 data, left, value = entry
+                if judging and (plan := self._plan(key)) is not None:
+                    phase, left = plan.fresh.judge(left, plan.ttl)
+                    if phase is Phase.EXPIRED:
+                        still.append(key)  # reloaded below, by below_l1, stale if it fails
+                        continue
+                    if phase is Phase.REFRESH:
+                        self.refresh_later(key, plan)
+                        results[key] = (data, "l2")
+                        if values is not None:
+                            values[key] = value
+                        continue
                 results[key] = (data, "l2")
                 if values is not None:
                     values[key] = value
@@ -381,3 +496,16 @@ def contested(buffer: WriteBuffer, keys: Sequence[str]) -> Awaitable[None] | Non
     optional ``contested``; see :class:`~cache_core.strategies.WriteBuffer`), or None."""
     check = getattr(buffer, "contested", None)
     return None if check is None else check(keys)
+
+
+class _Plan:
+    """A key whose loader refreshes ahead or serves stale: the loader, the ids it gets,
+    its freshness settings and the key's TTL."""
+
+    __slots__ = ("fresh", "ids", "loader", "ttl")
+
+    def __init__(self, loader: Loader, ids: dict[str, str], fresh: Freshness, ttl: float) -> None:
+        self.loader = loader
+        self.ids = ids
+        self.fresh = fresh
+        self.ttl = ttl
