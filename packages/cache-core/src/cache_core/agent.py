@@ -12,6 +12,7 @@ plugins once (:mod:`cache_core.assembly`) and hands each job what it needs: key 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,6 +27,7 @@ from cache_core.alerts import AlertMonitor
 from cache_core.assembly import Assembly, warn_if_unshared
 from cache_core.config import Config, load_config, name_env_source
 from cache_core.errors import CacheError, ConfigError
+from cache_core.etags import etag_of
 from cache_core.health import health_document
 from cache_core.invalidator import Invalidator
 from cache_core.key_rules import KeyRules
@@ -278,6 +280,35 @@ class CachingAgent:
         if data is not None:
             self.stats.l1_hit_calls += 1  # counted, not timed (see Stats.l1_hit_calls)
         return data
+
+    def lookup_l1_tagged(self, key: str) -> tuple[bytes, str, float | None] | None:
+        """:meth:`lookup_l1` with the entry's entity tag (cache_core.etags, kept with the
+        entry once computed) and its seconds left in L1 (None: no expiry)."""
+        tagged = getattr(self._l1, "tagged", None)
+        if tagged is None:  # an L1 plugin without tags: its bytes digested each time
+            data = self._l1.get(key)
+            found = None if data is None else (data, etag_of(data), None)
+        else:
+            found = tagged(key)
+        if found is not None:
+            self.stats.l1_hit_calls += 1
+        return found
+
+    def entity_of(self, key: str, data: bytes) -> tuple[str, float | None]:
+        """The entity tag of ``data``, a value of ``key`` a lookup below L1 answered, and
+        its seconds left in L1 if L1 took it (None: not known here, or no expiry)."""
+        ttl_remaining = getattr(self._l1, "ttl_remaining", None)
+        left = None
+        if ttl_remaining is not None:
+            with contextlib.suppress(KeyError):
+                left = ttl_remaining(key)
+        return etag_of(data), left
+
+    async def lookup_fresh(self, key: str) -> Found | None:
+        """:meth:`lookup` past L1 (HTTP ``Cache-Control: no-cache``): the key's loader
+        computes it again when one serves it; else L2 answers (and L1 takes what it read).
+        With neither, L1 is all there is and answers."""
+        return await self._reads.lookup_fresh(key)
 
     async def lookup(self, key: str) -> Found | None:
         """The JSON bytes of ``key`` and the tier that had them, or None on a miss."""

@@ -102,6 +102,24 @@ class Reads:
         self.stats.latency.observe(_perf() - start)
         return found
 
+    async def lookup_fresh(self, key: str) -> Found | None:
+        """A lookup that skips L1 (see CachingAgent.lookup_fresh): timed and counted."""
+        self.rules.check_key(key)
+        start = _perf()
+        chosen = self.loading.find(key) if self.loading else None
+        if chosen is not None:
+            self.loading.forget_missing([key])  # asked to look again: so it does
+            loader, ids = chosen
+            found = await self.single_flight(key, lambda: self._load(key, loader, ids, again=True))
+        elif self.l2 is not None or any(s.holds_writes() for s in self.buffering):
+            found = await self.below_l1(key, load=False)
+        else:
+            data = self.view.get(key)
+            found = None if data is None else (data, "l1")
+        self.count_lookup(found)
+        self.stats.latency.observe(_perf() - start)
+        return found
+
     def count_lookup(self, found: Found | None) -> None:
         if found is None:
             self.stats.misses += 1
@@ -156,11 +174,14 @@ class Reads:
                 return await self.single_flight(key, lambda: self._load(key, *chosen))
         return None
 
-    async def _load(self, key: str, loader: Loader, ids: dict[str, str]) -> Found | None:
+    async def _load(
+        self, key: str, loader: Loader, ids: dict[str, str], *, again: bool = False
+    ) -> Found | None:
         """Call ``loader`` for ``key`` (once across instances sharing L2, by lock) and store
         what it returns, written through so the instances waiting on the lock find it.
         With refresh-ahead or stale-if-error, L2 keeps it past its TTL by the stale window
-        and L1 until its refresh point; a value in L2 not fresh by those is reloaded."""
+        and L1 until its refresh point; a value in L2 not fresh by those is reloaded.
+        ``again``: loaded though L2 holds a value (asked past the cache: no-cache)."""
         fresh = self.loading.freshness_of(loader)
 
         async def load() -> Found | None:
@@ -192,6 +213,8 @@ class Reads:
             return stored.data, "l2"
 
         def current(stored: StoredValue) -> bool:
+            if again:
+                return False
             if fresh is None or (ttl := self.resolve(key, None, None)[0]) is None:
                 return True
             return fresh.judge(stored.ttl_remaining, ttl)[0] is Phase.FRESH

@@ -29,7 +29,8 @@ from cache_server.settings import AgentSettings, ServerSettings
 OPERATIONS: dict[str, tuple[str, str]] = {
     "getValue": (
         "Read a key",
-        "L1, then L2, then the key's loader (read-through); a miss answers hit false.",
+        "L1, then L2, then the key's loader (read-through); a miss answers hit false. A hit "
+        "carries an ETag and Cache-Control: max-age; If-None-Match answers 304.",
     ),
     "deleteValue": (
         "Delete a key",
@@ -104,6 +105,17 @@ STATS: dict[str, Any] = {
     "additionalProperties": True,
 }
 """What GET /stats answers (a plugin may add fields: more are allowed)."""
+
+ENTITY_HEADERS: dict[str, Any] = {
+    "ETag": {
+        "description": "A weak entity tag of the value (a digest of its JSON), on a hit",
+        "schema": {"type": "string"},
+    },
+    "Cache-Control": {
+        "description": "max-age=<seconds the value has left in L1> on a hit, or no-cache",
+        "schema": {"type": "string"},
+    },
+}
 
 JSON_VALUE: dict[str, Any] = {
     "description": "Any JSON value",
@@ -219,8 +231,33 @@ def openapi_document(config: Config, strategies: list[str], auth: bool = False) 
         "/cache/{key}": {
             "get": {
                 "operationId": "getValue",
-                "parameters": [key_param],
-                "responses": {"200": _ok(entry), **common},
+                "parameters": [
+                    key_param,
+                    {
+                        "name": "If-None-Match",
+                        "in": "header",
+                        "required": False,
+                        "description": "Entity tags the caller holds (or *): 304 when one is "
+                        "the value's",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "Cache-Control",
+                        "in": "header",
+                        "required": False,
+                        "description": "no-cache: past L1 (the key's loader computes it "
+                        "again when one serves it, else L2 answers)",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": {**_ok(entry), "headers": ENTITY_HEADERS},
+                    "304": {
+                        "description": "The value is the one tagged in If-None-Match",
+                        "headers": ENTITY_HEADERS,
+                    },
+                    **common,
+                },
             },
             "delete": {
                 "operationId": "deleteValue",

@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from cache_core import CacheError, CachingAgent
 from cache_server.auth import NAMESPACE
@@ -49,12 +49,15 @@ def l1_hits(agent: CachingAgent) -> AtOnce:
     """GET /cache/{key}'s first try: the answer when L1 has the key, else None (then
     get_value answers). A plain function, bound to the agent: on an L1 hit, a coroutine to
     create and await, or the agent to fetch from the app, costs about what the lookup does."""
-    lookup_l1 = agent.lookup_l1
+    lookup_l1_tagged = agent.lookup_l1_tagged
 
     def l1_hit(request: web.Request) -> web.Response | None:
+        headers = request.headers
+        if hdrs.CACHE_CONTROL in headers and _no_cache(headers[hdrs.CACHE_CONTROL]):
+            return None  # L1 skipped: get_value looks further
         key = request.match_info["key"]
-        data = lookup_l1(request[NAMESPACE] + key)
-        return None if data is None else _found(request, key, data, "l1")
+        found = lookup_l1_tagged(request[NAMESPACE] + key)
+        return None if found is None else _found(request, key, found[0], "l1", found[1], found[2])
 
     return l1_hit
 
@@ -62,20 +65,51 @@ def l1_hits(agent: CachingAgent) -> AtOnce:
 @routes.get("/cache/{key:.+}")
 async def get_value(request: web.Request) -> web.Response:
     key = request.match_info["key"]
-    found = await request.app[AGENT].lookup(request[NAMESPACE] + key)
+    agent = request.app[AGENT]
+    control = request.headers.get(hdrs.CACHE_CONTROL)
+    if control is not None and _no_cache(control):
+        found = await agent.lookup_fresh(request[NAMESPACE] + key)
+    else:
+        found = await agent.lookup(request[NAMESPACE] + key)
     if found is None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("cache_miss", extra={"key_pattern": _pattern(request, key)})
         return web.Response(body=b'{"key":' + orjson.dumps(key) + _MISS_TAIL, content_type=_JSON)
-    return _found(request, key, *found)
+    data, tier = found
+    return _found(request, key, data, tier, *agent.entity_of(request[NAMESPACE] + key, data))
 
 
-def _found(request: web.Request, key: str, data: bytes, tier: str) -> web.Response:
+def _no_cache(control: str) -> bool:
+    """Whether a request's Cache-Control asks for an answer past L1 (``no-cache``)."""
+    return any(part.strip().partition("=")[0].lower() == "no-cache" for part in control.split(","))
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110's weak comparison of ``etag`` with an If-None-Match list (or ``*``)."""
+    opaque = etag.removeprefix("W/")
+    for given in if_none_match.split(","):
+        candidate = given.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == opaque:
+            return True
+    return False
+
+
+def _found(
+    request: web.Request, key: str, data: bytes, tier: str, etag: str, ttl: float | None
+) -> web.Response:
     if log.isEnabledFor(logging.DEBUG):
         log.debug("cache_hit", extra={"key_pattern": _pattern(request, key), "tier": tier})
+    # max-age: what L1 has left of it (a cap below L2's TTL); unknown, a cache revalidates.
+    headers = {
+        "ETag": etag,
+        hdrs.CACHE_CONTROL: "no-cache" if ttl is None else f"max-age={int(ttl)}",
+    }
+    if_none_match = request.headers.get(hdrs.IF_NONE_MATCH)
+    if if_none_match is not None and _matches(if_none_match, etag):
+        return web.Response(status=304, headers=headers)
     tail = _HIT_TAILS.get(tier) or b',"hit":true,"tier":' + orjson.dumps(tier) + b"}"
     body = b"".join((b'{"key":', orjson.dumps(key), b',"value":', data, tail))
-    return web.Response(body=body, content_type=_JSON)
+    return web.Response(body=body, content_type=_JSON, headers=headers)
 
 
 @routes.post("/cache")

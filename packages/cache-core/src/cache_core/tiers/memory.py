@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from attrs import define
 
+from cache_core.etags import etag_of
 from cache_core.globs import is_literal, matcher
 
 if TYPE_CHECKING:
@@ -33,6 +34,10 @@ ENTRY_OVERHEAD = sys.getsizeof((b"", 0.0, 0)) + sys.getsizeof(0.0) + 104
 def entry_weight(key: str, data: bytes) -> int:
     """The bytes an entry of ``key`` and ``data`` is accounted for in L1."""
     return sys.getsizeof(key) + sys.getsizeof(data) + ENTRY_OVERHEAD
+
+
+_Record = tuple[bytes, float, int] | tuple[bytes, float, int, str]
+"""A MemoryTier entry: data, expiry, weight, and its entity tag once asked for."""
 
 
 class HeldEntries:
@@ -98,6 +103,24 @@ class HeldEntries:
         matching = [key for key in self._entries if match(key)]
         return [key for key in matching if self.delete(key)]
 
+    def tagged(self, key: str) -> tuple[bytes, str, float | None] | None:
+        """:meth:`get` with the entry's entity tag (cache_core.etags) and its seconds left
+        (None: no expiry). The tag is computed on the entry's first call and kept with it:
+        a GET of a hot key never digests its bytes again."""
+        data = self.get(key)
+        if data is None:
+            return None
+        entry = self._entries[key]
+        left = entry[1] - self._clock()
+        return data, self._etag(key, entry), None if math.isinf(left) else left
+
+    def get(self, key: str) -> bytes | None:
+        raise NotImplementedError
+
+    def _etag(self, key: str, entry: Any) -> str:
+        """``entry``'s entity tag: the one kept with it, else computed now and kept."""
+        raise NotImplementedError
+
     def ttl_remaining(self, key: str) -> float | None:
         """Seconds ``key`` has left in L1 (None: no expiry); KeyError when absent or expired."""
         left: float = self._entries[key][1] - self._clock()
@@ -148,8 +171,8 @@ class MemoryTier(HeldEntries):
         **simulation: Any,
     ) -> None:
         super().__init__(options, context, **simulation)
-        # key -> (data, expires_at, weight); order is recency, oldest first.
-        self._entries: OrderedDict[str, tuple[bytes, float, int]] = OrderedDict()
+        # key -> (data, expires_at, weight[, etag]); order is recency, oldest first.
+        self._entries: OrderedDict[str, _Record] = OrderedDict()
 
     def get(self, key: str) -> bytes | None:
         entry = self._entries.get(key)
@@ -161,6 +184,13 @@ class MemoryTier(HeldEntries):
             return None
         self._entries.move_to_end(key)
         return entry[0]
+
+    def _etag(self, key: str, entry: _Record) -> str:
+        if len(entry) == 4:
+            return entry[3]
+        etag = etag_of(entry[0])
+        self._entries[key] = (*entry, etag)  # the same place in the order
+        return etag
 
     def set(self, key: str, data: bytes, ttl: float | None) -> bool:
         """Store ``data`` for ``ttl`` seconds; False when it can never fit (nothing changes)."""
@@ -231,7 +261,7 @@ class MemoryTier(HeldEntries):
     def _evict(self) -> None:
         entries = self._entries
         while self._size > self.max_bytes:
-            _, (_, _, weight) = entries.popitem(last=False)
+            weight = entries.popitem(last=False)[1][2]
             self._size -= weight
             self._evictions += 1
 
@@ -268,6 +298,9 @@ class BypassTier:
         self.default_ttl = behind.default_ttl if behind is not None else None
 
     def get(self, key: str) -> bytes | None:
+        return None
+
+    def tagged(self, key: str) -> tuple[bytes, str, float | None] | None:
         return None
 
     def set(self, key: str, data: bytes, ttl: float | None) -> bool:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from attrs import define
 
+from cache_core.etags import etag_of
 from cache_core.tiers.memory import HeldEntries, entry_weight
 
 if TYPE_CHECKING:
@@ -320,6 +321,13 @@ class WTinyLfuTier(HeldEntries):
 
     # -- reads ------------------------------------------------------------------------------
 
+    def _etag(self, key: Any, entry: list[Any]) -> str:
+        if len(entry) > 6:
+            return entry[6]  # type: ignore[no-any-return]
+        etag = etag_of(entry[0])
+        entry.append(etag)  # the one list every region's table holds
+        return etag
+
     def get(self, key: Any) -> bytes | None:
         entry = self._entries.get(key)
         if entry is None:
@@ -400,6 +408,7 @@ class WTinyLfuTier(HeldEntries):
         if entry is not None:  # a rewrite: an access, with a new weight
             delta = weight - entry[2]
             entry[0], entry[1], entry[2] = data, expires_at, weight
+            del entry[6:]  # the old value's entity tag
             self._size += delta
             if entry[3] == WINDOW:
                 self._window_bytes += delta
