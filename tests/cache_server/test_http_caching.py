@@ -17,13 +17,14 @@ from cache_server.keys import AGENT
 
 @pytest.fixture
 def l2_cfg(engine: Any, prefix: str, config_factory: Any) -> dict[str, Any]:
-    return config_factory(
+    cfg: dict[str, Any] = config_factory(
         redis={"url": engine.url, "key_prefix": prefix},
         cache_tiers={
             "l1": {"type": "memory", "max_size_mb": 4, "ttl": 300},
             "l2": {"type": "redis"},
         },
     )
+    return cfg
 
 
 async def test_a_hit_carries_a_tag_of_its_value_and_its_time_left(

@@ -87,6 +87,9 @@ class CachingAgent:
         if self.shares_l2:
             self.coherence.shared()
         self._l1: LocalTier = self.coherence.view
+        self._l1_tagged: Callable[[str], tuple[bytes, str, float | None] | None] | None = getattr(
+            self._l1, "tagged", None
+        )
         self.coherence.on_view_change = self._serve_from
 
         buffering = self.buffers = buffers_of(self.strategies.values())
@@ -189,6 +192,7 @@ class CachingAgent:
 
     def _serve_from(self, view: LocalTier) -> None:
         self._l1 = self._reads.view = view
+        self._l1_tagged = getattr(view, "tagged", None)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -284,7 +288,8 @@ class CachingAgent:
     def lookup_l1_tagged(self, key: str) -> tuple[bytes, str, float | None] | None:
         """:meth:`lookup_l1` with the entry's entity tag (cache_core.etags, kept with the
         entry once computed) and its seconds left in L1 (None: no expiry)."""
-        tagged = getattr(self._l1, "tagged", None)
+        tagged = self._l1_tagged
+        found: tuple[bytes, str, float | None] | None
         if tagged is None:  # an L1 plugin without tags: its bytes digested each time
             data = self._l1.get(key)
             found = None if data is None else (data, etag_of(data), None)
