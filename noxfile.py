@@ -81,6 +81,7 @@ MEMBERS = [
     "packages/cache-plugins-redis",
     "packages/cache-plugins-compression[zstd,lz4]",
     "packages/cache-plugins-invalidation",
+    "packages/cache-client",
 ]
 
 

@@ -246,7 +246,7 @@ def uv() -> str:
 
 @pytest.fixture(scope="session")
 def wheels(uv: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project's six wheels, built from this tree with ``uv build``, in one folder."""
+    """The project's seven wheels, built from this tree with ``uv build``, in one folder."""
     out = tmp_path_factory.mktemp("wheels")
     subprocess.run(
         [uv, "build", "--all-packages", "--wheel", "-q", "-o", str(out)],
@@ -254,5 +254,5 @@ def wheels(uv: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
         timeout=300,
     )
-    assert len(list(out.glob("*.whl"))) == 6, sorted(out.iterdir())
+    assert len(list(out.glob("*.whl"))) == 7, sorted(out.iterdir())
     return out
