@@ -20,8 +20,6 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from cache_core.errors import CacheError, InvalidKeyError, InvalidValueError, TierUnavailableError
-from cache_core.warmup import WarmUpReport
 from cache_client.errors import (
     ConnectionFailedError,
     RequestTimeoutError,
@@ -34,6 +32,8 @@ from cache_client.models import Hit
 from cache_client.paths import key_path
 from cache_client.retry import RetryPolicy
 from cache_client.settings import Pool, Timeouts
+from cache_core.errors import CacheError, InvalidKeyError, InvalidValueError, TierUnavailableError
+from cache_core.warmup import WarmUpReport
 
 __all__ = ["DEFAULT_URL", "AsyncCacheClient"]
 
@@ -166,9 +166,7 @@ class AsyncCacheClient:
                 if check is not None:
                     check(answer)
             except CacheError as error:
-                wait = self.retry.next_delay(
-                    attempt, time.monotonic() - started, error, self._rng
-                )
+                wait = self.retry.next_delay(attempt, time.monotonic() - started, error, self._rng)
                 if wait is None:
                     if attempt > 1:
                         error.add_note(f"{method} {path}: gave up after {attempt} attempts")

@@ -14,8 +14,8 @@ import random
 
 from attrs import define, field, validators
 
-from cache_core.errors import CacheError, TierUnavailableError
 from cache_client.errors import ConnectionFailedError, ServerError
+from cache_core.errors import CacheError, TierUnavailableError
 
 __all__ = ["RetryPolicy"]
 

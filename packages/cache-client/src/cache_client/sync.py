@@ -18,12 +18,12 @@ from collections.abc import Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from cache_core.errors import CacheError
-from cache_core.warmup import WarmUpReport
 from cache_client.aio import DEFAULT_URL, AsyncCacheClient
 from cache_client.models import Hit
 from cache_client.retry import RetryPolicy
 from cache_client.settings import Pool, Timeouts
+from cache_core.errors import CacheError
+from cache_core.warmup import WarmUpReport
 
 __all__ = ["CacheClient"]
 
