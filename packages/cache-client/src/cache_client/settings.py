@@ -8,7 +8,8 @@ import ssl
 import aiohttp
 from attrs import define, field, validators
 
-_positive = validators.gt(0)
+_positive = validators.gt(0.0)
+_positive_count = validators.gt(0)
 
 # aiohttp rounds timeouts at or above this up to whole seconds (to batch its timers); ours
 # are short and meant to the tenth, so none of them is rounded.
@@ -43,13 +44,13 @@ class Timeouts:
 class Pool:
     """The connections one client keeps to its server."""
 
-    size: int = field(default=10, validator=_positive)
+    size: int = field(default=10, validator=_positive_count)
     """At most this many connections open at once; more concurrent calls wait for one
     (within ``Timeouts.connect``)."""
     keepalive: float = field(default=15.0, validator=_positive)
     """An idle connection is closed after this; below the server's 75 s, so the client,
     not the server, closes it and a request is never sent on a connection being closed."""
-    dns_cache_ttl: int = field(default=10, validator=_positive)
+    dns_cache_ttl: int = field(default=10, validator=_positive_count)
     """Seconds a resolved host name is reused (a server moved to another address is found
     within this)."""
 
