@@ -22,6 +22,7 @@ OURS = {
     "cache-plugins-redis",
     "cache-plugins-compression",
     "cache-plugins-invalidation",
+    "cache-client",
 }
 
 
