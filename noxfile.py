@@ -82,6 +82,7 @@ MEMBERS = [
     "packages/cache-plugins-redis",
     "packages/cache-plugins-compression[zstd,lz4]",
     "packages/cache-plugins-invalidation",
+    "packages/cache-client",
 ]
 
 

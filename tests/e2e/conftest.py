@@ -231,6 +231,17 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         spawner.close()
 
 
+@pytest.fixture(scope="module")
+def module_spawner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spawner]:
+    """A :class:`Spawner` whose servers live for the whole module, in a directory of its
+    own: one server on a config of the module's, shared by its tests."""
+    spawner = Spawner(tmp_path_factory.mktemp("module"))
+    try:
+        yield spawner
+    finally:
+        spawner.close()
+
+
 @pytest.fixture
 def find_port() -> Any:
     """``find_port()`` any free port; ``find_port(low, high)`` one in that range."""
@@ -254,5 +265,5 @@ def wheels(uv: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
         timeout=300,
     )
-    assert len(list(out.glob("*.whl"))) == 7, sorted(out.iterdir())
+    assert len(list(out.glob("*.whl"))) == 8, sorted(out.iterdir())
     return out

