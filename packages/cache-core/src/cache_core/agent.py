@@ -38,10 +38,12 @@ from cache_core.locks import Lock, Locks
 from cache_core.metrics import NullObserver, OperationObserver
 from cache_core.plugins import Registry, make_plugin_manager
 from cache_core.reads import Found, Reads
+from cache_core.sliding import SlidingView, Toucher
 from cache_core.stats import Stats
 from cache_core.stats_report import StatsReport
 from cache_core.strategies import CacheStrategy, buffers_of
-from cache_core.tiers.base import LocalTier
+from cache_core.tiers.base import LocalTier, TouchMany
+from cache_core.tiers.memory import BypassTier
 from cache_core.warmup import WarmUp, WarmUpReport
 from cache_core.writes import Writes
 
@@ -149,6 +151,17 @@ class CachingAgent:
         )
         self._warm_up = WarmUp(self._reads, self.rules, config.loading.warm_concurrency)
         self._locks = Locks(self.guarded_l2, self.rules)
+        self._l1_ttl = built.l1_ttl
+        self._toucher: Toucher | None = None
+        if self.policies.sliding and self.guarded_l2 is not None:
+            if not isinstance(self.guarded_l2.inner, TouchMany):
+                raise ConfigError(
+                    "cache_policies: sliding needs an L2 tier that can extend an entry's TTL "
+                    f"(cache_core.tiers.base.TouchMany); {type(self.guarded_l2.inner).__name__} "
+                    "cannot"
+                )
+            self._toucher = Toucher(self.guarded_l2)
+        self._serve_from(self.coherence.view)  # the reads' view, wrapped if sliding
         self.alerts = AlertMonitor(config.monitoring, self.stats, clock)
         self._report = StatsReport(
             stats=self.stats,
@@ -191,6 +204,8 @@ class CachingAgent:
         self.coherence.refresh()  # an open breaker lets L1 answer
 
     def _serve_from(self, view: LocalTier) -> None:
+        if self.policies.sliding and not isinstance(view, BypassTier):
+            view = SlidingView(view, self.policies, self._l1_ttl, self._toucher)  # type: ignore[assignment]
         self._l1 = self._reads.view = view
         self._l1_tagged = getattr(view, "tagged", None)
 
@@ -232,6 +247,8 @@ class CachingAgent:
         self.plugin_manager.hook.cache_agent_stopping(agent=self)
         await self._report.close()
         await self._reads.close()
+        if self._toucher is not None:
+            await self._toucher.close()
         await self.coherence.close()
         try:
             for strategy in self.strategies.values():

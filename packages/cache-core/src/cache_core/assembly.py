@@ -333,6 +333,7 @@ class Assembly:
                     "ttl": p.ttl,
                     "strategy": p.strategy,
                     "compress": p.compress,
+                    "sliding": p.sliding,
                 }
                 for p in self.policies.policies
             },

@@ -40,6 +40,9 @@ class PolicySection:
     strategy: str | None = None
     compress: bool = False
     match: list[str] = field(factory=list)
+    sliding: bool = False
+    """Every read extends the entry's TTL (``ttl``) again, in L1 and L2 (expire after
+    access: a session lives while it is used)."""
 
 
 @define(frozen=True)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from attrs import define
 
-from cache_core.errors import InvalidValueError, UnknownNameError
+from cache_core.errors import ConfigError, InvalidValueError, UnknownNameError
 from cache_core.globs import byte_view, compile_glob
 from cache_core.templates import Template
 
@@ -26,6 +26,7 @@ class Policy:
     ttl: float | None
     strategy: str | None
     compress: bool
+    sliding: bool = False
 
 
 class PolicyTable:
@@ -36,13 +37,22 @@ class PolicyTable:
         groups = []
         for index, (name, section) in enumerate(config.cache_policies.items()):
             ttl = None if section.ttl is None else self.ttl_seconds(section.ttl)
-            self.policies.append(Policy(name, ttl, section.strategy, section.compress))
+            if section.sliding and ttl is None:
+                raise ConfigError(
+                    f"cache_policies.{name}.sliding: a read extends the entry by the policy's "
+                    "ttl, and it has none"
+                )
+            self.policies.append(
+                Policy(name, ttl, section.strategy, section.compress, section.sliding)
+            )
             if section.match:
                 alternatives = "|".join(compile_glob(g).pattern for g in section.match)
                 groups.append(f"(?P<p{index}>{alternatives})")
         # One regex for all policies: the first group that matches is the first policy.
         self._matcher = re.compile("|".join(groups), re.DOTALL) if groups else None
         self.globs = {name: list(section.match) for name, section in config.cache_policies.items()}
+        self.sliding = any(policy.sliding for policy in self.policies)
+        """Whether any policy slides (reads then go through cache_core.sliding)."""
         self._key_patterns = [Template(t) for t in config.key_patterns.values()]
 
     def pattern_of(self, key: str) -> str:

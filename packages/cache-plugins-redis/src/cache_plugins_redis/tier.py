@@ -49,7 +49,14 @@ from cache_core.errors import (
     InvalidValueError,
     TierUnavailableError,
 )
-from cache_core.frames import TOMBSTONE_TTL, tombstone
+from cache_core.frames import (
+    EXPIRY_AT,
+    MAGIC,
+    TOMBSTONE_CODEC_ID,
+    TOMBSTONE_TTL,
+    VERSION,
+    tombstone,
+)
 from cache_core.globs import matcher
 from cache_core.links import LANDING
 from cache_core.progress import advance
@@ -95,6 +102,17 @@ T = TypeVar("T")
 _UNLOCK = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 )
+_TOUCH = f"""
+if redis.call('type', KEYS[1])['ok'] ~= 'string' then return 0 end
+local head = redis.call('getrange', KEYS[1], 0, 2)
+if #head < 3 or head:byte(1) ~= {MAGIC} or head:byte(2) ~= {VERSION}
+    or head:byte(3) == {TOMBSTONE_CODEC_ID} then return 0 end
+redis.call('setrange', KEYS[1], {EXPIRY_AT}, ARGV[1])
+redis.call('pexpireat', KEYS[1], ARGV[2])
+return 1
+"""
+"""Move an entry's expiry (its frame's and the key's) for a sliding policy; a tombstone
+or a frame of an older format is left to expire as it would."""
 TOMBSTONE_PX = round(TOMBSTONE_TTL * 1000)
 MAX_PX = 2**53
 """Milliseconds of TTL the tier sends at most: far beyond any limits.max_ttl, well inside
@@ -888,6 +906,19 @@ class RedisTier:
         # Compare-and-delete in one step: a lease that ran out and was taken by another
         # instance is not released by the late holder.
         await self._client.eval(_UNLOCK, 1, self.prefix + INDEX_MARK + "lock:" + name, token)
+
+    async def touch_many(self, items: Sequence[tuple[str, float]]) -> None:
+        """cache_core.tiers.base.TouchMany (sliding policies): each entry's frame expiry
+        and TTL moved to ``ttl`` from now, one script call per key in one pipeline (a
+        Cluster's keys live on several nodes); tombstones, missing keys and frames of
+        older formats are left alone."""
+        now = int(time.time() * 1000)
+        pipe = self._client.pipeline(transaction=False)
+        for key, ttl in items:
+            at = now + max(1, round(ttl * 1000))
+            pipe.eval(_TOUCH, 1, self.prefix + key, at.to_bytes(8, "big"), at)
+        with self.memory.refusals():
+            await pipe.execute()
 
     # cache_core.tiers.base.FencedLocks (agent.lock): cache_plugins_redis.locks
     async def acquire_lock(self, name: str, lease: float) -> int | None:

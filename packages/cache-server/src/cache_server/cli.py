@@ -142,6 +142,7 @@ def _summary(agent: CachingAgent) -> list[str]:
         lines.append(
             f"policy {name}: match {match}; ttl {policy['ttl']}; "
             f"strategy {policy['strategy'] or 'default'}; compress {policy['compress']}"
+            + ("; sliding" if policy.get("sliding") else "")
         )
     applied = agent.config.env_sources
     overrides = ", ".join(f"{var} -> {field}" for field, var in sorted(applied.items()))

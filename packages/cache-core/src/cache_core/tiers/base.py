@@ -196,6 +196,17 @@ class FencedLocks(Protocol):
 
 
 @runtime_checkable
+class TouchMany(Protocol):
+    """What a :class:`RemoteTier` may also have (optional), for sliding policies: extend
+    entries' TTLs without rewriting them."""
+
+    async def touch_many(self, items: Sequence[tuple[str, float]]) -> None:
+        """Let each ``(key, ttl)`` entry live ``ttl`` seconds from now, where it exists (a
+        missing or deleted one stays so)."""
+        ...
+
+
+@runtime_checkable
 class ConditionalSet(Protocol):
     """What a :class:`RemoteTier` may also have (optional): a set that never replaces a
     newer value. Every frame core writes carries the stamp its write was given when it was

@@ -121,6 +121,15 @@ class HeldEntries:
         """``entry``'s entity tag: the one kept with it, else computed now and kept."""
         raise NotImplementedError
 
+    def touch(self, key: str, ttl: float) -> None:
+        """Let ``key`` live ``ttl`` seconds from now (a sliding expiry), if it is held."""
+        entry = self._entries.get(key)
+        if entry is not None and entry[1] > self._clock():
+            self._set_expiry(key, entry, self._clock() + ttl)
+
+    def _set_expiry(self, key: str, entry: Any, expires_at: float) -> None:
+        raise NotImplementedError
+
     def ttl_remaining(self, key: str) -> float | None:
         """Seconds ``key`` has left in L1 (None: no expiry); KeyError when absent or expired."""
         left: float = self._entries[key][1] - self._clock()
@@ -184,6 +193,9 @@ class MemoryTier(HeldEntries):
             return None
         self._entries.move_to_end(key)
         return entry[0]
+
+    def _set_expiry(self, key: str, entry: _Record, expires_at: float) -> None:
+        self._entries[key] = (entry[0], expires_at, *entry[2:])
 
     def _etag(self, key: str, entry: _Record) -> str:
         if len(entry) == 4:

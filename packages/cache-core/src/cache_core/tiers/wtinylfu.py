@@ -321,6 +321,9 @@ class WTinyLfuTier(HeldEntries):
 
     # -- reads ------------------------------------------------------------------------------
 
+    def _set_expiry(self, key: Any, entry: list[Any], expires_at: float) -> None:
+        entry[1] = expires_at
+
     def _etag(self, key: Any, entry: list[Any]) -> str:
         if len(entry) > 6:
             return entry[6]  # type: ignore[no-any-return]
