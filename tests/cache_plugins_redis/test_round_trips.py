@@ -41,7 +41,14 @@ async def test_l2_reads_and_writes_take_the_round_trips_they_did(
         agent.l1.clear()
         together = asyncio.gather(*(agent.get(key) for key in ("a", "b", "k", "none")))
         assert await rounds_of(sends, together) == 1
+        tier: Any = agent.l2
+        heard = tier.invalidations_received
         engine.client.set(prefix + "v1", b"\xca\x01\x00" + b'"old"', px=60_000)
+        # A foreign write: its invalidation (redis.client_tracking) must not land on the
+        # copy the read below promotes.
+        async with asyncio.timeout(2):
+            while tier.invalidations_received == heard:
+                await asyncio.sleep(0.001)
         assert await rounds_of(sends, agent.get("v1")) == 2
         l1: Any = agent.l1
         assert 0 < l1.ttl_remaining("v1") <= 60  # the engine's TTL, from the PTTL
