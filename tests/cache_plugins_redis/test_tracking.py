@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 from redis import asyncio as aioredis
+from tests.cache_plugins_redis.test_coherence import STALENESS_BOUND, wait_for
 
 from cache_core import CachingAgent
 from cache_core.errors import ConfigError
-from tests.cache_plugins_redis.test_coherence import STALENESS_BOUND, wait_for
 
 Pair = tuple[CachingAgent, CachingAgent]
 
@@ -79,9 +79,7 @@ async def test_a_foreign_set_drops_every_copy_within_the_bound(
         assert all(agent.l2.invalidations_received >= 1 for agent in pair)  # type: ignore[union-attr]
 
 
-async def test_a_foreign_delete_drops_every_copy_within_the_bound(
-    engine: Any, prefix: str
-) -> None:
+async def test_a_foreign_delete_drops_every_copy_within_the_bound(engine: Any, prefix: str) -> None:
     async with two_holding(config(engine.url, prefix), "k", "old") as pair:
         engine.client.delete(prefix + "k")
         assert await dropped_everywhere(pair, "k") < STALENESS_BOUND
@@ -252,3 +250,23 @@ async def test_cluster_keeps_notices_alone(cluster_config: dict[str, Any]) -> No
     with pytest.raises(ConfigError, match="client_tracking"):
         CachingAgent.from_config(on, env={})
 
+
+async def test_sentinel_tracks_on_the_master(sentinel: tuple[Any, Any], prefix: str) -> None:
+    master, watcher = sentinel
+    conf = {
+        "redis": {
+            "sentinel": {
+                "master_name": "mymaster",
+                "nodes": [{"host": "127.0.0.1", "port": watcher.port}],
+            },
+            "key_prefix": prefix,
+        },
+        "cache_tiers": {"l1": {"max_size_mb": 1, "ttl": 60}, "l2": {"type": "redis"}},
+    }
+    async with two_holding(conf, "k", "old") as pair:
+        for agent in pair:
+            assert agent.health()["tiers"]["l2"]["coherence"] == "tracking+notices"
+        frame = master.client.get(prefix + "k")
+        master.client.set(prefix + "k", replaced(frame, "old", "new"))
+        assert await dropped_everywhere(pair, "k") < STALENESS_BOUND
+        assert [await agent.get("k") for agent in pair] == ["new", "new"]

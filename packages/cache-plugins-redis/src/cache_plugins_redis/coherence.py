@@ -102,7 +102,8 @@ class CoherenceSubscriber:
     @property
     def coherence(self) -> str:
         """What keeps L1 coherent: ``tracking+notices`` or ``notices``."""
-        return "tracking+notices" if self.tracking is not None and self.tracking.active else "notices"
+        tracking = self.tracking
+        return "tracking+notices" if tracking is not None and tracking.active else "notices"
 
     async def _subscribe_forever(self) -> None:
         delay = 0.05

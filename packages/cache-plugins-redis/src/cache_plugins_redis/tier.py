@@ -79,7 +79,6 @@ from cache_plugins_redis.scripts import (
     link_names,
 )
 from cache_plugins_redis.settings import RedisSettings
-from cache_plugins_redis.tracking import Tracking
 from cache_plugins_redis.tag_versions import (
     VERSION_SIZE,
     TagVersions,
@@ -87,6 +86,7 @@ from cache_plugins_redis.tag_versions import (
     parse_notice,
     strip,
 )
+from cache_plugins_redis.tracking import Tracking
 from cache_plugins_redis.wire import Endpoint, Wire, open_connection, ssl_context
 
 log = logging.getLogger("cache_plugins_redis.tier")

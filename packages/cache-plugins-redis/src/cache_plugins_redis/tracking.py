@@ -38,7 +38,6 @@ log = logging.getLogger("cache_plugins_redis.tracking")
 
 INVALIDATE = "__redis__:invalidate"
 """The channel a RESP2 connection gets tracking's invalidations on."""
-MODES = ("auto", "on", "off")
 
 
 class TrackingRefusedError(Exception):
@@ -75,7 +74,8 @@ class Tracking:
 
         try:
             own_id = await ask("CLIENT", "ID")
-            await ask("CLIENT", "TRACKING", "on", "REDIRECT", own_id, "BCAST", "PREFIX", self._prefix)
+            tracking = ("CLIENT", "TRACKING", "on", "REDIRECT", own_id, "BCAST")
+            await ask(*tracking, "PREFIX", self._prefix)
         except ResponseError as exc:
             if self.active or not self._told:  # once, not at every reconnect
                 self._told = True
@@ -129,4 +129,4 @@ class Tracking:
         self._credits.clear()
 
 
-__all__ = ["INVALIDATE", "MODES", "Tracking", "TrackingRefusedError"]
+__all__ = ["INVALIDATE", "Tracking", "TrackingRefusedError"]
