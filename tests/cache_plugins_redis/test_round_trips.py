@@ -10,6 +10,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from tests.cache_plugins_redis.test_coherence import wait_for
+
 from cache_core import CachingAgent
 
 
@@ -41,7 +43,16 @@ async def test_l2_reads_and_writes_take_the_round_trips_they_did(
         agent.l1.clear()
         together = asyncio.gather(*(agent.get(key) for key in ("a", "b", "k", "none")))
         assert await rounds_of(sends, together) == 1
+        tier: Any = agent.l2
+        heard = tier.invalidations_received
         engine.client.set(prefix + "v1", b"\xca\x01\x00" + b'"old"', px=60_000)
+        # A foreign write: its invalidation (redis.client_tracking) must not land on the
+        # copy the read below promotes.
+
+        async def heard_it() -> bool:
+            return bool(tier.invalidations_received > heard)
+
+        await wait_for(heard_it)
         assert await rounds_of(sends, agent.get("v1")) == 2
         l1: Any = agent.l1
         assert 0 < l1.ttl_remaining("v1") <= 60  # the engine's TTL, from the PTTL

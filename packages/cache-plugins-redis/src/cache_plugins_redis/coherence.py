@@ -7,6 +7,8 @@ A notice is ``<instance id>\\n<kind>\\n<body>``: kind ``k`` with newline-separat
 (cache_plugins_redis.tag_versions). The subscriber has a connection of its own, never
 retried: a drop must be seen, since notices sent meanwhile are lost, so the listener is
 told (``lost``) and L1 stops being served until the subscription is back (``restored``).
+Where the engine takes it, the same connection also gets the engine's own invalidations
+of every name under the prefix (cache_plugins_redis.tracking).
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from cache_core.tiers.base import CoherenceListener
 from cache_plugins_redis.packing import pack
 from cache_plugins_redis.tag_versions import TagVersions, parse_notice
+from cache_plugins_redis.tracking import INVALIDATE, Tracking
 
 log = logging.getLogger("cache_plugins_redis.coherence")
 
+_INVALIDATE = INVALIDATE.encode()
 SEP = "\n"  # keys never hold control characters (the agent refuses them)
 
 
@@ -50,12 +54,17 @@ class CoherenceSubscriber:
         *,
         health_interval: float,
         reply_timeout: float,
+        tracking: Tracking | None = None,
     ) -> None:
         self._connect = connect
         self.channel = channel
         self._instance = instance
         self._health_interval = health_interval
         self._reply_timeout = reply_timeout
+        self.tracking = tracking
+        """Tracking asked for (None: notices alone); ``tracking.active`` says whether the
+        engine took it."""
+        self._channels = 1
         self.listener: CoherenceListener | None = None
         self.versions: TagVersions | None = None
         self.on_restored: Callable[[], None] | None = None
@@ -63,6 +72,8 @@ class CoherenceSubscriber:
         self._dropped = False
         self.coherent = False
         self.notices_received = 0
+        self.invalidations_received = 0
+        """Tracking's invalidation messages that named anything to drop (or everything)."""
         self._pongs = 0
         self._subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -84,15 +95,30 @@ class CoherenceSubscriber:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self.tracking is not None:
+            self.tracking.close()
         self.coherent = False
+
+    @property
+    def coherence(self) -> str:
+        """What keeps L1 coherent: ``tracking+notices`` or ``notices``."""
+        tracking = self.tracking
+        return "tracking+notices" if tracking is not None and tracking.active else "notices"
 
     async def _subscribe_forever(self) -> None:
         delay = 0.05
         while True:
             try:
                 self._conn = conn = await self._connect()
+                channels = [self.channel]
+                # Before SUBSCRIBE: a RESP2 connection then takes subscriptions alone.
+                if self.tracking is not None and await self.tracking.enable(
+                    conn, self._reply_timeout
+                ):
+                    channels.append(INVALIDATE)
+                self._channels = len(channels)
                 conn.on_push = self._pushed
-                conn.write([pack(["SUBSCRIBE", self.channel])], 1)
+                conn.write([pack(["SUBSCRIBE", *channels])], 1)
                 while True:
                     every = self._health_interval if self._health_interval > 0 else None
                     quiet = await _wait(conn.lost, every)
@@ -128,9 +154,12 @@ class CoherenceSubscriber:
             kind = reply[0]
             try:
                 if kind == b"message" and len(reply) == 3:
-                    self.handle(reply[2])
-                elif kind == b"subscribe":
-                    self._set_coherent(True)
+                    if reply[1] == _INVALIDATE:
+                        self.invalidated(reply[2])
+                    else:
+                        self.handle(reply[2])
+                elif kind == b"subscribe" and reply[2] == self._channels:
+                    self._set_coherent(True)  # every channel's: nothing is missed from now on
                 elif kind == b"pong":
                     self._pongs += 1
             except Exception:
@@ -164,10 +193,15 @@ class CoherenceSubscriber:
     def handle(self, data: bytes) -> None:
         """Apply one notice (one's own are ignored)."""
         sender, _, rest = data.partition(b"\n")
-        if sender == self._instance or self.listener is None:
+        if self.listener is None:
+            return
+        kind, _, body = rest.partition(b"\n")
+        if sender == self._instance:
+            tracking = self.tracking
+            if kind == b"k" and tracking is not None and tracking.active:
+                tracking.credit(body.decode().split(SEP))  # its echo is coming
             return
         self.notices_received += 1
-        kind, _, body = rest.partition(b"\n")
         try:
             text = body.decode()
         except UnicodeDecodeError:
@@ -182,6 +216,25 @@ class CoherenceSubscriber:
         elif kind == b"v" and self.versions is not None:
             # Called even with no key held here: a read in flight must not promote.
             self.listener.keys_changed(self.versions.bumped(parse_notice(text)))
+
+    def invalidated(self, names: list[bytes] | None) -> None:
+        """Apply one of tracking's invalidation messages: the names changed under the
+        prefix, or None when the engine was flushed (everything changed)."""
+        assert self.tracking is not None
+        if self.listener is None:
+            return
+        keys = self.tracking.invalidated(names)
+        if keys is None:
+            self.invalidations_received += 1
+            log.warning("l2_flushed", extra={"detail": "the engine was flushed: L1 emptied"})
+            if self.versions is not None:
+                self.versions.forget()
+            # As after a lost subscription: L1 starts empty and the write buffers contest
+            # every write (any key may have been named).
+            self.listener.restored()
+        elif keys:
+            self.invalidations_received += 1
+            self.listener.keys_changed(keys)
 
 
 async def _wait(lost: asyncio.Future[Exception], seconds: float | None) -> Exception | None:

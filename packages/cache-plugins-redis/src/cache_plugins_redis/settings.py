@@ -60,6 +60,12 @@ class RedisSettings:
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_check_hostname: bool = True
+    client_tracking: str = "auto"
+    """The engine's client-side caching (``CLIENT TRACKING ... BCAST``) on the coherence
+    subscription, so that another client's change, a flush, an expiry or an eviction drops
+    L1 copies too: ``auto`` where the engine takes it (notices alone where it refuses:
+    servers before 6, an ACL without CLIENT), ``on`` (L1 is not served without it), ``off``.
+    Never in Cluster, where tracking is per node (``on`` is refused there)."""
 
     @classmethod
     def env_applied(cls, section: dict[str, Any], variables: frozenset[str]) -> None:
@@ -68,6 +74,15 @@ class RedisSettings:
             section["url"] = None
 
     def check(self) -> None:
+        if self.client_tracking not in ("auto", "on", "off"):
+            raise ConfigError(
+                f"redis.client_tracking: expected auto, on or off, got {self.client_tracking!r}"
+            )
+        if self.client_tracking == "on" and self.cluster_mode:
+            raise ConfigError(
+                "redis.client_tracking: on is not supported with cluster_mode "
+                "(tracking is per node): use auto or off"
+            )
         if self.max_connections <= 0:
             raise ConfigError(
                 f"redis.max_connections: must be greater than 0, got {self.max_connections}"

@@ -93,6 +93,7 @@ from cache_plugins_redis.tag_versions import (
     parse_notice,
     strip,
 )
+from cache_plugins_redis.tracking import Tracking
 from cache_plugins_redis.wire import Endpoint, Wire, open_connection, ssl_context
 
 log = logging.getLogger("cache_plugins_redis.tier")
@@ -321,12 +322,20 @@ class RedisTier:
                 where = self._endpoint(url)
             return await open_connection(where, s.socket_timeout)
 
+        # Not in Cluster: the subscription is on one node, and tracking reports only the
+        # changes made on the node it is enabled on.
+        tracking = (
+            None
+            if self._cluster or s.client_tracking == "off"
+            else Tracking(self._prefix_bytes, self._index_start, s.client_tracking)
+        )
         self._subscriber = CoherenceSubscriber(
             connect,
             self.channel,
             self._instance_bytes,
             health_interval=s.health_check_interval,
             reply_timeout=s.socket_timeout,
+            tracking=tracking,
         )
         self._subscriber.listener = self._listener
         self._subscriber.versions = self.tag_versions
@@ -358,6 +367,17 @@ class RedisTier:
     @property
     def notices_received(self) -> int:
         return self._subscriber.notices_received if self._subscriber is not None else 0
+
+    @property
+    def invalidations_received(self) -> int:
+        """Tracking's invalidation messages that dropped anything (see tracking.py)."""
+        return self._subscriber.invalidations_received if self._subscriber is not None else 0
+
+    @property
+    def coherence(self) -> str:
+        """What keeps L1 coherent: ``tracking+notices`` (the engine's client-side caching
+        beside the project's notices) or ``notices``."""
+        return self._subscriber.coherence if self._subscriber is not None else "notices"
 
     def _notice(self, kind: bytes, body: str) -> bytes:
         return notice(self._instance_bytes, kind, body)
@@ -960,7 +980,12 @@ class RedisTier:
             where = f"embedded engine under {os.path.abspath(s.data_dir)}"
         else:
             where = _redact(self._url())
-        described = {"backend": where, "prefix": self.prefix, "coherent": self.coherent}
+        described = {
+            "backend": where,
+            "prefix": self.prefix,
+            "coherent": self.coherent,
+            "coherence": self.coherence,
+        }
         return {**described, "memory": self.memory.describe()}
 
 
