@@ -107,3 +107,29 @@ def test_a_sliding_policy_needs_a_ttl() -> None:
     config = {"cache_policies": {"s": {"match": ["s:*"], "sliding": True}}}
     with pytest.raises(ConfigError, match=r"cache_policies\.s\.sliding"):
         CachingAgent.from_config(config, env={})
+
+
+async def test_an_extension_costs_no_instance_its_l1_copy(engine: Any, prefix: str) -> None:
+    # The engine's tracking reports the extension as a change (client_tracking: auto);
+    # its "t" notice says it is none.
+    async with (
+        CachingAgent.from_config(cfg(engine, prefix), env={}) as a,
+        CachingAgent.from_config(cfg(engine, prefix), env={}) as b,
+    ):
+        await a.set("session:k", "v")
+        for _ in range(100):  # A's notice reaches B first: else it drops what B promotes
+            if b.l2.notices_received:  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.01)
+        assert await b.get("session:k") == "v"  # B's copy, promoted from L2
+        assert "session:k" in b.l1
+        assert a._toucher is not None
+        sent = a._toucher.sent
+        assert await a.get("session:k") == "v"  # an L1 hit: an extension queued
+        for _ in range(50):
+            if a._toucher.sent > sent:
+                break
+            await asyncio.sleep(0.01)
+        assert a._toucher.sent > sent
+        await asyncio.sleep(0.05)  # the engine's report has arrived by now
+        assert "session:k" in a.l1 and "session:k" in b.l1

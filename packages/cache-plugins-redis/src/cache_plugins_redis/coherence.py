@@ -3,6 +3,7 @@ invalidation publishes on ``<prefix>__coherence__``, and the subscriber that app
 other instances' notices to this instance's L1.
 
 A notice is ``<instance id>\\n<kind>\\n<body>``: kind ``k`` with newline-separated keys,
+``t`` with the key a sliding policy's read extended (nothing to drop: see tracking.py),
 ``p`` with a glob, or ``v`` with tags and their new versions
 (cache_plugins_redis.tag_versions). The subscriber has a connection of its own, never
 retried: a drop must be seen, since notices sent meanwhile are lost, so the listener is
@@ -196,6 +197,14 @@ class CoherenceSubscriber:
         if self.listener is None:
             return
         kind, _, body = rest.partition(b"\n")
+        if kind == b"t":
+            # Any instance's sliding extension: the value is unchanged, so nobody drops
+            # it; tracking's report of the change comes next, and is spared.
+            tracking = self.tracking
+            if tracking is not None and tracking.active:
+                with contextlib.suppress(UnicodeDecodeError):
+                    tracking.credit(body.decode().split(SEP))
+            return
         if sender == self._instance:
             tracking = self.tracking
             if kind == b"k" and tracking is not None and tracking.active:

@@ -110,10 +110,13 @@ if #head < 3 or head:byte(1) ~= {MAGIC} or head:byte(2) ~= {VERSION}
     or head:byte(3) == {TOMBSTONE_CODEC_ID} then return 0 end
 redis.call('setrange', KEYS[1], {EXPIRY_AT}, ARGV[1])
 redis.call('pexpireat', KEYS[1], ARGV[2])
+redis.call('publish', ARGV[3], ARGV[4])
 return 1
 """
 """Move an entry's expiry (its frame's and the key's) for a sliding policy; a tombstone
-or a frame of an older format is left to expire as it would."""
+or a frame of an older format is left to expire as it would. Its ``t`` notice comes before
+the engine's tracking report of the same change (cache_plugins_redis.tracking): no
+instance drops its copy of a value only extended."""
 TOMBSTONE_PX = round(TOMBSTONE_TTL * 1000)
 MAX_PX = 2**53
 """Milliseconds of TTL the tier sends at most: far beyond any limits.max_ttl, well inside
@@ -936,7 +939,8 @@ class RedisTier:
         pipe = self._client.pipeline(transaction=False)
         for key, ttl in items:
             at = now + max(1, round(ttl * 1000))
-            pipe.eval(_TOUCH, 1, self.prefix + key, at.to_bytes(8, "big"), at)
+            touched = self._notice(b"t", key)
+            pipe.eval(_TOUCH, 1, self.prefix + key, at.to_bytes(8, "big"), at, self.channel, touched)
         with self.memory.refusals():
             await pipe.execute()
 
