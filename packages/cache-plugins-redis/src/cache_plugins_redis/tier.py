@@ -939,8 +939,8 @@ class RedisTier:
         pipe = self._client.pipeline(transaction=False)
         for key, ttl in items:
             at = now + max(1, round(ttl * 1000))
-            touched = self._notice(b"t", key)
-            pipe.eval(_TOUCH, 1, self.prefix + key, at.to_bytes(8, "big"), at, self.channel, touched)
+            expiry, touched = at.to_bytes(8, "big"), self._notice(b"t", key)
+            pipe.eval(_TOUCH, 1, self.prefix + key, expiry, at, self.channel, touched)
         with self.memory.refusals():
             await pipe.execute()
 
