@@ -183,3 +183,14 @@ async def test_the_decorated_function_keeps_its_signature_for_type_checkers() ->
         assert assert_type(await double(2), int) == 4
         with pytest.raises(InvalidKeyError):  # it still runs: the agent refuses so long a key
             await double("2" * 5000)  # type: ignore[arg-type]
+
+
+async def test_a_template_without_fields_reads_its_braces_as_format_does() -> None:
+    async with CachingAgent.from_config(L1_ONLY, env={}) as agent:
+
+        @agent.cached(key="cfg:{{v2}}")
+        async def config() -> int:
+            return 2
+
+        assert await config() == 2
+        assert await agent.get("cfg:{v2}") == 2  # the key str.format gives, as with fields

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import pytest
 from attrs import define, field
 
-from cache_core import CachingAgent, ConfigError, LoaderError, hookimpl
+from cache_core import CachingAgent, ConfigError, LoaderError, NotFound, hookimpl
 
 
 class SlowLoader:
@@ -21,6 +21,7 @@ class SlowLoader:
     PLUGIN_NAME: ClassVar[str] = "slow"
     CALLS: ClassVar[list[str]] = []
     FAIL: ClassVar[bool] = False
+    GONE: ClassVar[bool] = False
 
     @define(frozen=True)
     class Options:
@@ -42,6 +43,8 @@ class SlowLoader:
         await asyncio.sleep(self.delay)
         if type(self).FAIL:
             raise RuntimeError("the source is down")
+        if type(self).GONE:
+            raise NotFound(key)
         return {"v": len(type(self).CALLS)}
 
 
@@ -55,6 +58,7 @@ class Plugin:
 def fresh_loader() -> None:
     SlowLoader.CALLS = []
     SlowLoader.FAIL = False
+    SlowLoader.GONE = False
 
 
 def config(engine: Any, prefix: str, ttl: float, **freshness: Any) -> dict[str, Any]:
@@ -131,6 +135,22 @@ async def test_a_batch_past_the_refresh_point_answers_and_refreshes(
         assert sorted(SlowLoader.CALLS) == ["r:a", "r:a", "r:b", "r:b"]
         refreshed = await agent.get_many(["r:a", "r:b"])
         assert all(value["v"] > 2 for value in refreshed.values()), refreshed
+
+
+async def test_a_refresh_that_finds_nothing_is_not_retried_at_every_hit(
+    engine: Any, prefix: str
+) -> None:
+    cfg = config(engine, prefix, ttl=4, refresh_ahead=0.25, delay=0.01)
+    async with CachingAgent.from_config(cfg, plugins=[Plugin()], env={}) as agent:
+        assert await agent.get("r:g") == {"v": 1}
+        await asyncio.sleep(1.1)  # past the refresh point
+        SlowLoader.GONE = True
+        answers = []
+        for _ in range(40):
+            answers.append(await agent.get("r:g"))
+            await asyncio.sleep(0.02)
+        assert SlowLoader.CALLS == ["r:g", "r:g"]  # one refresh, not one a hit
+        assert answers == [{"v": 1}] * 40  # answered until its TTL
 
 
 @pytest.mark.parametrize(

@@ -156,7 +156,7 @@ async def test_cluster_locks_keep_lock_and_token_in_one_slot(
         CachingAgent.from_config(config, env={}) as a,
         CachingAgent.from_config(config, env={}) as b,
     ):
-        for name in ("plain", "with}brace", "{tagged}"):
+        for name in ("plain", "with}brace", "{tagged}", "}x", "}", "{}"):
             async with a.lock(name, lease=5) as held:
                 first = held.token
                 with pytest.raises(LockTimeoutError):

@@ -103,6 +103,20 @@ async def test_a_deleted_key_is_not_brought_back_by_a_queued_extension(
         await raw.aclose()
 
 
+async def test_a_sliding_key_refuses_tags_and_dependencies() -> None:
+    from cache_core import InvalidValueError
+
+    async with CachingAgent.from_config(cfg(None, ""), env={}) as agent:
+        with pytest.raises(InvalidValueError, match="cannot carry tags or dependencies"):
+            await agent.set("session:t", 1, tags=["user:1"])
+        with pytest.raises(InvalidValueError, match="cannot carry tags or dependencies"):
+            await agent.set("session:t", 1, dependencies=["user:1"])
+        with pytest.raises(InvalidValueError, match="cannot carry tags or dependencies"):
+            await agent.set_many({"session:t": 1, "other": 2}, tags=["user:1"])
+        assert await agent.get("session:t") is None and await agent.get("other") is None
+        await agent.set("fixed:t", 1, tags=["user:1"])  # not sliding: as before
+
+
 def test_a_sliding_policy_needs_a_ttl() -> None:
     config = {"cache_policies": {"s": {"match": ["s:*"], "sliding": True}}}
     with pytest.raises(ConfigError, match=r"cache_policies\.s\.sliding"):

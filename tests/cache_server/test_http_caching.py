@@ -147,3 +147,18 @@ def test_the_tag_is_computed_once_per_entry(
     assert second is not None and second[1] != first[1]
     assert digests == [b"1", b"2"]
     assert tier.get("k") == b"2" and tier.tagged("absent") is None
+
+
+@pytest.mark.parametrize("tier_cls", [MemoryTier, WTinyLfuTier])
+def test_a_kept_tag_counts_in_l1s_bytes(tier_cls: type[Any]) -> None:
+    from cache_core.tiers.memory import ETAG_WEIGHT
+
+    tier = tier_cls()
+    tier.set("k", b"1", 60)
+    before = tier.size_bytes
+    assert tier.tagged("k") is not None
+    assert tier.size_bytes == before + ETAG_WEIGHT
+    assert tier.tagged("k") is not None
+    assert tier.size_bytes == before + ETAG_WEIGHT  # kept: counted once
+    tier.delete("k")
+    assert tier.size_bytes == 0

@@ -40,7 +40,7 @@ _ROOT = re.compile(r"[.\[]")
 class ArgumentTemplate:
     """A template filled from a call's arguments (``user:{user_id}:recs``)."""
 
-    __slots__ = ("static", "text")
+    __slots__ = ("_rendered", "static", "text")
 
     def __init__(self, text: str, signature: inspect.Signature, what: str) -> None:
         if not isinstance(text, str) or not text:
@@ -66,10 +66,11 @@ class ArgumentTemplate:
             names.append(root)
         self.text = text
         self.static = not names
-        """Filled from nothing: the text itself, no binding needed."""
+        """Filled from nothing: no binding needed."""
+        self._rendered = text.format_map({}) if self.static else text  # {{ }} read once
 
     def render(self, arguments: dict[str, Any]) -> str:
-        return self.text if self.static else self.text.format_map(arguments)
+        return self._rendered if self.static else self.text.format_map(arguments)
 
 
 class _Templates:

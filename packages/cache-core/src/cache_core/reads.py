@@ -183,6 +183,7 @@ class Reads:
         and L1 until its refresh point; a value in L2 not fresh by those is reloaded.
         ``again``: loaded though L2 holds a value (asked past the cache: no-cache)."""
         fresh = self.loading.freshness_of(loader)
+        seq = self.coherence.seq
 
         async def load() -> Found | None:
             try:
@@ -198,10 +199,10 @@ class Reads:
             if fresh is None or ttl is None:
                 await self.write(strategy, [(key, data, ttl, compress)], (), ())
                 return data, "loader"
-            seq = self.coherence.seq
+            before = self.coherence.seq
             await self.write(strategy, [(key, data, fresh.stored_ttl(ttl), compress)], (), ())
             # L1 keeps it until its refresh point, then reads reach L2 and are judged there.
-            if seq == self.coherence.seq:
+            if before == self.coherence.seq:
                 self.view.set(key, data, self.l1_ttl(fresh.fresh_for(ttl)))
             return data, "loader"
 
@@ -209,7 +210,9 @@ class Reads:
             keep = stored.ttl_remaining
             if fresh is not None and (ttl := self.resolve(key, None, None)[0]) is not None:
                 keep = fresh.judge(keep, ttl)[1]
-            self.view.set(key, stored.data, self.l1_ttl(keep))
+            # A notice since the load began may concern this very value: not promoted.
+            if seq == self.coherence.seq:
+                self.view.set(key, stored.data, self.l1_ttl(keep))
             return stored.data, "l2"
 
         def current(stored: StoredValue) -> bool:
@@ -264,7 +267,7 @@ class Reads:
 
     def refresh_later(self, key: str, plan: _Plan) -> None:
         """Reload ``key`` in the background, once: nobody waits for it."""
-        if key in self._refreshing:
+        if key in self._refreshing or self.loading.known_missing(key):
             return
         retry = self._refresh_failed.get(key)
         if retry is not None and retry > time.monotonic():
@@ -275,18 +278,26 @@ class Reads:
 
     async def _refresh(self, key: str, plan: _Plan) -> None:
         try:
-            await self.single_flight(key, lambda: self._load(key, plan.loader, plan.ids))
+            found = await self.single_flight(key, lambda: self._load(key, plan.loader, plan.ids))
         except CacheError as exc:  # the current value is still answered; retried later
-            failed = self._refresh_failed
-            failed[key] = time.monotonic() + REFRESH_RETRY
-            while len(failed) > _REFRESH_FAILURES_MAX:
-                del failed[next(iter(failed))]
+            self._refresh_later_again(key)
             log.warning(
                 "refresh_failed",
                 extra={"key_pattern": self.loading.pattern_of(plan.loader, key), "error": str(exc)},
             )
+            return
+        if found is None:
+            # The loader has nothing now: the value stays answered until its TTL, and is
+            # not reloaded meanwhile (loading.negative_ttl, then REFRESH_RETRY).
+            self._refresh_later_again(key)
         else:
             self._refresh_failed.pop(key, None)
+
+    def _refresh_later_again(self, key: str) -> None:
+        failed = self._refresh_failed
+        failed[key] = time.monotonic() + REFRESH_RETRY
+        while len(failed) > _REFRESH_FAILURES_MAX:
+            del failed[next(iter(failed))]
 
     async def single_flight(
         self, key: str, produce: Callable[[], Awaitable[Found | None]]

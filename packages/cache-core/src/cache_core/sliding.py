@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from cache_core.errors import CacheError
+from cache_core.etags import etag_of
 from cache_core.policies import PolicyTable
 from cache_core.tiers.base import LocalTier, TouchMany
 from cache_core.tiers.guarded import GuardedTier
@@ -123,9 +124,12 @@ class SlidingView:
         return data
 
     def tagged(self, key: str) -> tuple[bytes, str, float | None] | None:
-        if self._tagged is None:
-            return None
-        found: tuple[bytes, str, float | None] | None = self._tagged(key)
+        found: tuple[bytes, str, float | None] | None
+        if self._tagged is None:  # an L1 plugin without tags: its bytes digested each time
+            data = self.inner.get(key)
+            found = None if data is None else (data, etag_of(data), None)
+        else:
+            found = self._tagged(key)
         if found is not None and (ttl := self._ttl_of(key)) is not None:
             self._slide(key, ttl)
             return found[0], found[1], self._l1_ttl(ttl)

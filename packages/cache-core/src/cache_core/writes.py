@@ -99,6 +99,8 @@ class Writes:
         self.rules.check_key(key)
         self.rules.check_tags(tags)
         self.rules.check_dependencies(dependencies)
+        if tags or dependencies:
+            self._check_unlinked_if_sliding(key)
         data = self.rules.encode(value)
         # Encoded, the value is not needed again: a multi-MiB one must not wait out the L2
         # round trip beside its bytes (when the caller lets go of it too).
@@ -107,6 +109,17 @@ class Writes:
         await self.write(chosen, [(key, data, seconds, compress)], tags, dependencies)
         self.stats.latency.observe(_perf() - start)
         return chosen.PLUGIN_NAME
+
+    def _check_unlinked_if_sliding(self, key: str) -> None:
+        """A sliding key carries no tags or dependencies: their index entries expire with
+        the write's TTL, which reads extend for the entry alone (cache_core.sliding)."""
+        if self.policies.sliding:
+            policy = self.policies.match(key)
+            if policy is not None and policy.sliding:
+                raise InvalidValueError(
+                    f"{key!r} slides (policy {policy.name!r}): it cannot carry tags or "
+                    "dependencies, whose index entries would expire while reads keep it"
+                )
 
     async def set_many(
         self,
@@ -122,6 +135,8 @@ class Writes:
         groups: dict[str, tuple[Strategy, list[Write]]] = {}
         for key, value in items.items():
             self.rules.check_key(key)
+            if tags:
+                self._check_unlinked_if_sliding(key)
             data = self.rules.encode(value)
             seconds, chosen, compress = self.resolve(key, ttl, strategy)
             write = (key, data, seconds, compress)

@@ -8,13 +8,15 @@ counter kept forever per name. The last token is kept ``FENCE_KEEP`` seconds pas
 lease, which covers the clock granting the same microsecond twice (a release and a new
 acquisition within it); after that the clock alone has long passed it.
 
-Both keys share a Cluster hash slot: they are the same up to and including the ``}``
-closing ``{name}``, so whichever braces decide the slot (the prefix's or the name's),
-they decide it alike.
+Both keys share a Cluster hash slot: they are the same up to and including a ``{tag}``
+made of a digest of the name (hex: never empty, no braces of its own), so whichever braces
+decide the slot, the prefix's or that tag, they decide it alike. The name itself follows,
+readable, after the tag.
 """
 
 from __future__ import annotations
 
+from hashlib import blake2b
 from typing import Any
 
 FENCE_KEEP = 60.0
@@ -56,8 +58,9 @@ class FencedLockScripts:
         self._base = base
 
     def _keys(self, name: str) -> tuple[str, str]:
-        lock = f"{self._base}lock{{{name}}}"
-        return lock, lock + ":fence"
+        tag = blake2b(name.encode(), digest_size=8).hexdigest()
+        lock = f"{self._base}lock{{{tag}}}:{name}"
+        return lock, lock + "\x1ffence"
 
     async def acquire(self, name: str, lease: float) -> int | None:
         lock, fence = self._keys(name)

@@ -36,6 +36,8 @@ def entry_weight(key: str, data: bytes) -> int:
     return sys.getsizeof(key) + sys.getsizeof(data) + ENTRY_OVERHEAD
 
 
+ETAG_WEIGHT = sys.getsizeof('W/"0123456789abcdef"') + 8
+"""Bytes an entry's kept entity tag adds to its weight (the string and its reference)."""
 _Record = tuple[bytes, float, int] | tuple[bytes, float, int, str]
 """A MemoryTier entry: data, expiry, weight, and its entity tag once asked for."""
 
@@ -194,6 +196,21 @@ class MemoryTier(HeldEntries):
         self._entries.move_to_end(key)
         return entry[0]
 
+    def tagged(self, key: str) -> tuple[bytes, str, float | None] | None:
+        # get() and the tag in one lookup: this is the HTTP GET's L1 hit.
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        now = self._clock()
+        expires_at = entry[1]
+        if expires_at <= now:
+            self._drop(key, entry[2])
+            self._expirations += 1
+            return None
+        self._entries.move_to_end(key)
+        etag = entry[3] if len(entry) == 4 else self._etag(key, entry)
+        return entry[0], etag, None if expires_at == math.inf else expires_at - now
+
     def _set_expiry(self, key: str, entry: _Record, expires_at: float) -> None:
         self._entries[key] = (entry[0], expires_at, *entry[2:])
 
@@ -201,7 +218,11 @@ class MemoryTier(HeldEntries):
         if len(entry) == 4:
             return entry[3]
         etag = etag_of(entry[0])
-        self._entries[key] = (*entry, etag)  # the same place in the order
+        # Kept, and weighed: L1's byte bound holds with the tags in it.
+        self._entries[key] = (entry[0], entry[1], entry[2] + ETAG_WEIGHT, etag)
+        self._size += ETAG_WEIGHT
+        if self._size > self.max_bytes:
+            self._evict()  # the oldest first: never this entry, the newest
         return etag
 
     def set(self, key: str, data: bytes, ttl: float | None) -> bool:
@@ -296,7 +317,7 @@ class MemoryTier(HeldEntries):
         return count
 
 
-__all__ = ["ENTRY_OVERHEAD", "HeldEntries", "MemoryTier", "entry_weight"]
+__all__ = ["ENTRY_OVERHEAD", "ETAG_WEIGHT", "HeldEntries", "MemoryTier", "entry_weight"]
 
 
 class BypassTier:

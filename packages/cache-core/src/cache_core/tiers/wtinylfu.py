@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from attrs import define
 
 from cache_core.etags import etag_of
-from cache_core.tiers.memory import HeldEntries, entry_weight
+from cache_core.tiers.memory import ETAG_WEIGHT, HeldEntries, entry_weight
 
 if TYPE_CHECKING:
     from cache_core.tiers.base import TierContext
@@ -329,6 +329,17 @@ class WTinyLfuTier(HeldEntries):
             return entry[6]  # type: ignore[no-any-return]
         etag = etag_of(entry[0])
         entry.append(etag)  # the one list every region's table holds
+        # Weighed as part of the entry, so L1's byte bound holds with the tags in it.
+        entry[2] += ETAG_WEIGHT
+        self._size += ETAG_WEIGHT
+        if entry[3] == WINDOW:
+            self._window_bytes += ETAG_WEIGHT
+        elif entry[3] == PROBATION:
+            self._probation_bytes += ETAG_WEIGHT
+        else:
+            self._protected_bytes += ETAG_WEIGHT
+        if self._size > self.max_bytes:
+            self._evict()
         return etag
 
     def get(self, key: Any) -> bytes | None:
