@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from cache_core.tiers.memory import entry_weight
+from cache_core.tiers.memory import ETAG_WEIGHT, entry_weight
 from cache_server.keys import AGENT
 
 
@@ -317,7 +317,9 @@ async def test_stats_count_exactly_after_a_known_sequence(client):
     assert stats["sets"] == 4
     assert stats["deletes"] == 2
     assert stats["hit_rate"] == round(4 / 6, 4)
-    assert stats["l1_size_bytes"] == sum(weight(k, values[k]) for k in ("a", "b", "c"))
+    # a and b were answered over HTTP: each keeps its entity tag, which L1 counts
+    tags = 2 * ETAG_WEIGHT
+    assert stats["l1_size_bytes"] == sum(weight(k, values[k]) for k in ("a", "b", "c")) + tags
     assert stats["l2_size_keys"] == 0
     assert isinstance(stats["avg_latency_ms"], float)
     assert stats["avg_latency_ms"] > 0
@@ -326,7 +328,7 @@ async def test_stats_count_exactly_after_a_known_sequence(client):
     assert (await client.post("/invalidate", json={"tags": ["t"]})).status == 200
     after = await stats_of(client)
     assert (after["sets"], after["deletes"]) == (4, 2)
-    assert after["l1_size_bytes"] == weight("a", 1) + weight("c", "three")
+    assert after["l1_size_bytes"] == weight("a", 1) + ETAG_WEIGHT + weight("c", "three")
 
 
 async def test_stats_l1_size_follows_overwrites_and_deletes(client):
