@@ -125,6 +125,7 @@ BENCHMARKS = {
     "staleness": ["bench/staleness.py", "1000"],
     "l1_metrics": ["bench/l1_metrics.py"],
     "hitratio": ["bench/hitratio.py"],
+    "policy_cost": ["bench/policy_cost.py"],
 }
 
 

@@ -17,7 +17,7 @@ def run_copy(
 ) -> subprocess.CompletedProcess[str]:
     """Run a copy of ``bench/<script>`` from ``tmp_path``, so whatever it writes (results,
     plots) lands there and never over the repository's bench/ files."""
-    for name in (script, "benchlib.py"):
+    for name in (script, "benchlib.py", "hitratio.py"):
         shutil.copy(BENCH / name, tmp_path / name)
     return subprocess.run(
         [sys.executable, str(tmp_path / script), *args],
@@ -49,6 +49,16 @@ def test_hitratio_names_the_folder_of_a_trace_it_cannot_find(tmp_path: Path) -> 
     assert "nosuchtrace" in result.stderr
     assert str(traces) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_policy_cost_without_traces_fails_naming_the_folder(tmp_path: Path) -> None:
+    traces = tmp_path / "no-traces"
+    traces.mkdir()
+    result = run_copy(tmp_path, "policy_cost.py", {"CACHING_AGENT_TRACES": str(traces)})
+    assert result.returncode != 0
+    assert str(traces) in result.stderr
+    assert "met" not in result.stdout
+    assert not (tmp_path / "results-policy_cost.md").exists()
 
 
 def test_report_without_results_fails_naming_the_folder(tmp_path: Path) -> None:

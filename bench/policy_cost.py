@@ -1,0 +1,142 @@
+"""What a hit and a miss cost in the W-TinyLFU tier against the LRU tier, replayed on the
+real traces of ../shared/traces (issue 19: a miss at most 3x an LRU miss, a hit at most
+1.5x an LRU hit).
+
+For each trace, at a quarter of its distinct keys: the replay's time (get, then set on a
+miss) and its hit count, best of ROUNDS; and the time of a hit alone, from a replay of the
+same keys on a tier that already holds every one of them. A miss's cost is what the replay
+spent beyond its hits at that price. Writes bench/results-policy_cost.md.
+
+    uv run python bench/policy_cost.py [trace ...]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from benchlib import table, write_results
+from hitratio import NO_EXPIRY, TRACES, load, names, unit
+
+from cache_core.tiers.memory import MemoryTier
+from cache_core.tiers.wtinylfu import WTinyLfuTier
+
+ROUNDS = 3
+FRACTION = 0.25
+MAX_REQUESTS = 1_000_000
+"""Requests replayed a trace at most (its first ones): the cost of a call, not of a
+trace, is measured, and the longest traces would take minutes a policy."""
+MISS_TARGET = 3.0
+HIT_TARGET = 1.5
+
+Tier = Callable[[int], Any]
+TIERS: dict[str, Tier] = {
+    "LRU": lambda size: MemoryTier(weigher=unit, max_bytes=size),
+    "W-TinyLFU": lambda size: WTinyLfuTier(weigher=unit, max_bytes=size),
+}
+
+
+def replay(tier: Any, keys: Sequence[int]) -> tuple[float, int]:
+    """Seconds the replay took, and its hits."""
+    get, put = tier.get, tier.set
+    hits = 0
+    start = time.perf_counter()
+    for key in keys:
+        if get(key) is None:
+            put(key, b"", NO_EXPIRY)
+        else:
+            hits += 1
+    return time.perf_counter() - start, hits
+
+
+def hit_cost(make: Tier, keys: Sequence[int]) -> float:
+    """Seconds a hit takes: a second replay on a tier holding every key."""
+    tier = make(len(set(keys)) + 1)
+    replay(tier, keys)
+    seconds, hits = replay(tier, keys)
+    assert hits == len(keys)
+    return seconds / hits
+
+
+def costs(make: Tier, size: int, keys: Sequence[int]) -> tuple[float, float, float]:
+    """(ns a hit, ns a miss, hit ratio %), each the best of ROUNDS."""
+    hit = min(hit_cost(make, keys) for _ in range(ROUNDS))
+    best: tuple[float, int] | None = None
+    for _ in range(ROUNDS):
+        seconds, hits = replay(make(size), keys)
+        if best is None or seconds < best[0]:
+            best = (seconds, hits)
+    assert best is not None
+    seconds, hits = best
+    misses = len(keys) - hits
+    miss = (seconds - hits * hit) / misses if misses else 0.0
+    return hit * 1e9, miss * 1e9, 100 * hits / len(keys)
+
+
+def main(selected: list[str]) -> None:
+    chosen = selected or names()
+    if not chosen:
+        raise SystemExit(
+            f"policy_cost: no traces in {TRACES / 'lirs'} or {TRACES / 'cache2k'}; set "
+            "CACHING_AGENT_TRACES to the folder that holds them"
+        )
+    rows = []
+    worst_miss = worst_hit = 0.0
+    for name in chosen:
+        keys = load(name)[:MAX_REQUESTS]
+        size = max(10, round(len(set(keys)) * FRACTION))
+        got = {policy: costs(make, size, keys) for policy, make in TIERS.items()}
+        (lru_hit, lru_miss, lru_ratio), (hit, miss, ratio) = got["LRU"], got["W-TinyLFU"]
+        miss_x, hit_x = miss / lru_miss, hit / lru_hit
+        worst_miss, worst_hit = max(worst_miss, miss_x), max(worst_hit, hit_x)
+        rows.append(
+            [
+                name,
+                size,
+                round(lru_ratio, 1),
+                round(ratio, 1),
+                round(lru_hit),
+                round(hit),
+                round(hit_x, 2),
+                round(lru_miss),
+                round(miss),
+                round(miss_x, 2),
+            ]
+        )
+        print(" | ".join(str(v) for v in rows[-1]), flush=True)
+    header = [
+        "trace",
+        "size",
+        "LRU hit %",
+        "ours hit %",
+        "LRU hit ns",
+        "ours hit ns",
+        "hit x",
+        "LRU miss ns",
+        "ours miss ns",
+        "miss x",
+    ]
+    text = table(header, rows)
+    verdict = (
+        f"Targets: a miss at most {MISS_TARGET:g}x an LRU miss (worst here {worst_miss:.2f}x: "
+        f"{'met' if worst_miss <= MISS_TARGET else 'NOT met'}), a hit at most {HIT_TARGET:g}x "
+        f"an LRU hit (worst {worst_hit:.2f}x: {'met' if worst_hit <= HIT_TARGET else 'NOT met'})."
+    )
+    print(text)
+    print(verdict)
+    if not selected:
+        write_results(
+            "policy_cost",
+            "L1 policy cost per call: W-TinyLFU against LRU",
+            "`uv run nox -s bench -- policy_cost`: each trace's first "
+            f"{MAX_REQUESTS:,} requests replayed in process at {FRACTION:.0%} of its distinct "
+            f"keys, best of {ROUNDS}; a hit's cost from a replay on a tier holding every key, "
+            "a miss's from what the replay spent beyond its hits."
+            f"\n\n{text}\n\n{verdict}\n",
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
