@@ -30,6 +30,8 @@ COPY packages/cache-server/pyproject.toml packages/cache-server/
 COPY packages/cache-plugins-redis/pyproject.toml packages/cache-plugins-redis/
 COPY packages/cache-plugins-compression/pyproject.toml packages/cache-plugins-compression/
 COPY packages/cache-plugins-invalidation/pyproject.toml packages/cache-plugins-invalidation/
+COPY packages/cache-client/pyproject.toml packages/cache-client/
+COPY packages/cache-testing/pyproject.toml packages/cache-testing/
 RUN /opt/uv/bin/uv sync --locked --no-default-groups --no-install-workspace \
         $(for extra in $EXTRAS; do printf -- '--extra %s ' "$extra"; done)
 COPY packages packages
