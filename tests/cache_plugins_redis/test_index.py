@@ -93,7 +93,12 @@ async def test_over_http_invalidation_on_a_is_gone_on_b_in_l1_and_l2(
         if key == "dep:grandchild":
             body["dependencies"] = ["dep:child"]
         assert (await a.post("/cache", json=body)).status == 200
-    # B reads everything into its own L1.
+    # B reads everything into its own L1, once A's notices of those writes have reached it
+    # (a read they overlap is not promoted, by rule; with tracking, two messages a write).
+    tier_b: Any = agent_b.l2
+    await eventually(lambda: tier_b.notices_received >= len(items))
+    if agent_b.health()["tiers"]["l2"]["coherence"] == "tracking+notices":
+        await eventually(lambda: tier_b.invalidations_received >= len(items))
     got = await (await b.post("/cache/batch-get", json={"keys": list(items)})).json()
     assert got["hits"] == len(items)
     assert all(key in agent_b.l1 for key in items)
