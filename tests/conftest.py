@@ -3,6 +3,7 @@ each started from the engine binary when a test first asks for it, on loopback o
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import importlib.util
@@ -569,3 +570,21 @@ async def small_agent(make_agent: MakeAgent, base_config: Callable[..., dict[str
         ),
         plugins=(cache_plugins_invalidation.hooks,),
     )
+
+
+@pytest.fixture
+def heard() -> Callable[[Any, int], Awaitable[None]]:
+    """``await heard(agent, n)``: once ``agent`` has applied ``n`` notices of another
+    instance's changes and, with server-assisted coherence, ``n`` of the engine's reports
+    (they trail the notices): a read made after it is not overlapped by any of them, so
+    what it promotes stays in L1 (a read they overlap is not promoted, by rule)."""
+
+    async def wait(agent: Any, n: int) -> None:
+        tier = agent.l2
+        tracked = agent.health()["tiers"]["l2"].get("coherence") == "tracking+notices"
+        deadline = time.monotonic() + 5
+        while tier.notices_received < n or (tracked and tier.invalidations_received < n):
+            assert time.monotonic() < deadline, (tier.notices_received, n)
+            await asyncio.sleep(0.005)
+
+    return wait

@@ -48,18 +48,15 @@ async def test_overwrite_on_a_reaches_b_within_the_bound(l2_config: dict[str, An
         assert max(delays) < STALENESS_BOUND, f"staleness p50={statistics.median(delays)}"
 
 
-async def test_delete_and_pattern_on_a_drop_b_copies(l2_config: dict[str, Any]) -> None:
+async def test_delete_and_pattern_on_a_drop_b_copies(l2_config: dict[str, Any], heard: Any) -> None:
     async with (
         CachingAgent.from_config(l2_config, env={}) as a,
         CachingAgent.from_config(l2_config, env={}) as b,
     ):
         await a.set_many({"user:1:p": 1, "user:2:p": 2, "keep": 3})
 
-        async def b_heard_it() -> bool:
-            return bool(b.l2.notices_received >= 1)  # type: ignore[union-attr]
-
         # Else B's read may overlap the write's notice, and is then not promoted (by rule).
-        await wait_for(b_heard_it)
+        await heard(b, 1)
         assert await b.get_many(["user:1:p", "user:2:p", "keep"]) == {
             "user:1:p": 1,
             "user:2:p": 2,

@@ -123,7 +123,9 @@ def test_a_sliding_policy_needs_a_ttl() -> None:
         CachingAgent.from_config(config, env={})
 
 
-async def test_an_extension_costs_no_instance_its_l1_copy(engine: Any, prefix: str) -> None:
+async def test_an_extension_costs_no_instance_its_l1_copy(
+    engine: Any, prefix: str, heard: Any
+) -> None:
     # The engine's tracking reports the extension as a change (client_tracking: auto);
     # its "t" notice says it is none.
     async with (
@@ -131,10 +133,7 @@ async def test_an_extension_costs_no_instance_its_l1_copy(engine: Any, prefix: s
         CachingAgent.from_config(cfg(engine, prefix), env={}) as b,
     ):
         await a.set("session:k", "v")
-        for _ in range(100):  # A's notice reaches B first: else it drops what B promotes
-            if b.l2.notices_received:  # type: ignore[union-attr]
-                break
-            await asyncio.sleep(0.01)
+        await heard(b, 1)  # A's notice reaches B first: else it drops what B promotes
         assert await b.get("session:k") == "v"  # B's copy, promoted from L2
         assert "session:k" in b.l1
         assert a._toucher is not None
