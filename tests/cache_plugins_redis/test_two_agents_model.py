@@ -213,10 +213,12 @@ class TwoAgents(RuleBasedStateMachine):
             ok |= self.stale[name].get(key, set())
         return ok
 
-    def landed(self, key: str) -> None:
-        """What L2 holds of ``key`` is in ``possible`` now (a write or removal reached it)."""
-        for pending in self.pending.values():
-            if key in pending:
+    def landed(self, key: str, only: str | None = None) -> None:
+        """What L2 holds of ``key`` is in ``possible`` now (a write or removal reached it),
+        for what the agents' buffered writes of it replace (``only``'s alone: see
+        :meth:`tag_removed`)."""
+        for name, pending in self.pending.items():
+            if key in pending and only in (None, name):
                 pending[key] = (pending[key][0], set(self.possible[key]))
 
     def cascade(self, sources: set[str], certain: bool, written: int | None = None) -> None:
@@ -336,7 +338,10 @@ class TwoAgents(RuleBasedStateMachine):
                 self.possible[key] -= values
             self.possible[key].add(None)
             if self.possible[key] == {None}:
-                self.landed(key)
+                # Another agent's buffered write carrying the tag is not in L2 to bump: the
+                # older value L2 holds of its key stays readable until that write's flush
+                # (which lands a tombstone in its place) or the tag's reaping (README).
+                self.landed(key, only=name)
             reached.add(key)
         self.cascade(reached, certain=False)
 

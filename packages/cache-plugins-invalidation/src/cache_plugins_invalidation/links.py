@@ -37,6 +37,10 @@ class InvalidationLinks(Cascade):
         (:meth:`landed`)."""
         self._unsettled: dict[str, float | None] = {}
         """Landed, but L2 went away before the index settled them: the next flush does."""
+        self._buffered_links: dict[str, tuple[Sequence[str], tuple[str, ...]]] = {}
+        """Write-back writes with links, indexed in their request: the links their flush
+        carries, so it records (and checks) its own tags' versions whatever the index holds
+        by then (a retired tag's walk may have unlinked the key meanwhile)."""
         registrations = InvalidationManager(
             context.index,
             check_key=context.check_key,
@@ -99,6 +103,8 @@ class InvalidationLinks(Cascade):
                 # With L2 away, write-back still takes plain writes (the point of buffering).
                 if not (buffered and plain):
                     raise
+        for key in keys:
+            self._buffered_links.pop(key, None)
         if plain and buffered:
             # Nothing on the wire now: the index sees to it when the flush has landed. Due
             # before it is buffered: the write that fills the batch flushes it in its own
@@ -155,9 +161,17 @@ class InvalidationLinks(Cascade):
             # Indexed now, old links and dependents with it; not before: should the record
             # fail, a plain write held before this one is still settled when it lands.
             self._deferred.pop(key, None)
+        if buffered:
+            deps = tuple(dependencies)
+            self._buffered_links.update({key: (tags, deps) for key, _, tags in linked})
         # Watched too: a tier that can removes the dependents in the write's own step, so a
         # write that lands after its caller gave up on it (a frozen engine) takes them along.
-        await watching(land(), Landing())
+        try:
+            await watching(land(), Landing())
+        except Exception:
+            for key in keys:
+                self._buffered_links.pop(key, None)
+            raise
         # Landed: only now may the index drop the links the old value needed. Should that
         # fail, both values' links stay, which invalidates too much, never too little.
         settling = self.index.settle(linked, dependencies)
@@ -224,13 +238,20 @@ class InvalidationLinks(Cascade):
 
     def flush_landing(self, keys: Sequence[str]) -> Landing:
         # Buffered without links: their old links are settled once the flush has landed.
-        return Landing(plain={key for key in keys if key in self._deferred})
+        plain = {key for key in keys if key in self._deferred}
+        carried = {key: self._buffered_links[key] for key in keys if key in self._buffered_links}
+        if not carried or not self._in_step:
+            return Landing(plain=plain)
+        # Exact: every key gets the links given, none for the plain ones.
+        return Landing(links=carried, plain=plain)
 
     async def landed(
         self,
         entries: Sequence[tuple[str, float | None]],
         linked: Collection[str] | None = None,
     ) -> None:
+        for key, _ in entries:
+            self._buffered_links.pop(key, None)
         due = {key: ttl for key, ttl in entries if self._deferred.pop(key, _NONE) is not _NONE}
         if linked is not None:
             due = {key: ttl for key, ttl in due.items() if key in linked}
@@ -276,6 +297,8 @@ class InvalidationLinks(Cascade):
 
     def _forget_deferred(self, keys: set[str]) -> None:
         """Removed keys' buffered writes are dropped: nothing of theirs lands to settle."""
+        for key in keys:
+            self._buffered_links.pop(key, None)
         if self._deferred:
             for key in keys:
                 self._deferred.pop(key, None)

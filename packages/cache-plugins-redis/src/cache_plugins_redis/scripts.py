@@ -307,17 +307,22 @@ for i = 1, n do
     if before(kept, string.sub(frame, 12, 19)) or before(horizon, kept) then kept = nil end
   end
   local key = string.sub(KEYS[i], skip + 1)
-  local is_linked, tags = false, {}
+  local is_linked, tags, invalidated = false, {}, false
   if not kept and now then
     is_linked = linked(i, n, now, skip)
     local carried = links
     if not exact then
       carried = (is_linked and not plain) and redis.call('ZRANGE', KEYS[n + i], 0, -1) or {}
     end
-    local floor
+    local written, floor = frame, nil
     frame, tags, floor = annotate(frame, carried, px, string.sub(KEYS[i], 1, skip))
-    -- Stamped before one of its tags was last invalidated: as older than that removal.
-    if floor then kept = floor end
+    if floor then
+      -- Stamped before one of its tags was last invalidated: it replaced what is stored
+      -- (older still), then the invalidation removed it. A tombstone with its stamp takes
+      -- the place, as a delete's would: the older value must not come back.
+      invalidated = true
+      frame, px, tags = string.sub(tomb, 1, 11) .. string.sub(written, 12, 19), tomb_px, {}
+    end
   end
   if kept then
     out[i] = kept
@@ -329,7 +334,9 @@ for i = 1, n do
     end
     if #tags > 0 then versioned[#versioned + 1] = {key, unpack(tags)} end
     store[#store + 1] = {KEYS[i], frame, px}
-    if exact then
+    if invalidated then
+      if exact then forget(key) end
+    elseif exact then
       local expires = px == '' and '+inf' or string.format('%.0f', now + tonumber(px))
       index(key, links, expires, now)
     end
