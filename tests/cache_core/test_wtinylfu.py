@@ -4,6 +4,8 @@ hash the same in every process, so these figures are exact)."""
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import random
 from typing import Any
 
@@ -52,6 +54,26 @@ def recency_trace(length: int, seed: int) -> list[int]:
     return [max(0, i // 4 - int(rng.expovariate(1 / 30))) for i in range(length)]
 
 
+def drifting_trace(
+    length: int, new_per_request: float, s: float, seed: int, stable_share: float = 0.0
+) -> list[int]:
+    """Short and recency-skewed (issue 19), like a recommendation service's: a new key is
+    the hottest, and a key's popularity falls with its age (Zipf of exponent ``s`` over the
+    4,000 newest), new keys arriving at ``new_per_request``; ``stable_share`` of the requests
+    go to a fixed Zipf-popular set of 1,000 (what frequency would keep)."""
+    rng = random.Random(seed)
+    ages = list(itertools.accumulate(1 / (age + 1) ** s for age in range(4000)))
+    stable = list(itertools.accumulate(1 / (rank + 1) for rank in range(1000)))
+    out = []
+    for t in range(length):
+        if stable_share and rng.random() < stable_share:
+            out.append(-1 - bisect.bisect(stable, rng.random() * stable[-1]))
+        else:
+            age = bisect.bisect(ages, rng.random() * ages[-1])
+            out.append(int(t * new_per_request) - age)
+    return out
+
+
 def check_regions(tier: WTinyLfuTier) -> None:
     sizes = {WINDOW: 0, PROBATION: 0, PROTECTED: 0}
     for region, order in enumerate((tier._window, tier._probation, tier._protected)):
@@ -76,7 +98,7 @@ def test_a_loop_larger_than_the_cache_defeats_lru_not_wtinylfu() -> None:
     lru = replay(MemoryTier(weigher=unit, max_bytes=500), keys)
     ours = replay(WTinyLfuTier(weigher=unit, max_bytes=500), keys)
     assert lru == 0.0
-    assert ours == pytest.approx(78.97, abs=0.005)
+    assert ours == pytest.approx(78.96, abs=0.005)
 
 
 def test_a_skewed_workload_keeps_its_popular_keys() -> None:
@@ -84,7 +106,7 @@ def test_a_skewed_workload_keeps_its_popular_keys() -> None:
     lru = replay(MemoryTier(weigher=unit, max_bytes=250), keys)
     ours = replay(WTinyLfuTier(weigher=unit, max_bytes=250), keys)
     assert lru == pytest.approx(55.55, abs=0.005)
-    assert ours == pytest.approx(64.03, abs=0.005)
+    assert ours == pytest.approx(64.06, abs=0.005)
     assert ours > lru + 8
 
 
@@ -96,10 +118,72 @@ def test_on_a_recency_workload_the_guard_gives_the_window_everything() -> None:
     tier = WTinyLfuTier(weigher=unit, max_bytes=100)
     ours = replay(tier, keys)
     assert lru == pytest.approx(71.42, abs=0.005)
-    assert ours == pytest.approx(70.5, abs=0.005)
+    assert ours == pytest.approx(70.86, abs=0.005)
     described = tier.describe()
     assert described["recency_guard"]["verdicts"] >= 1
     assert described["window_share"] > 0.5  # given everything, then climbed down a little
+
+
+DRIFTING = {
+    "steep": {"new_per_request": 0.2, "s": 1.1, "seed": 2},
+    "flat": {"new_per_request": 0.1, "s": 0.8, "seed": 4},
+    "with-stable-set": {"new_per_request": 0.15, "s": 1.0, "seed": 3, "stable_share": 0.2},
+}
+
+
+SHORT_FIGURES = {
+    # (case, fraction): (LRU %, ours %) on 80,000 requests: 9-30 cache-fulls
+    ("flat", 0.25): (75.75, 75.28),
+    ("flat", 0.5): (86.28, 84.15),
+    ("steep", 0.25): (78.3, 76.73),
+    ("steep", 0.5): (78.81, 74.29),
+    ("with-stable-set", 0.25): (78.21, 77.67),
+    ("with-stable-set", 0.5): (82.59, 79.54),
+}
+
+
+def short_replay(case: str, fraction: float) -> tuple[float, float, WTinyLfuTier]:
+    keys = drifting_trace(80_000, **DRIFTING[case])  # type: ignore[arg-type]
+    size = round(len(set(keys)) * fraction)
+    assert 9 < len(keys) / size < 31
+    lru = replay(MemoryTier(weigher=unit, max_bytes=size), keys)
+    tier = WTinyLfuTier(weigher=unit, max_bytes=size)
+    return lru, replay(tier, keys), tier
+
+
+@pytest.mark.parametrize(("case", "fraction"), sorted(SHORT_FIGURES))
+def test_short_recency_skewed_traces_replay_to_fixed_figures(case: str, fraction: float) -> None:
+    # The guard decides within a couple of cache-fulls after the first eviction, and the
+    # window it then gets evicts what main held coldest first (it evicted main's hottest
+    # first before: 1-2 points more lost on these, 4 cache-fulls to recover).
+    lru, ours, tier = short_replay(case, fraction)
+    assert (lru, ours) == pytest.approx(SHORT_FIGURES[case, fraction], abs=0.005)
+    assert tier.describe()["recency_guard"]["verdicts"] >= 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="RECENCY_VERDICT_TOO_SLOW: at half the keys (9-15 cache-fulls) W-TinyLFU trails "
+    "LRU by 2.1-4.5 points, the guard deciding about 2 cache-fulls after the first eviction. "
+    "A guard judging every eighth of a cache-full gets all six within 1 point (worst -0.95) "
+    "but gives away 5 tuning-trace targets (web12, backf, cpp): an early verdict on a "
+    "passing phase is never undone. Issue 19, item 1",
+)
+def test_short_recency_skewed_traces_are_within_a_point_of_lru() -> None:
+    gaps = [ours - lru for lru, ours in SHORT_FIGURES.values()]
+    assert min(gaps) >= -1
+
+
+def test_a_window_given_everything_evicts_mains_coldest_first() -> None:
+    tier = WTinyLfuTier(weigher=unit, max_bytes=100)
+    for key in range(100):
+        tier.set(key, b"", None)
+    for key in range(100):  # everything once more: all of main is protected, in this order
+        tier.get(key)
+    order = [*tier._probation, *tier._protected]
+    tier._give_window_everything()
+    assert list(tier._window)[: len(order)] == order  # the coldest of main, coldest first
+    check_regions(tier)
 
 
 @pytest.mark.parametrize(
@@ -138,7 +222,7 @@ def test_the_guard_acts_at_once_on_overwhelming_evidence_and_never_on_a_draw() -
         if guard.read(read % 64, None):
             verdict_at = read + 1
             break
-    assert verdict_at == 128  # two periods: 128 reads, LRU 128 ahead > 10 sd of chance
+    assert verdict_at == 64  # one period: 64 reads, LRU 64 ahead > 4 sd of chance
     draw = RecencyGuard(max_bytes=64, held=64)
     for key in range(32):
         draw.write(key, 1)

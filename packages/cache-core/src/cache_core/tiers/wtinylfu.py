@@ -17,12 +17,15 @@ whole cache as soon as LRU has proven better, and the climber works down from th
 Everything is bounded by bytes: an entry weighs what it pins (as in the LRU tier, plus
 the second map slot this policy keeps), the window, probation and protected sizes are
 byte budgets, and ``size_bytes`` never exceeds ``max_bytes``. Every operation is O(1)
-amortized. A hit stays cheap in Python: it bumps a small counter on the entry and moves it
-in its segment; the sketch (a few hashes and four table updates) is touched only when a
-key arrives and when it leaves, taking the hits it collected while held. A key's frequency
-is the sketch's estimate plus its own count: the same figure, found for a fraction of the
-cost, since both sides of every admission decision are held. A hit on one of the keys the
-guard follows (one in its sample rate) also moves that key in the guard's LRU.
+amortized. A hit stays cheap in Python: inline in :meth:`get`, it bumps a small counter
+on the entry, moves it in its segment and counts down to the next tick (the sketch's aging
+and the climber's sample are looked at only then). The sketch
+(cache_core.tiers.frequency_sketch) is asked once when a key arrives, keeping the estimate
+it answers with the entry, once for each main entry an admission weighs against it
+(others' arrivals may have raised the counters it shares), and when a key leaves with the
+hits it collected while held. A key's frequency is the sketch's estimate plus its own
+count: both sides of every admission decision are held. A hit on one of the keys the guard
+follows (one in its sample rate) also moves that key in the guard's LRU.
 """
 
 from __future__ import annotations
@@ -31,22 +34,23 @@ import math
 import random
 import sys
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from attrs import define
 
 from cache_core.etags import etag_of
+from cache_core.tiers.frequency_sketch import MAX_COUNT, FrequencySketch
 from cache_core.tiers.memory import ETAG_WEIGHT, HeldEntries, entry_weight
+from cache_core.tiers.recency_guard import RecencyGuard
 
 if TYPE_CHECKING:
     from cache_core.tiers.base import TierContext
 
-# The record list (6 slots instead of the LRU tier's 3-tuple) and the second map's slot.
-EXTRA_OVERHEAD = sys.getsizeof([b"", 0.0, 0, 0, 0, False]) - sys.getsizeof((b"", 0.0, 0)) + 40
+# The record list (7 slots instead of the LRU tier's 3-tuple) and the second map's slot.
+EXTRA_OVERHEAD = sys.getsizeof([b"", 0.0, 0, 0, 0, False, 0]) - sys.getsizeof((b"", 0.0, 0)) + 40
 
 WINDOW, PROBATION, PROTECTED = 0, 1, 2
-MAX_COUNT = 15
 PROTECTED_SHARE = 0.8
 """Of the main space, what the protected segment may hold."""
 PROVEN_HITS = 2
@@ -67,216 +71,7 @@ RESTART_THRESHOLD = 0.05
 """A hit-ratio change this large means a new workload: climb again in full steps."""
 SAMPLE_FACTOR = 10
 """Accesses per climbing sample, per entry held."""
-HALVING_FACTOR = 10
-"""Sketch increments between halvings, per key the sketch is sized for (Caffeine's)."""
-WIDTH_FACTOR = 4
-"""Counters a row, per key the sketch is sized for."""
-GUARD_KEYS = 512
-"""The recency guard follows about this many keys: one in R, R a power of two."""
-GUARD_MARGIN = 0.01
-"""How far (a share of its accesses) LRU must be ahead before the guard acts."""
-GUARD_SLACK = 32
-"""... plus this many hits, so a few lucky ones early on do not count."""
-GUARD_PERIODS = 10
-"""Periods (about a cache's worth of accesses each) of evidence the guard needs."""
-GUARD_Z = 10
-"""... or LRU's lead is this many standard deviations of chance (it acts at once then)."""
-GUARD_DECAY = 0.98
-"""The guard's evidence fades by this much a period, so it follows the workload."""
-
 MIN_SAMPLE = 256
-_M64 = (1 << 64) - 1
-_SEEDS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93)
-_HALF = bytes(b >> 1 for b in range(256))
-
-
-class FrequencySketch:
-    """A count-min sketch: 4 rows of 4-bit counters (one per byte, capped at 15), 4 a key
-    held, indexed by multiplicative hashes of ``hash(key)``, behind a doorkeeper; every
-    counter is halved (and the doorkeeper emptied) after 10 increments a key, so old
-    popularity fades."""
-
-    def __init__(self, capacity: int) -> None:
-        self.resize(capacity)
-
-    def resize(self, capacity: int, keep: Iterable[Hashable] = ()) -> None:
-        """Sized for about ``capacity`` keys held; the counts of ``keep`` (the keys the
-        cache holds) carry over, the rest start over."""
-        kept = [(key, self.frequency(key)) for key in keep] if hasattr(self, "_rows") else []
-        self.capacity = max(16, capacity)
-        bits = (WIDTH_FACTOR * self.capacity - 1).bit_length()
-        self.width = 1 << bits
-        self._shift = 64 - bits
-        self._rows = [bytearray(self.width) for _ in _SEEDS]
-        # The doorkeeper: a Bloom filter (one byte a bit, 2 probes, 4 bits a counter) that
-        # takes a key's first sighting, so keys seen once never reach the counters.
-        self._door = bytearray(4 * self.width)
-        self._door_shift = 64 - bits - 2
-        self._additions = 0
-        self.sample_size = HALVING_FACTOR * self.capacity
-        for key, count in kept:
-            for row, i in zip(self._rows, self._indexes(key), strict=True):
-                row[i] = max(row[i], count)
-
-    def _indexes(self, key: Hashable) -> list[int]:
-        h = (hash(key) * 0xFF51AFD7ED558CCD) & _M64
-        h ^= h >> 33
-        shift = self._shift
-        return [((h * seed) & _M64) >> shift for seed in _SEEDS]
-
-    def _door_probes(self, key: Hashable) -> tuple[int, int]:
-        h = (hash(key) * 0xC4CEB9FE1A85EC53) & _M64
-        h ^= h >> 29
-        shift = self._door_shift
-        return (h * _SEEDS[0] & _M64) >> shift, (h * _SEEDS[2] & _M64) >> shift
-
-    def add(self, key: Hashable, times: int) -> bool:
-        """``increment`` ``times`` times; True if the counters were halved meanwhile."""
-        halved = False
-        for _ in range(min(times, MAX_COUNT + 1)):
-            halved |= self.increment(key)
-        return halved
-
-    def count_access(self) -> bool:
-        """One access of a held key, counted by the tier: True when it is time to halve."""
-        self._additions += 1
-        return self._additions >= self.sample_size
-
-    def increment(self, key: Hashable) -> bool:
-        """Count one access of ``key``; True if that halved the counters."""
-        a, b = self._door_probes(key)
-        door = self._door
-        if not (door[a] and door[b]):
-            door[a] = door[b] = 1
-            return False
-        added = False
-        for row, i in zip(self._rows, self._indexes(key), strict=True):
-            if row[i] < 15:
-                row[i] += 1
-                added = True
-        if added:
-            self._additions += 1
-            if self._additions >= self.sample_size:
-                self.halve()
-                return True
-        return False
-
-    def halve(self) -> None:
-        self._additions //= 2
-        for row in self._rows:
-            row[:] = row.translate(_HALF)
-        self._door = bytearray(len(self._door))
-
-    def frequency(self, key: Hashable) -> int:
-        count = min(row[i] for row, i in zip(self._rows, self._indexes(key), strict=True))
-        a, b = self._door_probes(key)
-        if self._door[a] and self._door[b]:
-            count += 1
-        return count
-
-
-class RecencyGuard:
-    """What LRU would hit, simulated on a sample of the keys; the climber's safety net.
-
-    The climber learns from hit ratios sampled over ten cache-fulls of requests, which
-    is too slow to notice a workload where recency is all that matters (LRU's best case):
-    there the small window turns away the keys about to be asked for again. So an LRU of
-    the same byte budget runs beside the cache on one key in ``rate`` (chosen by hash, so
-    about ``GUARD_KEYS`` are followed: SHARDS' spatial sampling), fed the same reads and
-    writes. Both are scored on the same sampled reads, evidence that fades by
-    ``GUARD_DECAY`` a period. When LRU is ahead by more than ``GUARD_MARGIN`` of them (plus
-    ``GUARD_SLACK`` hits), and has been for ``GUARD_PERIODS`` periods or is so far ahead
-    that chance cannot explain it (McNemar's test on the reads only one of them hit, at
-    ``GUARD_Z`` standard deviations), the tier gives the whole cache to the window (LRU) and
-    the climber works down from there. It starts at the first eviction: before that every
-    policy holds everything. Expiry is not simulated (it takes entries from both alike),
-    and it follows about ``held / rate`` keys, pinning those the cache let go.
-    """
-
-    def __init__(self, max_bytes: int, held: int) -> None:
-        self._max_bytes = max_bytes
-        self._order: OrderedDict[Any, int] = OrderedDict()
-        self._bytes = 0
-        self._bits = -1
-        self._periods = 0
-        # Decayed counts over the sampled reads: all, LRU's hits the cache missed, and the
-        # cache's hits LRU missed.
-        self._reads = self._lru_only = self._cache_only = 0.0
-        self.verdicts = 0
-        self.resample(held)
-
-    def resample(self, held: int) -> bool:
-        """Follow one key in ``rate``, the power of two that keeps between ``GUARD_KEYS``
-        and twice that many of the ``held`` keys followed. The rate only rises (a sample
-        shrinks to a subset of itself, it cannot grow back what it never saw); True when it
-        rose, and the keys no longer sampled were let go."""
-        bits = max(0, (held // GUARD_KEYS).bit_length() - 1)
-        if bits <= self._bits:
-            return False
-        self._bits = bits
-        self.rate = 1 << bits
-        self.resample_at = GUARD_KEYS << (bits + 1)
-        self._shift = 64 - bits
-        self._budget = self._max_bytes >> bits
-        self._period = self._left = max(64, held >> bits)
-        order = self._order
-        for key in [key for key in order if not self.sampled(key)]:
-            self._bytes -= order.pop(key)
-        while self._bytes > self._budget:
-            self._bytes -= order.popitem(last=False)[1]
-        return True
-
-    def sampled(self, key: Hashable) -> bool:
-        return ((hash(key) * _SEEDS[1]) & _M64) >> self._shift == 0
-
-    def read(self, key: Hashable, weight: int | None) -> bool:
-        """A sampled read, a hit of the cache (of ``weight``) or a miss (None); True when
-        LRU has proven better. A hit LRU misses is filled, as the caller would have on a
-        miss (the cache's misses are filled by the caller's write)."""
-        self._reads += 1
-        order = self._order
-        if key in order:
-            order.move_to_end(key)
-            if weight is None:
-                self._lru_only += 1
-        elif weight is not None:
-            self.write(key, weight)
-            self._cache_only += 1
-        self._left -= 1
-        return self._left <= 0 and self._judge()
-
-    def write(self, key: Hashable, weight: int) -> None:
-        if weight > self._budget:  # more than the scaled-down LRU could ever hold
-            self.drop(key)
-            return
-        order = self._order
-        self._bytes += weight - order.pop(key, 0)
-        order[key] = weight
-        while self._bytes > self._budget:
-            self._bytes -= order.popitem(last=False)[1]
-
-    def drop(self, key: Hashable) -> None:
-        self._bytes -= self._order.pop(key, 0)
-
-    def _judge(self) -> bool:
-        self._left = self._period
-        self._periods += 1
-        lead = self._lru_only - self._cache_only
-        if lead > GUARD_MARGIN * self._reads + GUARD_SLACK and (
-            self._periods >= GUARD_PERIODS
-            or lead > GUARD_Z * math.sqrt(self._lru_only + self._cache_only)
-        ):
-            self._reads = self._lru_only = self._cache_only = 0.0
-            self._periods = 0
-            self.verdicts += 1
-            return True
-        self._reads *= GUARD_DECAY
-        self._lru_only *= GUARD_DECAY
-        self._cache_only *= GUARD_DECAY
-        return False
-
-    def describe(self) -> dict[str, Any]:
-        return {"sample_rate": self.rate, "verdicts": self.verdicts}
 
 
 class WTinyLfuTier(HeldEntries):
@@ -308,10 +103,12 @@ class WTinyLfuTier(HeldEntries):
         self._window_bytes = self._probation_bytes = self._protected_bytes = 0
         self._window_max = 0
         self._set_window_max(INITIAL_WINDOW * self.max_bytes)
-        self._sketch = FrequencySketch(64)
+        self._sketch = FrequencySketch(64, on_halve=self._halve_held)
         # The climber's sample.
         self._hits = 0
         self._misses = 0
+        self._tallied = 0  # the hits the sketch's aging has counted
+        self._due = 1  # reads until the next tick
         self._previous_hit_rate = 0.0
         self._climbing = False
         self._sample_at = MIN_SAMPLE
@@ -325,8 +122,8 @@ class WTinyLfuTier(HeldEntries):
         entry[1] = expires_at
 
     def _etag(self, key: Any, entry: list[Any]) -> str:
-        if len(entry) > 6:
-            return entry[6]  # type: ignore[no-any-return]
+        if len(entry) > 7:
+            return entry[7]  # type: ignore[no-any-return]
         etag = etag_of(entry[0])
         entry.append(etag)  # the one list every region's table holds
         # Weighed as part of the entry, so L1's byte bound holds with the tags in it.
@@ -346,6 +143,9 @@ class WTinyLfuTier(HeldEntries):
         entry = self._entries.get(key)
         if entry is None:
             self._misses += 1
+            self._due -= 1
+            if self._due <= 0:
+                self._tick()
             guard = self._guard
             if guard is not None and guard.sampled(key) and guard.read(key, None):
                 self._give_window_everything()
@@ -360,12 +160,7 @@ class WTinyLfuTier(HeldEntries):
                 if guard.read(key, None):
                     self._give_window_everything()
             return None
-        self._access(key, entry)
-        if entry[5] and self._guard is not None and self._guard.read(key, entry[2]):
-            self._give_window_everything()
-        return entry[0]  # type: ignore[no-any-return]
-
-    def _access(self, key: Any, entry: list[Any]) -> None:
+        # The access, inline: a hit must cost little more than the LRU tier's.
         if entry[4] < MAX_COUNT:
             entry[4] += 1
         region = entry[3]
@@ -373,31 +168,56 @@ class WTinyLfuTier(HeldEntries):
             self._window.move_to_end(key)
         elif region == PROTECTED:
             self._protected.move_to_end(key)
-        else:  # hit again on probation: protected now
-            del self._probation[key]
-            self._probation_bytes -= entry[2]
-            entry[3] = PROTECTED
-            self._protected[key] = entry
-            self._protected_bytes += entry[2]
-            self._demote_protected()
+        else:
+            self._promote(key, entry)
         self._hits += 1
-        if self._sketch.count_access():
-            self._sketch.halve()
-            self._halve_held()
-        if self._hits + self._misses >= self._sample_at:
-            self._climb()
+        self._due -= 1
+        if self._due <= 0:
+            self._tick()
+        if entry[5] and self._guard is not None and self._guard.read(key, entry[2]):
+            self._give_window_everything()
+        return entry[0]  # type: ignore[no-any-return]
 
-    def _frequency(self, key: Any, entry: list[Any]) -> int:
-        return min(MAX_COUNT, self._sketch.frequency(key) + int(entry[4]))
+    def _access(self, key: Any, entry: list[Any]) -> None:
+        """A rewrite of a held key: an access, as a hit is (without counting as a read)."""
+        if entry[4] < MAX_COUNT:
+            entry[4] += 1
+        region = entry[3]
+        if region == WINDOW:
+            self._window.move_to_end(key)
+        elif region == PROTECTED:
+            self._protected.move_to_end(key)
+        else:
+            self._promote(key, entry)
+
+    def _promote(self, key: Any, entry: list[Any]) -> None:
+        """Hit again on probation: protected now."""
+        del self._probation[key]
+        self._probation_bytes -= entry[2]
+        entry[3] = PROTECTED
+        self._protected[key] = entry
+        self._protected_bytes += entry[2]
+        self._demote_protected()
+
+    def _tick(self) -> None:
+        """Reads since the last tick reach the sketch's aging and the climber's sample; the
+        next tick is due when either needs one (hits count on the entries meanwhile)."""
+        hits = self._hits - self._tallied
+        if hits:
+            self._sketch.count_accesses(hits)
+        if self._hits + self._misses >= self._sample_at:
+            self._climb()  # a new sample: it counts from zero
+        self._tallied = self._hits
+        self._due = max(
+            1,
+            min(self._sample_at - self._hits - self._misses, self._sketch.until_halving()),
+        )
 
     def _halve_held(self) -> None:
-        """Age the held keys' own counts with the sketch's."""
+        """Age the held keys' own counts, and the estimates they keep, with the sketch's."""
         for entry in self._entries.values():
             entry[4] >>= 1
-
-    def _count_arrival(self, key: Any) -> None:
-        if self._sketch.increment(key):
-            self._halve_held()
+            entry[6] >>= 1
 
     def get_many(self, keys: Sequence[Any]) -> list[bytes | None]:
         """:meth:`get` of each key, in order (each one counts for the policy)."""
@@ -418,11 +238,13 @@ class WTinyLfuTier(HeldEntries):
         if weight > self.max_bytes:
             return False
         expires_at = math.inf if ttl is None else self._clock() + ttl
-        entry = self._entries.get(key)
+        entries = self._entries
+        entry = entries.get(key)
+        guard = self._guard
         if entry is not None:  # a rewrite: an access, with a new weight
             delta = weight - entry[2]
             entry[0], entry[1], entry[2] = data, expires_at, weight
-            del entry[6:]  # the old value's entity tag
+            del entry[7:]  # the old value's entity tag
             self._size += delta
             if entry[3] == WINDOW:
                 self._window_bytes += delta
@@ -432,27 +254,26 @@ class WTinyLfuTier(HeldEntries):
                 self._protected_bytes += delta
             self._access(key, entry)
         else:
-            self._count_arrival(key)
-            sampled = self._guard is not None and self._guard.sampled(key)
-            entry = [data, expires_at, weight, WINDOW, 0, sampled]
-            self._entries[key] = entry
+            estimate = self._sketch.increment(key)
+            self._due -= 1  # one increment nearer the halving the next tick checks for
+            sampled = guard is not None and guard.sampled(key)
+            entry = [data, expires_at, weight, WINDOW, 0, sampled, estimate]
+            entries[key] = entry
             self._window[key] = entry
             self._window_bytes += weight
             self._size += weight
-            if len(self._entries) > self._sketch.capacity:  # grown: keep the holders' counts
-                self._sketch.resize(2 * len(self._entries), self._entries)
-            guard = self._guard
-            held = len(self._entries)
+            held = len(entries)
+            if held > self._sketch.capacity:  # grown: keep the holders' counts
+                self._sketch.resize(2 * held, entries)
             if guard is not None and held >= guard.resample_at and guard.resample(held):
-                for other, record in self._entries.items():  # grown: follow fewer of them
+                for other, record in entries.items():  # grown: follow fewer of them
                     record[5] = guard.sampled(other)
-        if entry[5] and self._guard is not None:
-            self._guard.write(key, weight)
-        self._evict()
-        if self._guard is None and self._evictions > self._guard_from:
+        if entry[5] and guard is not None:
+            guard.write(key, weight)
+        if self._window_bytes > self._window_max or self._size > self.max_bytes:
+            self._evict()
+        if guard is None and self._evictions > self._guard_from:
             self._start_guard()
-        if self._hits + self._misses >= self._sample_at:
-            self._climb()
         return True
 
     def _start_guard(self) -> None:
@@ -473,8 +294,9 @@ class WTinyLfuTier(HeldEntries):
         self._rebalance()
         self._step = -STEP * self.max_bytes
         self._climbing = False
-        self._hits = self._misses = 0
+        self._hits = self._misses = self._tallied = 0
         self._sample_at = self._next_sample()
+        self._due = 1
 
     def _evict(self) -> None:
         """Move the window's overflow to main through admission, then evict to the bound."""
@@ -500,14 +322,25 @@ class WTinyLfuTier(HeldEntries):
                 break
             victim = next(iter(victims))
             if candidate < 0:
-                candidate = self._frequency(key, entry)
-            if self._admits(candidate, self._frequency(victim, victims[victim])):
-                self._forget(victim, victims.pop(victim))
+                candidate = min(entry[6] + entry[4], MAX_COUNT)  # once an admission
+            record = victims[victim]
+            # The victim's count is read again: it has been held a while, and other keys'
+            # arrivals may have raised the counters it shares (a small sketch saturates).
+            # The candidate is capped, so a victim's count past the cap wins as at the cap.
+            against = self._sketch.frequency(victim) + record[4]
+            if candidate > against or (
+                # Warm candidates get in now and then, so colliding hashes cannot lock one
+                # out (Caffeine's defence against hash flooding).
+                candidate > 5 and self._random.random() < 1 / 128
+            ):
+                del victims[victim]
+                self._forget(victim, record)
                 self._evictions += 1
             else:
                 del self._entries[key]
                 self._size -= entry[2]
-                self._fold(key, entry)
+                if entry[4]:
+                    self._sketch.add(key, entry[4])
                 self._evictions += 1
                 return
         if entry[4] >= PROVEN_HITS:  # asked for again and again in the window: proven
@@ -520,23 +353,13 @@ class WTinyLfuTier(HeldEntries):
         self._probation[key] = entry
         self._probation_bytes += entry[2]
 
-    def _admits(self, candidate: int, victim: int) -> bool:
-        if candidate > victim:
-            return True
-        # Warm candidates get in now and then, so colliding hashes cannot lock one out
-        # (Caffeine's defence against hash flooding).
-        return candidate > 5 and self._random.random() < 1 / 128
-
-    def _fold(self, key: Any, entry: list[Any]) -> None:
-        """``key`` leaves: the sketch keeps the hits it had while held."""
-        if entry[4] and self._sketch.add(key, entry[4]):
-            self._halve_held()
-
     def _forget(self, key: Any, entry: list[Any]) -> None:
-        """``entry`` was popped from its region: drop it from the map and the sizes."""
+        """``entry`` was popped from its region: drop it from the map and the sizes; the
+        sketch keeps the hits it had while held."""
         del self._entries[key]
         self._size -= entry[2]
-        self._fold(key, entry)
+        if entry[4]:
+            self._sketch.add(key, entry[4])
         region = entry[3]
         if region == WINDOW:
             self._window_bytes -= entry[2]
@@ -594,8 +417,12 @@ class WTinyLfuTier(HeldEntries):
 
     def _rebalance(self) -> None:
         """After the window's share moved: a grown window takes main's coldest entries, a
-        shrunk one hands its oldest to probation (main has the room it gave up)."""
+        shrunk one hands its oldest to probation (main has the room it gave up). What the
+        window takes goes to its cold end in the order main held it, so the window evicts
+        main's coldest first (given the whole cache, it is main's LRU order, probation
+        before protected)."""
         window = self._window
+        moved: list[tuple[Any, list[Any]]] = []
         while self._window_bytes > self._window_max and window:
             key, entry = window.popitem(last=False)
             self._window_bytes -= entry[2]
@@ -620,9 +447,11 @@ class WTinyLfuTier(HeldEntries):
                     self._protected_bytes += entry[2]
                 break
             entry[3] = WINDOW
-            window[key] = entry
-            window.move_to_end(key, last=False)  # the coldest of the window
+            moved.append((key, entry))
             self._window_bytes += entry[2]
+        for key, entry in reversed(moved):
+            window[key] = entry
+            window.move_to_end(key, last=False)
         self._demote_protected()
 
     # -- the rest of the tier ---------------------------------------------------------------

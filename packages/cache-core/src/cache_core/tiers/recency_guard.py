@@ -1,0 +1,135 @@
+"""What LRU would hit, simulated on a sample of the keys: the W-TinyLFU tier's safety net
+on workloads where recency is all that matters."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Any
+
+GUARD_KEYS = 512
+"""The recency guard follows about this many keys: one in R, R a power of two."""
+GUARD_MARGIN = 0.01
+"""How far (a share of its accesses) LRU must be ahead before the guard acts."""
+GUARD_SLACK = 32
+"""... plus this many hits, so a few lucky ones early on do not count."""
+PERIOD_SHARE = 1.0
+"""A period, the sampled reads between two judgements, as a share of the keys followed."""
+MIN_PERIOD = 64
+GUARD_PERIODS = 10
+"""Periods of evidence the guard needs (unless overwhelming)."""
+GUARD_Z = 4
+"""... or LRU's lead is this many standard deviations of chance (it acts at once then)."""
+GUARD_DECAY = 0.98
+"""The guard's evidence fades by this much a period, so it follows the workload."""
+
+_M64 = (1 << 64) - 1
+_SAMPLING = 0xC2B2AE3D27D4EB4F
+
+
+class RecencyGuard:
+    """What LRU would hit, simulated on a sample of the keys; the climber's safety net.
+
+    The climber learns from hit ratios sampled over ten cache-fulls of requests, which
+    is too slow to notice a workload where recency is all that matters (LRU's best case):
+    there the small window turns away the keys about to be asked for again. So an LRU of
+    the same byte budget runs beside the cache on one key in ``rate`` (chosen by hash, so
+    about ``GUARD_KEYS`` are followed: SHARDS' spatial sampling), fed the same reads and
+    writes. Both are scored on the same sampled reads, evidence that fades by
+    ``GUARD_DECAY`` a period. When LRU is ahead by more than ``GUARD_MARGIN`` of them (plus
+    ``GUARD_SLACK`` hits), and has been for ``GUARD_PERIODS`` periods or is so far ahead
+    that chance cannot explain it (McNemar's test on the reads only one of them hit, at
+    ``GUARD_Z`` standard deviations), the tier gives the whole cache to the window (LRU) and
+    the climber works down from there. It starts at the first eviction: before that every
+    policy holds everything. Expiry is not simulated (it takes entries from both alike),
+    and it follows about ``held / rate`` keys, pinning those the cache let go.
+    """
+
+    def __init__(self, max_bytes: int, held: int) -> None:
+        self._max_bytes = max_bytes
+        self._order: OrderedDict[Any, int] = OrderedDict()
+        self._bytes = 0
+        self._bits = -1
+        self._periods = 0
+        # Decayed counts over the sampled reads: all, LRU's hits the cache missed, and the
+        # cache's hits LRU missed.
+        self._reads = self._lru_only = self._cache_only = 0.0
+        self.verdicts = 0
+        self.resample(held)
+
+    def resample(self, held: int) -> bool:
+        """Follow one key in ``rate``, the power of two that keeps between ``GUARD_KEYS``
+        and twice that many of the ``held`` keys followed. The rate only rises (a sample
+        shrinks to a subset of itself, it cannot grow back what it never saw); True when it
+        rose, and the keys no longer sampled were let go."""
+        bits = max(0, (held // GUARD_KEYS).bit_length() - 1)
+        if bits <= self._bits:
+            return False
+        self._bits = bits
+        self.rate = 1 << bits
+        self.resample_at = GUARD_KEYS << (bits + 1)
+        self._shift = 64 - bits
+        self._budget = self._max_bytes >> bits
+        self._period = self._left = max(MIN_PERIOD, int(PERIOD_SHARE * (held >> bits)))
+        order = self._order
+        for key in [key for key in order if not self.sampled(key)]:
+            self._bytes -= order.pop(key)
+        while self._bytes > self._budget:
+            self._bytes -= order.popitem(last=False)[1]
+        return True
+
+    def sampled(self, key: Hashable) -> bool:
+        return ((hash(key) * _SAMPLING) & _M64) >> self._shift == 0
+
+    def read(self, key: Hashable, weight: int | None) -> bool:
+        """A sampled read, a hit of the cache (of ``weight``) or a miss (None); True when
+        LRU has proven better. A hit LRU misses is filled, as the caller would have on a
+        miss (the cache's misses are filled by the caller's write)."""
+        self._reads += 1
+        order = self._order
+        if key in order:
+            order.move_to_end(key)
+            if weight is None:
+                self._lru_only += 1
+        elif weight is not None:
+            self.write(key, weight)
+            self._cache_only += 1
+        self._left -= 1
+        return self._left <= 0 and self._judge()
+
+    def write(self, key: Hashable, weight: int) -> None:
+        if weight > self._budget:  # more than the scaled-down LRU could ever hold
+            self.drop(key)
+            return
+        order = self._order
+        self._bytes += weight - order.pop(key, 0)
+        order[key] = weight
+        while self._bytes > self._budget:
+            self._bytes -= order.popitem(last=False)[1]
+
+    def drop(self, key: Hashable) -> None:
+        self._bytes -= self._order.pop(key, 0)
+
+    def _judge(self) -> bool:
+        self._left = self._period
+        self._periods += 1
+        lead = self._lru_only - self._cache_only
+        if lead > GUARD_MARGIN * self._reads + GUARD_SLACK and (
+            self._periods >= GUARD_PERIODS
+            or lead > GUARD_Z * math.sqrt(self._lru_only + self._cache_only)
+        ):
+            self._reads = self._lru_only = self._cache_only = 0.0
+            self._periods = 0
+            self.verdicts += 1
+            return True
+        self._reads *= GUARD_DECAY
+        self._lru_only *= GUARD_DECAY
+        self._cache_only *= GUARD_DECAY
+        return False
+
+    def describe(self) -> dict[str, Any]:
+        return {"sample_rate": self.rate, "verdicts": self.verdicts}
+
+
+__all__ = ["GUARD_KEYS", "RecencyGuard"]
