@@ -217,7 +217,8 @@ class WTinyLfuTier(HeldEntries):
         """Age the held keys' own counts, and the estimates they keep, with the sketch's."""
         for entry in self._entries.values():
             entry[4] >>= 1
-            entry[6] >>= 1
+            # The estimate counted the doorkeeper's bit, which the halving cleared.
+            entry[6] = (entry[6] - 1) >> 1 if entry[6] else 0
 
     def get_many(self, keys: Sequence[Any]) -> list[bytes | None]:
         """:meth:`get` of each key, in order (each one counts for the policy)."""
@@ -324,10 +325,14 @@ class WTinyLfuTier(HeldEntries):
             if candidate < 0:
                 candidate = min(entry[6] + entry[4], MAX_COUNT)  # once an admission
             record = victims[victim]
-            # The victim's count is read again: it has been held a while, and other keys'
-            # arrivals may have raised the counters it shares (a small sketch saturates).
-            # The candidate is capped, so a victim's count past the cap wins as at the cap.
-            against = self._sketch.frequency(victim) + record[4]
+            # What the victim kept from its arrival is a floor of its count now (its counters
+            # only grow between halvings, and are halved with it): at or above the candidate,
+            # it wins without the sketch. Else its count is read again: other keys' arrivals
+            # may have raised the counters it shares (a small sketch saturates). The candidate
+            # is capped, so a victim's count past the cap wins as at the cap.
+            against = record[6] + record[4]
+            if candidate > against:
+                against = self._sketch.frequency(victim) + record[4]
             if candidate > against or (
                 # Warm candidates get in now and then, so colliding hashes cannot lock one
                 # out (Caffeine's defence against hash flooding).
