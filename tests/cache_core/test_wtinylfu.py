@@ -98,7 +98,7 @@ def test_a_loop_larger_than_the_cache_defeats_lru_not_wtinylfu() -> None:
     lru = replay(MemoryTier(weigher=unit, max_bytes=500), keys)
     ours = replay(WTinyLfuTier(weigher=unit, max_bytes=500), keys)
     assert lru == 0.0
-    assert ours == pytest.approx(78.96, abs=0.005)
+    assert ours == pytest.approx(79.83, abs=0.005)
 
 
 def test_a_skewed_workload_keeps_its_popular_keys() -> None:
@@ -106,7 +106,7 @@ def test_a_skewed_workload_keeps_its_popular_keys() -> None:
     lru = replay(MemoryTier(weigher=unit, max_bytes=250), keys)
     ours = replay(WTinyLfuTier(weigher=unit, max_bytes=250), keys)
     assert lru == pytest.approx(55.55, abs=0.005)
-    assert ours == pytest.approx(64.03, abs=0.005)
+    assert ours == pytest.approx(64.13, abs=0.005)
     assert ours > lru + 8
 
 
@@ -118,7 +118,7 @@ def test_on_a_recency_workload_the_guard_gives_the_window_everything() -> None:
     tier = WTinyLfuTier(weigher=unit, max_bytes=100)
     ours = replay(tier, keys)
     assert lru == pytest.approx(71.42, abs=0.005)
-    assert ours == pytest.approx(70.79, abs=0.005)
+    assert ours == pytest.approx(70.8, abs=0.005)
     described = tier.describe()
     assert described["recency_guard"]["verdicts"] >= 1
     assert described["window_share"] > 0.5  # given everything, then climbed down a little
