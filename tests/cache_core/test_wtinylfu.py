@@ -166,7 +166,7 @@ def test_short_recency_skewed_traces_replay_to_fixed_figures(case: str, fraction
     reason="RECENCY_VERDICT_TOO_SLOW: at half the keys (9-15 cache-fulls) W-TinyLFU trails "
     "LRU by 2.1-4.5 points, the guard deciding about 2 cache-fulls after the first eviction. "
     "A guard judging every eighth of a cache-full gets all six within 1 point (worst -0.95) "
-    "but gives away 5 tuning-trace targets (web12, backf, cpp): an early verdict on a "
+    "but gives away 5-6 tuning-trace targets (web12, backf, cpp): an early verdict on a "
     "passing phase is never undone. Issue 19, item 1",
 )
 def test_short_recency_skewed_traces_are_within_a_point_of_lru() -> None:
