@@ -328,9 +328,10 @@ class WTinyLfuTier(HeldEntries):
             record = victims[victim]
             # What the victim kept from its arrival is about a floor of its count now (its
             # counters only grow between halvings, and are halved with it): at or above the
-            # candidate, it wins without the sketch. Else its count is read again: other keys' arrivals
-            # may have raised the counters it shares (a small sketch saturates). The candidate
-            # is capped, so a victim's count past the cap wins as at the cap.
+            # candidate, it wins without the sketch. Else its count is read again: other
+            # keys' arrivals may have raised the counters it shares (a small sketch
+            # saturates). The candidate is capped, so a victim's count past the cap wins as
+            # at the cap.
             against = record[6] + record[4]
             if candidate > against:
                 against = self._sketch.frequency(victim) + record[4]
