@@ -4,9 +4,10 @@ hash the same in every process, so these figures are exact)."""
 
 from __future__ import annotations
 
-import bisect
-import itertools
+import importlib
 import random
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,13 @@ from cache_core.tiers.wtinylfu import (
     RecencyGuard,
     WTinyLfuTier,
 )
+
+# The seeded short traces live with the benches (bench/hitratio.py reports them too).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+_synthetic: Any = importlib.import_module("synthetic_traces")
+DRIFTING: dict[str, dict[str, float]] = _synthetic.DRIFTING
+LENGTH: int = _synthetic.LENGTH
+drifting_trace = _synthetic.drifting_trace
 
 
 def unit(_key: Any, _data: bytes) -> int:
@@ -52,26 +60,6 @@ def recency_trace(length: int, seed: int) -> list[int]:
     """A sliding working set: the newest keys are the hot ones (LRU's best case)."""
     rng = random.Random(seed)
     return [max(0, i // 4 - int(rng.expovariate(1 / 30))) for i in range(length)]
-
-
-def drifting_trace(
-    length: int, new_per_request: float, s: float, seed: int, stable_share: float = 0.0
-) -> list[int]:
-    """Short and recency-skewed (issue 19), like a recommendation service's: a new key is
-    the hottest, and a key's popularity falls with its age (Zipf of exponent ``s`` over the
-    4,000 newest), new keys arriving at ``new_per_request``; ``stable_share`` of the requests
-    go to a fixed Zipf-popular set of 1,000 (what frequency would keep)."""
-    rng = random.Random(seed)
-    ages = list(itertools.accumulate(1 / (age + 1) ** s for age in range(4000)))
-    stable = list(itertools.accumulate(1 / (rank + 1) for rank in range(1000)))
-    out = []
-    for t in range(length):
-        if stable_share and rng.random() < stable_share:
-            out.append(-1 - bisect.bisect(stable, rng.random() * stable[-1]))
-        else:
-            age = bisect.bisect(ages, rng.random() * ages[-1])
-            out.append(int(t * new_per_request) - age)
-    return out
 
 
 def check_regions(tier: WTinyLfuTier) -> None:
@@ -124,13 +112,6 @@ def test_on_a_recency_workload_the_guard_gives_the_window_everything() -> None:
     assert described["window_share"] > 0.5  # given everything, then climbed down a little
 
 
-DRIFTING = {
-    "steep": {"new_per_request": 0.2, "s": 1.1, "seed": 2},
-    "flat": {"new_per_request": 0.1, "s": 0.8, "seed": 4},
-    "with-stable-set": {"new_per_request": 0.15, "s": 1.0, "seed": 3, "stable_share": 0.2},
-}
-
-
 SHORT_FIGURES = {
     # (case, fraction): (LRU %, ours %) on 80,000 requests: 9-30 cache-fulls
     ("flat", 0.25): (75.75, 75.28),
@@ -143,7 +124,7 @@ SHORT_FIGURES = {
 
 
 def short_replay(case: str, fraction: float) -> tuple[float, float, WTinyLfuTier]:
-    keys = drifting_trace(80_000, **DRIFTING[case])  # type: ignore[arg-type]
+    keys = drifting_trace(LENGTH, **DRIFTING[case])
     size = round(len(set(keys)) * fraction)
     assert 9 < len(keys) / size < 31
     lru = replay(MemoryTier(weigher=unit, max_bytes=size), keys)
