@@ -7,10 +7,11 @@ once never reach the counters. Every counter is halved (and the doorkeeper empti
 ten increments a key, so old popularity fades; the owner hears of it (``on_halve``) to age
 what it counts itself.
 
-The tier asks the sketch once a miss: :meth:`increment` answers the arriving key's
-estimate, which the tier keeps with the entry (and halves with the sketch), so admission
-compares held figures without hashing again. The positions are computed inline in each
-method: a helper's call would cost as much as the arithmetic.
+The tier asks the sketch once for an arriving key: :meth:`increment` answers its estimate,
+which the tier keeps with the entry (and halves with the sketch), so admission has the
+candidate's figure without hashing again, and a victim's kept figure often decides
+without a :meth:`frequency` lookup. The positions are computed inline in each method: a
+helper's call would cost as much as the arithmetic.
 """
 
 from __future__ import annotations

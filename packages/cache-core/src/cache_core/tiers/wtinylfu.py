@@ -21,11 +21,12 @@ amortized. A hit stays cheap in Python: inline in :meth:`get`, it bumps a small 
 on the entry, moves it in its segment and counts down to the next tick (the sketch's aging
 and the climber's sample are looked at only then). The sketch
 (cache_core.tiers.frequency_sketch) is asked once when a key arrives, keeping the estimate
-it answers with the entry, once for each main entry an admission weighs against it
-(others' arrivals may have raised the counters it shares), and when a key leaves with the
-hits it collected while held. A key's frequency is the sketch's estimate plus its own
-count: both sides of every admission decision are held. A hit on one of the keys the guard
-follows (one in its sample rate) also moves that key in the guard's LRU.
+it answers with the entry; for a main entry an admission weighs against it only when that
+entry's kept estimate does not already win (others' arrivals may have raised the counters
+it shares); and when a key leaves with the hits it collected while held. A key's frequency
+is the sketch's estimate plus its own count: both sides of every admission decision are
+held. A hit on one of the keys the guard follows (one in its sample rate) also moves that
+key in the guard's LRU.
 """
 
 from __future__ import annotations
