@@ -241,12 +241,7 @@ class RedisIndex:
         expires_of: dict[str, float] = {}
         updates = Updates(now)
         read: list[str] = []
-        hold = self._tier.tag_versions.hold
         for key, ttl, tags in entries:
-            if self.tag_versions:
-                # A bump of one of them drops this instance's copy, buffered writes too;
-                # none (a rewrite without tags): the old value's may not.
-                hold(key, tags)
             links = links_of[key] = _links(tags, deps)
             expires = expires_of[key] = _expiry(now, ttl)
             if links:
@@ -280,6 +275,15 @@ class RedisIndex:
             registered_dependents |= {_text(m) for m in members}
         written = set(keys)
         verified = await self._verified_dependents(dependents - written, written)
+        if self.tag_versions:
+            # A bump of one of them drops this instance's copy, buffered writes too; none (a
+            # rewrite without tags): the old value's may not. Held after the round trips,
+            # as the write lands (its caller buffers it with no await in between): a bump
+            # noticed meanwhile takes the key off its tags' holders, and would leave the
+            # write in L1 past the next bump of the same tags.
+            hold = self._tier.tag_versions.hold
+            for key, _, tags in entries:
+                hold(key, tags)
         return verified | (registered_dependents - written)
 
     def _remember(self, key: str, links: frozenset[str], expires: float, old: Any) -> None:

@@ -319,15 +319,16 @@ for i = 1, n do
     if floor then
       -- Stamped before one of its tags was last invalidated: it replaced what is stored
       -- (older still), then the invalidation removed it. A tombstone with its stamp takes
-      -- the place, as a delete's would: the older value must not come back.
-      invalidated = true
+      -- the place, as a delete's would: the older value must not come back. The writer
+      -- hears it refused (the floor is what stays): it did not land, nor may its L1 copy.
+      invalidated = floor
       frame, px, tags = string.sub(tomb, 1, 11) .. string.sub(written, 12, 19), tomb_px, {}
     end
   end
   if kept then
     out[i] = kept
   else
-    out[i] = 1
+    out[i] = invalidated or 1
     if is_linked then
       found[#found + 1] = i
       roots[#roots + 1] = key
@@ -383,7 +384,8 @@ the horizon; a refused entry's index is left as the newer value's write made it.
 and the cascade go first, the values after: should an index key hold another client's key
 of another type (WRONGTYPE, which stops the script where it stands), no value has been
 stored without its links. Returns,
-per entry, 1 when it stored, else the stamp that stays, and, when watching, four more: the
+per entry, 1 when it stored, else the stamp that stays (a write stamped before one of its
+tags' floor: the floor, its tombstone stored), and, when watching, four more: the
 (1-based) entries stored whose key was linked, the dependents of their old values it
 removed, whether the cascade stopped at its limit, and every dependent it reached.
 GETRANGE reads the header alone,
