@@ -77,24 +77,28 @@ class FrequencySketch:
         i, j = ((h * _S0) & _M64) >> shift, ((h * _S1) & _M64) >> shift
         k, m = ((h * _S2) & _M64) >> shift, ((h * _S3) & _M64) >> shift
         r0, r1, r2, r3 = self._rows
+        c0, c1, c2, c3 = r0[i], r1[j], r2[k], r3[m]
+        # The least of the four without min(): the builtin's call costs what it saves.
+        low, other = c0 if c0 < c1 else c1, c2 if c2 < c3 else c3
+        low = low if low < other else other
         if not (door[a] and door[b]):
             door[a] = door[b] = 1
-            return min(r0[i], r1[j], r2[k], r3[m]) + 1
-        c0, c1, c2, c3 = r0[i], r1[j], r2[k], r3[m]
-        if c0 < MAX_COUNT or c1 < MAX_COUNT or c2 < MAX_COUNT or c3 < MAX_COUNT:
-            if c0 < MAX_COUNT:
-                r0[i] = c0 = c0 + 1
-            if c1 < MAX_COUNT:
-                r1[j] = c1 = c1 + 1
-            if c2 < MAX_COUNT:
-                r2[k] = c2 = c2 + 1
-            if c3 < MAX_COUNT:
-                r3[m] = c3 = c3 + 1
-            self.additions += 1
-            if self.additions >= self.sample_size:
-                self.halve()
-                return self.frequency(key)
-        return min(c0, c1, c2, c3) + 1
+            return low + 1
+        if low >= MAX_COUNT:
+            return MAX_COUNT + 1
+        if c0 < MAX_COUNT:
+            r0[i] = c0 + 1
+        if c1 < MAX_COUNT:
+            r1[j] = c1 + 1
+        if c2 < MAX_COUNT:
+            r2[k] = c2 + 1
+        if c3 < MAX_COUNT:
+            r3[m] = c3 + 1
+        self.additions += 1
+        if self.additions >= self.sample_size:
+            self.halve()
+            return self.frequency(key)
+        return low + 2  # the least counter, incremented, and the doorkeeper's bit
 
     def add(self, key: Hashable, times: int) -> None:
         """``times`` increments at once (the hits a key collected while the cache held it):
@@ -105,12 +109,12 @@ class FrequencySketch:
         shift = self._door_shift
         a, b = ((g * _S0) & _M64) >> shift, ((g * _S2) & _M64) >> shift
         door = self._door
+        times = min(times, MAX_COUNT)  # (the tier's counts are capped here, not as they grow)
         if not (door[a] and door[b]):
             door[a] = door[b] = 1
             times -= 1
         if times <= 0:
             return
-        times = min(times, MAX_COUNT)
         h = (code * _ROWS) & _M64
         h ^= h >> 33
         shift = self._shift
@@ -143,12 +147,10 @@ class FrequencySketch:
         h ^= h >> 33
         shift = self._shift
         r0, r1, r2, r3 = self._rows
-        count = min(
-            r0[((h * _S0) & _M64) >> shift],
-            r1[((h * _S1) & _M64) >> shift],
-            r2[((h * _S2) & _M64) >> shift],
-            r3[((h * _S3) & _M64) >> shift],
-        )
+        c0, c1 = r0[((h * _S0) & _M64) >> shift], r1[((h * _S1) & _M64) >> shift]
+        c2, c3 = r2[((h * _S2) & _M64) >> shift], r3[((h * _S3) & _M64) >> shift]
+        count, other = c0 if c0 < c1 else c1, c2 if c2 < c3 else c3
+        count = count if count < other else other
         g = (code * _DOOR) & _M64
         g ^= g >> 29
         shift = self._door_shift

@@ -103,13 +103,17 @@ class WTinyLfuTier(HeldEntries):
         self._protected: OrderedDict[Any, list[Any]] = OrderedDict()
         self._window_bytes = self._probation_bytes = self._protected_bytes = 0
         self._window_max = 0
+        self._protected_max = 0.0
         self._set_window_max(INITIAL_WINDOW * self.max_bytes)
         self._sketch = FrequencySketch(64, on_halve=self._halve_held)
-        # The climber's sample.
+        # The climber's sample. Hits are not counted one by one (the hit path only counts
+        # down ``_due``): each tick works out how many there were since the last one.
         self._hits = 0
         self._misses = 0
-        self._tallied = 0  # the hits the sketch's aging has counted
-        self._due = 1  # reads until the next tick
+        self._due = 1  # reads and arrivals until the next tick
+        self._due_from = 1  # what ``_due`` counted down from
+        self._arrivals = 0  # new keys since the last tick (they count ``_due`` down too)
+        self._misses_seen = 0  # ``_misses`` at the last tick
         self._previous_hit_rate = 0.0
         self._climbing = False
         self._sample_at = MIN_SAMPLE
@@ -155,23 +159,37 @@ class WTinyLfuTier(HeldEntries):
             self._unlink(key, entry)
             self._expirations += 1
             self._misses += 1
+            self._due -= 1
+            if self._due <= 0:
+                self._tick()
             guard = self._guard
             if entry[5] and guard is not None:
                 guard.drop(key)
                 if guard.read(key, None):
                     self._give_window_everything()
             return None
-        # The access, inline: a hit must cost little more than the LRU tier's.
-        if entry[4] < MAX_COUNT:
-            entry[4] += 1
+        # The access, inline: a hit must cost little more than the LRU tier's. Its count
+        # is capped where it is read (MAX_COUNT), not here.
+        entry[4] += 1
         region = entry[3]
         if region == WINDOW:
             self._window.move_to_end(key)
         elif region == PROTECTED:
             self._protected.move_to_end(key)
-        else:
-            self._promote(key, entry)
-        self._hits += 1
+        else:  # hit again on probation: protected now, its coldest back on probation
+            probation, protected = self._probation, self._protected
+            del probation[key]
+            entry[3] = PROTECTED
+            protected[key] = entry
+            weight = entry[2]
+            self._probation_bytes -= weight
+            self._protected_bytes += weight
+            while self._protected_bytes > self._protected_max and protected:
+                other, record = protected.popitem(last=False)
+                record[3] = PROBATION
+                probation[other] = record
+                self._protected_bytes -= record[2]
+                self._probation_bytes += record[2]
         self._due -= 1
         if self._due <= 0:
             self._tick()
@@ -181,8 +199,7 @@ class WTinyLfuTier(HeldEntries):
 
     def _access(self, key: Any, entry: list[Any]) -> None:
         """A rewrite of a held key: an access, as a hit is (without counting as a read)."""
-        if entry[4] < MAX_COUNT:
-            entry[4] += 1
+        entry[4] += 1
         region = entry[3]
         if region == WINDOW:
             self._window.move_to_end(key)
@@ -203,13 +220,16 @@ class WTinyLfuTier(HeldEntries):
     def _tick(self) -> None:
         """Reads since the last tick reach the sketch's aging and the climber's sample; the
         next tick is due when either needs one (hits count on the entries meanwhile)."""
-        hits = self._hits - self._tallied
+        misses = self._misses - self._misses_seen
+        hits = self._due_from - self._due - misses - self._arrivals
+        self._arrivals = 0
+        self._hits += hits
         if hits:
             self._sketch.count_accesses(hits)
         if self._hits + self._misses >= self._sample_at:
             self._climb()  # a new sample: it counts from zero
-        self._tallied = self._hits
-        self._due = max(
+        self._misses_seen = self._misses
+        self._due = self._due_from = max(
             1,
             min(self._sample_at - self._hits - self._misses, self._sketch.until_halving()),
         )
@@ -217,7 +237,8 @@ class WTinyLfuTier(HeldEntries):
     def _halve_held(self) -> None:
         """Age the held keys' own counts, and the estimates they keep, with the sketch's."""
         for entry in self._entries.values():
-            entry[4] >>= 1
+            hits = entry[4]
+            entry[4] = (MAX_COUNT if hits > MAX_COUNT else hits) >> 1
             # Halved as its counters were (the doorkeeper's bit it counted may be one over:
             # taking it out measured lower on the scan trace, 20.4% against 21.2% at 500).
             entry[6] >>= 1
@@ -259,6 +280,7 @@ class WTinyLfuTier(HeldEntries):
         else:
             estimate = self._sketch.increment(key)
             self._due -= 1  # one increment nearer the halving the next tick checks for
+            self._arrivals += 1
             sampled = guard is not None and guard.sampled(key)
             entry = [data, expires_at, weight, WINDOW, 0, sampled, estimate]
             entries[key] = entry
@@ -297,69 +319,81 @@ class WTinyLfuTier(HeldEntries):
         self._rebalance()
         self._step = -STEP * self.max_bytes
         self._climbing = False
-        self._hits = self._misses = self._tallied = 0
+        self._hits = self._misses = self._misses_seen = self._arrivals = 0
         self._sample_at = self._next_sample()
-        self._due = 1
+        self._due = self._due_from = 1
 
     def _evict(self) -> None:
-        """Move the window's overflow to main through admission, then evict to the bound."""
-        window = self._window
+        """Move the window's overflow to main through admission, then evict to the bound.
+
+        A key leaving the window goes into main if it has room, else only for as long as it
+        is asked for more often than each main entry it would push out; into probation, or
+        protected if it was hit ``PROVEN_HITS`` times in the window. (Inline, as is the
+        victims' removal: this is every miss's path once the cache is full.)"""
+        window, entries, sketch = self._window, self._entries, self._sketch
         while self._window_bytes > self._window_max and window:
             key, entry = window.popitem(last=False)
             self._window_bytes -= entry[2]
-            self._admit(key, entry)
+            candidate = -1
+            admitted = True
+            while self._size > self.max_bytes:
+                probation = self._probation
+                victims = probation or self._protected
+                if not victims:
+                    break
+                victim = next(iter(victims))
+                if candidate < 0:  # once an admission
+                    candidate = entry[6] + entry[4]
+                    candidate = MAX_COUNT if candidate > MAX_COUNT else candidate
+                record = victims[victim]
+                # What the victim kept from its arrival is about a floor of its count now
+                # (its counters only grow between halvings, and are halved with it): at or
+                # above the candidate, it wins without the sketch. Else its count is read
+                # again: other keys' arrivals may have raised the counters it shares (a
+                # small sketch saturates). The candidate is capped, so a victim's count past
+                # the cap wins as at the cap.
+                against = record[6] + record[4]
+                if candidate > against:
+                    against = sketch.frequency(victim) + record[4]
+                if candidate > against or (
+                    # Warm candidates get in now and then, so colliding hashes cannot lock
+                    # one out (Caffeine's defence against hash flooding).
+                    candidate > 5 and self._random.random() < 1 / 128
+                ):
+                    del victims[victim]
+                    del entries[victim]
+                    weight = record[2]
+                    self._size -= weight
+                    if victims is probation:
+                        self._probation_bytes -= weight
+                    else:
+                        self._protected_bytes -= weight
+                    if record[4]:
+                        sketch.add(victim, record[4])
+                    self._evictions += 1
+                else:  # turned away: the sketch keeps the hits it had in the window
+                    del entries[key]
+                    self._size -= entry[2]
+                    if entry[4]:
+                        sketch.add(key, entry[4])
+                    self._evictions += 1
+                    admitted = False
+                    break
+            if admitted:
+                if entry[4] >= PROVEN_HITS:  # asked for again and again in the window
+                    entry[3] = PROTECTED
+                    self._protected[key] = entry
+                    self._protected_bytes += entry[2]
+                    self._demote_protected()
+                else:
+                    entry[3] = PROBATION
+                    self._probation[key] = entry
+                    self._probation_bytes += entry[2]
         while self._size > self.max_bytes:
             region = self._probation or self._protected or self._window
             key, entry = region.popitem(last=False)
             self._forget(key, entry)
             self._evictions += 1
-
-    def _admit(self, key: Any, entry: list[Any]) -> None:
-        """``key`` left the window: into main if it has room, else only for as long as it is
-        asked for more often than each main entry it would push out; into probation, or
-        protected if it was hit ``PROVEN_HITS`` times in the window."""
-        candidate = -1
-        while self._size > self.max_bytes:
-            victims = self._probation or self._protected
-            if not victims:
-                break
-            victim = next(iter(victims))
-            if candidate < 0:
-                candidate = min(entry[6] + entry[4], MAX_COUNT)  # once an admission
-            record = victims[victim]
-            # What the victim kept from its arrival is about a floor of its count now (its
-            # counters only grow between halvings, and are halved with it): at or above the
-            # candidate, it wins without the sketch. Else its count is read again: other
-            # keys' arrivals may have raised the counters it shares (a small sketch
-            # saturates). The candidate is capped, so a victim's count past the cap wins as
-            # at the cap.
-            against = record[6] + record[4]
-            if candidate > against:
-                against = self._sketch.frequency(victim) + record[4]
-            if candidate > against or (
-                # Warm candidates get in now and then, so colliding hashes cannot lock one
-                # out (Caffeine's defence against hash flooding).
-                candidate > 5 and self._random.random() < 1 / 128
-            ):
-                del victims[victim]
-                self._forget(victim, record)
-                self._evictions += 1
-            else:
-                del self._entries[key]
-                self._size -= entry[2]
-                if entry[4]:
-                    self._sketch.add(key, entry[4])
-                self._evictions += 1
-                return
-        if entry[4] >= PROVEN_HITS:  # asked for again and again in the window: proven
-            entry[3] = PROTECTED
-            self._protected[key] = entry
-            self._protected_bytes += entry[2]
-            self._demote_protected()
-            return
-        entry[3] = PROBATION
-        self._probation[key] = entry
-        self._probation_bytes += entry[2]
 
     def _forget(self, key: Any, entry: list[Any]) -> None:
         """``entry`` was popped from its region: drop it from the map and the sizes; the
@@ -383,7 +417,7 @@ class WTinyLfuTier(HeldEntries):
         self._forget(key, entry)
 
     def _demote_protected(self) -> None:
-        protected_max = PROTECTED_SHARE * (self.max_bytes - self._window_max)
+        protected_max = self._protected_max
         while self._protected_bytes > protected_max and self._protected:
             key, entry = self._protected.popitem(last=False)
             self._protected_bytes -= entry[2]
@@ -422,6 +456,7 @@ class WTinyLfuTier(HeldEntries):
 
     def _set_window_max(self, value: float) -> None:
         self._window_max = int(min(max(value, MIN_WINDOW * self.max_bytes), self.max_bytes))
+        self._protected_max = PROTECTED_SHARE * (self.max_bytes - self._window_max)
 
     def _rebalance(self) -> None:
         """After the window's share moved: a grown window takes main's coldest entries, a
