@@ -127,3 +127,42 @@ async def test_a_flush_refused_for_a_tags_floor_takes_the_writers_copy(
         assert "a:1" not in a.l1
         assert await a.get("a:1") is None
         assert await b.get("a:1") is None
+
+
+async def test_a_refused_flush_leaves_nothing_of_its_write_behind(
+    l2_config: dict[str, Any], engine: Any, monkeypatch: Any
+) -> None:
+    """The links kept for a buffered write until its flush lands are forgotten when the
+    flush is refused instead (stamped before its tag's floor): they would stay for good."""
+    prefix = l2_config["redis"]["key_prefix"]
+    async with agent_of(l2_config) as a, agent_of(l2_config) as b:
+        await a.set("a:1", 3, strategy="write_back", tags=["blue"])
+        await a.set("a:2", 4, strategy="write_back")
+        monkeypatch.setattr(redis_index(b), "reap_later", lambda tags: None)
+        redis_index(a)._tier.tag_versions.release(["a:1"])  # the notice misses A's copy
+        await b.invalidate_by_tags(["blue"])
+        await settle(engine, prefix, a, b)
+        assert await a.get("a:1") is None
+        assert await a.get("a:2") == 4
+        kept = a.links._buffered_links, a.links._deferred  # type: ignore[union-attr]
+        assert kept == ({}, {})
+
+
+async def test_a_newer_buffered_write_keeps_its_links_when_an_older_flush_lands(
+    l2_config: dict[str, Any], engine: Any
+) -> None:
+    """A write made while an older write of its key is being flushed keeps the links it
+    recorded: the older flush's landing is not its own."""
+    async with agent_of(l2_config) as a:
+        await a.set("a:1", 1, strategy="write_back", tags=["red"])
+        buffer = a.strategies["write_back"]
+        send = buffer._send  # type: ignore[attr-defined]
+
+        async def send_then_rewrite(l2: Any, items: Any) -> None:
+            await send(l2, items)
+            if items[0][1] == b"1":
+                await a.set("a:1", 2, strategy="write_back", tags=["blue"])
+
+        buffer._send = send_then_rewrite  # type: ignore[attr-defined]
+        await buffer.flush()  # type: ignore[attr-defined]
+        assert a.links._buffered_links == {"a:1": (["blue"], ())}  # type: ignore[union-attr]

@@ -250,8 +250,7 @@ class InvalidationLinks(Cascade):
         entries: Sequence[tuple[str, float | None]],
         linked: Collection[str] | None = None,
     ) -> None:
-        for key, _ in entries:
-            self._buffered_links.pop(key, None)
+        self._forget_unheld({key for key, _ in entries})
         due = {key: ttl for key, ttl in entries if self._deferred.pop(key, _NONE) is not _NONE}
         if linked is not None:
             due = {key: ttl for key, ttl in due.items() if key in linked}
@@ -265,6 +264,19 @@ class InvalidationLinks(Cascade):
             # L2 went away after the flush landed: the next flush settles these too.
             self._unsettled = {**due, **self._unsettled}
             raise
+
+    def _forget_unheld(self, landed: set[str]) -> None:
+        """After a flush: what was kept for buffered writes no write buffer holds any more
+        (landed, refused as older, dropped) goes; a newer write of a landed key, buffered
+        since, keeps its own links. Plain writes that landed are settled by the caller."""
+        links, deferred = self._buffered_links, self._deferred
+        if not links and not deferred:
+            return
+        held = self._buffered(links.keys() | deferred.keys())
+        for key in [key for key in links if key not in held]:
+            del links[key]
+        for key in [key for key in deferred if key not in held and key not in landed]:
+            del deferred[key]
 
     async def _settle(
         self, entries: Sequence[tuple[str, float | None]], linked: Collection[str] | None
