@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from cache_core.errors import InvalidKeyError, InvalidValueError, TierUnavailableError
@@ -34,7 +34,12 @@ MAX_PENDING = 10_000
 MAX_REFUSALS_KEPT = 1024
 """Refused registrations whose error is kept for an ``await`` that has not come yet."""
 
-Step = Callable[[], Awaitable[None]]
+BATCH = 1000
+"""Queued registrations sent to the index in one call (one round trip to Redis) at most."""
+
+DEPENDENCY, SUBSCRIPTION = "dependency", "subscription"
+Queued = tuple[int, str, str, str]
+"""(sequence number, kind, key or event, dependency or target)."""
 
 
 class Registration:
@@ -70,7 +75,7 @@ class InvalidationManager:
         self._check_key = check_key
         self._check_pattern = check_pattern
         self._check_names = check_names
-        self._queue: deque[tuple[int, Step]] = deque()
+        self._queue: deque[Queued] = deque()
         self._issued = 0
         self.landed_through = 0
         """The sequence number of the last registration the index took or refused."""
@@ -96,17 +101,15 @@ class InvalidationManager:
         else:
             # Fired without context each placeholder is a `*`: the caller's limits hold then.
             self._check_pattern(widest(key_or_pattern))
-        name, target, index = str(event), key_or_pattern, self._index
-        return self._enqueue(lambda: index.subscribe(name, target))
+        return self._enqueue(SUBSCRIPTION, str(event), key_or_pattern)
 
     def register_dependency(self, dependent: str, source: str) -> Registration:
         """Invalidating ``source`` from now on invalidates ``dependent`` too."""
         self._check_key(dependent)
         self._check_key(source)
-        index = self._index
-        return self._enqueue(lambda: index.add_dependency(dependent, source))
+        return self._enqueue(DEPENDENCY, dependent, source)
 
-    def _enqueue(self, step: Step) -> Registration:
+    def _enqueue(self, kind: str, first: str, second: str) -> Registration:
         if self._closed:
             raise RuntimeError("the agent is closed: a registration would never be applied")
         if len(self._queue) >= MAX_PENDING:
@@ -115,7 +118,7 @@ class InvalidationManager:
                 "await some before adding more"
             )
         self._issued += 1
-        self._queue.append((self._issued, step))
+        self._queue.append((self._issued, kind, first, second))
         self._kick()
         return Registration(self, self._issued)
 
@@ -147,27 +150,58 @@ class InvalidationManager:
             log.info("registrations_applied", extra={"pending": len(self._queue)})
 
     async def land(self) -> None:
-        """Apply every queued registration, in order. Raises TierUnavailableError when the
-        index cannot be reached (the rest stays queued: each is idempotent, so one
-        interrupted is applied again); one the index refuses for any other reason is
-        dropped and logged, its error kept for whoever awaits it, so it never blocks the
-        operations behind it."""
+        """Apply every queued registration, up to :data:`BATCH` in one call of the index.
+        Raises TierUnavailableError when the index cannot be reached (the rest stays
+        queued: each is idempotent, so one interrupted is applied again); one the index
+        refuses for any other reason is dropped and logged, its error kept for whoever
+        awaits it, so it never blocks the operations behind it (a batch refused is applied
+        again one by one, to find which)."""
         if not self._queue:
             return
+        queue = self._queue
         async with self._lock:
-            while self._queue:
-                seq, step = self._queue[0]
+            while queue:
+                batch = [queue[i] for i in range(min(BATCH, len(queue)))]
                 try:
-                    await step()
+                    await self._apply(batch)
                 except TierUnavailableError:
                     raise
-                except Exception as exc:
-                    log.error("registration_refused", extra={"error": str(exc)})
-                    if len(self._refused) >= MAX_REFUSALS_KEPT:
-                        del self._refused[next(iter(self._refused))]
-                    self._refused[seq] = exc
-                self._queue.popleft()
-                self.landed_through = seq
+                except Exception:  # (never for one alone: _apply_one keeps its refusal)
+                    for item in batch:
+                        await self._apply_one(item)
+                        queue.popleft()
+                        self.landed_through = item[0]
+                    continue
+                for _ in batch:
+                    queue.popleft()
+                self.landed_through = batch[-1][0]
+
+    async def _apply(self, batch: list[Queued]) -> None:
+        """``batch`` to the index: in one call where it takes many at once (``register``),
+        else one by one; one alone, refused for what it holds, is recorded as refused."""
+        register = getattr(self._index, "register", None)
+        if register is None or len(batch) == 1:
+            for item in batch:
+                await self._apply_one(item)
+            return
+        dependencies = [(a, b) for _, kind, a, b in batch if kind == DEPENDENCY]
+        subscriptions = [(a, b) for _, kind, a, b in batch if kind == SUBSCRIPTION]
+        await register(dependencies, subscriptions)
+
+    async def _apply_one(self, item: Queued) -> None:
+        seq, kind, first, second = item
+        try:
+            if kind == DEPENDENCY:
+                await self._index.add_dependency(first, second)
+            else:
+                await self._index.subscribe(first, second)
+        except TierUnavailableError:
+            raise
+        except Exception as exc:
+            log.error("registration_refused", extra={"error": str(exc)})
+            if len(self._refused) >= MAX_REFUSALS_KEPT:
+                del self._refused[next(iter(self._refused))]
+            self._refused[seq] = exc
 
     async def until(self, seq: int) -> None:
         if not self._open and self.landed_through < seq:

@@ -517,6 +517,23 @@ class RedisIndex:
         round_.call("sadd", self._events, event)
         await self._send(round_)
 
+    async def register(
+        self, dependencies: Sequence[tuple[str, str]], subscriptions: Sequence[tuple[str, str]]
+    ) -> None:
+        """:meth:`add_dependency` of each (key, dependency) and :meth:`subscribe` of each
+        (event, target), in one round trip (the registrations queued while serving land
+        together, not one round trip each)."""
+        round_ = self._round()
+        for key, dependency in dependencies:
+            round_.call("sadd", self._reg + dependency, key)
+        if dependencies:
+            round_.call("zadd", self._registered, dict.fromkeys((d for _, d in dependencies), INF))
+        for event, target in subscriptions:
+            round_.call("sadd", self._event + event, target)
+        if subscriptions:
+            round_.call("sadd", self._events, *sorted({event for event, _ in subscriptions}))
+        await self._send(round_)
+
     async def subscriptions(self, event: str) -> list[str]:
         members = await self._tier.step(self._client.smembers(self._event + event))
         return sorted(_text(m) for m in members)

@@ -405,6 +405,17 @@ class GuardedTier:
         )
 
 
+async def _one_by_one(
+    index: InvalidationIndex,
+    dependencies: Sequence[tuple[str, str]],
+    subscriptions: Sequence[tuple[str, str]],
+) -> None:
+    for key, dependency in dependencies:
+        await index.add_dependency(key, dependency)
+    for event, target in subscriptions:
+        await index.subscribe(event, target)
+
+
 class GuardedIndex:
     """An invalidation index kept in L2, called through the same guard as L2 itself: a
     dead server fails these calls fast too, as :class:`TierUnavailableError`."""
@@ -463,6 +474,21 @@ class GuardedIndex:
 
     async def subscribe(self, event: str, target: str) -> None:
         await self._guarded("index.subscribe", {}, self.inner.subscribe(event, target))
+
+    async def register(
+        self, dependencies: Sequence[tuple[str, str]], subscriptions: Sequence[tuple[str, str]]
+    ) -> None:
+        """Many registrations in one guarded call: through the inner index's own
+        ``register`` where it has one (optional: the Redis index sends them in one round
+        trip), else its :meth:`add_dependency` and :meth:`subscribe` one by one."""
+        batch = getattr(self.inner, "register", None)
+        call = (
+            batch(dependencies, subscriptions)
+            if batch is not None
+            else _one_by_one(self.inner, dependencies, subscriptions)
+        )
+        n = len(dependencies) + len(subscriptions)
+        await self._guarded("index.register", {"cache.batch": n}, call)
 
     async def subscriptions(self, event: str) -> list[str]:
         return await self._guarded("index.subscriptions", {}, self.inner.subscriptions(event))
