@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
@@ -161,7 +162,7 @@ class InvalidationManager:
         queue = self._queue
         async with self._lock:
             while queue:
-                batch = [queue[i] for i in range(min(BATCH, len(queue)))]
+                batch = list(itertools.islice(queue, BATCH))
                 try:
                     await self._apply(batch)
                 except TierUnavailableError:

@@ -176,7 +176,7 @@ class WTinyLfuTier(HeldEntries):
             self._window.move_to_end(key)
         elif region == PROTECTED:
             self._protected.move_to_end(key)
-        else:  # hit again on probation: protected now, its coldest back on probation
+        else:  # hit again on probation: _promote, inline (the hit path must not call)
             probation, protected = self._probation, self._protected
             del probation[key]
             entry[3] = PROTECTED
