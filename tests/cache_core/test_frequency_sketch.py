@@ -1,10 +1,13 @@
 """The W-TinyLFU tier's count-min sketch: what an increment answers is what a lookup then
 finds, the doorkeeper takes first sightings, batched additions equal single ones, and a
-halving ages every count and tells the tier."""
+halving ages every count and tells the tier; its positions are residues of a mixed hash
+modulo distinct primes, and a seed picks the mix."""
 
 from __future__ import annotations
 
-from cache_core.tiers.frequency_sketch import MAX_COUNT, FrequencySketch
+import math
+
+from cache_core.tiers.frequency_sketch import MAX_COUNT, FrequencySketch, primes_below
 
 
 def test_an_increment_answers_the_estimate_a_lookup_then_finds() -> None:
@@ -37,3 +40,39 @@ def test_a_halving_ages_every_count_and_tells_the_owner() -> None:
     sketch.count_accesses(sketch.until_halving())
     assert told == [True]
     assert sketch.frequency("hot") == 4  # 8 counted, halved; the doorkeeper emptied
+
+
+def test_rows_and_doorkeeper_are_distinct_prime_lengths() -> None:
+    assert primes_below(64, 4) == [61, 59, 53, 47]
+    sketch = FrequencySketch(1000)
+    lengths = [len(row) for row in sketch._rows] + list(sketch._door_primes)
+    assert len(set(lengths)) == 6
+    assert all(all(n % d for d in range(2, int(n**0.5) + 1)) for n in lengths)
+
+
+def test_consecutive_ints_share_counters_as_hashed_keys_do() -> None:
+    # An int hashes to itself: unmixed, keys 0..n-1 would take n distinct counters of a
+    # row (no collisions at all), and the integer traces would measure a better sketch
+    # than string keys get. Mixed, they fill a row as random keys do.
+    sketch = FrequencySketch(1000)
+    keys = len(sketch._rows[0]) // 2
+    for key in range(keys):
+        sketch.increment(key)
+        sketch.increment(key)  # past the doorkeeper: the counters move
+    filled = sum(1 for count in sketch._rows[0] if count)
+    width = len(sketch._rows[0])
+    expected = width * (1 - math.exp(-keys / width))  # random positions: about 79% of keys
+    assert abs(filled - expected) < 0.05 * keys
+    assert filled < 0.9 * keys
+
+
+def test_a_seed_picks_the_hash_and_the_same_seed_the_same_counts() -> None:
+    def layout(seed: int) -> list[bytes]:
+        sketch = FrequencySketch(1000, seed=seed)
+        for key in range(500):
+            sketch.add(key, 3)
+        return [bytes(row) for row in sketch._rows]
+
+    assert layout(0) == layout(0)
+    assert layout(1) == layout(1)
+    assert layout(0) != layout(1)

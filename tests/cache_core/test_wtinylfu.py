@@ -94,7 +94,7 @@ def test_a_skewed_workload_keeps_its_popular_keys() -> None:
     lru = replay(MemoryTier(weigher=unit, max_bytes=250), keys)
     ours = replay(WTinyLfuTier(weigher=unit, max_bytes=250), keys)
     assert lru == pytest.approx(55.55, abs=0.005)
-    assert ours == pytest.approx(64.13, abs=0.005)
+    assert ours == pytest.approx(64.06, abs=0.005)
     assert ours > lru + 8
 
 
@@ -106,7 +106,7 @@ def test_on_a_recency_workload_the_guard_gives_the_window_everything() -> None:
     tier = WTinyLfuTier(weigher=unit, max_bytes=100)
     ours = replay(tier, keys)
     assert lru == pytest.approx(71.42, abs=0.005)
-    assert ours == pytest.approx(70.8, abs=0.005)
+    assert ours == pytest.approx(70.62, abs=0.005)
     described = tier.describe()
     assert described["recency_guard"]["verdicts"] >= 1
     assert described["window_share"] > 0.5  # given everything, then climbed down a little
@@ -114,11 +114,11 @@ def test_on_a_recency_workload_the_guard_gives_the_window_everything() -> None:
 
 SHORT_FIGURES = {
     # (case, fraction): (LRU %, ours %) on 80,000 requests: 9-30 cache-fulls
-    ("flat", 0.25): (75.75, 75.28),
+    ("flat", 0.25): (75.75, 75.29),
     ("flat", 0.5): (86.28, 84.15),
-    ("steep", 0.25): (78.3, 76.73),
+    ("steep", 0.25): (78.3, 76.72),
     ("steep", 0.5): (78.81, 74.29),
-    ("with-stable-set", 0.25): (78.21, 77.67),
+    ("with-stable-set", 0.25): (78.21, 77.68),
     ("with-stable-set", 0.5): (82.59, 79.54),
 }
 

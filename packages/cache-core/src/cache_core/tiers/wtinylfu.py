@@ -105,7 +105,7 @@ class WTinyLfuTier(HeldEntries):
         self._window_max = 0
         self._protected_max = 0.0
         self._set_window_max(INITIAL_WINDOW * self.max_bytes)
-        self._sketch = FrequencySketch(64, on_halve=self._halve_held)
+        self._sketch = FrequencySketch(64, on_halve=self._halve_held, seed=seed)
         # The climber's sample. Hits are not counted one by one (the hit path only counts
         # down ``_due``): each tick works out how many there were since the last one.
         self._hits = 0
