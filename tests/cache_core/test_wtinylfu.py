@@ -86,7 +86,7 @@ def test_a_loop_larger_than_the_cache_defeats_lru_not_wtinylfu() -> None:
     lru = replay(MemoryTier(weigher=unit, max_bytes=500), keys)
     ours = replay(WTinyLfuTier(weigher=unit, max_bytes=500), keys)
     assert lru == 0.0
-    assert ours == pytest.approx(79.83, abs=0.005)
+    assert ours == pytest.approx(79.26, abs=0.005)
 
 
 def test_a_skewed_workload_keeps_its_popular_keys() -> None:
@@ -94,7 +94,7 @@ def test_a_skewed_workload_keeps_its_popular_keys() -> None:
     lru = replay(MemoryTier(weigher=unit, max_bytes=250), keys)
     ours = replay(WTinyLfuTier(weigher=unit, max_bytes=250), keys)
     assert lru == pytest.approx(55.55, abs=0.005)
-    assert ours == pytest.approx(64.06, abs=0.005)
+    assert ours == pytest.approx(64.02, abs=0.005)
     assert ours > lru + 8
 
 
@@ -106,7 +106,7 @@ def test_on_a_recency_workload_the_guard_gives_the_window_everything() -> None:
     tier = WTinyLfuTier(weigher=unit, max_bytes=100)
     ours = replay(tier, keys)
     assert lru == pytest.approx(71.42, abs=0.005)
-    assert ours == pytest.approx(70.62, abs=0.005)
+    assert ours == pytest.approx(70.55, abs=0.005)
     described = tier.describe()
     assert described["recency_guard"]["verdicts"] >= 1
     assert described["window_share"] > 0.5  # given everything, then climbed down a little
@@ -114,7 +114,7 @@ def test_on_a_recency_workload_the_guard_gives_the_window_everything() -> None:
 
 SHORT_FIGURES = {
     # (case, fraction): (LRU %, ours %) on 80,000 requests: 9-30 cache-fulls
-    ("flat", 0.25): (75.75, 75.29),
+    ("flat", 0.25): (75.75, 75.3),
     ("flat", 0.5): (86.28, 84.15),
     ("steep", 0.25): (78.3, 76.72),
     ("steep", 0.5): (78.81, 74.29),
@@ -213,6 +213,31 @@ def test_the_guard_acts_at_once_on_overwhelming_evidence_and_never_on_a_draw() -
         key = read % 64
         assert not draw.read(key if key < 32 else 1000 + key, None if key < 32 else 1)
         draw.drop(1000 + key)  # keep LRU from learning the cache's keys
+
+
+def test_a_hit_leaves_the_ticks_work_to_the_next_miss() -> None:
+    # The hit path only counts down: the sketch's aging and the climber's sample wait for
+    # a miss, which then counts the hits since the last tick.
+    tier = WTinyLfuTier(weigher=unit, max_bytes=100)
+    for key in range(50):
+        tier.set(key, b"", None)
+    ticks: list[int] = []
+    tick = tier._tick
+
+    def counted() -> None:
+        ticks.append(tier._due)
+        tick()
+
+    tier._tick = counted  # type: ignore[method-assign]
+    for _ in range(20):
+        for key in range(50):
+            assert tier.get(key) == b""
+    assert ticks == []
+    assert tier._due <= 0  # a tick is due, and waits
+    assert tier.get(1000) is None
+    assert len(ticks) == 1
+    # The sample it closed held the 1,000 hits and the miss.
+    assert tier._previous_hit_rate == pytest.approx(1000 / 1001)
 
 
 def test_the_sample_rate_rises_as_the_cache_holds_more_keys() -> None:

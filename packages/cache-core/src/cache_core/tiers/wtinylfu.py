@@ -19,7 +19,8 @@ the second map slot this policy keeps), the window, probation and protected size
 byte budgets, and ``size_bytes`` never exceeds ``max_bytes``. Every operation is O(1)
 amortized. A hit stays cheap in Python: inline in :meth:`get`, it bumps a small counter
 on the entry, moves it in its segment and counts down to the next tick (the sketch's aging
-and the climber's sample are looked at only then). The sketch
+and the climber's sample are looked at only then, at the next miss: a run of hits changes
+nothing either would act on). The sketch
 (cache_core.tiers.frequency_sketch) is asked once when a key arrives, keeping the estimate
 it answers with the entry; for a main entry an admission weighs against it only when that
 entry's kept estimate does not already win (others' arrivals may have raised the counters
@@ -190,9 +191,7 @@ class WTinyLfuTier(HeldEntries):
                 probation[other] = record
                 self._protected_bytes -= record[2]
                 self._probation_bytes += record[2]
-        self._due -= 1
-        if self._due <= 0:
-            self._tick()
+        self._due -= 1  # the tick it may make due waits for the next miss
         if entry[5] and self._guard is not None and self._guard.read(key, entry[2]):
             self._give_window_everything()
         return entry[0]  # type: ignore[no-any-return]
