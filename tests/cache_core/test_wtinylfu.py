@@ -106,7 +106,7 @@ def test_on_a_recency_workload_the_guard_gives_the_window_everything() -> None:
     tier = WTinyLfuTier(weigher=unit, max_bytes=100)
     ours = replay(tier, keys)
     assert lru == pytest.approx(71.42, abs=0.005)
-    assert ours == pytest.approx(70.55, abs=0.005)
+    assert ours == pytest.approx(70.92, abs=0.005)
     described = tier.describe()
     assert described["recency_guard"]["verdicts"] >= 1
     assert described["window_share"] > 0.5  # given everything, then climbed down a little
@@ -117,7 +117,7 @@ SHORT_FIGURES = {
     ("flat", 0.25): (75.75, 75.3),
     ("flat", 0.5): (86.28, 84.15),
     ("steep", 0.25): (78.3, 76.72),
-    ("steep", 0.5): (78.81, 74.29),
+    ("steep", 0.5): (78.81, 77.86),
     ("with-stable-set", 0.25): (78.21, 77.68),
     ("with-stable-set", 0.5): (82.59, 79.54),
 }
@@ -144,11 +144,12 @@ def test_short_recency_skewed_traces_replay_to_fixed_figures(case: str, fraction
 
 @pytest.mark.xfail(
     strict=True,
-    reason="RECENCY_VERDICT_TOO_SLOW: at half the keys (9-15 cache-fulls) W-TinyLFU trails "
-    "LRU by 2.1-4.5 points, the guard deciding about 2 cache-fulls after the first eviction. "
-    "A guard judging every eighth of a cache-full gets all six within 1 point (worst -0.95) "
-    "but gives away 5-6 tuning-trace targets (web12, backf, cpp): an early verdict on a "
-    "passing phase is never undone. Issue 19, item 1",
+    reason="RECENCY_VERDICT_TOO_SLOW: flat and with-stable-set at half the keys (9-15 "
+    "cache-fulls) trail LRU by 2.1 and 3.0 points, steep at a quarter by 1.6: the guard "
+    "judges once a cache-full of its reads. Judging every eighth gets all six within 1 point "
+    "but gives away 2-4 tuning-trace targets (cpp, web12, backf, zigzag): a verdict on a "
+    "warm-up's passing lead is never undone, and a reversible one (a sampled W-TinyLFU "
+    "beside the sampled LRU) still lost 2 and doubled a small cache's miss. Issue 19, item 1",
 )
 def test_short_recency_skewed_traces_are_within_a_point_of_lru() -> None:
     # On the figures the replays above are pinned to: a policy that closes the gap fails
@@ -213,6 +214,19 @@ def test_the_guard_acts_at_once_on_overwhelming_evidence_and_never_on_a_draw() -
         key = read % 64
         assert not draw.read(key if key < 32 else 1000 + key, None if key < 32 else 1)
         draw.drop(1000 + key)  # keep LRU from learning the cache's keys
+
+
+def test_a_four_sigma_lead_of_20_hits_is_acted_on_in_its_first_period() -> None:
+    # 20 reads only LRU hit, none only the cache: beyond 4 sd (17.9), though under the
+    # slow path's margin and slack (33 hits), which the test used to ask too.
+    guard = RecencyGuard(max_bytes=64, held=64)  # every key followed, periods of 64 reads
+    for key in range(64):
+        guard.write(key, 1)
+    verdicts = []
+    for read in range(64):
+        lru_only = read < 20
+        verdicts.append(guard.read(read, None if lru_only else 1))
+    assert verdicts.index(True) == 63  # the period's end, not a period later
 
 
 def test_a_hit_leaves_the_ticks_work_to_the_next_miss() -> None:
