@@ -106,7 +106,7 @@ def test_on_a_recency_workload_the_guard_gives_the_window_everything() -> None:
     tier = WTinyLfuTier(weigher=unit, max_bytes=100)
     ours = replay(tier, keys)
     assert lru == pytest.approx(71.42, abs=0.005)
-    assert ours == pytest.approx(70.92, abs=0.005)
+    assert ours == pytest.approx(70.89, abs=0.005)
     described = tier.describe()
     assert described["recency_guard"]["verdicts"] >= 1
     assert described["window_share"] > 0.5  # given everything, then climbed down a little
@@ -114,12 +114,12 @@ def test_on_a_recency_workload_the_guard_gives_the_window_everything() -> None:
 
 SHORT_FIGURES = {
     # (case, fraction): (LRU %, ours %) on 80,000 requests: 9-30 cache-fulls
-    ("flat", 0.25): (75.75, 75.3),
-    ("flat", 0.5): (86.28, 84.15),
-    ("steep", 0.25): (78.3, 76.72),
+    ("flat", 0.25): (75.75, 75.36),
+    ("flat", 0.5): (86.28, 84.79),
+    ("steep", 0.25): (78.3, 76.88),
     ("steep", 0.5): (78.81, 77.86),
-    ("with-stable-set", 0.25): (78.21, 77.68),
-    ("with-stable-set", 0.5): (82.59, 79.54),
+    ("with-stable-set", 0.25): (78.21, 77.76),
+    ("with-stable-set", 0.5): (82.59, 79.72),
 }
 
 
@@ -145,7 +145,7 @@ def test_short_recency_skewed_traces_replay_to_fixed_figures(case: str, fraction
 @pytest.mark.xfail(
     strict=True,
     reason="RECENCY_VERDICT_TOO_SLOW: flat and with-stable-set at half the keys (9-15 "
-    "cache-fulls) trail LRU by 2.1 and 3.0 points, steep at a quarter by 1.6: the guard "
+    "cache-fulls) trail LRU by 1.5 and 2.9 points, steep at a quarter by 1.4: the guard "
     "judges once a cache-full of its reads. Judging every eighth gets all six within 1 point "
     "but gives away 2-4 tuning-trace targets (cpp, web12, backf, zigzag): a verdict on a "
     "warm-up's passing lead is never undone, and a reversible one (a sampled W-TinyLFU "
@@ -227,6 +227,19 @@ def test_a_four_sigma_lead_of_20_hits_is_acted_on_in_its_first_period() -> None:
         lru_only = read < 20
         verdicts.append(guard.read(read, None if lru_only else 1))
     assert verdicts.index(True) == 63  # the period's end, not a period later
+
+
+def test_a_tie_at_admission_goes_to_the_newcomer_only_while_the_guard_leans() -> None:
+    tier = WTinyLfuTier(weigher=unit, max_bytes=4)  # a window of none: all through admission
+    for key in range(4):
+        tier.set(key, b"", None)
+    tier.set(10, b"", None)  # seen once, as the victim was: a tie, and the resident stays
+    assert 10 not in tier._entries and 0 in tier._entries
+    assert tier._guard is not None and not tier._guard.leaning
+    tier._guard.leaning = True  # LRU ahead at 2 sd at the guard's last judgement
+    tier.set(11, b"", None)
+    assert 11 in tier._entries and 0 not in tier._entries
+    check_regions(tier)
 
 
 def test_a_hit_leaves_the_ticks_work_to_the_next_miss() -> None:

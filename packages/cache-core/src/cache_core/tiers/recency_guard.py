@@ -22,6 +22,10 @@ GUARD_PERIODS = 10
 """Periods of evidence the guard needs (unless overwhelming)."""
 GUARD_Z = 4
 """... or LRU's lead is this many standard deviations of chance (it acts at once then)."""
+GUARD_LEAN_Z = 2
+"""LRU ahead by this many standard deviations, not yet a verdict's: the guard *leans* to
+recency until its next judgement, and the tier lets a newcomer in on a tie at admission
+(everywhere else a tie keeps the resident; see :attr:`RecencyGuard.leaning`)."""
 GUARD_DECAY = 0.98
 """The guard's evidence fades by this much a period, so it follows the workload."""
 
@@ -56,6 +60,8 @@ class RecencyGuard:
         # cache's hits LRU missed.
         self._reads = self._lru_only = self._cache_only = 0.0
         self.verdicts = 0
+        self.leaning = False
+        """LRU ahead by ``GUARD_LEAN_Z`` standard deviations at the last judgement."""
         self.resample(held)
 
     def resample(self, held: int) -> bool:
@@ -117,10 +123,12 @@ class RecencyGuard:
         self._left = self._period
         self._periods += 1
         lead = self._lru_only - self._cache_only
+        chance = math.sqrt(self._lru_only + self._cache_only)
+        self.leaning = lead > 0 and lead > GUARD_LEAN_Z * chance
         # The test needs a lead of 16 hits at the least (lead > 4 sqrt(lead)): the margin
         # and the slack are for the slow path, where a small lead held long must not count.
         # (Asked of this path too, they held steep@50% back by a cache-full: 4.5 points.)
-        if lead > GUARD_Z * math.sqrt(self._lru_only + self._cache_only) or (
+        if lead > GUARD_Z * chance or (
             self._periods >= GUARD_PERIODS and lead > GUARD_MARGIN * self._reads + GUARD_SLACK
         ):
             self._reads = self._lru_only = self._cache_only = 0.0
