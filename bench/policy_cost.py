@@ -2,7 +2,8 @@
 real traces of ../shared/traces (issue 19: a miss at most 3x an LRU miss, a hit at most
 1.5x an LRU hit).
 
-For each trace, at a quarter of its distinct keys: the replay's time (get, then set on a
+For each trace, at a quarter of its distinct keys (and a production-sized cell, see
+LARGE_SIZE): the replay's time (get, then set on a
 miss) and its hit count, best of ROUNDS; and the time of a hit alone, from a replay of the
 same keys on a tier that already holds every one of them. A miss's cost is what the replay
 spent beyond its hits at that price. Writes bench/results-policy_cost.md.
@@ -12,6 +13,9 @@ spent beyond its hits at that price. Writes bench/results-policy_cost.md.
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import random
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +32,11 @@ FRACTION = 0.25
 MAX_REQUESTS = 1_000_000
 """Requests replayed a trace at most (its first ones): the cost of a call, not of a
 trace, is measured, and the longest traces would take minutes a policy."""
+LARGE_KEYS = 400_000
+LARGE_SIZE = 100_000
+"""A production-sized cell beside the traces' small ones (below 1,024 held the recency
+guard follows every key, above it one in 128 or more): string keys, a Zipf(0.9)
+popularity over LARGE_KEYS keys, MAX_REQUESTS requests, LARGE_SIZE entries."""
 MISS_TARGET = 3.0
 HIT_TARGET = 1.5
 
@@ -75,6 +84,17 @@ def costs(make: Tier, size: int, keys: Sequence[int]) -> tuple[float, float, flo
     return hit * 1e9, miss * 1e9, 100 * hits / len(keys)
 
 
+def large_trace() -> list[str]:
+    """Seeded: the same keys every run."""
+    rng = random.Random(7)
+    cumulative = list(itertools.accumulate(1 / (rank + 1) ** 0.9 for rank in range(LARGE_KEYS)))
+    total = cumulative[-1]
+    return [
+        f"user:{bisect.bisect(cumulative, rng.random() * total)}:profile"
+        for _ in range(MAX_REQUESTS)
+    ]
+
+
 def main(selected: list[str]) -> None:
     chosen = selected or names()
     if not chosen:
@@ -84,9 +104,12 @@ def main(selected: list[str]) -> None:
         )
     rows = []
     worst_miss = worst_hit = 0.0
-    for name in chosen:
-        keys = load(name)[:MAX_REQUESTS]
-        size = max(10, round(len(set(keys)) * FRACTION))
+    cells: list[tuple[str, Any]] = [(name, None) for name in chosen]
+    if not selected:
+        cells.append((f"zipf-{LARGE_KEYS // 1000}k (str keys)", LARGE_SIZE))
+    for name, large in cells:
+        keys: Sequence[Any] = large_trace() if large else load(name)[:MAX_REQUESTS]
+        size = large or max(10, round(len(set(keys)) * FRACTION))
         got = {policy: costs(make, size, keys) for policy, make in TIERS.items()}
         (lru_hit, lru_miss, lru_ratio), (hit, miss, ratio) = got["LRU"], got["W-TinyLFU"]
         miss_x, hit_x = miss / lru_miss, hit / lru_hit
@@ -133,7 +156,10 @@ def main(selected: list[str]) -> None:
             "`uv run nox -s bench -- policy_cost`: each trace's first "
             f"{MAX_REQUESTS:,} requests replayed in process at {FRACTION:.0%} of its distinct "
             f"keys, best of {ROUNDS}; a hit's cost from a replay on a tier holding every key, "
-            "a miss's from what the replay spent beyond its hits."
+            "a miss's from what the replay spent beyond its hits. The last row is a "
+            f"production-sized cell: {MAX_REQUESTS:,} requests of string keys, Zipf(0.9) "
+            f"over {LARGE_KEYS:,} keys, {LARGE_SIZE:,} entries (the recency guard following "
+            "one key in 128)."
             f"\n\n{text}\n\n{verdict}\n",
         )
 
