@@ -6,8 +6,11 @@ hit's cost against LRU's on a few traces (issue 19).
 A change to the policy is judged here on the five counts, not on seed 0's alone: on these
 short traces a cell can turn on one collision of the sketch's hash. Each side replays in
 a process of its own (the ref's ``packages/cache-core/src`` extracted with ``git
-archive``), the two alternating for the costs, best of COST_ROUNDS. Prints; writes no
-results file (what it compares is a development, not the project beside its peers).
+archive``), the two alternating for the costs, best of COST_ROUNDS; LRU's costs, which
+the ratios divide by, are measured once in this process. Before a5ef9be a seed moved only
+the random admissions, not the sketch's hash, so an older ref's five counts vary less
+than they would. Prints; writes no results file (what it compares is a development, not
+the project beside its peers).
 
     uv run python bench/policy_ab.py [REF]        (REF: HEAD by default)
 """
@@ -81,19 +84,23 @@ def side(src: Path | None, what: str) -> Any:
     done = subprocess.run(
         [sys.executable, __file__, "--child", what],
         env=env,
-        check=True,
+        check=False,
         capture_output=True,
         text=True,
         cwd=ROOT / "bench",
     )
+    if done.returncode:
+        where = src or "the working tree"
+        raise SystemExit(f"policy_ab: the {what} replay failed ({where}):\n{done.stderr}")
     return json.loads(done.stdout)
 
 
 def extract(ref: str, into: Path) -> Path:
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", ref, SRC], check=True, capture_output=True
-    ).stdout
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+    command = ["git", "-C", str(ROOT), "archive", ref, SRC]
+    done = subprocess.run(command, check=False, capture_output=True)
+    if done.returncode:
+        raise SystemExit(f"policy_ab: no {SRC} at {ref!r}: {done.stderr.decode().strip()}")
+    with tarfile.open(fileobj=BytesIO(done.stdout)) as tar:
         tar.extractall(into, filter="data")
     return into / SRC
 
@@ -133,13 +140,13 @@ def main(ref: str) -> None:
     found = cells()
     if not any(kind == "real" for _, _, kind in found):
         raise SystemExit("policy_ab: no traces (see bench/hitratio.py); nothing to compare")
-    peers = {}
-    for name, size, _ in found:
-        keys = keys_of(name)
-        lru = replay_tier(MemoryTier(weigher=unit, max_bytes=size), keys)
-        peers[f"{name}|{size}"] = (lru, replay_theine(size, keys))
     with tempfile.TemporaryDirectory() as tmp:
-        src = extract(ref, Path(tmp))
+        src = extract(ref, Path(tmp))  # first: a ref that is not there fails at once
+        peers = {}
+        for name, size, _ in found:
+            keys = keys_of(name)
+            lru = replay_tier(MemoryTier(weigher=unit, max_bytes=size), keys)
+            peers[f"{name}|{size}"] = (lru, replay_theine(size, keys))
         sides = {ref: src, "working tree": None}
         ratios = {label: side(path, "ratios") for label, path in sides.items()}
         cost: dict[str, dict[str, list[float]]] = {label: {} for label in sides}

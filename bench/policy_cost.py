@@ -35,8 +35,8 @@ trace, is measured, and the longest traces would take minutes a policy."""
 LARGE_KEYS = 400_000
 LARGE_SIZE = 100_000
 """A production-sized cell beside the traces' small ones (below 1,024 held the recency
-guard follows every key, above it one in 128 or more): string keys, a Zipf(0.9)
-popularity over LARGE_KEYS keys, MAX_REQUESTS requests, LARGE_SIZE entries."""
+guard follows every key, one in 2 from there, one in 128 from 65,536): string keys, a
+Zipf(0.9) popularity over LARGE_KEYS keys, MAX_REQUESTS requests, LARGE_SIZE entries."""
 MISS_TARGET = 3.0
 HIT_TARGET = 1.5
 
@@ -85,7 +85,8 @@ def costs(make: Tier, size: int, keys: Sequence[int]) -> tuple[float, float, flo
 
 
 def large_trace() -> list[str]:
-    """Seeded: the same keys every run."""
+    """Seeded: the same keys every run (their hashes, so the sketch's positions, change with
+    PYTHONHASHSEED from one run to the next, as a server's do)."""
     rng = random.Random(7)
     cumulative = list(itertools.accumulate(1 / (rank + 1) ** 0.9 for rank in range(LARGE_KEYS)))
     total = cumulative[-1]

@@ -128,11 +128,11 @@ class CacheMachine(RuleBasedStateMachine):
                 dependencies=sorted(deps),
             )
         )
-        plain = strategy == "write_back" and not tags and not deps
-        self.drop(
-            {k for k, e in self.model.items() if key in e.deps} - {key},
-            at_flush=plain and self.plain_write_back_waits,
-        )
+        waits = self.plain_write_back_waits and strategy == "write_back" and not tags and not deps
+        # A write indexed in the request removes its old value's dependents now, those left
+        # waiting for an earlier plain write's flush too.
+        held = self.model if waits else {**self.until_flush, **self.model}
+        self.drop({k for k, e in held.items() if key in e.deps} - {key}, at_flush=waits)
         self.until_flush.pop(key, None)
         expires = self.now + (self.default_ttl if ttl is None else ttl)
         self.model[key] = Entry(self.version, expires, set(tags), deps)
@@ -209,6 +209,9 @@ def test_tiered_agent_follows_the_model(engine: Any) -> None:
         default_ttl = 3600.0  # cache_tiers.l2.ttl
         plain_write_back_waits = True
 
+        # (Left loose: a flush that fills the batch removes them as well, which the model
+        # still lets the agent serve until this rule; tests/cache_plugins_redis/
+        # test_write_back_index.py holds that flush to it.)
         @rule()
         def flush(self) -> None:
             buffer = self.agent.strategies["write_back"]

@@ -94,7 +94,7 @@ def test_a_skewed_workload_keeps_its_popular_keys() -> None:
     lru = replay(MemoryTier(weigher=unit, max_bytes=250), keys)
     ours = replay(WTinyLfuTier(weigher=unit, max_bytes=250), keys)
     assert lru == pytest.approx(55.55, abs=0.005)
-    assert ours == pytest.approx(64.02, abs=0.005)
+    assert ours == pytest.approx(63.98, abs=0.005)
     assert ours > lru + 8
 
 
@@ -106,7 +106,7 @@ def test_on_a_recency_workload_the_guard_gives_the_window_everything() -> None:
     tier = WTinyLfuTier(weigher=unit, max_bytes=100)
     ours = replay(tier, keys)
     assert lru == pytest.approx(71.42, abs=0.005)
-    assert ours == pytest.approx(70.89, abs=0.005)
+    assert ours == pytest.approx(70.87, abs=0.005)
     described = tier.describe()
     assert described["recency_guard"]["verdicts"] >= 1
     assert described["window_share"] > 0.5  # given everything, then climbed down a little
@@ -114,7 +114,7 @@ def test_on_a_recency_workload_the_guard_gives_the_window_everything() -> None:
 
 SHORT_FIGURES = {
     # (case, fraction): (LRU %, ours %) on 80,000 requests: 9-30 cache-fulls
-    ("flat", 0.25): (75.75, 75.36),
+    ("flat", 0.25): (75.75, 75.35),
     ("flat", 0.5): (86.28, 84.79),
     ("steep", 0.25): (78.3, 76.88),
     ("steep", 0.5): (78.81, 77.86),
@@ -265,6 +265,47 @@ def test_a_hit_leaves_the_ticks_work_to_the_next_miss() -> None:
     assert len(ticks) == 1
     # The sample it closed held the 1,000 hits and the miss.
     assert tier._previous_hit_rate == pytest.approx(1000 / 1001)
+
+
+def test_a_long_run_of_hits_ages_the_sketch_once_at_the_next_miss() -> None:
+    # Found in review: crediting a run of 50,000 hits at once halved the sketch at every
+    # tick after it (its count stayed past the halving point), and the hot keys' counts
+    # fell from 15 to 1-2, to be evicted by one-off keys.
+    tier = WTinyLfuTier(weigher=unit, max_bytes=100)
+    for key in range(100):
+        tier.set(key, b"", None)
+    halvings: list[int] = []
+    halve = tier._sketch._on_halve
+
+    def counted() -> None:
+        halvings.append(len(halvings))
+        halve()
+
+    tier._sketch._on_halve = counted
+    for i in range(50_000):
+        tier.get(i % 100)
+    for i in range(6):
+        tier.get(i)
+        if tier.get(1000 + i) is None:
+            tier.set(1000 + i, b"", None)
+    assert len(halvings) <= 1
+    assert all(key in tier._entries for key in range(6))
+
+
+def test_a_cache_filled_by_writes_alone_still_ticks() -> None:
+    tier = WTinyLfuTier(weigher=unit, max_bytes=100)
+    ticks: list[int] = []
+    tick = tier._tick
+
+    def counted() -> None:
+        ticks.append(0)
+        tick()
+
+    tier._tick = counted  # type: ignore[method-assign]
+    for key in range(5_000):
+        tier.set(key, b"", None)
+        tier.get(key)  # a hit: never a miss in this workload
+    assert ticks
 
 
 def test_the_sample_rate_rises_as_the_cache_holds_more_keys() -> None:

@@ -14,7 +14,8 @@ GUARD_MARGIN = 0.01
 """How far (a share of its accesses) LRU must be ahead before the guard acts on
 ``GUARD_PERIODS`` of evidence."""
 GUARD_SLACK = 32
-"""... plus this many hits, so a few lucky ones early on do not count."""
+"""... plus this many hits, so a few lucky ones early on do not count (on that path: the
+4-sigma one needs a lead of 16 at the least)."""
 PERIOD_SHARE = 1.0
 """A period, the sampled reads between two judgements, as a share of the keys followed."""
 MIN_PERIOD = 64
@@ -124,7 +125,7 @@ class RecencyGuard:
         self._periods += 1
         lead = self._lru_only - self._cache_only
         chance = math.sqrt(self._lru_only + self._cache_only)
-        self.leaning = lead > 0 and lead > GUARD_LEAN_Z * chance
+        self.leaning = lead > GUARD_LEAN_Z * chance
         # The test needs a lead of 16 hits at the least (lead > 4 sqrt(lead)): the margin
         # and the slack are for the slow path, where a small lead held long must not count.
         # (Asked of this path too, they held steep@50% back by a cache-full: 4.5 points.)

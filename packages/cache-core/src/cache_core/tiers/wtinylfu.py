@@ -21,8 +21,8 @@ the second map slot this policy keeps), the window, probation and protected size
 byte budgets, and ``size_bytes`` never exceeds ``max_bytes``. Every operation is O(1)
 amortized. A hit stays cheap in Python: inline in :meth:`get`, it bumps a small counter
 on the entry, moves it in its segment and counts down to the next tick (the sketch's aging
-and the climber's sample are looked at only then, at the next miss: a run of hits changes
-nothing either would act on). The sketch
+and the climber's sample are looked at only then, at the next miss or arrival: a run of
+hits ages the sketch once, at its end). The sketch
 (cache_core.tiers.frequency_sketch) is asked once when a key arrives, keeping the estimate
 it answers with the entry; for a main entry an admission weighs against it only when that
 entry's kept estimate does not already win (others' arrivals may have raised the counters
@@ -193,7 +193,7 @@ class WTinyLfuTier(HeldEntries):
                 probation[other] = record
                 self._protected_bytes -= record[2]
                 self._probation_bytes += record[2]
-        self._due -= 1  # the tick it may make due waits for the next miss
+        self._due -= 1  # the tick it may make due waits for the next miss or arrival
         if entry[5] and self._guard is not None and self._guard.read(key, entry[2]):
             self._give_window_everything()
         return entry[0]  # type: ignore[no-any-return]
@@ -226,7 +226,10 @@ class WTinyLfuTier(HeldEntries):
         self._arrivals = 0
         self._hits += hits
         if hits:
-            self._sketch.count_accesses(hits)
+            # A run of hits longer than a halving's worth (a warm cache between misses) ages
+            # the sketch once at its end: halving again and again at one miss would wipe the
+            # counts the run has just shown hot (the climber gets every hit).
+            self._sketch.count_accesses(min(hits, max(1, self._sketch.until_halving())))
         if self._hits + self._misses >= self._sample_at:
             self._climb()  # a new sample: it counts from zero
         self._misses_seen = self._misses
@@ -282,6 +285,8 @@ class WTinyLfuTier(HeldEntries):
             estimate = self._sketch.increment(key)
             self._due -= 1  # one increment nearer the halving the next tick checks for
             self._arrivals += 1
+            if self._due <= 0:  # (a cache filled by writes alone ticks here)
+                self._tick()
             sampled = guard is not None and guard.sampled(key)
             entry = [data, expires_at, weight, WINDOW, 0, sampled, estimate]
             entries[key] = entry
@@ -353,13 +358,13 @@ class WTinyLfuTier(HeldEntries):
                     candidate = MAX_COUNT if candidate > MAX_COUNT else candidate
                 record = victims[victim]
                 # What the victim kept from its arrival is about a floor of its count now
-                # (its counters only grow between halvings, and are halved with it): at or
-                # above the candidate, it wins without the sketch. Else its count is read
-                # again: other keys' arrivals may have raised the counters it shares (a
-                # small sketch saturates). The candidate is capped, so a victim's count past
-                # the cap wins as at the cap.
+                # (its counters only grow between halvings, and are halved with it): above
+                # the candidate, or at it unless the guard leans, it wins without the sketch.
+                # Else its count is read again: other keys' arrivals may have raised the
+                # counters it shares (a small sketch saturates). The candidate is capped,
+                # so a victim's count past the cap wins as at the cap.
                 against = record[6] + record[4]
-                if candidate > against:
+                if candidate > against or (leaning and candidate == against):
                     against = sketch.frequency(victim) + record[4]
                 if (
                     candidate > against
