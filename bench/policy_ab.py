@@ -17,6 +17,7 @@ the project beside its peers).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -43,13 +44,17 @@ def cells() -> list[tuple[str, int, str]]:
     return found
 
 
-def keys_of(name: str) -> Any:
-    from hitratio import load
+@functools.cache
+def synthetic() -> dict[str, list[int]]:
     from synthetic_traces import cases
 
-    if "@" not in name:
-        return load(name)
-    return {f"{n}@{f:.0%}": keys for n, f, keys, _ in cases()}[name]
+    return {f"{name}@{fraction:.0%}": keys for name, fraction, keys, _ in cases()}
+
+
+def keys_of(name: str) -> Any:
+    from hitratio import load
+
+    return synthetic()[name] if "@" in name else load(name)
 
 
 def child(what: str) -> None:
@@ -108,7 +113,7 @@ def extract(ref: str, into: Path) -> Path:
 def verdicts(ours: dict[str, list[float]], peers: dict[str, tuple[float, float]]) -> list[str]:
     """Per seed: targets met on the real traces, the mean distance to the best, and the
     synthetic traces within a point of LRU (bench/hitratio.py's targets)."""
-    from hitratio import SEEDS, SHORT_TARGET
+    from hitratio import SEEDS, short_target, target
 
     lines = []
     for seed in range(SEEDS):
@@ -119,12 +124,9 @@ def verdicts(ours: dict[str, list[float]], peers: dict[str, tuple[float, float]]
             lru, the = peers[cell]
             value = values[seed]
             if "@" in name:
-                short += value >= lru - SHORT_TARGET - 1e-9
+                short += value >= short_target(lru)
                 continue
-            floor = max(lru, the) - 1
-            if name in ("loop", "gli") or name.startswith("multi"):
-                floor = max(floor, the)
-            met += value >= floor - 1e-9
+            met += value >= target(name, lru, the)
             total += value - max(lru, the)
             real += 1
         lines.append(f"seed {seed}: {met}/{real} met, mean {total / real:+.3f}, synthetic {short}")

@@ -46,6 +46,19 @@ def replay(tier: Any, keys: list[int]) -> float:
     return round(100 * hits / len(keys), 2)
 
 
+def calls_of(owner: Any, name: str) -> list[None]:
+    """Wrap ``owner.name`` (a method or a callback) so each call appends to the list."""
+    calls: list[None] = []
+    wrapped = getattr(owner, name)
+
+    def counted() -> None:
+        calls.append(None)
+        wrapped()
+
+    setattr(owner, name, counted)
+    return calls
+
+
 def loop_trace(distinct: int, rounds: int) -> list[int]:
     return list(range(distinct)) * rounds
 
@@ -248,14 +261,7 @@ def test_a_hit_leaves_the_ticks_work_to_the_next_miss() -> None:
     tier = WTinyLfuTier(weigher=unit, max_bytes=100)
     for key in range(50):
         tier.set(key, b"", None)
-    ticks: list[int] = []
-    tick = tier._tick
-
-    def counted() -> None:
-        ticks.append(tier._due)
-        tick()
-
-    tier._tick = counted  # type: ignore[method-assign]
+    ticks = calls_of(tier, "_tick")
     for _ in range(20):
         for key in range(50):
             assert tier.get(key) == b""
@@ -274,14 +280,7 @@ def test_a_long_run_of_hits_ages_the_sketch_once_at_the_next_miss() -> None:
     tier = WTinyLfuTier(weigher=unit, max_bytes=100)
     for key in range(100):
         tier.set(key, b"", None)
-    halvings: list[int] = []
-    halve = tier._sketch._on_halve
-
-    def counted() -> None:
-        halvings.append(len(halvings))
-        halve()
-
-    tier._sketch._on_halve = counted
+    halvings = calls_of(tier._sketch, "_on_halve")
     for i in range(50_000):
         tier.get(i % 100)
     for i in range(6):
@@ -294,14 +293,7 @@ def test_a_long_run_of_hits_ages_the_sketch_once_at_the_next_miss() -> None:
 
 def test_a_cache_filled_by_writes_alone_still_ticks() -> None:
     tier = WTinyLfuTier(weigher=unit, max_bytes=100)
-    ticks: list[int] = []
-    tick = tier._tick
-
-    def counted() -> None:
-        ticks.append(0)
-        tick()
-
-    tier._tick = counted  # type: ignore[method-assign]
+    ticks = calls_of(tier, "_tick")
     for key in range(5_000):
         tier.set(key, b"", None)
         tier.get(key)  # a hit: never a miss in this workload

@@ -335,8 +335,8 @@ class WTinyLfuTier(HeldEntries):
         A key leaving the window goes into main if it has room, else only for as long as it
         is asked for more often than each main entry it would push out (as often, while the
         recency guard leans to LRU); into probation, or protected if it was hit
-        ``PROVEN_HITS`` times in the window. (Inline, as is the
-        victims' removal: this is every miss's path once the cache is full.)"""
+        ``PROVEN_HITS`` times in the window. (Inline, as is the victims' removal: this is
+        every miss's path once the cache is full.)"""
         window, entries, sketch = self._window, self._entries, self._sketch
         # A tie admits the newcomer only while the guard leans to recency: otherwise the
         # resident stays (loops keep their keys only because ties stay out: admitting every
