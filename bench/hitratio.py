@@ -6,7 +6,7 @@ A replay asks the cache for each key and, on a miss, stores it (weight 1: the bo
 count of entries). Sizes are fractions of the trace's distinct keys, plus the sizes the
 traces' README quotes. Writes bench/results-hitratio.md and bench/plot-hitratio-<trace>.png.
 
-    uv run python bench/hitratio.py [trace ...]
+    uv run --group bench python bench/hitratio.py [trace ...]
 """
 
 from __future__ import annotations

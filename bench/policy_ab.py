@@ -12,7 +12,7 @@ the random admissions, not the sketch's hash, so an older ref's five counts vary
 than they would. Prints; writes no results file (what it compares is a development, not
 the project beside its peers).
 
-    uv run python bench/policy_ab.py [REF]        (REF: HEAD by default)
+    uv run --group bench python bench/policy_ab.py [REF]        (REF: HEAD by default)
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def child(what: str) -> None:
         for name in COST_TRACES:
             keys = keys_of(name)[:1_000_000]
             size = max(10, round(len(set(keys)) * 0.25))
-            hit, miss, _ = costs(TIERS["W-TinyLFU"], size, keys)
+            hit, miss, _ = costs(*TIERS["W-TinyLFU"], size, keys)
             out[name] = [hit, miss]
     json.dump(out, sys.stdout)
 
@@ -161,7 +161,7 @@ def main(ref: str) -> None:
     for name in COST_TRACES:
         keys = keys_of(name)[:1_000_000]
         size = max(10, round(len(set(keys)) * 0.25))
-        hit, miss, _ = costs(TIERS["LRU"], size, keys)
+        hit, miss, _ = costs(*TIERS["LRU"], size, keys)
         lru_cost[name] = (hit, miss)
     for label in sides:
         print(f"== {label}")

@@ -14,7 +14,8 @@ the workload changes. The climber is slow to find out that recency is all that m
 a :class:`RecencyGuard` (an LRU simulated on a sample of the keys) gives the window the
 whole cache as soon as LRU has proven better, and the climber works down from there;
 while LRU is ahead but not yet proven (2 standard deviations), a tie at admission lets the
-newcomer in.
+newcomer in, and the guard tests LRU's lead at every read only LRU hits rather than once
+a period.
 
 Everything is bounded by bytes: an entry weighs what it pins (as in the LRU tier, plus
 the second map slot this policy keeps), the window, probation and protected sizes are
