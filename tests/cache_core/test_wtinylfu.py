@@ -358,6 +358,23 @@ def test_a_large_cache_follows_one_key_in_rate() -> None:
     assert 400 < len(guard._order) <= 16_384 // 32
 
 
+def test_a_probation_hit_leaves_protecteds_overflow_to_the_next_eviction() -> None:
+    # A hit moves the key hit alone: a hit on probation that also demoted protected's
+    # oldest cost 3.6x an LRU hit on loop, scan and cs (every hit there is one).
+    tier = WTinyLfuTier(weigher=unit, max_bytes=100)  # a window of one entry
+    for key in range(100):
+        tier.set(key, b"", None)
+    for key in range(99):  # main's 99 entries, asked for again: each promoted, none demoted
+        tier.get(key)
+    assert list(tier._protected) == list(range(99)) and not tier._probation
+    assert tier._protected_bytes > tier._protected_max
+    tier.set(100, b"", None)  # the next eviction puts protected back within its share
+    assert tier._protected_bytes <= tier._protected_max
+    assert list(tier._probation) == list(range(20))  # protected's oldest, oldest first
+    assert list(tier._protected) == list(range(20, 99))
+    check_regions(tier)
+
+
 def test_a_key_hit_twice_in_the_window_is_admitted_to_protected() -> None:
     tier = WTinyLfuTier(weigher=unit, max_bytes=100)  # a window of one entry
     tier.set("twice", b"", None)
