@@ -168,7 +168,9 @@ def short_traces() -> tuple[str, list[str], list[int], int]:
             misses.append(f"{name}@{fraction:.0%}")
         cost = ""
         if fraction == min(FRACTIONS_SHORT):
-            (lru_hit, lru_miss, _), (hit, miss, _) = (costs(TIERS[t], size, keys) for t in TIERS)
+            (lru_hit, lru_miss, _), (hit, miss, _) = (
+                costs(*TIERS[policy], size, keys) for policy in ("LRU", "W-TinyLFU")
+            )
             cost = f"{miss / lru_miss:.1f}x / {hit / lru_hit:.1f}x"
         rows.append(
             [
