@@ -99,7 +99,7 @@ def test_a_loop_larger_than_the_cache_defeats_lru_not_wtinylfu() -> None:
     lru = replay(MemoryTier(weigher=unit, max_bytes=500), keys)
     ours = replay(WTinyLfuTier(weigher=unit, max_bytes=500), keys)
     assert lru == 0.0
-    assert ours == pytest.approx(79.26, abs=0.005)
+    assert ours == pytest.approx(76.91, abs=0.005)
 
 
 def test_a_skewed_workload_keeps_its_popular_keys() -> None:
@@ -107,7 +107,7 @@ def test_a_skewed_workload_keeps_its_popular_keys() -> None:
     lru = replay(MemoryTier(weigher=unit, max_bytes=250), keys)
     ours = replay(WTinyLfuTier(weigher=unit, max_bytes=250), keys)
     assert lru == pytest.approx(55.55, abs=0.005)
-    assert ours == pytest.approx(63.98, abs=0.005)
+    assert ours == pytest.approx(64.14, abs=0.005)
     assert ours > lru + 8
 
 
@@ -119,7 +119,7 @@ def test_on_a_recency_workload_the_guard_gives_the_window_everything() -> None:
     tier = WTinyLfuTier(weigher=unit, max_bytes=100)
     ours = replay(tier, keys)
     assert lru == pytest.approx(71.42, abs=0.005)
-    assert ours == pytest.approx(71.0, abs=0.005)
+    assert ours == pytest.approx(70.94, abs=0.005)
     described = tier.describe()
     assert described["recency_guard"]["verdicts"] >= 1
     assert described["window_share"] > 0.5  # given everything, then climbed down a little
@@ -127,11 +127,11 @@ def test_on_a_recency_workload_the_guard_gives_the_window_everything() -> None:
 
 SHORT_FIGURES = {
     # (case, fraction): (LRU %, ours %) on 80,000 requests: 9-30 cache-fulls
-    ("flat", 0.25): (75.75, 75.35),
-    ("flat", 0.5): (86.28, 85.52),
-    ("steep", 0.25): (78.3, 77.91),
-    ("steep", 0.5): (78.81, 77.86),
-    ("with-stable-set", 0.25): (78.21, 77.76),
+    ("flat", 0.25): (75.75, 75.43),
+    ("flat", 0.5): (86.28, 85.62),
+    ("steep", 0.25): (78.3, 77.92),
+    ("steep", 0.5): (78.81, 77.94),
+    ("with-stable-set", 0.25): (78.21, 77.9),
     ("with-stable-set", 0.5): (82.59, 81.69),
 }
 
@@ -269,7 +269,7 @@ def test_a_tie_at_admission_goes_to_the_newcomer_only_while_the_guard_leans() ->
 
 
 def test_a_hit_leaves_the_ticks_work_to_the_next_miss() -> None:
-    # The hit path only counts down: the sketch's aging and the climber's sample wait for
+    # The hit path only counts: the sketch's aging and the climber's sample wait for
     # a miss, which then counts the hits since the last tick.
     tier = WTinyLfuTier(weigher=unit, max_bytes=100)
     for key in range(50):
@@ -279,7 +279,7 @@ def test_a_hit_leaves_the_ticks_work_to_the_next_miss() -> None:
         for key in range(50):
             assert tier.get(key) == b""
     assert ticks == []
-    assert tier._due <= 0  # a tick is due, and waits
+    assert tier._accesses >= tier._tick_at  # a tick is due, and waits
     assert tier.get(1000) is None
     assert len(ticks) == 1
     # The sample it closed held the 1,000 hits and the miss.
@@ -372,6 +372,40 @@ def test_a_probation_hit_leaves_protecteds_overflow_to_the_next_eviction() -> No
     assert tier._protected_bytes <= tier._protected_max
     assert list(tier._probation) == list(range(20))  # protected's oldest, oldest first
     assert list(tier._protected) == list(range(20, 99))
+    check_regions(tier)
+
+
+def test_a_protected_hit_stays_put_and_its_demotion_waits_a_round() -> None:
+    # Protected is a CLOCK: a hit there only counts and stamps (moving the key cost a
+    # second table's lookup a hit, half of a hit's time in a large cache).
+    tier = WTinyLfuTier(weigher=unit, max_bytes=100)  # a window of one entry
+    for key in range(100):
+        tier.set(key, b"", None)
+    for key in range(99):  # promoted to protected, placed 0 to 98
+        tier.get(key)
+    tier.get(0)
+    assert next(iter(tier._protected)) == 0  # still first in line
+    tier.set(100, b"", None)  # the eviction's demotion: 0 was hit since placed, 1-20 go
+    assert list(tier._probation) == list(range(1, 21))
+    assert list(tier._protected) == [*range(21, 99), 0]
+    check_regions(tier)
+
+
+def test_a_window_given_everything_takes_main_by_last_access() -> None:
+    tier = WTinyLfuTier(weigher=unit, max_bytes=100)  # a window of one entry
+    for key in range(100):
+        tier.set(key, b"", None)
+    for key in range(99):  # main promoted to protected, placed 0 to 98
+        tier.get(key)
+    tier.set(1000, b"", None)  # protected's share: 0-19 demoted (and 99 turned away)
+    assert list(tier._probation) == list(range(20))
+    for step, key in enumerate(range(98, 19, -1)):  # asked for again, newest placed first,
+        tier.set(1001 + step, b"", None)  # each an epoch later (an arrival's eviction)
+        tier.get(key)
+    assert list(tier._protected) == list(range(20, 99))  # hits left protected's order be
+    tier._give_window_everything()
+    window = list(tier._window)
+    assert window[:99] == [*range(20), *range(98, 19, -1)]  # least recently asked first
     check_regions(tier)
 
 
