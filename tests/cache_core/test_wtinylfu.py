@@ -320,10 +320,11 @@ def test_the_sample_rate_rises_as_the_cache_holds_more_keys() -> None:
     for i in range(3):
         tier.set(f"big{i}", bytes(7_000), None)
     guard = tier._guard
-    assert guard is not None and guard.rate == 1
+    assert guard is not None and guard.rate == 1 and guard.every  # the tier need not ask
     for i in range(20_000):
         tier.set(i, b"x", None)
     assert guard.rate == 1 << ((len(tier) // 512).bit_length() - 1)  # 512-1024 of them
+    assert not guard.every and not all(guard.sampled(key) for key in range(64))
     assert len(guard._order) <= 20_000 // guard.rate  # a sampled LRU, not a second cache
     assert all(entry[5] == guard.sampled(key) for key, entry in tier._entries.items())
     check_regions(tier)

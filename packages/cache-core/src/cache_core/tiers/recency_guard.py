@@ -86,6 +86,8 @@ class RecencyGuard:
             return False
         self._bits = bits
         self.rate = 1 << bits
+        self.every = bits == 0
+        """Every key followed (below ``2 * GUARD_KEYS`` held): the tier need not ask."""
         self.resample_at = GUARD_KEYS << (bits + 1)
         # A key is followed when the top ``bits`` of its mixed hash are 0 (one mask: the
         # shift it replaces cost a tenth of a miss's path).
