@@ -392,6 +392,42 @@ def test_a_protected_hit_stays_put_and_its_demotion_waits_a_round() -> None:
     check_regions(tier)
 
 
+def test_with_probation_empty_a_protected_victim_hit_since_placed_gets_another_round() -> None:
+    tier = WTinyLfuTier(weigher=lambda _key, data: max(1, len(data)), max_bytes=100)
+    for key in range(100):
+        tier.set(key, b"x", None)
+    for key in range(99):  # promoted to protected, placed 0 to 98
+        tier.get(key)
+    for _ in range(12):  # a key asked for often: it will beat protected's keys
+        tier.set("big", b"x", None)
+        tier.delete("big")
+    tier.set(500, b"x", None)  # protected's share: 0-19 demoted
+    for key in list(tier._probation):
+        tier.delete(key)
+    tier.get(25)
+    tier.set("big", bytes(40), None)  # 40 bytes out of protected, probation being empty
+    assert "big" in tier._entries
+    assert 25 in tier._entries and 21 not in tier._entries  # 25 went round again
+    assert list(tier._protected)[-1] == 25
+    check_regions(tier)
+
+
+def test_a_rewrite_is_an_access_as_a_hit_is() -> None:
+    tier = WTinyLfuTier(weigher=unit, max_bytes=100)  # a window of one entry
+    for key in range(100):
+        tier.set(key, b"", None)  # main: 0-98 on probation
+    tier.set(5, b"new", None)  # on probation: promoted, placed with its count
+    assert tier._entries[5][3] == PROTECTED and tier._entries[5][7] == tier._entries[5][4]
+    for key in range(99):
+        if key != 5:
+            tier.get(key)  # protected: 5, then 0-98 without it
+    tier.set(5, b"newer", None)  # in protected: accessed since placed
+    tier.set(1000, b"", None)  # the eviction's demotion gives 5 another round
+    assert list(tier._protected)[-1] == 5
+    assert list(tier._probation) == [*range(5), *range(6, 21)]
+    check_regions(tier)
+
+
 def test_a_window_given_everything_takes_main_by_last_access() -> None:
     tier = WTinyLfuTier(weigher=unit, max_bytes=100)  # a window of one entry
     for key in range(100):

@@ -25,8 +25,8 @@ GUARD_Z = 4
 """... or LRU's lead is this many standard deviations of chance (it acts at once then)."""
 GUARD_LEAN_Z = 2
 """LRU ahead by this many standard deviations, not yet a verdict's: the guard *leans* to
-recency until its next judgement, and the tier lets a newcomer in on a tie at admission
-(everywhere else a tie keeps the resident; see :attr:`RecencyGuard.leaning`)."""
+recency until its next judgement or verdict, and the tier lets a newcomer in on a tie at
+admission (everywhere else a tie keeps the resident; see :attr:`RecencyGuard.leaning`)."""
 GUARD_EARLY_Z = 4.5
 """While leaning, LRU's lead is tested at every read it alone hits, at this many standard
 deviations: a verdict need not wait for the period's end (up to a cache-full of requests,
