@@ -1,22 +1,22 @@
 """The adaptive W-TinyLFU L1 tier: ``cache_tiers.l1.eviction: wtinylfu``.
 
 LRU keeps whatever came last, so a scan or a loop a little larger than the cache flushes
-everything worth keeping. W-TinyLFU (Einziger, Friedman, Manes; Caffeine's policy) puts new
-entries in a small LRU *window*; what leaves the window is a candidate for the *main*
-space (an SLRU: probation, then protected once hit again; protected is a CLOCK, its
-hits counted rather than moved) and is admitted only if it has
-been asked for more often than the main entry it would push out. How often is estimated
-by a count-min sketch of 4-bit counters, halved every ten accesses per key, so the
-estimate follows what is popular now. A fixed window loses to LRU on recency-heavy
-workloads, so once the cache has been full the window's share is adapted by hill climbing
-on the hit ratio (Caffeine's climber): every sample of accesses, keep moving the window's
-size in the direction that raised the hit ratio, in steps that shrink, and restart when
-the workload changes. The climber is slow to find out that recency is all that matters, so
-a :class:`RecencyGuard` (an LRU simulated on a sample of the keys) gives the window the
+everything worth keeping. W-TinyLFU (Einziger, Friedman, Manes; Caffeine's policy) puts
+new entries in a small LRU *window*; what leaves the window is a candidate for the
+*main* space (an SLRU: probation, then protected once hit again; protected is a CLOCK,
+its hits counted rather than moved) and is admitted only if it has been asked for more
+often than the main entry it would push out. How often is estimated by a count-min
+sketch of 4-bit counters, halved every ten accesses per key, so the estimate follows
+what is popular now. A fixed window loses to LRU on recency-heavy workloads, so once the
+cache has been full the window's share is adapted by hill climbing on the hit ratio
+(Caffeine's climber): every sample of accesses, keep moving the window's size in the
+direction that raised the hit ratio, in steps that shrink, and restart when the workload
+changes. The climber is slow to find out that recency is all that matters, so a
+:class:`RecencyGuard` (an LRU simulated on a sample of the keys) gives the window the
 whole cache as soon as LRU has proven better, and the climber works down from there;
-while LRU is ahead but not yet proven (2 standard deviations), a tie at admission lets the
-newcomer in, and the guard tests LRU's lead at every read only LRU hits rather than once
-a period.
+while LRU is ahead but not yet proven (2 standard deviations), a tie at admission lets
+the newcomer in, and the guard tests LRU's lead at every read only LRU hits rather than
+once a period.
 
 Everything is bounded by bytes: an entry weighs what it pins (as in the LRU tier, plus
 the second map slot this policy keeps), the window, probation and protected sizes are
@@ -85,8 +85,8 @@ RESTART_THRESHOLD = 0.05
 EPOCH_SHARE = 1 / 64
 """How long an epoch of access stamps lasts: calls of the eviction (each arrival once the
 window is full, and a rewrite or an entity tag that overflows the bound), as a share of
-the entries held. A window given the whole cache takes main in
-epoch order; ties keep their place (at 1/100,000 the traces' figures were the same)."""
+the entries held. A window given the whole cache takes main in epoch order; ties keep
+their place (at 1/100,000 the traces' figures were the same)."""
 SAMPLE_FACTOR = 10
 """Accesses per climbing sample, per entry held."""
 MIN_SAMPLE = 256
