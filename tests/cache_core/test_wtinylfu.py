@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cache_core import CachingAgent
+from cache_core.tiers.frequency_sketch import FrequencySketch
 from cache_core.tiers.memory import MemoryTier
 from cache_core.tiers.wtinylfu import (
     PROBATION,
@@ -44,6 +45,19 @@ def replay(tier: Any, keys: list[int]) -> float:
         else:
             hits += 1
     return round(100 * hits / len(keys), 2)
+
+
+def calls_of_keyed(owner: Any, name: str) -> list[Any]:
+    """Wrap ``owner.name``, a method of one argument: each call appends its argument."""
+    calls: list[Any] = []
+    wrapped = getattr(owner, name)
+
+    def counted(arg: Any) -> Any:
+        calls.append(arg)
+        return wrapped(arg)
+
+    setattr(owner, name, counted)
+    return calls
 
 
 def calls_of(owner: Any, name: str) -> list[None]:
@@ -107,7 +121,7 @@ def test_a_skewed_workload_keeps_its_popular_keys() -> None:
     lru = replay(MemoryTier(weigher=unit, max_bytes=250), keys)
     ours = replay(WTinyLfuTier(weigher=unit, max_bytes=250), keys)
     assert lru == pytest.approx(55.55, abs=0.005)
-    assert ours == pytest.approx(64.14, abs=0.005)
+    assert ours == pytest.approx(64.18, abs=0.005)
     assert ours > lru + 8
 
 
@@ -119,7 +133,7 @@ def test_on_a_recency_workload_the_guard_gives_the_window_everything() -> None:
     tier = WTinyLfuTier(weigher=unit, max_bytes=100)
     ours = replay(tier, keys)
     assert lru == pytest.approx(71.42, abs=0.005)
-    assert ours == pytest.approx(70.94, abs=0.005)
+    assert ours == pytest.approx(71.0, abs=0.005)
     described = tier.describe()
     assert described["recency_guard"]["verdicts"] >= 1
     assert described["window_share"] > 0.5  # given everything, then climbed down a little
@@ -127,7 +141,7 @@ def test_on_a_recency_workload_the_guard_gives_the_window_everything() -> None:
 
 SHORT_FIGURES = {
     # (case, fraction): (LRU %, ours %) on 80,000 requests: 9-30 cache-fulls
-    ("flat", 0.25): (75.75, 75.43),
+    ("flat", 0.25): (75.75, 75.29),
     ("flat", 0.5): (86.28, 85.62),
     ("steep", 0.25): (78.3, 77.92),
     ("steep", 0.5): (78.81, 77.94),
@@ -302,6 +316,50 @@ def test_a_long_run_of_hits_ages_the_sketch_once_at_the_next_miss() -> None:
             tier.set(1000 + i, b"", None)
     assert len(halvings) <= 1
     assert all(key in tier._entries for key in range(6))
+
+
+def test_while_the_cache_fills_arrivals_are_counted_at_once_when_it_is_full() -> None:
+    # An increment per arrival, and a carry of every held key at each resize as the cache
+    # grew, were a sixth of a replay at 100,000 entries; nothing is admitted before the
+    # first eviction, so the sketch counts them all then, as they would stand had each been
+    # counted as it came (the reference: a sketch fed one arrival at a time, resized alike).
+    tier = WTinyLfuTier(weigher=unit, max_bytes=300)
+    reference = FrequencySketch(64)
+    increments = calls_of_keyed(tier._sketch, "increment")
+    for key in range(300):
+        tier.set(key, b"", None)
+        reference.increment(key)
+        if key + 1 > reference.capacity:
+            reference.resize(2 * (key + 1), range(key + 1))
+    assert not increments and tier._guard is None
+    assert tier._sketch.capacity == reference.capacity  # resized as it grew, nothing carried
+    tier.set(300, b"", None)  # the first eviction
+    reference.increment(300)
+    assert tier._guard is not None and len(tier) == 300
+    counts = {key: (tier._sketch.frequency(key), reference.frequency(key)) for key in tier._entries}
+    # The same, but for the reference's errors: a resize carried a doorkeeper's false
+    # positive into the counters, and each later resize carried it again (1 key in 300).
+    differ = [key for key, (ours, fed) in counts.items() if ours != fed]
+    assert all(counts[key][1] == counts[key][0] + 1 for key in differ) and len(differ) <= 3
+    assert all(entry[6] == 1 for entry in tier._entries.values())  # each arrival's estimate
+    assert tier._sketch._door == reference._door  # the latest arrivals' first sightings
+
+
+def test_a_halving_while_the_cache_fills_drops_the_arrivals_before_it() -> None:
+    tier = WTinyLfuTier(weigher=unit, max_bytes=60)
+    halvings = calls_of(tier._sketch, "_on_halve")
+    for key in range(30):
+        tier.set(key, b"", None)
+    for _ in range(700):  # hits toward the halving: 10 accesses per key it is sized for
+        tier.get(0)
+    tier.get(-1)  # a miss: the hits reach the sketch, which halves
+    assert len(halvings) == 1
+    for key in range(30, 61):
+        tier.set(key, b"", None)
+    assert tier._guard is not None
+    assert all(tier._entries[key][6] == 0 for key in range(1, 30) if key in tier._entries)
+    assert all(tier._entries[key][6] == 1 for key in range(31, 61) if key in tier._entries)
+    assert sum(tier._sketch.frequency(key) for key in range(1, 30)) <= 1  # (a collision)
 
 
 def test_a_cache_filled_by_writes_alone_still_ticks() -> None:

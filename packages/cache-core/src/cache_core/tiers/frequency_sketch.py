@@ -78,7 +78,12 @@ class FrequencySketch:
         self._door = bytearray(self._door_primes[0])
         self.additions = 0
         self.sample_size = HALVING_FACTOR * self.capacity
-        for key, count in kept:
+        self.carry(kept)
+
+    def carry(self, counts: Iterable[tuple[Hashable, int]]) -> None:
+        """Each key's count at least as given, in the counters alone (not the doorkeeper,
+        nor toward a halving): counts taken elsewhere, as a resize carries the held keys'."""
+        for key, count in counts:
             h = (hash(key) * self._mix) & _M64
             h ^= h >> 29
             for row, p in zip(self._rows, self._primes, strict=True):
