@@ -151,7 +151,7 @@ def short_traces() -> tuple[str, list[str], list[int], int]:
     """The synthetic short recency-skewed traces (bench/synthetic_traces.py): each policy's
     hit ratio, and what a miss and a hit cost against LRU's there; the table, the cells
     that missed the target, the targets met at each seed, and the number of cells."""
-    from policy_cost import TIERS, costs  # its module imports this one
+    from policy_cost import TIERS, interleaved_costs, median_ratio  # (it imports this one)
     from synthetic_traces import FRACTIONS as FRACTIONS_SHORT
     from synthetic_traces import cases
 
@@ -168,10 +168,12 @@ def short_traces() -> tuple[str, list[str], list[int], int]:
             misses.append(f"{name}@{fraction:.0%}")
         cost = ""
         if fraction == min(FRACTIONS_SHORT):
-            (lru_hit, lru_miss, _), (hit, miss, _) = (
-                costs(*TIERS[policy], size, keys) for policy in ("LRU", "W-TinyLFU")
+            got_costs = interleaved_costs(
+                {policy: TIERS[policy] for policy in ("LRU", "W-TinyLFU")}, size, keys
             )
-            cost = f"{miss / lru_miss:.1f}x / {hit / lru_hit:.1f}x"
+            lru_costs, our_costs = got_costs["LRU"], got_costs["W-TinyLFU"]
+            miss_x = median_ratio(our_costs, lru_costs, 1)
+            cost = f"{miss_x:.1f}x / {median_ratio(our_costs, lru_costs, 0):.1f}x"
         rows.append(
             [
                 name,

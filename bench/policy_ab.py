@@ -77,7 +77,7 @@ def child(what: str) -> None:
         for name in COST_TRACES:
             keys = keys_of(name)[:1_000_000]
             size = max(10, round(len(set(keys)) * 0.25))
-            hit, miss, _ = costs(*TIERS["W-TinyLFU"], size, keys)
+            hit, miss, _ = costs(TIERS["W-TinyLFU"], size, keys)
             out[name] = [hit, miss]
     json.dump(out, sys.stdout)
 
@@ -161,7 +161,7 @@ def main(ref: str) -> None:
     for name in COST_TRACES:
         keys = keys_of(name)[:1_000_000]
         size = max(10, round(len(set(keys)) * 0.25))
-        hit, miss, _ = costs(*TIERS["LRU"], size, keys)
+        hit, miss, _ = costs(TIERS["LRU"], size, keys)
         lru_cost[name] = (hit, miss)
     for label in sides:
         print(f"== {label}")
