@@ -9,7 +9,6 @@ from collections.abc import Hashable
 from typing import Any
 
 GUARD_KEYS = 512
-MIN_BITS = 0
 """The recency guard follows about this many keys: one in R, R a power of two."""
 GUARD_MARGIN = 0.01
 """How far (a share of its accesses) LRU must be ahead before the guard acts on
@@ -57,9 +56,11 @@ class RecencyGuard:
     judged at the end of each period; while leaning, at ``GUARD_EARLY_Z`` at every read only
     LRU hit), or has been ahead by more than ``GUARD_MARGIN`` of them (plus ``GUARD_SLACK``
     hits) for ``GUARD_PERIODS`` periods, the tier gives the whole cache to the window (LRU)
-    and the climber works down from there. It starts at the first eviction: before that every
-    policy holds everything. Expiry is not simulated (it takes entries from both alike),
-    and it follows about ``held / rate`` keys, pinning those the cache let go.
+    and the climber works down from there. When the cache is as far ahead (``GUARD_Z``), or
+    after a verdict, the tier lets the guard rest a while and :meth:`restart` it. It starts
+    at the first eviction: before that every policy holds everything. Expiry is not
+    simulated (it takes entries from both alike), and it follows about ``held / rate``
+    keys, pinning those the cache let go.
     """
 
     def __init__(self, max_bytes: int, held: int) -> None:
@@ -91,7 +92,7 @@ class RecencyGuard:
         and twice that many of the ``held`` keys followed. The rate only rises (a sample
         shrinks to a subset of itself, it cannot grow back what it never saw); True when it
         rose, and the keys no longer sampled were let go."""
-        bits = max(MIN_BITS, (held // GUARD_KEYS).bit_length() - 1)
+        bits = max(0, (held // GUARD_KEYS).bit_length() - 1)
         if bits <= self._bits:
             return False
         self._bits = bits
@@ -117,8 +118,9 @@ class RecencyGuard:
 
     def read(self, key: Hashable, weight: int | None) -> bool:
         """A sampled read, a hit of the cache (of ``weight``) or a miss (None); True when
-        LRU has proven better. A hit LRU misses is filled, as the caller would have on a
-        miss (the cache's misses are filled by the caller's write)."""
+        LRU has proven better, or the cache has by far (``resting``: the tier may stop
+        following LRU). A hit LRU misses is filled, as the caller would have on a miss (the
+        cache's misses are filled by the caller's write)."""
         order = self.order
         if key in order:
             order.move_to_end(key)

@@ -16,7 +16,8 @@ changes. The climber is slow to find out that recency is all that matters, so a
 whole cache as soon as LRU has proven better, and the climber works down from there;
 while LRU is ahead but not yet proven (2 standard deviations), a tie at admission lets
 the newcomer in, and the guard tests LRU's lead at every read only LRU hits rather than
-once a period.
+once a period. After a verdict, or where the cache is as far ahead of LRU, the guard rests
+for a few cache-fulls of accesses (its work is every followed key's, on every read).
 
 Everything is bounded by bytes: an entry weighs what it pins (as in the LRU tier, plus
 the second map slot this policy keeps), the window, probation and protected sizes are
@@ -36,7 +37,7 @@ when that entry's kept estimate does not already win (others' arrivals may have 
 the counters it shares); and when a key leaves with the hits it collected while held. A
 key's frequency is the sketch's estimate plus its own count: both sides of every
 admission decision are held. A hit on one of the keys the guard follows (one in its
-sample rate) also moves that key in the guard's LRU.
+sample rate) also moves that key in the guard's LRU, unless the guard rests.
 """
 
 from __future__ import annotations
