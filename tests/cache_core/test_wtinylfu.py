@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import random
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,15 @@ def replay(tier: Any, keys: list[int]) -> float:
         else:
             hits += 1
     return round(100 * hits / len(keys), 2)
+
+
+def replay_until(tier: Any, keys: list[int], start: int, done: Callable[[], bool]) -> int:
+    """Replay ``keys`` from ``start`` until ``done()`` holds after a request: its index."""
+    for i in range(start, len(keys)):
+        replay(tier, [keys[i]])
+        if done():
+            return i
+    raise AssertionError("the trace ended first")
 
 
 def calls_of_keyed(owner: Any, name: str) -> list[Any]:
@@ -259,7 +269,7 @@ def test_where_the_cache_beats_lru_by_far_the_guard_rests_then_looks_again() -> 
     # accesses, then starts again from what the cache holds, on its faded evidence.
     tier = WTinyLfuTier(weigher=unit, max_bytes=250)
     keys = zipf_trace(5000, 200_000, seed=1)
-    at = next(i for i, key in enumerate(keys) if replay(tier, [key]) >= 0 and tier._resting)
+    at = replay_until(tier, keys, 0, lambda: tier._resting is not None)
     guard = tier._resting
     assert guard is not None and tier._guard is None and guard.resting
     assert tier.describe()["recency_guard"]["resting"]
@@ -267,11 +277,7 @@ def test_where_the_cache_beats_lru_by_far_the_guard_rests_then_looks_again() -> 
     followed = list(guard.order)
     hot = next(key for key in keys if key in tier and tier._entries[key][5])
     assert tier.get(hot) is not None and list(guard.order) == followed  # not followed
-    woke = next(
-        i
-        for i, key in enumerate(keys[at + 1 :], at + 1)
-        if replay(tier, [key]) >= 0 and tier._guard is not None
-    )
+    woke = replay_until(tier, keys, at + 1, lambda: tier._guard is not None)
     assert tier._accesses - tier._rested_at >= GUARD_REST * len(tier)  # reads and arrivals
     assert not guard.resting and guard._warming is not None
     # What the cache held (it follows every key of so small a cache), but for the key that
@@ -280,11 +286,10 @@ def test_where_the_cache_beats_lru_by_far_the_guard_rests_then_looks_again() -> 
     assert len(followed) == len(tier) and len(set(guard.order) - followed) <= 2
     faded = guard._warming
     assert 0 < faded[2] - faded[1] < lead  # the cache's lead, faded over the rest
-    for key in keys[woke + 1 :]:  # the first period only fills the LRU
-        replay(tier, [key])
-        if guard._warming is None or tier._guard is None:
-            break
-    assert guard._warming is None and guard.verdicts == 0
+    replay_until(tier, keys, woke + 1, lambda: guard._warming is None)
+    # The first period only filled the LRU: the evidence is the faded one, none of its reads
+    assert (guard._reads, guard._lru_only, guard._cache_only) == faded
+    assert guard.verdicts == 0
 
 
 def test_the_guard_acts_at_once_on_overwhelming_evidence_and_never_on_a_draw() -> None:

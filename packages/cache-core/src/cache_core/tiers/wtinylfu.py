@@ -32,11 +32,11 @@ The sketch's aging and the climber's sample are looked at only at the next miss 
 arrival (a run of hits ages the sketch once, at its end). The sketch
 (cache_core.tiers.frequency_sketch) is asked once when a key arrives (while the cache
 first fills, for every key held at once when it is full: nothing is admitted before),
-keeping the estimate it answers with the entry; for a main entry an admission weighs against it only
-when that entry's kept estimate does not already win (others' arrivals may have raised
-the counters it shares); and when a key leaves with the hits it collected while held. A
-key's frequency is the sketch's estimate plus its own count: both sides of every
-admission decision are held. A hit on one of the keys the guard follows (one in its
+keeping the estimate it answers with the entry; for a main entry an admission weighs
+against it only when that entry's kept estimate does not already win (others' arrivals
+may have raised the counters it shares); and when a key leaves with the hits it
+collected while held. A key's frequency is the sketch's estimate plus its own count: both
+sides of every admission decision are held. A hit on one of the keys the guard follows (one in its
 sample rate) also moves that key in the guard's LRU, unless the guard rests.
 """
 
@@ -91,9 +91,9 @@ window is full, and a rewrite or an entity tag that overflows the bound), as a s
 the entries held. A window given the whole cache takes main in epoch order; ties keep
 their place (at 1/100,000 the traces' figures were the same)."""
 GUARD_REST = 4
-"""Accesses (reads and arrivals) per entry held that the recency guard rests for once the
-cache has beaten LRU by ``GUARD_Z`` standard deviations at a judgement; it then follows LRU
-again from what the cache holds (RecencyGuard.restart)."""
+"""Accesses (reads and arrivals) per entry held that the recency guard rests for after a
+verdict, or once the cache has beaten LRU by ``GUARD_Z`` standard deviations at a
+judgement; it then follows LRU again from what the cache holds (RecencyGuard.restart)."""
 SAMPLE_FACTOR = 10
 """Accesses per climbing sample, per entry held."""
 MIN_SAMPLE = 256
@@ -410,11 +410,9 @@ class WTinyLfuTier(HeldEntries):
         """Follow what LRU would do from here, starting from what it would hold now
         (everything held, oldest first); ``refollow`` when the keys followed changed."""
         self._guard, self._resting = guard, None
-        entries = self._entries
-        if refollow:
-            for key, entry in entries.items():
+        for key, entry in self._entries.items():
+            if refollow:
                 entry[5] = guard.sampled(key)
-        for key, entry in entries.items():
             if entry[5]:
                 guard.write(key, entry[2])
 
