@@ -124,7 +124,7 @@ def test_a_loop_larger_than_the_cache_defeats_lru_not_wtinylfu() -> None:
     lru = replay(MemoryTier(weigher=unit, max_bytes=500), keys)
     ours = replay(WTinyLfuTier(weigher=unit, max_bytes=500), keys)
     assert lru == 0.0
-    assert ours == pytest.approx(76.91, abs=0.005)
+    assert ours == pytest.approx(76.28, abs=0.005)
 
 
 def test_a_skewed_workload_keeps_its_popular_keys() -> None:
@@ -132,7 +132,7 @@ def test_a_skewed_workload_keeps_its_popular_keys() -> None:
     lru = replay(MemoryTier(weigher=unit, max_bytes=250), keys)
     ours = replay(WTinyLfuTier(weigher=unit, max_bytes=250), keys)
     assert lru == pytest.approx(55.55, abs=0.005)
-    assert ours == pytest.approx(64.18, abs=0.005)
+    assert ours == pytest.approx(63.97, abs=0.005)
     assert ours > lru + 8
 
 
@@ -144,7 +144,7 @@ def test_on_a_recency_workload_the_guard_gives_the_window_everything() -> None:
     tier = WTinyLfuTier(weigher=unit, max_bytes=100)
     ours = replay(tier, keys)
     assert lru == pytest.approx(71.42, abs=0.005)
-    assert ours == pytest.approx(71.02, abs=0.005)
+    assert ours == pytest.approx(71.07, abs=0.005)
     described = tier.describe()
     assert described["recency_guard"]["verdicts"] >= 1
     assert described["window_share"] > 0.5  # given everything, then climbed down a little
@@ -161,7 +161,7 @@ def test_a_shift_to_recency_while_the_guard_rests_is_still_caught() -> None:
     replay(lru, first)
     assert tier._resting is not None
     ours, theirs = replay(tier, second), replay(lru, second)
-    assert (theirs, ours) == pytest.approx((75.43, 73.65), abs=0.005)
+    assert (theirs, ours) == pytest.approx((75.43, 73.84), abs=0.005)
     assert tier.describe()["recency_guard"]["verdicts"] >= 1
 
 
@@ -181,12 +181,12 @@ def test_after_a_verdict_the_guard_rests() -> None:
 
 SHORT_FIGURES = {
     # (case, fraction): (LRU %, ours %) on 80,000 requests: 9-30 cache-fulls
-    ("flat", 0.25): (75.75, 75.3),
-    ("flat", 0.5): (86.28, 85.62),
-    ("steep", 0.25): (78.3, 77.92),
+    ("flat", 0.25): (75.75, 75.41),
+    ("flat", 0.5): (86.28, 85.64),
+    ("steep", 0.25): (78.3, 77.94),
     ("steep", 0.5): (78.81, 77.94),
-    ("with-stable-set", 0.25): (78.21, 77.9),
-    ("with-stable-set", 0.5): (82.59, 81.69),
+    ("with-stable-set", 0.25): (78.21, 77.79),
+    ("with-stable-set", 0.5): (82.59, 81.78),
 }
 
 
@@ -414,12 +414,12 @@ def test_while_the_cache_fills_arrivals_are_counted_at_once_when_it_is_full() ->
     reference.increment(300)
     assert tier._guard is not None and len(tier) == 300
     counts = {key: (tier._sketch.frequency(key), reference.frequency(key)) for key in tier._entries}
-    # The same, but for the reference's errors: a resize carried a doorkeeper's false
-    # positive into the counters, and each later resize carried it again (1 key in 300).
+    # The same, but for the reference's errors: two keys that shared a counter while it
+    # was small counted 2, and each later resize carried the 2 on (8 keys in 300).
     differ = [key for key, (ours, fed) in counts.items() if ours != fed]
-    assert all(counts[key][1] == counts[key][0] + 1 for key in differ) and len(differ) <= 3
+    assert all(counts[key][1] == counts[key][0] + 1 for key in differ) and len(differ) <= 10
     assert all(entry[6] == 1 for entry in tier._entries.values())  # each arrival's estimate
-    assert tier._sketch._door == reference._door  # the latest arrivals' first sightings
+    assert tier._sketch.additions == reference.additions == 0  # first sightings, all
 
 
 def test_a_halving_while_the_cache_fills_drops_the_arrivals_before_it() -> None:

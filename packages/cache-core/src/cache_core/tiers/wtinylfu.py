@@ -5,9 +5,9 @@ everything worth keeping. W-TinyLFU (Einziger, Friedman, Manes; Caffeine's polic
 new entries in a small LRU *window*; what leaves the window is a candidate for the
 *main* space (an SLRU: probation, then protected once hit again; protected is a CLOCK,
 its hits counted rather than moved) and is admitted only if it has been asked for more
-often than the main entry it would push out. How often is estimated by a count-min
-sketch of 4-bit counters, halved every ten accesses per key, so the estimate follows
-what is popular now. A fixed window loses to LRU on recency-heavy workloads, so once the
+often than the main entry it would push out. How often is estimated by a sketch of
+small counters, halved every ten accesses per key, so the estimate follows what is
+popular now. A fixed window loses to LRU on recency-heavy workloads, so once the
 cache has been full the window's share is adapted by hill climbing on the hit ratio
 (Caffeine's climber): every sample of accesses, keep moving the window's size in the
 direction that raised the hit ratio, in steps that shrink, and restart when the workload
@@ -301,8 +301,9 @@ class WTinyLfuTier(HeldEntries):
         for entry in self._entries.values():
             hits = entry[4]
             entry[4] = (MAX_COUNT if hits > MAX_COUNT else hits) >> 1
-            # Halved as its counters were (the doorkeeper's bit it counted may be one over:
-            # taking it out measured lower on the scan trace, 20.4% against 21.2% at 500).
+            # Halved as its counter was (which is aged to (c - 1) // 2, the first sighting's
+            # one taken out: taking it out here too measured lower on the scan trace with the
+            # count-min sketch before, 20.4% against 21.2% at 500).
             entry[6] >>= 1
             # Halved with the count it is compared with, capped alike: a protected key hit
             # since placed may lose its second round (when its count passed the cap, or
@@ -389,12 +390,12 @@ class WTinyLfuTier(HeldEntries):
 
         The arrivals are counted as they would stand had each been counted as it came:
         those before the last halving not at all (it drops single counts), those before the
-        last resize in the counters (a resize carries the held keys' counts there), the
-        rest through the doorkeeper. One pass, instead of an increment per arrival and a
-        carry of everything held at each of the resizes while it grew: that was a sixth of
-        a replay of a million requests at 100,000 entries, and 7% of one of 26,000 at
-        1,421. (The map's order is the arrivals'; a key deleted while it filled shifts the
-        boundaries by one.)"""
+        last resize at 1 (a resize carries the held keys' counts), the rest as first
+        sightings (as an increment would, sharing a counter or not). One pass, instead of an
+        increment per arrival and a carry of everything held at each of the resizes while it
+        grew: that was a sixth of a replay of a million requests at 100,000 entries, and 7%
+        of one of 26,000 at 1,421. (The map's order is the arrivals'; a key deleted while it
+        filled shifts the boundaries by one.)"""
         entries, sketch = self._entries, self._sketch
         halved, resized = self._halved_at, self._resized_at
         sketch.carry((key, 1) for key in itertools.islice(entries, halved, resized))
