@@ -85,10 +85,11 @@ guard below taking the long way up, smaller steps wander less on short traces)."
 STEP_DECAY = 0.98
 RESTART_THRESHOLD = 0.05
 """A hit-ratio change this large means a new workload: climb again in full steps."""
-EPOCH_SHARE = 1 / 64
+EPOCH_SHIFT = 6
 """How long an epoch of access stamps lasts: calls of the eviction (each arrival once the
-window is full, and a rewrite or an entity tag that overflows the bound), as a share of
-the entries held. A window given the whole cache takes main in epoch order; ties keep
+window is full, and a rewrite or an entity tag that overflows the bound), the entries
+held shifted right by this (1/64 of them; a shift, as a small cache computes it every
+other arrival). A window given the whole cache takes main in epoch order; ties keep
 their place (at 1/100,000 the traces' figures were the same)."""
 GUARD_REST = 4
 """Accesses (reads and arrivals) per entry held that the recency guard rests for after a
@@ -141,7 +142,7 @@ class WTinyLfuTier(HeldEntries):
         self._tick_at = 1  # ``_accesses`` when the next tick is due
         self._ticked_at = 0  # ``_accesses`` at the last tick
         self._arrivals = 0  # new keys since the last tick (counted in ``_accesses`` too)
-        # A shared int that changes every EPOCH_SHARE of a cache-full of evictions: a hit
+        # A shared int that changes every 1/64 of a cache-full of evictions: a hit
         # in protected stamps its entry with it only if it changed (a stamp of its own,
         # swapped every hit, cost a large cache a third of a hit: the int it let go was
         # cold in memory).
@@ -463,7 +464,7 @@ class WTinyLfuTier(HeldEntries):
             # (an ``is`` that holds means an equal value: ``_accesses`` only grows, so a hit
             # that skips its stamp would have written the same number)
             self._epoch = self._accesses
-            self._epoch_left = max(1, int(EPOCH_SHARE * len(self._entries)))
+            self._epoch_left = (len(self._entries) >> EPOCH_SHIFT) or 1
         if self._protected_bytes > self._protected_max:
             self._demote_protected()
         window, entries, sketch = self._window, self._entries, self._sketch
