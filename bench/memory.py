@@ -28,7 +28,7 @@ from memory_random import RANDOM_BOUND_MB, random_report, run_random
 
 SIZES_MB = (16, 64, 256)
 EVICTIONS = ("lru", "wtinylfu")
-"""W-TinyLFU also keeps a frequency sketch, a doorkeeper and its recency guard outside
+"""W-TinyLFU also keeps a frequency sketch and its recency guard outside
 the bound: this measures what they add."""
 MIB = 1024 * 1024
 

@@ -8,13 +8,13 @@ age what it counts itself. A key's first sighting does not count toward the agin
 
 This is what the count-min sketch of four rows behind a doorkeeper (a Bloom filter taking
 first sightings) computed, but for its collisions: a first sighting counted 1 in the
-doorkeeper, and an aging emptied it and halved the rows. With one wide row in about the
-same bytes (the four rows and the doorkeeper took 32-64 a key, by size) two keys rarely
-share a counter, and a call computes one remainder and reads one counter instead of six:
-an increment about 190 ns instead of 520, a lookup 150 instead of 410. On the tuning
-traces it met as many targets over seeds 0-4 (272 of 325, against 271); counting exactly
-(a dict) met fewer (262), and the victim's counter still has to be read again at
-admission (others' arrivals may share it): without that, 242.
+doorkeeper, and an aging emptied it and halved the rows. With one row, 64 bytes a key
+(the four rows and the doorkeeper took 32-64, by size: at most twice their memory), two
+keys rarely share a counter, and a call computes one remainder and reads one counter
+instead of six: an increment about 190 ns instead of 520, a lookup 150 instead of 410.
+On the tuning traces it met as many targets over seeds 0-4 (272 of 325, against 271);
+counting exactly (a dict) met fewer (262), and the victim's counter still has to be read
+again at admission (others' arrivals may share it): without that, 242.
 
 ``hash(key)`` is mixed (a multiply and an xor-shift) before the remainder: an int hashes
 to itself, and consecutive ints would otherwise fill consecutive counters, colliding far
