@@ -292,6 +292,20 @@ def test_where_the_cache_beats_lru_by_far_the_guard_rests_then_looks_again() -> 
     assert guard.verdicts == 0
 
 
+def test_a_guard_filled_at_once_holds_what_writes_one_by_one_would() -> None:
+    # (a resting guard wakes into a fill of every key the cache follows, oldest first)
+    rng = random.Random(4)
+    items = [(key, rng.choice((1, 2, 5, 9))) for key in range(200)]
+    items.insert(50, (-1, 100))  # more than the budget (64): never held
+    one_by_one, filled = RecencyGuard(max_bytes=64, held=64), RecencyGuard(max_bytes=64, held=64)
+    for key, weight in items:
+        one_by_one.write(key, weight)
+    filled.fill(items)
+    assert list(filled.order.items()) == list(one_by_one.order.items())
+    assert filled._bytes == one_by_one._bytes == sum(filled.order.values()) <= 64
+    assert len(filled.order) > 10
+
+
 def test_the_guard_acts_at_once_on_overwhelming_evidence_and_never_on_a_draw() -> None:
     guard = RecencyGuard(max_bytes=64, held=64)  # every key followed, periods of 64 reads
     for key in range(64):

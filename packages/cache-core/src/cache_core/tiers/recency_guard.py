@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 GUARD_KEYS = 512
@@ -162,6 +162,15 @@ class RecencyGuard:
         self._bytes += weight - order.pop(key, 0)
         order[key] = weight
         while self._bytes > self._budget:
+            self._bytes -= order.popitem(last=False)[1]
+
+    def fill(self, items: Iterable[tuple[Hashable, int]]) -> None:
+        """Into an empty LRU (a new guard's, or one restarted), ``(key, weight)`` oldest
+        first: what :meth:`write` of each in turn would leave (the newest that fit)."""
+        order, budget = self.order, self._budget
+        order.update((key, weight) for key, weight in items if weight <= budget)
+        self._bytes = sum(order.values())
+        while self._bytes > budget:
             self._bytes -= order.popitem(last=False)[1]
 
     def drop(self, key: Hashable) -> None:

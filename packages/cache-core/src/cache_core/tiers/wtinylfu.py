@@ -410,13 +410,18 @@ class WTinyLfuTier(HeldEntries):
 
     def _start_guard(self, guard: RecencyGuard, *, refollow: bool) -> None:
         """Follow what LRU would do from here, starting from what it would hold now
-        (everything held, oldest first); ``refollow`` when the keys followed changed."""
+        (everything held, oldest first); ``refollow`` when the keys followed changed.
+
+        In one fill, not a write a key: a guard that rests wakes every few cache-fulls of
+        accesses, and its writes, one call a held key, were 4.5% of sprite's replay at
+        1,769 entries (about a microsecond a miss)."""
         self._guard, self._resting = guard, None
-        for key, entry in self._entries.items():
-            if refollow:
-                entry[5] = guard.sampled(key)
-            if entry[5]:
-                guard.write(key, entry[2])
+        entries = self._entries
+        if refollow:
+            sampled = guard.sampled
+            for key, entry in entries.items():
+                entry[5] = sampled(key)
+        guard.fill((key, entry[2]) for key, entry in entries.items() if entry[5])
 
     def _heed(self, guard: RecencyGuard) -> None:
         """The guard has judged: LRU is better (a verdict: the window gets the cache), or
