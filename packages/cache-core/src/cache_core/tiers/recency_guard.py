@@ -77,6 +77,9 @@ class RecencyGuard:
         """Sampled reads until the next judgement (the tier counts a hit both hit itself:
         a call per such read cost as much as the rest of a hit)."""
         self.verdicts = 0
+        self.wins = 0
+        """Judgements in a row (no lean, no verdict between) at which the cache beat LRU by
+        ``GUARD_Z`` standard deviations: each doubles the rest that follows."""
         self._warming: tuple[float, float, float] | None = None
         """After a rest, the evidence to pick up again once the LRU has filled."""
         self.resting = False
@@ -192,7 +195,10 @@ class RecencyGuard:
         self.leaning = lead > GUARD_LEAN_Z * chance
         if -lead > GUARD_Z * chance:
             self.resting = True
+            self.wins += 1
             return True
+        if self.leaning:
+            self.wins = 0
         # The test needs a lead of 16 hits at the least (lead > 4 sqrt(lead)): the margin
         # and the slack are for the slow path, where a small lead held long must not count.
         # (Asked of this path too, they held steep@50% back by a cache-full: 4.5 points.)
@@ -210,6 +216,7 @@ class RecencyGuard:
         """LRU has proven better: the evidence starts over, for what the cache does next
         (leaning too: the next lean, and early verdict, are on that evidence)."""
         self.leaning = False
+        self.wins = 0
         self._reads = self._lru_only = self._cache_only = 0.0
         self._periods = 0
         self.left = self._period
