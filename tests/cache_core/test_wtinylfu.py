@@ -124,7 +124,7 @@ def test_a_loop_larger_than_the_cache_defeats_lru_not_wtinylfu() -> None:
     lru = replay(MemoryTier(weigher=unit, max_bytes=500), keys)
     ours = replay(WTinyLfuTier(weigher=unit, max_bytes=500), keys)
     assert lru == 0.0
-    assert ours == pytest.approx(76.28, abs=0.005)
+    assert ours == pytest.approx(79.37, abs=0.005)
 
 
 def test_a_skewed_workload_keeps_its_popular_keys() -> None:
@@ -132,7 +132,7 @@ def test_a_skewed_workload_keeps_its_popular_keys() -> None:
     lru = replay(MemoryTier(weigher=unit, max_bytes=250), keys)
     ours = replay(WTinyLfuTier(weigher=unit, max_bytes=250), keys)
     assert lru == pytest.approx(55.55, abs=0.005)
-    assert ours == pytest.approx(63.97, abs=0.005)
+    assert ours == pytest.approx(64.03, abs=0.005)
     assert ours > lru + 8
 
 
@@ -144,7 +144,7 @@ def test_on_a_recency_workload_the_guard_gives_the_window_everything() -> None:
     tier = WTinyLfuTier(weigher=unit, max_bytes=100)
     ours = replay(tier, keys)
     assert lru == pytest.approx(71.42, abs=0.005)
-    assert ours == pytest.approx(71.07, abs=0.005)
+    assert ours == pytest.approx(71.01, abs=0.005)
     described = tier.describe()
     assert described["recency_guard"]["verdicts"] >= 1
     assert described["window_share"] > 0.5  # given everything, then climbed down a little
@@ -162,7 +162,7 @@ def test_a_shift_to_recency_while_the_guard_rests_is_still_caught() -> None:
     replay(lru, first)
     assert tier._resting is not None
     ours, theirs = replay(tier, second), replay(lru, second)
-    assert (theirs, ours) == pytest.approx((75.43, 74.93), abs=0.005)
+    assert (theirs, ours) == pytest.approx((75.43, 74.92), abs=0.005)
     assert tier.describe()["recency_guard"]["verdicts"] >= 1
 
 
@@ -310,6 +310,9 @@ def test_each_win_in_a_row_doubles_the_rest_and_a_lean_starts_over() -> None:
     # LRU ahead by 12 of 12 reads only one of them hit: 3.5 sd, a lean but no verdict
     guard._warming, guard._lru_only, guard._cache_only, guard.left = None, 12.0, 0.0, 0
     assert not guard.judge() and guard.leaning and guard.wins == 0  # the count starts over
+    guard.wins = 3
+    guard._verdict()  # (the early verdict, a read's, comes here without a judgement)
+    assert guard.wins == 0
 
 
 def test_a_guard_filled_at_once_holds_what_writes_one_by_one_would() -> None:
@@ -448,8 +451,8 @@ def test_while_the_cache_fills_arrivals_are_counted_at_once_when_it_is_full() ->
     reference.increment(300)
     assert tier._guard is not None and len(tier) == 300
     counts = {key: (tier._sketch.frequency(key), reference.frequency(key)) for key in tier._entries}
-    # The same, but for the reference's errors: two keys that shared a counter while it
-    # was small counted 2, and each later resize carried the 2 on (8 keys in 300).
+    # The same, but for the reference's errors: of two keys that shared a byte while it
+    # was small, the second counted 2, and each later resize carried the 2 on (8 in 300).
     differ = [key for key, (ours, fed) in counts.items() if ours != fed]
     assert all(counts[key][1] == counts[key][0] + 1 for key in differ) and len(differ) <= 10
     assert all(entry[6] == 1 for entry in tier._entries.values())  # each arrival's estimate

@@ -1,23 +1,26 @@
 """How often each key has been asked for lately: W-TinyLFU's frequency sketch.
 
-One row of counters (a byte each, capped at 16), 64 a key the sketch is sized for, a
-key's counter at its mixed hash modulo the row's prime length. Every counter is aged
-after ten increments a key: a count c becomes (c - 1) // 2, so a key seen once since the
-last aging is forgotten, and old popularity fades; the owner hears of it (``on_halve``) to
-age what it counts itself. A key's first sighting does not count toward the aging.
+One row of bytes, 64 a key the sketch is sized for, a key's byte at its mixed hash modulo
+the row's prime length. A byte holds a counter (its low 4 bits, to ``MAX_COUNT``) and a
+*seen* bit (``SEEN``, since the last aging): a key's first sighting since then sets the bit
+and nothing else, so keys seen once never reach the counter; a key's estimate is its
+counter plus the bit. Every counter is halved, and every bit cleared, after ten
+increments a key (first sightings not among them), so old popularity fades; the owner
+hears of it (``on_halve``) to age what it counts itself.
 
-This is what the count-min sketch of four rows behind a doorkeeper (a Bloom filter taking
-first sightings) computed, but for its collisions: a first sighting counted 1 in the
-doorkeeper, and an aging emptied it and halved the rows. With one row, 64 bytes a key
-(the four rows and the doorkeeper took 32-64, by size: at most twice their memory), two
-keys rarely share a counter, and a call computes one remainder and reads one counter
-instead of six: an increment about 190 ns instead of 520, a lookup 150 instead of 410.
-On the tuning traces it met as many targets over seeds 0-4 (272 of 325, against 271);
-counting exactly (a dict) met fewer (262), and the victim's counter still has to be read
-again at admission (others' arrivals may share it): without that, 242.
+This is what the count-min sketch of four rows behind a doorkeeper (a Bloom filter of
+first sightings) that it replaces computed, but for collisions: the bit is the
+doorkeeper's, kept in the key's own byte. One wide row (the four rows and the doorkeeper
+took 32-64 bytes a key, by size: at most twice their memory) makes two keys share a byte
+rarely, and a call computes one remainder and reads one byte instead of six: an
+increment about 190 ns instead of 520, a lookup 150 instead of 410. On the tuning traces
+it met as many targets over seeds 0-4 (265 of 325 against 264, and 270 against 271, on
+two runs' theine figures); a count with no bit (a first sighting counted, aged to
+(c - 1) // 2) met as many too, counting exactly in a dict fewer (262 against 271), and
+not reading the victim's byte again at admission (others' arrivals may share it) 242.
 
 ``hash(key)`` is mixed (a multiply and an xor-shift) before the remainder: an int hashes
-to itself, and consecutive ints would otherwise fill consecutive counters, colliding far
+to itself, and consecutive ints would otherwise fill consecutive bytes, colliding far
 less than hashed keys do, so the integer traces would measure a sketch that string keys
 never get.
 
@@ -34,16 +37,19 @@ import random
 from collections.abc import Callable, Hashable, Iterable
 
 MAX_COUNT = 15
-"""The counters hold up to one more (the doorkeeper's bit the sketch had on top)."""
+"""A counter's cap: an estimate is at most one more (the seen bit)."""
+SEEN = 16
+"""The bit of a byte that says its key was seen since the last aging."""
 HALVING_FACTOR = 10
 """Increments between agings, per key the sketch is sized for (Caffeine's)."""
 ROW_FACTOR = 64
-"""Counters per key the sketch is sized for (at 32 the tuning traces met 262 of 325
-targets over seeds 0-4 instead of 272)."""
+"""Bytes per key the sketch is sized for (at 32 the tuning traces met 261 of 325 targets
+over seeds 0-4 instead of 265)."""
 
 _M64 = (1 << 64) - 1
 _MIX = 0xD6E8FEB86659FD93
-_AGED = bytes(max(0, count - 1) >> 1 for count in range(256))
+_AGED = bytes((byte & MAX_COUNT) >> 1 for byte in range(256))
+"""Each byte aged: its counter halved, its seen bit cleared."""
 
 
 def _ignore() -> None:
@@ -86,43 +92,50 @@ class FrequencySketch:
         self.carry(kept)
 
     def carry(self, counts: Iterable[tuple[Hashable, int]]) -> None:
-        """Each key's count at least as given, not toward an aging: counts taken
-        elsewhere, as a resize carries the held keys'."""
+        """Each key's counter at least as given (its seen bit as it was), not toward an
+        aging: counts taken elsewhere, as a resize carries the held keys'."""
         length, row, mix = self._length, self._row, self._mix
         for key, count in counts:
             h = (hash(key) * mix) & _M64
             i = (h ^ (h >> 29)) % length
-            row[i] = max(row[i], count)
+            byte = row[i]
+            if byte & MAX_COUNT < count:
+                row[i] = byte & SEEN | min(count, MAX_COUNT)
 
     def increment(self, key: Hashable) -> int:
         """Count one access of ``key``; its estimate after it."""
         h = (hash(key) * self._mix) & _M64
         i = (h ^ (h >> 29)) % self._length
         row = self._row
-        count = row[i]
-        if count > MAX_COUNT:
-            return count
-        row[i] = count + 1
-        if not count:  # a first sighting: not toward the aging (the doorkeeper's was not)
-            return 1
+        byte = row[i]
+        if byte < SEEN:  # the first sighting since the last aging: the bit alone
+            row[i] = byte | SEEN
+            return byte + 1
+        count = byte & MAX_COUNT
+        if count >= MAX_COUNT:
+            return MAX_COUNT + 1
+        row[i] = byte + 1
         self.additions += 1
         if self.additions >= self.sample_size:
             self.halve()
-            return self._row[i]
-        return count + 1
+            return self.frequency(key)
+        return count + 2  # the counter, incremented, and the bit
 
     def add(self, key: Hashable, times: int) -> None:
-        """``times`` increments at once (the hits a key collected while the cache held it)."""
+        """``times`` increments at once (the hits a key collected while the cache held it):
+        the first sets the seen bit if it must, the rest reach the counter."""
         h = (hash(key) * self._mix) & _M64
         i = (h ^ (h >> 29)) % self._length
         row = self._row
-        count = row[i]
+        byte = row[i]
         times = min(times, MAX_COUNT)  # (the tier's counts are capped here, not as they grow)
-        if times <= 0:
-            return
-        total = count + times
-        row[i] = total if total <= MAX_COUNT else MAX_COUNT + 1
-        self.additions += times if count else times - 1  # (the first: a first sighting)
+        if byte < SEEN:
+            byte |= SEEN
+            times -= 1
+        if times > 0:
+            byte = SEEN | min((byte & MAX_COUNT) + times, MAX_COUNT)
+            self.additions += times
+        row[i] = byte
         if self.additions >= self.sample_size:
             self.halve()
 
@@ -143,7 +156,8 @@ class FrequencySketch:
 
     def frequency(self, key: Hashable) -> int:
         h = (hash(key) * self._mix) & _M64
-        return self._row[(h ^ (h >> 29)) % self._length]
+        byte = self._row[(h ^ (h >> 29)) % self._length]
+        return (byte & MAX_COUNT) + (byte >> 4)
 
 
-__all__ = ["MAX_COUNT", "FrequencySketch"]
+__all__ = ["MAX_COUNT", "SEEN", "FrequencySketch"]

@@ -79,7 +79,8 @@ class RecencyGuard:
         self.verdicts = 0
         self.wins = 0
         """Judgements in a row (no lean, no verdict between) at which the cache beat LRU by
-        ``GUARD_Z`` standard deviations: each doubles the rest that follows."""
+        ``GUARD_Z`` standard deviations: each after the first doubles the rest that follows
+        (up to the tier's ``REST_DOUBLINGS``)."""
         self._warming: tuple[float, float, float] | None = None
         """After a rest, the evidence to pick up again once the LRU has filled."""
         self.resting = False

@@ -94,7 +94,8 @@ their place (at 1/100,000 the traces' figures were the same)."""
 GUARD_REST = 4
 """Accesses (reads and arrivals) per entry held that the recency guard rests for after a
 verdict, or once the cache has beaten LRU by ``GUARD_Z`` standard deviations at a
-judgement; it then follows LRU again from what the cache holds (RecencyGuard.restart)."""
+judgement (longer after wins in a row: ``REST_DOUBLINGS``); it then follows LRU again
+from what the cache holds (RecencyGuard.restart)."""
 REST_DOUBLINGS = 2
 """Each judgement in a row at which the cache wins again (RecencyGuard.wins) doubles the
 rest after it, this many times at most (16 cache-fulls). Where the cache keeps winning,
@@ -311,9 +312,8 @@ class WTinyLfuTier(HeldEntries):
         for entry in self._entries.values():
             hits = entry[4]
             entry[4] = (MAX_COUNT if hits > MAX_COUNT else hits) >> 1
-            # Halved as its counter was (which is aged to (c - 1) // 2, the first sighting's
-            # one taken out: taking it out here too measured lower on the scan trace with the
-            # count-min sketch before, 20.4% against 21.2% at 500).
+            # Halved as its counter was (the seen bit it counted may be one over: taking it
+            # out measured lower on the scan trace, 20.4% against 21.2% at 500).
             entry[6] >>= 1
             # Halved with the count it is compared with, capped alike: a protected key hit
             # since placed may lose its second round (when its count passed the cap, or
