@@ -13,11 +13,15 @@ first sightings) that it replaces computed, but for collisions: the bit is the
 doorkeeper's, kept in the key's own byte. One wide row (the four rows and the doorkeeper
 took 32-64 bytes a key, by size: at most twice their memory) makes two keys share a byte
 rarely, and a call computes one remainder and reads one byte instead of six: an
-increment about 190 ns instead of 520, a lookup 150 instead of 410. On the tuning traces
-it met as many targets over seeds 0-4 (265 of 325 against 264, and 270 against 271, on
-two runs' theine figures); a count with no bit (a first sighting counted, aged to
-(c - 1) // 2) met as many too, counting exactly in a dict fewer (262 against 271), and
-not reading the victim's byte again at admission (others' arrivals may share it) 242.
+increment about 190 ns instead of 520, a lookup 160 instead of 410. What one row gives up:
+a cold key that shares a hot key's byte looks as hot as it (with four rows it had to share
+all four). Two keys share a byte with a chance of one in the row's length; in a test
+where a hot key must beat protected's victims, one string key in about 300 lost to such
+a victim. On the tuning traces it met as many targets over seeds 0-4 (265 of 325
+against 264, and 270 against 271, on two runs' theine figures); a count with no bit (a
+first sighting counted, aged to (c - 1) // 2) met as many too, counting exactly in a dict
+fewer (262 against 271), and not reading the victim's byte again at admission (others'
+arrivals may share it) 242.
 
 ``hash(key)`` is mixed (a multiply and an xor-shift) before the remainder: an int hashes
 to itself, and consecutive ints would otherwise fill consecutive bytes, colliding far
