@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import random
 
-from cache_core.tiers.frequency_sketch import _M64, MAX_COUNT, FrequencySketch, primes_below
+from cache_core.tiers.frequency_sketch import _M64, MAX_COUNT, FrequencySketch, prime_below
 
 
 def test_an_increment_answers_the_estimate_a_lookup_then_finds() -> None:
@@ -134,11 +134,11 @@ def test_an_aging_forgets_keys_seen_once_since_the_last() -> None:
     assert sketch.additions == additions
 
 
-def test_the_row_is_a_prime_length_of_64_counters_a_key() -> None:
-    assert primes_below(64, 4) == [61, 59, 53, 47]
+def test_the_row_is_a_prime_length_of_64_bytes_a_key() -> None:
+    assert [prime_below(n) for n in (64, 61, 59, 4)] == [61, 59, 53, 3]
     sketch = FrequencySketch(1000)
     length = len(sketch._row)
-    assert length == primes_below(64 * 1000, 1)[0]
+    assert length == prime_below(64 * 1000)
     assert all(length % d for d in range(2, int(length**0.5) + 1))
 
 

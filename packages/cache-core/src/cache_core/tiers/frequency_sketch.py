@@ -60,17 +60,12 @@ def _ignore() -> None:
     return None
 
 
-def primes_below(limit: int, count: int) -> list[int]:
-    """The ``count`` largest primes below ``limit``, largest first."""
-    found: list[int] = []
-    candidate = limit - 1
-    while len(found) < count and candidate > 2:
+def prime_below(limit: int) -> int:
+    """The largest odd prime below ``limit``."""
+    for candidate in range(limit - 1, 2, -1):
         if candidate % 2 and all(candidate % d for d in range(3, int(candidate**0.5) + 1, 2)):
-            found.append(candidate)
-        candidate -= 1
-    if len(found) < count:
-        raise ValueError(f"fewer than {count} odd primes below {limit}")
-    return found
+            return candidate
+    raise ValueError(f"no odd prime below {limit}")
 
 
 class FrequencySketch:
@@ -89,7 +84,7 @@ class FrequencySketch:
         cache holds) carry over, the rest start over."""
         kept = [(key, self.frequency(key)) for key in keep] if self._row else []
         self.capacity = max(16, capacity)
-        self._length = primes_below(ROW_FACTOR * self.capacity, 1)[0]
+        self._length = prime_below(ROW_FACTOR * self.capacity)
         self._row = bytearray(self._length)
         self.additions = 0
         self.sample_size = HALVING_FACTOR * self.capacity

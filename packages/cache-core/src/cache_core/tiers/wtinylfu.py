@@ -34,7 +34,7 @@ arrival (a run of hits ages the sketch once, at its end). The sketch
 first fills, for every key held at once when it is full: nothing is admitted before),
 keeping the estimate it answers with the entry; for a main entry an admission weighs
 against it only when that entry's kept estimate does not already win (others' arrivals
-may have raised the counters it shares); and when a key leaves with the hits it
+may have raised the byte it shares); and when a key leaves with the hits it
 collected while held. A key's frequency is the sketch's estimate plus its own count: both
 sides of every admission decision are held. A hit on one of the keys the guard follows (one in its
 sample rate) also moves that key in the guard's LRU, unless the guard rests.
@@ -508,10 +508,10 @@ class WTinyLfuTier(HeldEntries):
                     candidate = entry[6] + entry[4]
                     candidate = MAX_COUNT if candidate > MAX_COUNT else candidate
                 # What the victim kept from its arrival is about a floor of its count now
-                # (its counters only grow between halvings, and are halved with it): above
+                # (its byte only grows between halvings, and is halved with it): above
                 # the candidate, or at it unless the guard leans, it wins without the sketch.
                 # Else its count is read again: other keys' arrivals may have raised the
-                # counters it shares (a small sketch saturates). The candidate is capped,
+                # byte it shares in the sketch. The candidate is capped,
                 # so a victim's count past the cap wins as at the cap.
                 against = record[6] + record[4]
                 if candidate > against or (leaning and candidate == against):
